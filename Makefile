@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# Both bootstrap .venv themselves. DDS stays on loopback for everything started here.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 80 + 10 )))
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+VENV ?= .venv
+PYTEST_ARGS ?= -n 2 --timeout 600
+
+.PHONY: demo test lint format colcon bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+demo:  ## install runtime + ROS wheels, run the live-graph demo on a synthetic airside bag
+	@scripts/bootstrap.sh ros
+	$(VENV)/bin/vla-edge demo
+
+test:  ## install everything, run the full test suite
+	@scripts/bootstrap.sh ros,train,dev
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint:  ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:  ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+colcon:  ## prove the package builds as an ament_python package and the share files land
+	@scripts/bootstrap.sh ros,train,dev
+	scripts/colcon_check.sh
+
+bench:  ## run the CPU benchmarks (prints ratios)
+	@scripts/bootstrap.sh ros,train,dev
+	for b in bench/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf build install log .pytest_cache

@@ -1,0 +1,78 @@
+"""ament_python package definition for vla_edge.
+
+The same file serves ``colcon build`` on a vehicle (ROS from the system install) and
+``pip install .[ros,train,dev]`` on a machine without ROS (ROS 2 from PyPI wheels).
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "vla_edge"
+
+ROS_WHEELS = [
+    "ros-rclpy",
+    "ros-rmw-fastrtps-cpp",
+    "ros-sensor-msgs",
+    "ros-nav-msgs",
+    "ros-geometry-msgs",
+    "ros-std-msgs",
+    "ros-std-srvs",
+    "ros-diagnostic-msgs",
+    "ros-visualization-msgs",
+    "ros-rosgraph-msgs",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Learned planner with safety arbiter, Frenet fallback and bag logging for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/engines", glob("engines/*.onnx") + glob("engines/*.json")),
+    ],
+    install_requires=[
+        "setuptools",
+        "numpy>=1.22",
+        "pyyaml>=5.4",
+        "opencv-python-headless>=4.6",
+        "onnxruntime>=1.16",
+        "rosbags>=0.10",
+        "tqdm>=4.60",
+        "matplotlib>=3.5",
+    ],
+    extras_require={
+        # ROS 2 Kilted wheels for machines without a ROS install (Python 3.11).
+        "ros": ROS_WHEELS,
+        # Offline training / export only; the vehicle runtime never imports torch.
+        "train": ["torch==2.13.0", "onnx>=1.15", "tensorboard>=2.14"],
+        "dev": [
+            "pytest>=7",
+            "pytest-timeout>=2.1",
+            "pytest-xdist>=3.3",
+            "hypothesis>=6.80",
+            "ruff>=0.5",
+            "colcon-common-extensions",
+            "ros-ament-package",
+        ],
+    },
+    zip_safe=True,
+    maintainer="vla_edge maintainers",
+    maintainer_email="maintainers@vla-edge.dev",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "vla-edge = vla_edge.cli:main",
+            "inference_node = vla_edge.nodes.inference_node:main",
+            "arbiter_node = vla_edge.nodes.arbiter_node:main",
+            "recorder_node = vla_edge.nodes.recorder_node:main",
+            "vla-edge-train = training.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,91 @@
+"""Shared pytest setup.
+
+DDS is pinned to loopback and every test run (and every xdist worker) gets its own
+ROS_DOMAIN_ID *before* anything can import rclpy, so parallel runs never cross-talk and
+no traffic leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+_base_domain = int(os.environ.get("ROS_DOMAIN_ID", str(10 + os.getpid() % 80)))
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_worker_idx = int(_worker[2:]) if _worker.startswith("gw") and _worker[2:].isdigit() else 0
+os.environ["ROS_DOMAIN_ID"] = str(min(_base_domain + _worker_idx * 7, 101))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VLA_EDGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+    except Exception:  # noqa: BLE001 - any import failure means "absent"
+        return False
+    return True
+
+
+HAVE_RCLPY = _have("rclpy")
+HAVE_TORCH = _have("torch")
+
+requires_rclpy = pytest.mark.skipif(not HAVE_RCLPY, reason="rclpy not installed (pip install .[ros])")
+requires_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed (pip install .[train])")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ros: test starts rclpy and talks DDS on loopback")
+    config.addinivalue_line("markers", "slow: test takes more than ~20 s")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Directory of the real sensor files (``../shared/data``); never copied into the repo."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"real sensor data missing at {SHARED_DATA}; CI must have ../shared/data")
+        pytest.skip(f"real sensor data not found at {SHARED_DATA} (set VLA_EDGE_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rclpy_context() -> Iterator[object]:
+    """A fresh rclpy context for one test, shut down afterwards."""
+    if not HAVE_RCLPY:
+        pytest.skip("rclpy not installed (pip install .[ros])")
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        yield ctx
+    finally:
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, spin: Callable[[], None] | None = None) -> bool:
+    """Poll ``predicate`` (spinning ``spin`` between polls) until true or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if spin is not None:
+            spin()
+        else:
+            time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def wait() -> Callable[..., bool]:
+    """The bounded :func:`wait_until` helper as a fixture."""
+    return wait_until
