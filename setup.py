@@ -65,7 +65,6 @@ setup(
     zip_safe=True,
     maintainer="vla_edge maintainers",
     maintainer_email="maintainers@vla-edge.dev",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "vla-edge = vla_edge.cli:main",
