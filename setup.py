@@ -52,6 +52,8 @@ setup(
         "ros": ROS_WHEELS,
         # Offline training / export only; the vehicle runtime never imports torch.
         "train": ["torch==2.13.0", "onnx>=1.15", "tensorboard>=2.14"],
+        # Benchmark-only peers (x86_64 wheels; never a vehicle dependency).
+        "bench": ["frenetix"],
         "dev": [
             "pytest>=7",
             "pytest-timeout>=2.1",

@@ -55,7 +55,9 @@ class Frame:
         stamp: LiDAR header stamp in seconds; every other input is aligned to it.
         points: N x 4 float32 (x, y, z, intensity) in ``base_link``, NaN/Inf removed.
         ego: Ego state interpolated to ``stamp``.
-        reference_path: K x 2 float32 reference path ahead, in the ego frame at ``stamp``.
+        reference_path: M x 2 float reference path in the ego frame at ``stamp``, from
+            slightly behind the ego to a configured look-ahead (M varies; the student
+            resamples it to its fixed K points, the planner uses it as is).
         images: Optional camera images by camera name, H x W x 3 uint8 (RGB).
         ages: Age in seconds of each input relative to ``stamp`` (``"odometry"``,
             ``"reference_path"``, camera names...).
