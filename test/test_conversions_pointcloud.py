@@ -86,15 +86,23 @@ def test_kitti_roundtrip_through_cdr(shared_data, factory, rosbags_store):
     np.testing.assert_array_equal(pointcloud2_to_xyzi(back), pts)
 
 
-def test_cross_binding_cdr_bytes_identical(shared_data, rosbags_store):
+def test_cross_binding_cdr(shared_data, rosbags_store):
+    """rosbags-written CDR decodes in rclpy and vice versa, to the same points."""
     if not HAVE_RCLPY:
         pytest.skip("rclpy not installed")
-    from rclpy.serialization import serialize_message
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import PointCloud2
 
     pts = _kitti(shared_data)[:500]
-    a = xyzi_to_pointcloud2(pts, RosbagsFactory(), 1.0, "lidar", layout="ouster")
-    b = xyzi_to_pointcloud2(pts, RclpyFactory(), 1.0, "lidar", layout="ouster")
-    assert bytes(rosbags_store.serialize_cdr(a, PC2)) == serialize_message(b)
+    extra = {"ring": np.arange(500) % 64, "t": np.arange(500) * 100}
+    a = xyzi_to_pointcloud2(pts, RosbagsFactory(), 1.0, "lidar", layout="ouster", extra=extra)
+    b = xyzi_to_pointcloud2(pts, RclpyFactory(), 1.0, "lidar", layout="ouster", extra=extra)
+    in_rclpy = deserialize_message(bytes(rosbags_store.serialize_cdr(a, PC2)), PointCloud2)
+    in_rosbags = rosbags_store.deserialize_cdr(serialize_message(b), PC2)
+    for msg in (in_rclpy, in_rosbags):
+        np.testing.assert_array_equal(pointcloud2_to_xyzi(msg), pts)
+        np.testing.assert_array_equal(pointcloud2_to_structured(msg, ["ring"])["ring"], extra["ring"])
+    assert bytes(in_rclpy.data) == np.asarray(in_rosbags.data).tobytes()
 
 
 def test_nuscenes_five_floats_with_ring(shared_data, factory, rosbags_store):
