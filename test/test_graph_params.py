@@ -1,0 +1,79 @@
+"""drive.yaml as a ROS params file: parsing, descriptions, overrides (no DDS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vla_edge.errors import ConfigError
+from vla_edge.nodes.params import (
+    coerce_like,
+    default_params_file,
+    flatten,
+    load_params_file,
+    parse_descriptions,
+    resolve_overrides,
+    unflatten,
+)
+
+
+def test_shipped_file_is_a_ros_params_file_with_a_description_per_key() -> None:
+    values = load_params_file(default_params_file())
+    desc = parse_descriptions(default_params_file())
+    assert {
+        "backend",
+        "engine_path",
+        "inference.deadline_ms",
+        "arbiter.deadline_ms",
+        "diagnostics.age_warn_s",
+    } <= set(values)
+    missing = [k for k in values if not desc.get(k)]
+    assert not missing, f"keys without a comment (description + unit): {missing}"
+    assert "[ms]" in desc["arbiter.deadline_ms"]
+
+
+def test_flatten_roundtrip() -> None:
+    tree = {"a": 1, "b": {"c": 2.0, "d": {"e": "x"}}}
+    assert flatten(tree) == {"a": 1, "b.c": 2.0, "b.d.e": "x"}
+    assert unflatten(flatten(tree)) == tree
+
+
+def test_overrides_layer_and_coerce(tmp_path: Path) -> None:
+    cfg = tmp_path / "drive.yaml"
+    cfg.write_text("/**:\n  ros__parameters:\n    arbiter:\n      deadline_ms: 50\n    backend: tensorrt\n")
+    values = resolve_overrides(cfg, {"backend": "onnxruntime", "use_sim_time": True, "record": None})
+    assert values["arbiter.deadline_ms"] == 50.0 and isinstance(values["arbiter.deadline_ms"], float)
+    assert values["backend"] == "onnxruntime" and values["use_sim_time"] is True
+    assert values["record"] is False  # None means "not given"
+
+
+def test_unknown_key_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "drive.yaml"
+    cfg.write_text("/**:\n  ros__parameters:\n    arbitre:\n      deadline_ms: 50\n")
+    with pytest.raises(ConfigError, match=r"unknown parameter 'arbitre\.deadline_ms'"):
+        resolve_overrides(cfg)
+
+
+def test_not_a_params_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "drive.yaml"
+    cfg.write_text("backend: onnxruntime\n")
+    with pytest.raises(ConfigError, match="ros__parameters"):
+        load_params_file(cfg)
+
+
+def test_node_section_merges_over_wildcard(tmp_path: Path) -> None:
+    cfg = tmp_path / "drive.yaml"
+    cfg.write_text(
+        "/**:\n  ros__parameters:\n    noise_seed: 1\narbiter_node:\n  ros__parameters:\n    noise_seed: 2\n"
+    )
+    assert load_params_file(cfg)["noise_seed"] == 1
+    assert load_params_file(cfg, "arbiter_node")["noise_seed"] == 2
+
+
+def test_coerce_errors() -> None:
+    assert coerce_like("true", False, "record") is True
+    with pytest.raises(ConfigError, match="record"):
+        coerce_like("maybe", False, "record")
+    with pytest.raises(ConfigError, match="deadline"):
+        coerce_like("fast", 1.0, "deadline")

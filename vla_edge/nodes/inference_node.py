@@ -1,0 +1,178 @@
+"""Inference node: LiDAR sweep -> Frame -> student -> candidate trajectory.
+
+Callbacks (MultiThreadedExecutor):
+
+* ``sensors`` group (mutually exclusive): odometry, reference path, camera go into the
+  :class:`~vla_edge.frame_assembly.FrameAssembler` buffers; a LiDAR sweep goes into a
+  one-slot mailbox (a sweep overwritten before it was processed counts as dropped) and
+  triggers the guard condition.
+* ``inference`` group (mutually exclusive): the guard-condition callback takes the newest
+  sweep, assembles the Frame, runs the student against ``inference.deadline_ms`` and
+  publishes, in this order, ``candidate_info`` (DiagnosticStatus: scores, timing, ages) and
+  ``candidate_trajectory`` (nav_msgs/Path, best mode, ``base_link`` at the sweep stamp).
+
+Bad input (malformed cloud, frame that cannot be assembled) skips the frame; a model
+exception or a missed deadline withholds the candidate. Both publish an ERROR/WARN status
+on ``candidate_info`` (so the arbiter falls back at once instead of waiting for its
+deadline) and on ``/diagnostics``; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+
+from vla_edge.config import load_config
+from vla_edge.diagnostics import DropCounter, Thresholds, candidate_status, error_status
+from vla_edge.errors import VlaEdgeError
+from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
+from vla_edge.nodes import messages, qos
+from vla_edge.nodes.frames import FrameSource
+from vla_edge.nodes.params import declare_drive_parameters
+from vla_edge.pipeline import DrivePipeline
+
+
+class SweepMailbox:
+    """One-slot, thread-safe holder of the newest unprocessed sweep."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: tuple[Any, float] | None = None
+
+    def put(self, msg: Any, received: float) -> bool:
+        """Store ``msg``; return True when an unprocessed sweep was overwritten (dropped)."""
+        with self._lock:
+            dropped = self._item is not None
+            self._item = (msg, received)
+        return dropped
+
+    def take(self) -> tuple[Any, float] | None:
+        """Remove and return ``(msg, perf_counter at receipt)``, or None."""
+        with self._lock:
+            item, self._item = self._item, None
+        return item
+
+
+class InferenceNode(Node):
+    """Runs the student on each LiDAR sweep and publishes the candidate.
+
+    Args:
+        runner: A ready StudentRunner (tests wrap the real backend); loaded from the
+            parameters when None.
+        frame_sink: Optional callable given every assembled Frame (in-process sharing).
+        **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``,
+            ``namespace``...).
+    """
+
+    def __init__(self, runner: Any | None = None, frame_sink: Any | None = None, **node_kwargs: Any) -> None:
+        super().__init__(node_kwargs.pop("node_name", "inference_node"), **node_kwargs)
+        self.cfg = declare_drive_parameters(self)
+        self.th = Thresholds.from_config(self.cfg)
+        topics = load_config(self.cfg["topics_config"])
+        self.pipeline = DrivePipeline.from_config(self.cfg, with_cycle=False, runner=runner)
+        self.deadline_s = float(self.cfg["inference"]["deadline_ms"]) / 1000.0
+        self.frames = FrameSource(self, self.cfg, topics, group=MutuallyExclusiveCallbackGroup(), lidar=False)
+        self.frame_sink = frame_sink
+        self.factory = RclpyFactory()
+        self.drops = DropCounter(int(self.th.window))
+        self.stats = {"sweeps": 0, "candidates": 0, "skipped": 0, "model_errors": 0, "deadline_missed": 0}
+        self._mailbox = SweepMailbox()
+        self._warmup(int(self.cfg["inference"]["warmup_runs"]))
+
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+        from nav_msgs.msg import Path
+        from sensor_msgs.msg import PointCloud2
+
+        out = topics["outputs"]
+        self.pub_candidate = self.create_publisher(Path, out["candidate_trajectory"], qos.reliable_qos())
+        self.pub_info = self.create_publisher(DiagnosticStatus, out["candidate_info"], qos.reliable_qos())
+        self.pub_diag = self.create_publisher(DiagnosticArray, out["diagnostics"], qos.reliable_qos())
+        infer_group = MutuallyExclusiveCallbackGroup()
+        self._guard = self.create_guard_condition(self._process, callback_group=infer_group)
+        self.create_subscription(
+            PointCloud2,
+            topics["inputs"]["lidar"],
+            self._on_lidar,
+            qos.sensor_qos(),
+            callback_group=self.frames.group,
+        )
+        self.get_logger().info(
+            f"inference node ready: backend={self.cfg['backend']} engine={self.cfg['engine_path']} "
+            f"deadline={1000 * self.deadline_s:.0f} ms"
+        )
+
+    def _warmup(self, runs: int) -> None:
+        runner = self.pipeline.runner
+        backend = getattr(runner, "backend", None)
+        if runs > 0 and backend is not None and hasattr(backend, "warmup"):
+            backend.warmup(runs)
+
+    def _on_lidar(self, msg: Any) -> None:
+        self.stats["sweeps"] += 1
+        if self._mailbox.put(msg, time.perf_counter()):
+            self.drops.record(True)
+        self._guard.trigger()
+
+    def _process(self) -> None:
+        item = self._mailbox.take()
+        if item is None:
+            return
+        msg, received = item
+        self.drops.record(False)
+        stamp = stamp_to_sec(msg.header.stamp)
+        t0 = time.perf_counter()
+        try:
+            frame = self.frames.assemble(msg)
+        except VlaEdgeError as exc:
+            self._skip("frame_assembly", exc, stamp)
+            return
+        conversion_ms = 1000.0 * (time.perf_counter() - t0)
+        if self.frame_sink is not None:
+            self.frame_sink(frame, conversion_ms)
+        result = self.pipeline.infer(frame, deadline_s=self.deadline_s, started=received)
+        timing = dict(result.timing_ms)
+        timing["conversion"] = conversion_ms
+        timing["e2e"] = 1000.0 * (time.perf_counter() - received)
+        if result.error is not None:
+            self.stats["model_errors"] += 1
+            self._skip("inference", result.error, stamp, timing)
+            return
+        if result.deadline_missed:
+            self.stats["deadline_missed"] += 1
+        info = candidate_status(
+            stamp,
+            None if result.candidate is None else result.candidate.scores,
+            timing,
+            frame.ages,
+            frame.stale,
+            self.drops.ratio,
+            self.th,
+            deadline_missed=result.deadline_missed,
+        )
+        self.pub_info.publish(messages.status_msg(info))
+        if result.candidate is not None:
+            self.pub_candidate.publish(self.frames.path_msg(result.candidate.trajectory))
+            self.stats["candidates"] += 1
+        else:
+            self.pub_diag.publish(messages.array_msg([info], stamp))
+
+    def _skip(self, stage: str, error: Any, stamp: float, timing: dict[str, float] | None = None) -> None:
+        """Publish why a frame has no candidate; the arbiter plans without one."""
+        self.stats["skipped"] += 1
+        st = error_status(stage, error, stamp, self.th)
+        if timing:
+            st["values"].update({f"{k}_ms": f"{v:.3f}" for k, v in timing.items()})
+        self.pub_info.publish(messages.status_msg(st))
+        self.pub_diag.publish(messages.array_msg([st], stamp))
+        self.get_logger().warning(st["message"], throttle_duration_sec=2.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``inference_node`` (``ros2 run vla_edge inference_node``)."""
+    from vla_edge.nodes.graph import spin_nodes
+
+    return spin_nodes([InferenceNode], args)

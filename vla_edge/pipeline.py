@@ -1,0 +1,188 @@
+"""DrivePipeline: Frame -> StudentRunner -> PlanningCycle (pure; no rclpy).
+
+The live graph splits the pipeline over two nodes (inference node: :meth:`DrivePipeline.infer`,
+arbiter node: :meth:`DrivePipeline.plan`); replay in lockstep calls :meth:`DrivePipeline.step`
+which does both on one frame. Either way the same code decides, so replay results
+transfer to the vehicle.
+
+A model failure never propagates: :meth:`infer` returns an :class:`InferenceResult` without
+a candidate and with the error, so the arbiter falls back (student -> Frenet -> e-stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vla_edge.config import load_config, require, resolve_path
+from vla_edge.types import Frame, Trajectory
+
+if TYPE_CHECKING:
+    from vla_edge.inference import StudentRunner
+    from vla_edge.planning.cycle import PlanningCycle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """The student's plan for one frame, as the arbiter sees it.
+
+    Attributes:
+        trajectory: Best mode (source ``"student"``), ego frame at ``stamp``.
+        stamp: Stamp of the frame it was computed on (s).
+        scores: Mode logits, or None when unknown (e.g. received without info).
+        timing_ms: Stage times of the inference node (``pillarize``, ``inference``, ...).
+    """
+
+    trajectory: Trajectory
+    stamp: float
+    scores: np.ndarray | None = None
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class InferenceResult:
+    """Outcome of running the student on one frame.
+
+    Attributes:
+        stamp: Frame stamp (s).
+        candidate: The candidate, or None when the model failed or missed its deadline.
+        timing_ms: ``pillarize``, ``inference``, ``total`` (ms) as far as they ran.
+        error: ``"<ExceptionType>: message"`` when the model raised, else None.
+        deadline_missed: True when the run finished after the deadline (candidate withheld).
+    """
+
+    stamp: float
+    candidate: Candidate | None
+    timing_ms: dict[str, float]
+    error: str | None = None
+    deadline_missed: bool = False
+
+
+class DrivePipeline:
+    """The decision pipeline without transport.
+
+    Args:
+        runner: A :class:`~vla_edge.inference.StudentRunner`, or None (planner only).
+        cycle: A :class:`~vla_edge.planning.cycle.PlanningCycle`, or None (inference only).
+        noise_seed: Diffusion noise seed per frame; None draws fresh noise.
+    """
+
+    def __init__(
+        self, runner: StudentRunner | None, cycle: PlanningCycle | None, noise_seed: int | None = 0
+    ) -> None:
+        self.runner = runner
+        self.cycle = cycle
+        self.noise_seed = noise_seed
+
+    @classmethod
+    def from_config(
+        cls,
+        drive_cfg: dict[str, Any],
+        *,
+        with_runner: bool = True,
+        with_cycle: bool = True,
+        runner: StudentRunner | None = None,
+    ) -> DrivePipeline:
+        """Build from nested drive parameters (``config/drive.yaml`` values).
+
+        Args:
+            drive_cfg: Nested drive parameters (``backend``, ``engine_path``, ``model_config``...).
+            with_runner: Load the student (inference node, lockstep replay).
+            with_cycle: Build the planning cycle (arbiter node, lockstep replay).
+            runner: Use this runner instead of loading one (tests, wrappers).
+        """
+        if with_runner and runner is None:
+            runner = load_runner(drive_cfg)
+        cycle = load_cycle(drive_cfg) if with_cycle else None
+        seed = int(require(drive_cfg, "noise_seed", where="drive.yaml"))
+        return cls(runner if with_runner else None, cycle, None if seed < 0 else seed)
+
+    def infer(
+        self, frame: Frame, deadline_s: float | None = None, started: float | None = None
+    ) -> InferenceResult:
+        """Run the student on ``frame``; never raises for model failures.
+
+        Args:
+            frame: The assembled frame.
+            deadline_s: Budget in seconds from ``started``; a later result is withheld.
+            started: ``time.perf_counter()`` when the frame's processing began (sweep
+                receipt); defaults to now.
+        """
+        if self.runner is None:
+            raise RuntimeError("DrivePipeline built without a StudentRunner; use with_runner=True")
+        t0 = time.perf_counter() if started is None else started
+        try:
+            out = self.runner.run(frame, noise_seed=self.noise_seed)
+        except Exception as exc:  # noqa: BLE001 - any model failure must become a fallback, not a crash
+            elapsed = 1000.0 * (time.perf_counter() - t0)
+            log.warning("student failed on frame %.3f: %s: %s", frame.stamp, type(exc).__name__, exc)
+            return InferenceResult(
+                frame.stamp, None, {"total": elapsed}, error=f"{type(exc).__name__}: {exc}"
+            )
+        timing = {k: float(v) for k, v in out.timing_ms.items()}
+        elapsed = time.perf_counter() - t0
+        if deadline_s is not None and elapsed > deadline_s:
+            return InferenceResult(frame.stamp, None, timing, deadline_missed=True)
+        if not out.trajectory.is_finite():
+            return InferenceResult(
+                frame.stamp, None, timing, error="NonFiniteOutput: student trajectory has NaN/Inf"
+            )
+        cand = Candidate(out.trajectory, frame.stamp, np.asarray(out.scores, dtype=np.float64), timing)
+        return InferenceResult(frame.stamp, cand, timing)
+
+    def plan(self, frame: Frame, candidate: Candidate | None, now: float) -> Any:
+        """Run the planning cycle with the latest candidate (or None) at time ``now`` (s).
+
+        Returns:
+            The :class:`~vla_edge.planning.cycle.ArbiterDecision`.
+        """
+        if self.cycle is None:
+            raise RuntimeError("DrivePipeline built without a PlanningCycle; use with_cycle=True")
+        if candidate is None:
+            return self.cycle.step(frame, None, None, now)
+        return self.cycle.step(
+            frame, candidate.trajectory, candidate.stamp, now, student_scores=candidate.scores
+        )
+
+    def step(self, frame: Frame, now: float | None = None) -> tuple[InferenceResult, Any]:
+        """Lockstep: infer on ``frame`` then plan with that candidate.
+
+        Args:
+            frame: The frame.
+            now: Planning time (s); defaults to the frame stamp (no transport delay).
+        """
+        result = self.infer(frame)
+        decision = self.plan(frame, result.candidate, frame.stamp if now is None else now)
+        return result, decision
+
+
+def load_runner(drive_cfg: dict[str, Any]) -> StudentRunner:
+    """Load the StudentRunner named by ``backend``/``engine_path``/``model_config``."""
+    from vla_edge.inference import StudentRunner
+
+    model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")))
+    engine = engine_path(drive_cfg)
+    return StudentRunner.from_config(
+        model_cfg, str(require(drive_cfg, "backend", where="drive.yaml")), engine
+    )
+
+
+def load_cycle(drive_cfg: dict[str, Any]) -> PlanningCycle:
+    """Build the PlanningCycle from the config file named by ``planning_config``."""
+    from vla_edge.planning.cycle import PlanningCycle
+
+    return PlanningCycle.from_config(
+        load_config(str(require(drive_cfg, "planning_config", where="drive.yaml")))
+    )
+
+
+def engine_path(drive_cfg: dict[str, Any]) -> Path:
+    """Absolute path of the student model (relative paths are from the package root)."""
+    return resolve_path(str(require(drive_cfg, "engine_path", where="drive.yaml")))
