@@ -1,0 +1,196 @@
+"""Recorder core: split policy, ring budget, event detection, event windows on real bags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from vla_edge.config import load_config
+from vla_edge.errors import ConfigError, RecorderError
+from vla_edge.msgfactory import RosbagsFactory
+from vla_edge.recording import EventDetector, Recorder, RingBudget, SplitInfo, SplitPolicy, divergence
+from vla_edge.types import Trajectory
+
+DECISION = "/vla_edge/decision"
+STRING = "std_msgs/msg/String"
+
+
+def _cfg(**over: Any) -> dict[str, Any]:
+    cfg = load_config("recorder")
+    for dotted, value in over.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+def _split(name: str, size: int, flagged: bool = False, complete: bool = True) -> SplitInfo:
+    return SplitInfo(name, Path(name), size, 0, 1, 1, flagged=flagged, copied=flagged, complete=complete)
+
+
+def test_split_policy_closes_on_time_stamp_span_or_size() -> None:
+    pol = SplitPolicy.from_config(_cfg(split__max_duration_s=5.0, split__max_size_mb=1))
+    assert not pol.should_close(1.0, int(1e9), 1000)
+    assert pol.should_close(5.0, 0, 0)
+    assert pol.should_close(0.0, int(5e9), 0)
+    assert pol.should_close(0.0, 0, 1024 * 1024)
+
+
+@pytest.mark.parametrize("key,value", [("split__max_duration_s", 0), ("split__max_size_mb", -1)])
+def test_split_policy_rejects_bad_config(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match="must be > 0"):
+        SplitPolicy.from_config(_cfg(**{key: value}))
+
+
+def test_ring_deletes_incomplete_then_oldest_unflagged_then_copied_flagged() -> None:
+    ring = RingBudget(max_total_bytes=300)
+    splits = [
+        _split("a_000001", 100, flagged=True),
+        _split("a_000002", 100),
+        _split("a_000003", 100),
+        _split("a_000004", 100, flagged=True),
+        _split("a_000000", 50, complete=False),
+    ]
+    victims = [s.name for s in ring.to_delete(splits)]
+    assert victims == ["a_000000", "a_000002"]  # 450 -> 300
+    assert [s.name for s in ring.to_delete(splits, open_bytes=200)] == [
+        "a_000000",
+        "a_000002",
+        "a_000003",
+        "a_000001",
+    ]
+    assert ring.to_delete(splits[:2]) == []
+    with pytest.raises(ConfigError, match="max_total_mb"):
+        RingBudget.from_config(_cfg(ring__max_total_mb=0))
+
+
+def _traj(ys: float, source: str) -> dict[str, Any]:
+    poses = [[0.5 * (i + 1) * 4, ys * (i + 1) / 8, 0.0] for i in range(8)]
+    return {"poses": poses, "dt": 0.5, "source": source}
+
+
+def test_event_detector_finds_fallback_estop_and_disagreement() -> None:
+    det = EventDetector.from_config(_cfg())
+    assert det.detect({"choice": "student", "reasons": []}, 1) == []
+    (fb,) = det.detect({"choice": "frenet", "reasons": ["student_collision"]}, 7)
+    assert (fb.kind, fb.stamp_ns) == ("fallback", 7) and "student_collision" in fb.reason
+    assert det.detect({"choice": "emergency_stop"}, 1)[0].kind == "emergency_stop"
+    near = {"choice": "student", "student": _traj(0.5, "student"), "frenet": _traj(0.0, "frenet")}
+    far = {"choice": "student", "student": _traj(8.0, "student"), "frenet": _traj(0.0, "frenet")}
+    assert det.detect(near, 1) == []
+    assert [t.kind for t in det.detect(far, 1)] == ["disagreement"]
+    # Malformed trajectories are ignored, never raised into the writer thread.
+    bad = {"choice": "student", "student": {"poses": "x", "dt": 0.5}, "frenet": _traj(0, "f")}
+    assert det.detect(bad, 1) == []
+
+
+def test_divergence_is_ade_fde_over_common_horizon() -> None:
+    a = Trajectory(np.array([[1.0 * (i + 1), 0.0, 0.0] for i in range(8)]), 0.5, 0.0)
+    b = Trajectory(np.array([[1.0 * (i + 1), 1.0, 0.0] for i in range(8)]), 0.5, 0.0)
+    ade, fde = divergence(a, b)
+    assert fde == pytest.approx(1.0)
+    assert ade == pytest.approx(1.0)
+    c = Trajectory(np.array([[1.0 * (i + 1), 0.25 * (i + 1), 0.0] for i in range(8)]), 0.5, 0.0)
+    ade, fde = divergence(a, c)  # lateral offset grows 0.25 m per step
+    assert (ade, fde) == pytest.approx((np.mean(0.25 * np.arange(1, 9)), 2.0))
+    fine = a.resample(0.1)
+    assert divergence(a, fine) == pytest.approx((0.0, 0.0), abs=1e-9)
+
+
+def _decision(ts: Any, seq: int, choice: str) -> bytes:
+    msg = RosbagsFactory(ts).make(STRING, data=json.dumps({"seq": seq, "choice": choice, "reasons": []}))
+    return bytes(ts.serialize_cdr(msg, STRING))
+
+
+def test_event_window_keeps_overlapping_splits_and_indexes_them(tmp_path: Path) -> None:
+    cfg = _cfg(
+        split__max_duration_s=0.5,
+        events__pre_s=1.0,
+        events__post_s=0.5,
+        ring__max_total_mb=0.004,  # ~4 kB: forces the ring to delete old splits
+        ring__min_free_mb=1,
+    )
+    rec = Recorder.from_config(cfg, "topics", tmp_path / "log")
+    assert rec.start()
+    ts = RosbagsFactory().typestore
+    t0 = 1_700_000_000 * 10**9
+    step = 50_000_000  # 50 ms of log time per decision; splits rotate on stamp span
+    estop_seq = 50
+    for seq in range(100):
+        choice = "emergency_stop" if seq == estop_seq else "student"
+        assert rec.record(DECISION, STRING, _decision(ts, seq, choice), t0 + seq * step)
+    rec.close()
+    st = rec.status()
+    assert st.values["written"] == "100" and st.values["dropped_queue_full"] == "0"
+    assert int(st.values["splits_deleted"]) > 0
+
+    index = json.loads((tmp_path / "log" / "events" / "index.json").read_text())
+    assert index["format"] == "vla_edge.events/1"
+    (event,) = index["events"]
+    assert event["kind"] == "emergency_stop" and event["status"] == "complete"
+    lo, hi = event["window"]
+    assert lo == pytest.approx((t0 + estop_seq * step) * 1e-9 - 1.0)
+    assert hi == pytest.approx((t0 + estop_seq * step) * 1e-9 + 0.5)
+    seqs = []
+    for name in event["splits"]:
+        with AnyReader([tmp_path / "log" / "events" / event["folder"] / name]) as reader:
+            for conn, stamp, raw in reader.messages():
+                seqs.append(json.loads(reader.deserialize(raw, conn.msgtype).data)["seq"])
+                assert stamp <= hi * 1e9 + 0.5e9 and stamp >= lo * 1e9 - 0.5e9  # whole splits only
+    # Every message inside the window was kept, although the ring deleted old splits.
+    in_window = [s for s in range(100) if lo * 1e9 <= t0 + s * step <= hi * 1e9]
+    assert set(in_window) <= set(seqs)
+    ring = sorted(p for p in (tmp_path / "log" / "splits").iterdir() if p.name != "_open")
+    assert len(ring) < 10  # 100 x 50 ms at 0.5 s per split = 10 splits before the ring
+
+
+def test_operator_event_and_bad_kind(tmp_path: Path) -> None:
+    rec = Recorder.from_config(_cfg(ring__min_free_mb=1), "topics", tmp_path)
+    with pytest.raises(RecorderError, match="unknown event kind"):
+        rec.flag_event("bogus")
+    assert not rec.flag_event("operator")  # not started: refused, not raised
+    assert rec.start()
+    ts = RosbagsFactory().typestore
+    rec.record(DECISION, STRING, _decision(ts, 0, "student"))
+    assert rec.flag_event("operator", "button")
+    rec.close()
+    (event,) = json.loads((tmp_path / "events" / "index.json").read_text())["events"]
+    assert event["kind"] == "operator" and event["reasons"] == ["button"] and len(event["splits"]) == 1
+
+
+def test_disabled_by_config_records_nothing(tmp_path: Path) -> None:
+    rec = Recorder.from_config(_cfg(enabled=False), "topics", tmp_path / "log")
+    assert not rec.start()
+    assert not rec.record(DECISION, STRING, b"\x00\x01\x00\x00")
+    st = rec.status()
+    assert st.level == "WARN" and "disabled" in st.message and not (tmp_path / "log").exists()
+
+
+def test_bad_recorder_config_is_a_config_error() -> None:
+    cfg = _cfg()
+    cfg["topics"]["inputs"].append("no_such_key")
+    with pytest.raises(ConfigError, match="no_such_key"):
+        Recorder.from_config(cfg, "topics", "/tmp/unused")
+    with pytest.raises(ConfigError, match="jpeg_quality"):
+        Recorder.from_config(_cfg(camera__jpeg_quality=0), "topics", "/tmp/unused")
+    bad_types = _cfg()
+    del bad_types["topic_types"]["lidar"]
+    with pytest.raises(ConfigError, match="topic_types"):
+        Recorder.from_config(bad_types, "topics", "/tmp/unused")
+
+
+def test_unknown_message_type_is_skipped_not_fatal(tmp_path: Path) -> None:
+    rec = Recorder.from_config(_cfg(ring__min_free_mb=1), "topics", tmp_path)
+    assert rec.start()
+    ts = RosbagsFactory().typestore
+    rec.record("/x", "no_pkg/msg/Nope", b"\x00\x01\x00\x00")
+    rec.record(DECISION, STRING, _decision(ts, 0, "student"))
+    rec.close()
+    assert rec.error is None and rec.unknown_type_errors == 1 and rec.written == 1
