@@ -1,0 +1,198 @@
+"""ONNX Runtime backend: CPU everywhere, CUDA / TensorRT execution providers when present.
+
+It is the default wherever TensorRT is absent. Execution providers are tried in the
+priority order of ``config/inference.yaml`` (``onnxruntime.providers``); the ones this
+onnxruntime build lacks are skipped, CPU is always the last resort, and the choice is
+logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_edge.backends.base import InferenceBackend
+from vla_edge.config import require, resolve_path
+from vla_edge.errors import BackendUnavailableError, ConfigError, ManifestError, ModelError
+
+log = logging.getLogger(__name__)
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+# ONNX tensor type strings (as onnxruntime reports them) -> manifest dtype names.
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"onnxruntime is not importable ({exc}); install it with `pip install onnxruntime` "
+            "(or onnxruntime-gpu on a CUDA machine)"
+        ) from None
+    return ort
+
+
+def choose_providers(priority: list[str], available: list[str]) -> list[str]:
+    """Execution providers to use, in order: the configured ones that exist, then CPU.
+
+    Args:
+        priority: Short names from the config (``"tensorrt"``, ``"cuda"``, ``"cpu"``).
+        available: ``onnxruntime.get_available_providers()``.
+
+    Raises:
+        ConfigError: For an unknown short name.
+    """
+    chosen = []
+    for short in priority:
+        if short not in PROVIDER_NAMES:
+            raise ConfigError(
+                f"inference.yaml: onnxruntime.providers entry '{short}' unknown; use {list(PROVIDER_NAMES)}"
+            )
+        full = PROVIDER_NAMES[short]
+        if full in available and full not in chosen:
+            chosen.append(full)
+    if PROVIDER_NAMES["cpu"] not in chosen:
+        chosen.append(PROVIDER_NAMES["cpu"])
+    return chosen
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """Runs the exported ONNX with onnxruntime.
+
+    Config keys (``config/inference.yaml``, section ``onnxruntime``): ``intra_op_threads``,
+    ``inter_op_threads``, ``graph_optimization``, ``providers``, ``trt_fp16``; and
+    ``tensorrt.cache_dir`` for the TensorRT execution provider's engine cache.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | Path, cfg: dict[str, Any]) -> None:
+        super().__init__(onnx_path, cfg)
+        self._session: Any = None
+        self.providers: list[str] = []
+
+    def _session_options(self, ort: Any) -> Any:
+        sec = require(self.cfg, "onnxruntime", where="inference.yaml")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(require(sec, "intra_op_threads", where="inference.yaml onnxruntime"))
+        opts.inter_op_num_threads = int(require(sec, "inter_op_threads", where="inference.yaml onnxruntime"))
+        level = str(require(sec, "graph_optimization", where="inference.yaml onnxruntime"))
+        if level not in _OPT_LEVELS:
+            raise ConfigError(
+                f"inference.yaml: onnxruntime.graph_optimization '{level}' not in {list(_OPT_LEVELS)}"
+            )
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        opts.log_severity_level = 3  # errors only; our own log says what was chosen
+        return opts
+
+    def _provider_options(self, providers: list[str]) -> list[dict[str, Any]]:
+        sec = self.cfg["onnxruntime"]
+        out: list[dict[str, Any]] = []
+        for prov in providers:
+            if prov == PROVIDER_NAMES["tensorrt"]:
+                cache = resolve_path(require(self.cfg, "tensorrt", "cache_dir", where="inference.yaml"))
+                cache.mkdir(parents=True, exist_ok=True)
+                out.append(
+                    {
+                        "trt_fp16_enable": bool(require(sec, "trt_fp16", where="inference.yaml onnxruntime")),
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(cache),
+                    }
+                )
+            else:
+                out.append({})
+        return out
+
+    def _load(self) -> None:
+        ort = _import_ort()
+        opts = self._session_options(ort)
+        priority = list(require(self.cfg, "onnxruntime", "providers", where="inference.yaml"))
+        available = list(ort.get_available_providers())
+        providers = choose_providers(priority, available)
+        try:
+            session = ort.InferenceSession(
+                str(self.onnx_path),
+                sess_options=opts,
+                providers=providers,
+                provider_options=self._provider_options(providers),
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"ONNX Runtime cannot load model file {self.onnx_path}: {first[:300]} "
+                "(corrupt or truncated file? re-export with `python -m training.export`)"
+            ) from None
+        self._check_session(session)
+        self._session = session
+        self.providers = list(session.get_providers())
+        log.info(
+            "onnxruntime %s: providers %s (configured %s, available %s), %d intra-op threads",
+            ort.__version__,
+            self.providers,
+            priority,
+            available,
+            opts.intra_op_num_threads,
+        )
+
+    def _check_session(self, session: Any) -> None:
+        """The graph's tensors must be exactly what the manifest says."""
+        problems = []
+        for kind, graph_args, specs in (
+            ("input", session.get_inputs(), self.manifest.inputs),
+            ("output", session.get_outputs(), self.manifest.outputs),
+        ):
+            graph = {a.name: a for a in graph_args}
+            for spec in specs:
+                arg = graph.get(spec.name)
+                if arg is None:
+                    problems.append(f"{kind} '{spec.name}' missing from the graph")
+                    continue
+                if tuple(arg.shape) != spec.shape:
+                    problems.append(
+                        f"{kind} '{spec.name}' graph shape {arg.shape} != manifest {list(spec.shape)}"
+                    )
+                if _ORT_TYPES.get(arg.type) != spec.dtype:
+                    problems.append(f"{kind} '{spec.name}' graph type {arg.type} != manifest {spec.dtype}")
+            if kind == "input":
+                extra = sorted(set(graph) - {s.name for s in specs})
+                if extra:
+                    problems.append(f"graph inputs {extra} not in the manifest")
+        if problems:
+            raise ManifestError(
+                f"model file {self.onnx_path} disagrees with its manifest {self.manifest.path}: "
+                + "; ".join(problems)
+                + "; re-export both with `python -m training.export`"
+            )
+
+    def _run(self, inputs: dict[str, np.ndarray], timing: dict[str, float]) -> dict[str, np.ndarray]:
+        names = list(self.manifest.output_names)
+        try:
+            values = self._session.run(names, inputs)
+        except Exception as exc:  # noqa: BLE001 - ORT runtime failure on this input
+            raise ModelError(f"ONNX Runtime failed running {self.onnx_path.name}: {exc}") from None
+        return dict(zip(names, values))
+
+    def _close(self) -> None:
+        self._session = None

@@ -1,0 +1,245 @@
+"""torch-CUDA backend for GPUs without TensorRT: FP16 + one CUDA graph.
+
+Runs the exported TorchScript (or ``torch.export`` ``.pt2``) artefact, so the runtime never
+imports ``training/``. The artefact's forward takes the contract inputs positionally in
+manifest order and returns the outputs in manifest order (a tuple, a dict by name, or a
+single tensor for the first output).
+
+Where the artefact is found (first hit wins):
+
+1. ``torch_cuda.artefact`` in ``config/inference.yaml`` (absolute or package-relative);
+2. the manifest's ``"torchscript": {"file": NAME, "sha256": HEX}`` entry (sha verified);
+3. ``<onnx stem>.ts`` next to the ONNX.
+
+torch is imported only inside functions of this module; without torch or CUDA the
+backend raises :class:`BackendUnavailableError`.
+
+Execution: after warm-up on a side stream, one forward is captured into a CUDA graph
+with static input buffers; each call copies inputs into those buffers, replays the graph
+and copies the static outputs out. FP16 means ``module.half()`` plus half float inputs;
+when that fails on the artefact (e.g. dtype-pinned ops), the backend falls back to
+autocast, then to FP32, and logs which mode runs (:attr:`TorchCudaBackend.mode`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_edge.backends.base import InferenceBackend
+from vla_edge.backends.manifest import sha256_file
+from vla_edge.config import require, resolve_path
+from vla_edge.errors import BackendUnavailableError, ManifestError, ModelError
+
+log = logging.getLogger(__name__)
+
+WARMUP_BEFORE_CAPTURE = 3  # forwards on a side stream before capture (cuDNN/cuBLAS autotune, allocator)
+
+
+def import_torch_cuda() -> Any:
+    """Import torch and check CUDA, or raise BackendUnavailableError saying what is missing."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"torch is not importable ({exc}); the torch_cuda backend needs a CUDA build of torch"
+        ) from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"torch {torch.__version__} sees no CUDA device (CUDA build: {torch.version.cuda}); "
+            "use the onnxruntime backend on this machine"
+        )
+    return torch
+
+
+def available() -> bool:
+    """True when torch with a CUDA device is importable."""
+    try:
+        import_torch_cuda()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def find_artefact(onnx_path: Path, manifest: Any, configured: str) -> Path:
+    """Locate (and when the manifest has a hash, verify) the torch artefact.
+
+    Raises:
+        ModelError: The artefact is missing.
+        ManifestError: Its sha256 differs from the manifest's ``torchscript`` entry.
+    """
+    entry = manifest.extra.get("torchscript") if isinstance(manifest.extra, dict) else None
+    if configured:
+        path = resolve_path(configured)
+    elif isinstance(entry, dict) and entry.get("file"):
+        path = onnx_path.parent / str(entry["file"])
+    else:
+        path = onnx_path.with_suffix(".ts")
+    if not path.is_file():
+        raise ModelError(
+            f"torch artefact not found: {path} (export TorchScript next to the ONNX with "
+            "`python -m training.export`, or set torch_cuda.artefact in config/inference.yaml)"
+        )
+    if isinstance(entry, dict) and entry.get("sha256") and path.name == entry.get("file"):
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise ManifestError(
+                f"torch artefact {path} has sha256 {actual[:16]}... but manifest {manifest.path} says "
+                f"{str(entry['sha256'])[:16]}...; refusing to load; "
+                "re-export with `python -m training.export`"
+            )
+    return path
+
+
+def _load_module(torch: Any, path: Path, device: Any) -> Any:
+    try:
+        if path.suffix == ".pt2":
+            module = torch.export.load(str(path)).module()
+            return module.to(device)
+        return torch.jit.load(str(path), map_location=device).eval()
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt archive
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"torch cannot load artefact {path}: {first[:300]} (corrupt or truncated?)"
+        ) from None
+
+
+class TorchCudaBackend(InferenceBackend):
+    """FP16 + CUDA-graph execution of the exported torch artefact.
+
+    Config keys (``config/inference.yaml``, section ``torch_cuda``): ``artefact``,
+    ``precision`` (``fp16`` | ``fp32``), ``cuda_graphs``, ``device``.
+    """
+
+    name = "torch_cuda"
+
+    def __init__(self, onnx_path: str | Path, cfg: dict[str, Any]) -> None:
+        super().__init__(onnx_path, cfg)
+        sec = require(cfg, "torch_cuda", where="inference.yaml")
+        self.artefact = find_artefact(
+            self.onnx_path, self.manifest, str(require(sec, "artefact", where="torch_cuda"))
+        )
+        self.precision = str(require(sec, "precision", where="inference.yaml torch_cuda"))
+        if self.precision not in ("fp16", "fp32"):
+            raise ModelError(
+                f"inference.yaml: torch_cuda.precision must be fp16 or fp32, got {self.precision!r}"
+            )
+        self.use_graphs = bool(require(sec, "cuda_graphs", where="inference.yaml torch_cuda"))
+        self.device_index = int(require(sec, "device", where="inference.yaml torch_cuda"))
+        self.mode = ""  # "half" | "autocast" | "fp32", set by load
+        self._torch: Any = None
+        self._module: Any = None
+        self._static_in: list[Any] = []
+        self._static_out: list[Any] = []
+        self._graph: Any = None
+
+    # -- helpers
+    def _float_dtype(self) -> Any:
+        return self._torch.float16 if self.mode == "half" else self._torch.float32
+
+    def _torch_dtype(self, name: str) -> Any:
+        t = self._torch
+        if name in ("float32", "float16"):
+            return self._float_dtype()
+        return {"int32": t.int32, "int64": t.int64, "int8": t.int8, "uint8": t.uint8, "bool": t.bool}[name]
+
+    def _forward(self, args: list[Any]) -> list[Any]:
+        t = self._torch
+        if self.mode == "autocast":
+            with t.autocast("cuda", dtype=t.float16):
+                out = self._module(*args)
+        else:
+            out = self._module(*args)
+        names = self.manifest.output_names
+        if isinstance(out, dict):
+            return [out[n] for n in names if n in out]
+        if isinstance(out, (tuple, list)):
+            return list(out)[: len(names)]
+        return [out]
+
+    def _alloc_inputs(self) -> list[Any]:
+        t = self._torch
+        dev = t.device("cuda", self.device_index)
+        return [t.zeros(s.shape, dtype=self._torch_dtype(s.dtype), device=dev) for s in self.input_specs]
+
+    # -- lifecycle
+    def _load(self) -> None:
+        t = import_torch_cuda()
+        self._torch = t
+        dev = t.device("cuda", self.device_index)
+        base = _load_module(t, self.artefact, dev)
+        modes = ["half", "autocast", "fp32"] if self.precision == "fp16" else ["fp32"]
+        errors = []
+        for mode in modes:
+            self.mode = mode
+            self._module = base.half() if mode == "half" else base.float()
+            try:
+                with t.no_grad():
+                    self._prepare()
+                break
+            except (RuntimeError, ModelError) as exc:
+                msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                errors.append(f"{mode}: {msg}")
+                log.warning(
+                    "torch_cuda: %s mode failed on %s (%s); trying the next mode", mode, self.artefact, msg
+                )
+                self._graph = None
+        else:
+            raise ModelError(f"torch_cuda cannot run {self.artefact} in any mode: " + " | ".join(errors))
+        log.info(
+            "torch_cuda: %s on %s (%s), mode %s, CUDA graph %s",
+            self.artefact.name,
+            t.cuda.get_device_name(self.device_index),
+            t.__version__,
+            self.mode,
+            "on" if self._graph is not None else "off",
+        )
+
+    def _prepare(self) -> None:
+        """Warm up on a side stream, then capture the CUDA graph (when enabled)."""
+        t = self._torch
+        self._static_in = self._alloc_inputs()
+        side = t.cuda.Stream(device=self.device_index)
+        side.wait_stream(t.cuda.current_stream(self.device_index))
+        with t.cuda.stream(side):
+            for _ in range(WARMUP_BEFORE_CAPTURE):
+                outs = self._forward(self._static_in)
+        t.cuda.current_stream(self.device_index).wait_stream(side)
+        if len(outs) < 2:
+            raise ModelError(f"torch artefact {self.artefact} returned {len(outs)} outputs, need >= 2")
+        self._graph = None
+        if self.use_graphs:
+            graph = t.cuda.CUDAGraph()
+            with t.cuda.graph(graph):
+                self._static_out = self._forward(self._static_in)
+            self._graph = graph
+            graph.replay()
+        else:
+            self._static_out = outs
+        t.cuda.synchronize(self.device_index)
+        for o in self._static_out:
+            if not bool(t.isfinite(o.float()).all()):
+                raise ModelError(f"non-finite outputs on zero inputs in mode {self.mode}")
+
+    def _run(self, inputs: dict[str, np.ndarray], timing: dict[str, float]) -> dict[str, np.ndarray]:
+        t = self._torch
+        with t.no_grad():
+            for buf, spec in zip(self._static_in, self.input_specs):
+                buf.copy_(t.from_numpy(np.ascontiguousarray(inputs[spec.name])), non_blocking=False)
+            if self._graph is not None:
+                self._graph.replay()
+                outs = self._static_out
+            else:
+                outs = self._forward(self._static_in)
+            host = [o.float().cpu().numpy() for o in outs]  # .cpu() synchronises the stream
+        return dict(zip(self.manifest.output_names, host))
+
+    def _close(self) -> None:
+        self._graph = None
+        self._static_in, self._static_out = [], []
+        self._module = None
+        if self._torch is not None:
+            self._torch.cuda.empty_cache()

@@ -1,0 +1,200 @@
+"""StudentRunner: Frame -> pillarize -> backend -> StudentOutput (best mode + all modes).
+
+The contract (``docs/architecture.md``): ``StudentRunner.from_config(model_cfg, backend,
+engine_path)`` and ``runner.run(frame, noise_seed=None) -> StudentOutput``. The diffusion
+noise is an input drawn from a numpy Generator seeded with ``noise_seed`` or, when None, the
+fixed ``noise.seed`` of ``config/inference.yaml``: the same frame gives the same output.
+
+Non-finite outputs raise :class:`~vla_edge.errors.ModelError`; the arbiter treats a missing
+student as a failed candidate and falls back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_edge.backends.base import InferenceBackend
+from vla_edge.backends.factory import create_backend
+from vla_edge.config import load_config, require
+from vla_edge.errors import ManifestError, ModelError
+from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
+from vla_edge.types import Frame, Trajectory
+
+log = logging.getLogger(__name__)
+
+# model.yaml sections that change the model's inputs; they must equal the exported ones.
+_IO_SECTIONS = ("pillars", "inputs", "trajectory")
+
+
+@dataclass
+class StudentOutput:
+    """One student inference.
+
+    Attributes:
+        trajectory: Best mode (highest score), ``source="student"``, dt from the manifest.
+        trajectories: A x T x 3 float32, every mode (x, y, yaw) in the ego frame.
+        scores: A float32 mode logits.
+        best_index: Index of ``trajectory`` in ``trajectories``.
+        timing_ms: ``pillarize``, ``inference``, ``total`` in milliseconds.
+        pillar_count: Occupied pillars fed to the model.
+        bev: Optional BEV features (Cb x Hb x Wb) when the model exports them.
+    """
+
+    trajectory: Trajectory
+    trajectories: np.ndarray
+    scores: np.ndarray
+    best_index: int
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    pillar_count: int = 0
+    bev: np.ndarray | None = None
+
+
+def _check_model_config(model_cfg: dict[str, Any], manifest_cfg: dict[str, Any], where: Path) -> None:
+    """The I/O-defining sections of model.yaml must match what the ONNX was exported with."""
+    diffs = [
+        s for s in _IO_SECTIONS if s in manifest_cfg and s in model_cfg and model_cfg[s] != manifest_cfg[s]
+    ]
+    if diffs:
+        raise ManifestError(
+            f"config/model.yaml sections {diffs} differ from those model {where} was exported with; "
+            "restore config/model.yaml or re-export with `python -m training.export`"
+        )
+
+
+class StudentRunner:
+    """Runs the student on frames.
+
+    Args:
+        backend: A loaded (or loadable) inference backend.
+        spec: Pillarization spec (from ``config/model.yaml``).
+        noise_seed: Default seed of the noise Generator (``noise.seed`` in inference.yaml).
+    """
+
+    def __init__(self, backend: InferenceBackend, spec: PillarSpec, noise_seed: int) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.default_seed = int(noise_seed)
+        man = backend.manifest
+        self.dt = man.dt
+        self._noise_spec = man.input("noise")
+        self._noise_cache: dict[int, np.ndarray] = {}
+        self._check_spec_matches(man)
+
+    def _check_spec_matches(self, man: Any) -> None:
+        P, M, C = self.spec.max_pillars, self.spec.max_points, self.spec.num_features
+        want = {
+            "pillar_features": (1, P, M, C),
+            "pillar_coords": (1, P, 2),
+            "reference_path": (1, self.spec.num_path_points, 2),
+        }
+        bad = [
+            f"{n}: model {man.input(n).shape} vs config {s}"
+            for n, s in want.items()
+            if man.input(n).shape != s
+        ]
+        if bad:
+            raise ManifestError(
+                f"model {man.path} was exported for another pillar/input spec ({'; '.join(bad)}); "
+                "re-export with `python -m training.export`"
+            )
+
+    @classmethod
+    def from_config(
+        cls,
+        model_cfg: dict[str, Any],
+        backend: str,
+        engine_path: str | Path | None,
+        inference_cfg: dict[str, Any] | None = None,
+    ) -> StudentRunner:
+        """Create the backend, load and warm it up, and wrap it.
+
+        Args:
+            model_cfg: Parsed ``config/model.yaml``.
+            backend: ``"auto" | "onnxruntime" | "tensorrt" | "torch_cuda"``.
+            engine_path: Exported ONNX; None = ``engine`` of inference.yaml.
+            inference_cfg: Parsed ``config/inference.yaml``; None loads it.
+
+        Raises:
+            ModelError: Model file missing/corrupt/tampered, or exported for another config.
+            ConfigError: A config file is missing or malformed.
+        """
+        inf_cfg = load_config("inference") if inference_cfg is None else inference_cfg
+        spec = PillarSpec.from_config(model_cfg)
+        be = create_backend(backend, engine_path, inf_cfg)
+        try:
+            _check_model_config(model_cfg, be.manifest.model_config, be.onnx_path)
+            return cls(be, spec, int(require(inf_cfg, "noise", "seed", where="inference.yaml")))
+        except Exception:
+            be.close()
+            raise
+
+    def noise(self, seed: int) -> np.ndarray:
+        """Standard-normal noise input ``[1, A, T, 3]`` float32 for ``seed`` (cached per seed)."""
+        arr = self._noise_cache.get(seed)
+        if arr is None:
+            rng = np.random.default_rng(seed)
+            arr = rng.standard_normal(self._noise_spec.shape, dtype=np.float32)
+            if len(self._noise_cache) < 8:  # a few seeds only; replay uses one
+                self._noise_cache[seed] = arr
+        return arr
+
+    def inputs(self, frame: Frame, noise_seed: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+        """Model inputs for ``frame`` and the number of occupied pillars."""
+        feats, coords, count = pillarize(frame.points, self.spec)
+        feed = {
+            "pillar_features": feats[None],
+            "pillar_coords": coords[None],
+            "pillar_count": np.array([count], dtype=np.int32),
+            "ego_state": ego_state_input(frame.ego, self.spec)[None],
+            "reference_path": reference_path_input(frame.reference_path, self.spec)[None],
+            "noise": self.noise(self.default_seed if noise_seed is None else int(noise_seed)),
+        }
+        return feed, count
+
+    def run(self, frame: Frame, noise_seed: int | None = None) -> StudentOutput:
+        """Infer the student plan for one frame.
+
+        Args:
+            frame: The assembled frame (points in base_link, ego, reference path).
+            noise_seed: Seed of the diffusion noise; None = the configured default.
+
+        Raises:
+            ModelInputError: Unusable points / path / ego state (from vla_edge.pillarize).
+            ModelError: Backend failure or non-finite outputs.
+        """
+        t0 = time.perf_counter()
+        feed, count = self.inputs(frame, noise_seed)
+        t1 = time.perf_counter()
+        result = self.backend.infer(feed)
+        t2 = time.perf_counter()
+        trajs, scores = result.trajectories, result.scores
+        if not (np.all(np.isfinite(trajs)) and np.all(np.isfinite(scores))):
+            raise ModelError(
+                f"student model {self.backend.onnx_path.name} ({self.backend.name}) returned non-finite "
+                f"outputs ({int(np.sum(~np.isfinite(trajs)))} trajectory values, "
+                f"{int(np.sum(~np.isfinite(scores)))} scores)"
+            )
+        best = int(np.argmax(scores))
+        traj = Trajectory(poses=trajs[best], dt=self.dt, stamp=frame.stamp, source="student")
+        timing = {
+            "pillarize": 1e3 * (t1 - t0),
+            "inference": 1e3 * (t2 - t1),
+            "total": 1e3 * (time.perf_counter() - t0),
+        }
+        return StudentOutput(traj, trajs, scores, best, timing, count, result.bev)
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> StudentRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
