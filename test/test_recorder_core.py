@@ -194,3 +194,47 @@ def test_unknown_message_type_is_skipped_not_fatal(tmp_path: Path) -> None:
     rec.record(DECISION, STRING, _decision(ts, 0, "student"))
     rec.close()
     assert rec.error is None and rec.unknown_type_errors == 1 and rec.written == 1
+
+
+def test_raw_camera_is_jpeg_encoded_on_the_writer_thread(tmp_path: Path, shared_data: Path) -> None:
+    import cv2
+
+    from vla_edge.conversions.image import compressed_to_rgb, rgb_to_compressed, rgb_to_image
+
+    topics = load_config("topics")["inputs"]
+    bgr = cv2.imread(str(shared_data / "camera_nuscenes_cam_front.jpg"))
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[::2, ::2]
+    fac = RosbagsFactory()
+    ts = fac.typestore
+    raw = bytes(ts.serialize_cdr(rgb_to_image(rgb, fac, 12.5, "camera_front"), "sensor_msgs/msg/Image"))
+    bad = ts.serialize_cdr(
+        fac.make(
+            "sensor_msgs/msg/Image", header=fac.header(13.0, "camera_front"), height=1, width=1,
+            encoding="bayer_weird", is_bigendian=0, step=1, data=fac.bytes_field(b"\x00"),
+        ),
+        "sensor_msgs/msg/Image",
+    )  # fmt: skip
+    comp = bytes(
+        ts.serialize_cdr(rgb_to_compressed(rgb, fac, 12.6, "camera_front"), "sensor_msgs/msg/CompressedImage")
+    )
+    rec = Recorder.from_config(_cfg(ring__min_free_mb=1), "topics", tmp_path)
+    assert rec.start()
+    rec.record(topics["camera_front"], "sensor_msgs/msg/Image", raw, 1)
+    rec.record(topics["camera_front_compressed"], "sensor_msgs/msg/CompressedImage", comp, 2)  # duplicate
+    rec.record(topics["camera_front"], "sensor_msgs/msg/Image", bytes(bad), 3)
+    rec.close()
+    st = rec.status().values
+    counts = (st["camera_jpeg_encoded"], st["camera_compressed_skipped"], st["camera_kept_raw"])
+    assert counts == ("1", "1", "1")
+    (split,) = [p for p in (tmp_path / "splits").iterdir() if p.name != "_open"]
+    with AnyReader([split]) as reader:
+        msgs = [(c.topic, c.msgtype, reader.deserialize(r, c.msgtype)) for c, _t, r in reader.messages()]
+    assert [(t, m) for t, m, _ in msgs] == [
+        (topics["camera_front_compressed"], "sensor_msgs/msg/CompressedImage"),
+        (topics["camera_front"], "sensor_msgs/msg/Image"),
+    ]
+    jpeg = msgs[0][2]
+    assert len(jpeg.data) < len(raw) / 5 and "jpeg" in jpeg.format
+    assert jpeg.header.frame_id == "camera_front" and jpeg.header.stamp.sec == 12
+    back = compressed_to_rgb(jpeg)
+    assert back.shape == rgb.shape and np.abs(back.astype(int) - rgb).mean() < 6.0

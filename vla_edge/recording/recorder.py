@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_edge.config import load_config, require, resolve_path
-from vla_edge.errors import ConfigError, RecorderError
+from vla_edge.errors import ConfigError, ConversionError, RecorderError
 from vla_edge.recording.events import EVENT_KINDS, EventBook, EventDetector, Trigger
 from vla_edge.recording.splits import MIB, RingBudget, SplitPolicy
 from vla_edge.recording.writer import BoundedQueue, Item, SplitStore, WriterThread
@@ -147,6 +147,7 @@ class Recorder:
         self.written = 0
         self.camera_encoded = 0
         self.camera_skipped = 0
+        self.camera_errors = 0
         self.events_flagged = 0
         self.unknown_type_errors = 0
         self._last_dropped_seen = 0
@@ -266,6 +267,8 @@ class Recorder:
             "splits_deleted": str(store.deleted if store else 0),
             "events": str(len(store.events.events) if store else 0),
             "camera_jpeg_encoded": str(self.camera_encoded),
+            "camera_kept_raw": str(self.camera_errors),
+            "camera_compressed_skipped": str(self.camera_skipped),
         }
         if self.error is not None:
             return RecorderStatus(ERROR, f"recorder off: {self.error}", False, values)
@@ -317,7 +320,11 @@ class Recorder:
         if item.topic == self.decision_topic and item.msgtype == STRING:
             self._detect_events(item)
         if item.msgtype == IMAGE and item.topic in self.compress_map:
-            item = self._compress(item)
+            try:
+                item = self._compress(item)
+            except ConversionError as exc:  # unknown encoding: keep the raw message instead
+                self.camera_errors += 1
+                LOG.warning("recorder: camera frame kept raw, cannot JPEG-encode it: %s", exc)
         elif (
             item.msgtype == COMPRESSED
             and item.topic in self._raw_seen
@@ -361,12 +368,11 @@ def _image_cdr_to_jpeg_cdr(typestore: Any, data: bytes, quality: int) -> bytes:
 
     Uses the shared image conversions (same code the frame assembler decodes with).
     """
-    from vla_edge.conversions.image import image_to_rgb, rgb_to_compressed_image
+    from vla_edge.conversions.image import image_to_rgb, rgb_to_compressed
     from vla_edge.msgfactory import RosbagsFactory, stamp_to_sec
 
     msg = typestore.deserialize_cdr(data, IMAGE)
     rgb = image_to_rgb(msg)
-    out = rgb_to_compressed_image(
-        rgb, RosbagsFactory(typestore), stamp_to_sec(msg.header.stamp), msg.header.frame_id, quality=quality
-    )
+    stamp = stamp_to_sec(msg.header.stamp)
+    out = rgb_to_compressed(rgb, RosbagsFactory(typestore), stamp, msg.header.frame_id, "jpeg", quality)
     return bytes(typestore.serialize_cdr(out, COMPRESSED))
