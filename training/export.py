@@ -1,0 +1,263 @@
+"""Export the student to ONNX (+ TorchScript for the torch-CUDA backend) with its manifest.
+
+Usage::
+
+    python -m training.export --preset tiny --random-seed 0            # placeholder weights
+    python -m training.export --checkpoint runs/x/student.pt --out-dir engines
+
+Writes ``<out-dir>/<name>.onnx`` (opset >= 17, static shapes, batch 1, the contract tensor
+names), ``<name>.ts`` (TorchScript trace of the same graph, FP32 weights; the torch-CUDA
+backend casts to FP16) and ``<name>.json`` (manifest via
+``vla_edge.backends.manifest.write_manifest``). Before writing the manifest the exporter
+checks ``onnx.checker`` and ONNX Runtime vs torch parity (max abs error <= ``--atol``, FP32)
+on a deterministic synthetic sweep and fixed noise, and refuses to finish otherwise.
+
+Checkpoint format (written by the trainer): ``torch.save({"preset": str, "model":
+state_dict, "training": {...}}, path)``; a bare state dict also loads (``--preset`` then
+names the preset). The anchors travel inside the state dict (``head.anchors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.model.model import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, StudentModel
+from training.model.presets import PRESETS, build_model
+from vla_edge.config import engines_dir, load_config
+from vla_edge.errors import ModelError
+from vla_edge.pillarize import pillarize, reference_path_input
+
+log = logging.getLogger("training.export")
+
+OPSET = 17
+MAX_ONNX_BYTES = 16 * 1024 * 1024  # shipped engines stay small enough for git
+_ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 3: "int8", 2: "uint8", 9: "bool"}
+
+
+class ExportError(ModelError):
+    """The export failed a check (parity, checker, size) or got a bad checkpoint."""
+
+
+def load_checkpoint(path: str | os.PathLike[str], preset: str | None) -> tuple[StudentModel, dict[str, Any]]:
+    """Build the model of the checkpoint's preset and load its weights.
+
+    Returns:
+        ``(model in eval mode, training info dict)``.
+
+    Raises:
+        ExportError: If the file is unreadable or does not fit the preset.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise ExportError(f"cannot read checkpoint {path}: {exc}") from None
+    state = ckpt.get("model", ckpt.get("state_dict", ckpt)) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ExportError(f"checkpoint {path} holds no state dict (expected {{'model': state_dict}})")
+    name = preset or (ckpt.get("preset") if isinstance(ckpt.get("preset"), str) else None)
+    model = build_model(name)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ExportError(f"checkpoint {path} does not match preset '{model.cfg.preset}': {exc}") from None
+    info = ckpt.get("training", {}) if isinstance(ckpt.get("training", {}), dict) else {}
+    return model.eval(), dict(info)
+
+
+def example_inputs(model: StudentModel, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Deterministic batch-1 inputs: a synthetic sweep (ground ring + boxes), a curved path, noise."""
+    cfg = model.cfg
+    rng = np.random.default_rng(seed)
+    ang = rng.uniform(-np.pi, np.pi, 20000)
+    rad = rng.uniform(2.0, 45.0, 20000)
+    pts = np.stack(
+        [rad * np.cos(ang), rad * np.sin(ang), rng.normal(-1.7, 0.05, 20000), rng.uniform(0, 1, 20000)], 1
+    )
+    boxes = rng.uniform([-30, -30, -1.7, 0], [30, 30, 0.3, 1], (3000, 4))
+    feats, coords, count = pillarize(np.vstack([pts, boxes]).astype(np.float32), cfg.spec)
+    s = np.linspace(0.0, 40.0, 30)
+    path = reference_path_input(np.stack([s, 0.004 * s**2], 1), cfg.spec)
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "pillar_features": torch.from_numpy(feats)[None],
+        "pillar_coords": torch.from_numpy(coords)[None],
+        "pillar_count": torch.tensor([count], dtype=torch.int32),
+        "ego_state": torch.tensor([[0.8, 0.1, 0.05, 0.0, 0.0, 0.0]]),
+        "reference_path": torch.from_numpy(path)[None],
+        "noise": torch.randn((1, cfg.num_anchors, cfg.num_poses, 3), generator=gen),
+    }
+
+
+def _tensor_specs(values: Any) -> list[dict[str, Any]]:
+    out = []
+    for v in values:
+        tt = v.type.tensor_type
+        out.append(
+            {
+                "name": v.name,
+                "shape": [int(d.dim_value) for d in tt.shape.dim],
+                "dtype": _ONNX_DTYPES.get(tt.elem_type, str(tt.elem_type)),
+            }
+        )
+    return out
+
+
+def _atomic_target(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Make the temp file world-readable (mkstemp creates 0600) and rename it into place."""
+    tmp.chmod(0o644)
+    os.replace(tmp, final)
+
+
+def export(
+    model: StudentModel,
+    out_dir: str | os.PathLike[str],
+    name: str = "student",
+    weights: str = "random-seeded",
+    with_bev: bool = True,
+    torchscript: bool = True,
+    atol: float = 1e-4,
+    training_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Export, verify and write the manifest.
+
+    Returns:
+        Summary: paths, sizes, parity errors per output, sha256.
+
+    Raises:
+        ExportError: If ``onnx.checker`` fails, parity exceeds ``atol`` or the file is too big.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from vla_edge.backends.manifest import write_manifest
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / f"{name}.onnx"
+    wrapper = ExportWrapper(model.eval(), with_bev=with_bev).eval()
+    inputs = example_inputs(model)
+    args = tuple(inputs[n] for n in INPUT_NAMES)
+    out_names = list(OUTPUT_NAMES if with_bev else OUTPUT_NAMES[:2])
+    tmp = _atomic_target(onnx_path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings: python-constant timesteps are intended
+            torch.onnx.export(
+                wrapper, args, str(tmp), input_names=list(INPUT_NAMES), output_names=out_names,
+                opset_version=OPSET, dynamo=False, do_constant_folding=True,
+            )  # fmt: skip
+        wrapper.eval()  # export restores the previous mode; keep BatchNorm in eval
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto, full_check=True)
+        size = tmp.stat().st_size
+        if size > MAX_ONNX_BYTES:
+            raise ExportError(f"{onnx_path} would be {size / 2**20:.1f} MiB > 16 MiB; ship a smaller preset")
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = sess.run(out_names, {n: inputs[n].numpy() for n in INPUT_NAMES})
+        with torch.no_grad():
+            ref = wrapper(*args)
+        parity = {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(out_names, got, ref)}
+        if max(parity.values()) > atol:
+            raise ExportError(f"ONNX Runtime differs from torch by {parity} (> {atol}); not exporting")
+        _publish(tmp, onnx_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    extra: dict[str, Any] = {
+        "training": training_info or {},
+        "export": {"torch": torch.__version__, "onnx": onnx.__version__, "parity_max_abs": parity},
+    }
+    if torchscript:
+        ts_path = out / f"{name}.ts"
+        ts_tmp = _atomic_target(ts_path)
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(wrapper, args, check_trace=False)
+                traced.save(str(ts_tmp))
+            reloaded = torch.jit.load(str(ts_tmp))
+            with torch.no_grad():
+                ts_err = max(float((a - b).abs().max()) for a, b in zip(reloaded(*args), ref))
+            if ts_err > atol:
+                raise ExportError(f"TorchScript differs from eager by {ts_err} (> {atol})")
+            _publish(ts_tmp, ts_path)
+        finally:
+            ts_tmp.unlink(missing_ok=True)
+        extra["torchscript"] = {
+            "file": ts_path.name,
+            "sha256": hashlib.sha256(ts_path.read_bytes()).hexdigest(),
+        }
+    manifest = write_manifest(
+        onnx_path,
+        inputs=_tensor_specs(proto.graph.input),
+        outputs=_tensor_specs(proto.graph.output),
+        model_config=model.cfg.to_dict(),
+        anchors=model.head.anchors.detach().cpu().numpy().round(4),
+        weights=weights,
+        preset=model.cfg.preset,
+        opset=OPSET,
+        extra=extra,
+    )
+    manifest.chmod(0o644)
+    return {"onnx": str(onnx_path), "manifest": str(manifest), "bytes": size, "parity": parity, **extra}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``python -m training.export --help``)."""
+    ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="trainer checkpoint (.pt) with {'preset', 'model', 'training'}")
+    src.add_argument("--random-seed", type=int, help="export seeded random weights (manifest says so)")
+    ap.add_argument(
+        "--preset", choices=PRESETS, help="size preset (default: the checkpoint's, else model.yaml's)"
+    )
+    ap.add_argument("--out-dir", default=None, help="output directory (default: the package's engines/)")
+    ap.add_argument("--name", default="student", help="file stem: <name>.onnx/.ts/.json (default: student)")
+    ap.add_argument("--no-bev", action="store_true", help="leave out the optional bev_features output")
+    ap.add_argument("--no-torchscript", action="store_true", help="skip the TorchScript artefact")
+    ap.add_argument("--atol", type=float, default=1e-4, help="max |ONNX Runtime - torch| allowed (FP32)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.checkpoint:
+            model, info = load_checkpoint(args.checkpoint, args.preset)
+            weights = "trained"
+        else:
+            preset = args.preset or str(load_config("model")["default_preset"])
+            model, info, weights = (
+                build_model(preset, seed=args.random_seed),
+                {"seed": args.random_seed},
+                "random-seeded",
+            )
+            info["anchors"] = "kinematic placeholder (seeded sweep + k-means), not fitted on data"
+        out_dir = args.out_dir or engines_dir()
+        summary = export(
+            model, out_dir, args.name, weights, not args.no_bev, not args.no_torchscript, args.atol, info
+        )
+    except ModelError as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("wrote %s (%.2f MiB) and %s; parity %s", summary["onnx"], summary["bytes"] / 2**20,
+             summary["manifest"], summary["parity"])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
