@@ -24,7 +24,8 @@ class Sinusoid(nn.Module):
 
     Computed in float32 and cast back to the input dtype: under FP16 a half-precision angle
     (``t * freq`` with ``t`` up to 999) would be off by ~0.5 rad. The frequency index is an
-    integer buffer so ``module.half()`` leaves it exact and tracing bakes in no device.
+    integer buffer so ``module.half()`` leaves it exact and tracing bakes in no device;
+    ``type_as`` (not ``.to(dtype)``) keeps a traced graph dtype-generic (FP16 TorchScript).
     """
 
     def __init__(self, dim: int, max_period: float = 1000.0) -> None:
@@ -36,7 +37,7 @@ class Sinusoid(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         freqs = torch.exp(-self.log_period * self.idx.float() / self.half_dim)
         ang = x[..., None].float() * freqs
-        return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2).to(x.dtype)
+        return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2).type_as(x)
 
 
 class DiffusionHead(nn.Module):
@@ -89,7 +90,7 @@ class DiffusionHead(nn.Module):
         traj = self.denormalize(torch.clamp(x_t, -1.0, 1.0))
         query = self.traj_embed(self.traj_sin(torch.clamp(x_t, -1.0, 1.0).flatten(2) * 100.0))
         query = query + ego["ego_query"][:, None]
-        t_emb = self.time_embed(self.time_sin(t.to(x_t.dtype)[:, None]))
+        t_emb = self.time_embed(self.time_sin(t.type_as(x_t)[:, None]))
         trajs, logits = [], []
         for layer in self.layers:
             query, traj, score = layer(query, traj, bev_value, ego["ego_tokens"], t_emb)

@@ -91,7 +91,7 @@ class PillarFeatureNet(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """``[B, P, M, C]`` -> ``[B, P, out_channels]``."""
-        mask = (features.abs().sum(-1, keepdim=True) > 0).to(features.dtype)
+        mask = (features.abs().sum(-1, keepdim=True) > 0).type_as(features)
         x = torch.relu(self.norm(self.linear(features))) * mask
         return x.amax(dim=2)
 
@@ -121,7 +121,7 @@ def scatter_to_bev(
     col = torch.clamp(coords[..., 1].long(), 0, W - 1)
     valid = slots[None, :] < count.long().reshape(B, 1)
     lin = torch.where(valid, row * W + col, torch.full_like(row, H * W))
-    feats = pillar_feats * valid[..., None].to(pillar_feats.dtype)
+    feats = pillar_feats * valid[..., None].type_as(pillar_feats)
     # expand a 1x1 zero instead of allocating a constant: keeps the exported graph small
     canvas = torch.zeros_like(pillar_feats[:, :1, :1]).expand(B, H * W + 1, Cp)
     canvas = canvas.scatter(1, lin[..., None].expand(B, P, Cp), feats)

@@ -25,8 +25,9 @@ class DDIMScheduler:
 
     def __init__(self, num_train_timesteps: int, beta_start: float, beta_end: float) -> None:
         betas = torch.linspace(
-            math.sqrt(beta_start), math.sqrt(beta_end), num_train_timesteps, dtype=torch.float64
+            math.sqrt(beta_start), math.sqrt(beta_end), num_train_timesteps, dtype=torch.float64, device="cpu"
         )
+        # host-side table (also under a meta/cuda default device): timesteps are python ints
         self.alphas_cumprod = torch.cumprod(1.0 - betas**2, dim=0)
         self.num_train_timesteps = num_train_timesteps
 

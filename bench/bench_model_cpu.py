@@ -1,0 +1,113 @@
+"""CPU benchmark of the shipped tiny student: ONNX Runtime vs torch eager, same run.
+
+Runs ``engines/student.onnx`` (the default pillar budget of ``config/model.yaml``) on the
+CPU execution provider and the same weights in torch eager mode (rebuilt from the
+manifest's preset and seed when the weights are random-seeded, else from ``--checkpoint``),
+both with ``--threads`` intra-op threads, on the real KITTI sweep when ``../shared/data``
+is there (else the exporter's synthetic sweep). Prints median and p99 latency of
+numpy pillarization, ORT and torch, and the torch / ORT ratio measured in the same run.
+
+Usage::
+
+    python bench/bench_model_cpu.py [--iters 100] [--threads 2] [--checkpoint runs/x/student.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+KITTI = ROOT.parent / "shared" / "data" / "lidar" / "kitti_000008.bin"
+
+
+def timeit(fn: Callable[[], object], iters: int, warmup: int = 5) -> tuple[float, float]:
+    """(median, p99) wall-clock milliseconds of ``fn``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times)), float(np.percentile(times, 99))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iters", type=int, default=100, help="timed runs per case")
+    ap.add_argument("--threads", type=int, default=2, help="intra-op threads for ORT and torch")
+    ap.add_argument("--engine", default=str(ROOT / "engines" / "student.onnx"), help="ONNX file (manifest next to it)")
+    ap.add_argument("--checkpoint", default=None, help="trainer checkpoint for the torch side of trained engines")
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    from training.export import example_inputs, load_checkpoint
+    from training.model.model import INPUT_NAMES
+    from training.model.presets import build_model
+    from vla_edge.backends.manifest import load_manifest
+    from vla_edge.pillarize import ego_state_input, pillarize, reference_path_input
+
+    man = load_manifest(args.engine)
+    if args.checkpoint:
+        model, _ = load_checkpoint(args.checkpoint, man.preset)
+    elif man.weights == "random-seeded":
+        model = build_model(man.preset, seed=int(man.extra.get("training", {}).get("seed", 0)))
+    else:
+        print("the engine holds trained weights: pass --checkpoint for the torch side")
+        return 2
+    spec = model.cfg.spec
+    inputs = example_inputs(model)
+    if KITTI.is_file():
+        points = np.fromfile(KITTI, dtype=np.float32).reshape(-1, 4)
+        source = f"KITTI sweep {KITTI.name} ({len(points)} points)"
+    else:
+        points = None
+        source = "synthetic sweep (../shared/data not found)"
+    if points is not None:
+        feats, coords, count = pillarize(points, spec)
+        inputs["pillar_features"] = torch.from_numpy(feats)[None]
+        inputs["pillar_coords"] = torch.from_numpy(coords)[None]
+        inputs["pillar_count"] = torch.tensor([count], dtype=torch.int32)
+        pil = timeit(lambda: pillarize(points, spec), args.iters)
+    else:
+        pil = (float("nan"), float("nan"))
+    path = np.stack([np.linspace(-2, 40, 40), np.zeros(40)], 1)
+    prep = timeit(lambda: (reference_path_input(path, spec), ego_state_input(np.array([5.0, 0.0, 0.0]), spec)), 200)
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(args.engine, so, providers=["CPUExecutionProvider"])
+    feed = {n: inputs[n].numpy() for n in INPUT_NAMES}
+    ort_t = timeit(lambda: sess.run(None, feed), args.iters)
+
+    torch.set_num_threads(args.threads)
+    with torch.inference_mode():
+        torch_t = timeit(lambda: model(inputs), args.iters)
+        diff = float(np.abs(sess.run(["trajectories"], feed)[0] - model(inputs)["trajectories"].numpy()).max())
+
+    n_pillars = int(inputs["pillar_count"][0])
+    print(f"engine {Path(args.engine).name}: preset {man.preset}, weights {man.weights}, "
+          f"P={spec.max_pillars} M={spec.max_points} grid={spec.grid_size}; input: {source}, {n_pillars} pillars")  # fmt: skip  # noqa: E501
+    print(f"threads={args.threads}  iters={args.iters}  onnxruntime {ort.__version__}  torch {torch.__version__}")
+    print(f"{'stage':<26}{'median ms':>10}{'p99 ms':>10}")
+    print(f"{'pillarize (numpy)':<26}{pil[0]:>10.2f}{pil[1]:>10.2f}")
+    print(f"{'path + ego inputs':<26}{prep[0]:>10.3f}{prep[1]:>10.3f}")
+    print(f"{'onnxruntime CPU':<26}{ort_t[0]:>10.2f}{ort_t[1]:>10.2f}")
+    print(f"{'torch eager CPU':<26}{torch_t[0]:>10.2f}{torch_t[1]:>10.2f}")
+    print(f"torch / onnxruntime (median) = {torch_t[0] / ort_t[0]:.2f}x;  pillarize + ORT median = "
+          f"{pil[0] + ort_t[0]:.2f} ms;  max |ORT - torch| trajectories = {diff:.2e} m")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
