@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from vla_edge.backends.engine_cache import BuildOptions
 from vla_edge.backends.manifest import Manifest, write_manifest
 from vla_edge.config import load_config
 from vla_edge.errors import ModelError
+from vla_edge.pillarize import PillarSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_ONNX = REPO / "engines" / "student.onnx"
@@ -114,7 +116,7 @@ def make_contract_onnx(path: Path, model_cfg: dict[str, Any] | None = None, seed
         path,
         inputs=[spec(k) for k in in_names],
         outputs=[spec(k) for k in ("trajectories", "scores")],
-        model_config=cfg,
+        model_config=exported_model_config(cfg),
         anchors=anchors,
         weights="random-seeded",
         preset="test-contract",
@@ -122,6 +124,13 @@ def make_contract_onnx(path: Path, model_cfg: dict[str, Any] | None = None, seed
         extra={"training": {"note": "onnx.helper contract model for tests"}},
     )
     return path
+
+
+def exported_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The manifest ``model_config`` layout the exporter writes (resolved spec + trajectory)."""
+    t = cfg["trajectory"]
+    spec = json.loads(json.dumps(asdict(PillarSpec.from_config(cfg))))
+    return {"spec": spec, "dt": t["dt"], "num_poses": t["num_poses"], "num_anchors": t["num_anchors"]}
 
 
 def inference_cfg(tmp_path: Path | None = None) -> dict[str, Any]:

@@ -11,9 +11,10 @@ student as a failed candidate and falls back.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ from vla_edge.types import Frame, Trajectory
 
 log = logging.getLogger(__name__)
 
-# model.yaml sections that change the model's inputs; they must equal the exported ones.
-_IO_SECTIONS = ("pillars", "inputs", "trajectory")
+# Top-level manifest model_config keys that must equal config/model.yaml "trajectory" keys.
+_TRAJ_KEYS = ("dt", "num_poses", "num_anchors")
 
 
 @dataclass
@@ -55,14 +56,32 @@ class StudentOutput:
     bev: np.ndarray | None = None
 
 
-def _check_model_config(model_cfg: dict[str, Any], manifest_cfg: dict[str, Any], where: Path) -> None:
-    """The I/O-defining sections of model.yaml must match what the ONNX was exported with."""
-    diffs = [
-        s for s in _IO_SECTIONS if s in manifest_cfg and s in model_cfg and model_cfg[s] != manifest_cfg[s]
+def _check_model_config(
+    spec: PillarSpec, model_cfg: dict[str, Any], exported: dict[str, Any], where: Path
+) -> None:
+    """The pillar/input spec and trajectory layout of model.yaml must match the export's.
+
+    The exporter records the resolved spec under ``model_config["spec"]`` and the trajectory
+    layout at the top level; keys the manifest lacks are not compared.
+    """
+    diffs = []
+    spec_exp = exported.get("spec")
+    if isinstance(spec_exp, dict):
+        mine = json.loads(json.dumps(asdict(spec)))  # tuples -> lists, as in the JSON manifest
+        diffs += [
+            f"spec.{k}: exported {spec_exp[k]!r}, config {v!r}"
+            for k, v in mine.items()
+            if k in spec_exp and spec_exp[k] != v
+        ]
+    traj = model_cfg.get("trajectory", {})
+    diffs += [
+        f"trajectory.{k}: exported {exported[k]!r}, config {traj[k]!r}"
+        for k in _TRAJ_KEYS
+        if k in exported and k in traj and exported[k] != traj[k]
     ]
     if diffs:
         raise ManifestError(
-            f"config/model.yaml sections {diffs} differ from those model {where} was exported with; "
+            f"config/model.yaml differs from what model {where} was exported with ({'; '.join(diffs)}); "
             "restore config/model.yaml or re-export with `python -m training.export`"
         )
 
@@ -128,7 +147,7 @@ class StudentRunner:
         spec = PillarSpec.from_config(model_cfg)
         be = create_backend(backend, engine_path, inf_cfg)
         try:
-            _check_model_config(model_cfg, be.manifest.model_config, be.onnx_path)
+            _check_model_config(spec, model_cfg, be.manifest.model_config, be.onnx_path)
             return cls(be, spec, int(require(inf_cfg, "noise", "seed", where="inference.yaml")))
         except Exception:
             be.close()

@@ -184,8 +184,8 @@ class EngineCache:
 
     def paths_for(self, onnx_path: Path, key: EngineKey) -> tuple[Path, Path]:
         """``(engine, sidecar)`` paths of ``key``."""
-        base = self.cache_dir / f"{onnx_path.stem}.{key.precision}.{key.id}"
-        return base.with_suffix(".engine"), base.with_suffix(".json")
+        stem = f"{onnx_path.stem}.{key.precision}.{key.id}"
+        return self.cache_dir / f"{stem}.engine", self.cache_dir / f"{stem}.json"
 
     def get(
         self, onnx_path: str | Path, manifest: Manifest, options: BuildOptions, *, force: bool = False
@@ -319,7 +319,7 @@ class EngineCache:
             other = _read_sidecar_key(side)
             if other is None or other == key:
                 continue
-            stale = side.with_suffix(".engine")
+            stale = side.parent / (side.name[: -len(".json")] + ".engine")
             stale.unlink(missing_ok=True)
             side.unlink(missing_ok=True)
             msg = f"pruned stale engine {stale.name} (" + ", ".join(key.diff(other)) + ")"

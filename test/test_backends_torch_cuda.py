@@ -1,0 +1,158 @@
+"""torch-CUDA backend: artefact lookup everywhere; FP16 + CUDA graphs where a GPU exists.
+
+The GPU tests run the shipped ``engines/student.ts`` (the model session's TorchScript
+export) against ONNX Runtime on the same inputs; they skip with a reason on CPU machines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from backends_helpers import SHIPPED_ONNX, inference_cfg, make_contract_onnx
+
+from vla_edge.backends import torch_cuda_backend as tcb
+from vla_edge.backends.base import dummy_inputs
+from vla_edge.backends.manifest import load_manifest, manifest_path_for
+from vla_edge.errors import BackendUnavailableError, ManifestError, ModelError
+
+HAVE_CUDA = tcb.available()
+SHIPPED_TS = SHIPPED_ONNX.with_suffix(".ts")
+needs_gpu = pytest.mark.skipif(not HAVE_CUDA, reason="torch with a CUDA device is not available here")
+needs_shipped = pytest.mark.skipif(
+    not (SHIPPED_ONNX.exists() and SHIPPED_TS.exists()), reason="engines/student.{onnx,ts} not shipped"
+)
+
+
+@pytest.fixture
+def onnx(tmp_path: Path) -> Path:
+    return make_contract_onnx(tmp_path / "student.onnx")
+
+
+def _add_ts_entry(onnx: Path, name: str, sha: str) -> None:
+    doc = json.loads(manifest_path_for(onnx).read_text())
+    doc["torchscript"] = {"file": name, "sha256": sha}
+    manifest_path_for(onnx).write_text(json.dumps(doc))
+
+
+def test_artefact_lookup_order(onnx: Path, tmp_path: Path) -> None:
+    man = load_manifest(onnx)
+    with pytest.raises(ModelError, match=r"torch artefact not found: .*student\.ts"):
+        tcb.find_artefact(onnx, man, "")
+    (tmp_path / "student.ts").write_bytes(b"ts")
+    assert tcb.find_artefact(onnx, man, "") == tmp_path / "student.ts"
+    (tmp_path / "custom.ts").write_bytes(b"custom")
+    assert tcb.find_artefact(onnx, man, str(tmp_path / "custom.ts")) == tmp_path / "custom.ts"
+    import hashlib
+
+    _add_ts_entry(onnx, "custom.ts", hashlib.sha256(b"custom").hexdigest())
+    assert tcb.find_artefact(onnx, load_manifest(onnx), "") == tmp_path / "custom.ts"
+
+
+def test_tampered_artefact_refused(onnx: Path, tmp_path: Path) -> None:
+    (tmp_path / "student.ts").write_bytes(b"modified")
+    _add_ts_entry(onnx, "student.ts", "0" * 64)
+    with pytest.raises(ManifestError, match=r"student\.ts has sha256 .* refusing to load"):
+        tcb.find_artefact(onnx, load_manifest(onnx), "")
+
+
+def test_corrupt_artefact_is_model_error(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install .[train])")
+    bad = tmp_path / "student.ts"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.raises(ModelError, match=r"torch cannot load artefact .*student\.ts"):
+        tcb._load_module(torch, bad, torch.device("cpu"))
+
+
+@pytest.mark.skipif(HAVE_CUDA, reason="CUDA is available here")
+def test_no_cuda_is_unavailable(onnx: Path, tmp_path: Path) -> None:
+    (tmp_path / "student.ts").write_bytes(b"ts")
+    with pytest.raises(BackendUnavailableError, match="torch"):
+        tcb.TorchCudaBackend(onnx, inference_cfg(tmp_path)).load()
+
+
+def _feed(onnx: Path) -> dict[str, np.ndarray]:
+    man = load_manifest(onnx)
+    rng = np.random.default_rng(3)
+    feed = dummy_inputs(man.inputs)
+    P = feed["pillar_coords"].shape[1]
+    n = P // 4
+    feed["pillar_count"][:] = n
+    feed["pillar_features"][0, :n] = rng.normal(0, 3, feed["pillar_features"][0, :n].shape)
+    feed["pillar_coords"][0, :n] = rng.integers(0, 160, (n, 2))
+    feed["ego_state"][0, :3] = [0.6, 0.1, 0.05]
+    feed["reference_path"][0, :, 0] = np.arange(feed["reference_path"].shape[1]) * 2.0
+    feed["noise"][:] = rng.standard_normal(feed["noise"].shape)
+    return feed
+
+
+@needs_gpu
+@needs_shipped
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_shipped_student_matches_onnxruntime(tmp_path: Path, precision: str) -> None:
+    from vla_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    cfg = inference_cfg(tmp_path)
+    cfg["torch_cuda"]["precision"] = precision
+    feed = _feed(SHIPPED_ONNX)
+    with tcb.TorchCudaBackend(SHIPPED_ONNX, cfg) as gpu, OnnxRuntimeBackend(SHIPPED_ONNX, cfg) as cpu:
+        ref = cpu.infer(feed)
+        out = gpu.infer(feed)
+        again = gpu.infer(feed)
+        assert gpu._graph is not None, "CUDA graph was not captured"
+        timings = []
+        for be in (gpu, cpu):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                be.infer(feed)
+            timings.append(1e3 * (time.perf_counter() - t0) / 20)
+        d_traj = float(np.abs(out.trajectories - ref.trajectories).max())
+        d_score = float(np.abs(out.scores - ref.scores).max())
+        print(
+            f"\ntorch_cuda[{precision}, mode {gpu.mode}] vs onnxruntime CPU: max|d traj| {d_traj:.2e} m, "
+            f"max|d score| {d_score:.2e}; latency {timings[0]:.2f} ms vs {timings[1]:.2f} ms "
+            f"(ratio {timings[1] / timings[0]:.1f}x) on {__import__('torch').cuda.get_device_name(0)}"
+        )
+    np.testing.assert_array_equal(out.trajectories, again.trajectories)  # graph replay is deterministic
+    tol = 1e-3 if precision == "fp32" else 0.25  # fp16 over ~30 m trajectories
+    assert d_traj < tol and d_score < tol * 10
+    assert gpu.mode in (("fp32",) if precision == "fp32" else ("half", "autocast"))
+
+
+@needs_gpu
+@needs_shipped
+def test_graph_follows_new_inputs(tmp_path: Path) -> None:
+    """Replay must read the static input buffers: other noise -> other trajectories."""
+    cfg = inference_cfg(tmp_path)
+    feed = _feed(SHIPPED_ONNX)
+    with tcb.TorchCudaBackend(SHIPPED_ONNX, cfg) as gpu:
+        a = gpu.infer(feed)
+        feed["noise"] = -feed["noise"]
+        b = gpu.infer(feed)
+    assert not np.allclose(a.trajectories, b.trajectories)
+
+
+@needs_gpu
+def test_wrong_artefact_for_manifest(onnx: Path, tmp_path: Path) -> None:
+    """A TorchScript file that is not this model fails load with a ModelError, not a crash."""
+    import torch
+
+    class Wrong(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    torch.jit.script(Wrong()).save(str(tmp_path / "student.ts"))
+    with pytest.raises(ModelError, match=r"cannot run .*student\.ts in any mode"):
+        tcb.TorchCudaBackend(onnx, inference_cfg(tmp_path)).load()
+
+
+def test_shipped_artefact_is_where_the_manifest_says() -> None:
+    if not SHIPPED_ONNX.exists():
+        pytest.skip("engines/student.onnx not shipped")
+    man = load_manifest(SHIPPED_ONNX)
+    if "torchscript" not in man.extra:
+        pytest.skip("shipped manifest has no torchscript entry")
+    assert tcb.find_artefact(SHIPPED_ONNX.resolve(), man, "") == SHIPPED_TS.resolve()
