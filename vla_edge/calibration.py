@@ -1,0 +1,260 @@
+"""Sensor extrinsics and the cloud -> ``base_link`` transform.
+
+Extrinsics come from ``config/calibration.yaml`` (xyz + roll/pitch/yaw per sensor, each
+with the ``frame_id`` values its driver uses). On a vehicle, ``/tf_static`` overrides
+them: tf2 cannot be installed from the wheels here, so instead of a tf2 buffer the node
+feeds each static transform to :meth:`Calibration.set_from_tf` (or a whole
+``tf2_msgs/TFMessage`` to :meth:`Calibration.apply_tf_message`). Chains such as
+``base_link -> roof_mount -> lidar`` are resolved by walking parents up to the base frame.
+
+A frame id that resolves to nothing raises :class:`FrameError`; it is never silently
+treated as identity. The base frame itself is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vla_edge.config import require
+from vla_edge.errors import FrameError
+
+
+def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """3 x 3 rotation ``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` (fixed-axis XYZ, as URDF and tf)."""
+    cr, sr = math.cos(roll), math.sin(roll)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    return np.array(
+        [
+            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+            [-sp, cp * sr, cp * cr],
+        ]
+    )
+
+
+def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3 x 3 rotation of a quaternion ``(x, y, z, w)``; normalised first.
+
+    Raises:
+        FrameError: Zero or non-finite quaternion.
+    """
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = float(np.linalg.norm(q))
+    if not math.isfinite(n) or n < 1e-9:
+        raise FrameError(f"rotation quaternion ({x}, {y}, {z}, {w}) is zero or not finite")
+    x, y, z, w = q / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Extrinsic:
+    """Transform from ``child`` to ``parent``: ``p_parent = rotation @ p_child + translation``.
+
+    Attributes:
+        parent: Parent frame id.
+        child: Child (sensor) frame id.
+        rotation: 3 x 3 rotation matrix.
+        translation: 3-vector in metres.
+        source: ``"config"`` or ``"tf"``.
+    """
+
+    parent: str
+    child: str
+    rotation: np.ndarray
+    translation: np.ndarray
+    source: str = "config"
+
+    def matrix(self) -> np.ndarray:
+        """4 x 4 homogeneous transform."""
+        m = np.eye(4)
+        m[:3, :3] = self.rotation
+        m[:3, 3] = self.translation
+        return m
+
+
+class Calibration:
+    """Extrinsics of every sensor relative to the base frame.
+
+    Args:
+        base_frame: Frame every cloud is transformed into (``base_link``).
+        extrinsics: Transforms keyed by child frame id.
+        sensors: Sensor name -> its main frame id (e.g. ``"lidar" -> "lidar"``).
+    """
+
+    def __init__(self, base_frame: str, extrinsics: dict[str, Extrinsic], sensors: dict[str, str]) -> None:
+        self.base_frame = base_frame
+        self._edges: dict[str, Extrinsic] = dict(extrinsics)
+        self.sensors = dict(sensors)
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Calibration:
+        """Build from the ``config/calibration.yaml`` mapping.
+
+        Raises:
+            ConfigError: Missing keys.
+            FrameError: A sensor has malformed xyz/rpy.
+        """
+        base = str(require(cfg, "base_frame", where="calibration.yaml"))
+        sensors_cfg = require(cfg, "sensors", where="calibration.yaml")
+        edges: dict[str, Extrinsic] = {}
+        sensors: dict[str, str] = {}
+        for name, sec in sensors_cfg.items():
+            where = f"calibration.yaml sensors.{name}"
+            frame_ids = [str(f) for f in require(sec, "frame_ids", where=where)]
+            xyz = np.asarray(require(sec, "xyz", where=where), dtype=np.float64)
+            rpy = np.asarray(require(sec, "rpy", where=where), dtype=np.float64)
+            if (
+                xyz.shape != (3,)
+                or rpy.shape != (3,)
+                or not np.all(np.isfinite(np.r_[xyz, rpy]))
+                or not frame_ids
+            ):
+                raise FrameError(
+                    f"{where}: need frame_ids (non-empty) and finite xyz [m] and rpy [rad] of 3 values"
+                )
+            rot = rpy_to_matrix(*rpy)
+            for fid in frame_ids:
+                edges[fid] = Extrinsic(base, fid, rot, xyz)
+            sensors[str(name)] = frame_ids[0]
+        return cls(base, edges, sensors)
+
+    # ------------------------------------------------------------------ overrides
+
+    def set_from_tf(
+        self,
+        parent_frame: str,
+        child_frame: str,
+        translation: tuple[float, float, float] | np.ndarray,
+        rotation_xyzw: tuple[float, float, float, float] | np.ndarray,
+    ) -> None:
+        """Override (or add) the transform of ``child_frame`` from a tf2 static transform.
+
+        Semantics follow ``geometry_msgs/TransformStamped``: ``header.frame_id`` is the
+        parent, ``child_frame_id`` the child, and the transform maps child coordinates
+        into the parent. Chains are allowed; they must end at the base frame.
+
+        Args:
+            parent_frame: ``header.frame_id`` of the transform.
+            child_frame: ``child_frame_id``.
+            translation: Child origin in the parent frame [m].
+            rotation_xyzw: Child orientation in the parent frame, quaternion ``(x, y, z, w)``.
+
+        Raises:
+            FrameError: Non-finite translation, bad quaternion, or child == base frame.
+        """
+        if child_frame == self.base_frame:
+            raise FrameError(f"cannot set a transform for the base frame '{self.base_frame}' itself")
+        t = np.asarray(translation, dtype=np.float64).reshape(3)
+        if not np.all(np.isfinite(t)):
+            raise FrameError(f"tf {parent_frame} -> {child_frame}: translation {t.tolist()} is not finite")
+        rot = quaternion_to_matrix(*np.asarray(rotation_xyzw, dtype=np.float64).reshape(4))
+        self._edges[child_frame] = Extrinsic(parent_frame, child_frame, rot, t, source="tf")
+        self._cache.clear()
+
+    def apply_tf_message(self, msg: Any) -> int:
+        """Apply every transform of a ``tf2_msgs/TFMessage`` (rclpy or rosbags); returns the count."""
+        n = 0
+        for tf in msg.transforms:
+            tr, q = tf.transform.translation, tf.transform.rotation
+            self.set_from_tf(tf.header.frame_id, tf.child_frame_id, (tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
+            n += 1
+        return n
+
+    # ------------------------------------------------------------------ queries
+
+    def known_frames(self) -> list[str]:
+        """Every frame id that resolves (the base frame included)."""
+        return sorted({self.base_frame, *self._edges})
+
+    def to_base(self, frame_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(R, t)`` mapping ``frame_id`` coordinates into the base frame.
+
+        Raises:
+            FrameError: Unknown frame id, a chain that does not reach the base frame, or a cycle.
+        """
+        hit = self._cache.get(frame_id)
+        if hit is not None:
+            return hit
+        rot, trans = np.eye(3), np.zeros(3)
+        seen = []
+        fid = frame_id
+        while fid != self.base_frame:
+            edge = self._edges.get(fid)
+            if edge is None:
+                chain = " -> ".join([*seen, fid])
+                via = f" (chain {chain})" if seen else ""
+                known = ", ".join(self.known_frames())
+                raise FrameError(
+                    f"unknown frame_id '{fid}'{via}; no transform to '{self.base_frame}'. "
+                    f"Known frames: {known}. "
+                    "Add it to config/calibration.yaml (sensors.<name>.frame_ids) or publish it on /tf_static"
+                )
+            if fid in seen:
+                raise FrameError(f"transform cycle through '{fid}' ({' -> '.join(seen)})")
+            seen.append(fid)
+            rot, trans = edge.rotation @ rot, edge.rotation @ trans + edge.translation
+            fid = edge.parent
+        self._cache[frame_id] = (rot, trans)
+        return rot, trans
+
+    def matrix(self, frame_id: str) -> np.ndarray:
+        """4 x 4 transform from ``frame_id`` into the base frame."""
+        rot, trans = self.to_base(frame_id)
+        m = np.eye(4)
+        m[:3, :3], m[:3, 3] = rot, trans
+        return m
+
+    def sensor_frame(self, sensor: str) -> str:
+        """Main frame id of a named sensor (``"lidar"``, ``"camera_front"``)."""
+        try:
+            return self.sensors[sensor]
+        except KeyError:
+            raise FrameError(
+                f"unknown sensor '{sensor}'; configured: {', '.join(sorted(self.sensors))}"
+            ) from None
+
+    def transform_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
+        """Map N x k points (x, y, z first; other columns kept) from ``frame_id`` into the base frame.
+
+        Returns the input array itself when ``frame_id`` is the base frame, else a new array
+        of the same dtype.
+
+        Raises:
+            FrameError: Unknown frame id (never a silent identity) or a bad array shape.
+        """
+        pts = np.asarray(points)
+        if pts.ndim != 2 or pts.shape[1] < 3:
+            raise FrameError(f"points must be N x k with k >= 3, got shape {pts.shape}")
+        if frame_id == self.base_frame:
+            return pts
+        rot, trans = self.to_base(frame_id)
+        out = pts.copy()
+        dt = pts.dtype if pts.dtype.kind == "f" else np.float64
+        out = out.astype(dt, copy=False)
+        out[:, :3] = pts[:, :3] @ rot.T.astype(dt) + trans.astype(dt)
+        return out
+
+    def from_base_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
+        """Inverse of :meth:`transform_points` (base frame -> ``frame_id``), e.g. for simulators."""
+        pts = np.asarray(points)
+        if pts.ndim != 2 or pts.shape[1] < 3:
+            raise FrameError(f"points must be N x k with k >= 3, got shape {pts.shape}")
+        if frame_id == self.base_frame:
+            return pts
+        rot, trans = self.to_base(frame_id)
+        dt = pts.dtype if pts.dtype.kind == "f" else np.float64
+        out = pts.astype(dt, copy=True)
+        out[:, :3] = (pts[:, :3] - trans.astype(dt)) @ rot.astype(dt)
+        return out
