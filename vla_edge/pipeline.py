@@ -71,11 +71,11 @@ class DrivePipeline:
     Args:
         runner: A :class:`~vla_edge.inference.StudentRunner`, or None (planner only).
         cycle: A :class:`~vla_edge.planning.cycle.PlanningCycle`, or None (inference only).
-        noise_seed: Diffusion noise seed per frame; None draws fresh noise.
+        noise_seed: Diffusion noise seed per frame; None = ``noise.seed`` of inference.yaml.
     """
 
     def __init__(
-        self, runner: StudentRunner | None, cycle: PlanningCycle | None, noise_seed: int | None = 0
+        self, runner: StudentRunner | None, cycle: PlanningCycle | None, noise_seed: int | None = None
     ) -> None:
         self.runner = runner
         self.cycle = cycle
@@ -101,8 +101,7 @@ class DrivePipeline:
         if with_runner and runner is None:
             runner = load_runner(drive_cfg)
         cycle = load_cycle(drive_cfg) if with_cycle else None
-        seed = int(require(drive_cfg, "noise_seed", where="drive.yaml"))
-        return cls(runner if with_runner else None, cycle, None if seed < 0 else seed)
+        return cls(runner if with_runner else None, cycle)
 
     def infer(
         self, frame: Frame, deadline_s: float | None = None, started: float | None = None
@@ -168,21 +167,21 @@ def load_runner(drive_cfg: dict[str, Any]) -> StudentRunner:
     from vla_edge.inference import StudentRunner
 
     model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")))
-    engine = engine_path(drive_cfg)
-    return StudentRunner.from_config(
-        model_cfg, str(require(drive_cfg, "backend", where="drive.yaml")), engine
-    )
+    inf_cfg = load_config(str(require(drive_cfg, "inference_config", where="drive.yaml")))
+    backend = str(require(drive_cfg, "backend", where="drive.yaml"))
+    backend = backend or str(require(inf_cfg, "backend", where="inference.yaml"))
+    return StudentRunner.from_config(model_cfg, backend, engine_path(drive_cfg), inf_cfg)
 
 
 def load_cycle(drive_cfg: dict[str, Any]) -> PlanningCycle:
     """Build the PlanningCycle from the config file named by ``planning_config``."""
+    name = str(require(drive_cfg, "planning_config", where="drive.yaml"))
     from vla_edge.planning.cycle import PlanningCycle
 
-    return PlanningCycle.from_config(
-        load_config(str(require(drive_cfg, "planning_config", where="drive.yaml")))
-    )
+    return PlanningCycle.from_config(load_config(name))
 
 
-def engine_path(drive_cfg: dict[str, Any]) -> Path:
-    """Absolute path of the student model (relative paths are from the package root)."""
-    return resolve_path(str(require(drive_cfg, "engine_path", where="drive.yaml")))
+def engine_path(drive_cfg: dict[str, Any]) -> Path | None:
+    """Student model path (relative = from the package root); None = inference.yaml's ``engine``."""
+    path = str(require(drive_cfg, "engine_path", where="drive.yaml"))
+    return resolve_path(path) if path else None

@@ -81,7 +81,6 @@ class InferenceNode(Node):
         self.drops = DropCounter(int(self.th.window))
         self.stats = {"sweeps": 0, "candidates": 0, "skipped": 0, "model_errors": 0, "deadline_missed": 0}
         self._mailbox = SweepMailbox()
-        self._warmup(int(self.cfg["inference"]["warmup_runs"]))
 
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
         from nav_msgs.msg import Path
@@ -101,15 +100,10 @@ class InferenceNode(Node):
             callback_group=self.frames.group,
         )
         self.get_logger().info(
-            f"inference node ready: backend={self.cfg['backend']} engine={self.cfg['engine_path']} "
+            f"inference node ready: backend={getattr(self.pipeline.runner.backend, 'name', '?')} "
+            f"engine={getattr(self.pipeline.runner.backend, 'onnx_path', '?')} "
             f"deadline={1000 * self.deadline_s:.0f} ms"
         )
-
-    def _warmup(self, runs: int) -> None:
-        runner = self.pipeline.runner
-        backend = getattr(runner, "backend", None)
-        if runs > 0 and backend is not None and hasattr(backend, "warmup"):
-            backend.warmup(runs)
 
     def _on_lidar(self, msg: Any) -> None:
         self.stats["sweeps"] += 1

@@ -1,0 +1,217 @@
+"""End-to-end latency of the live drive graph over DDS: LiDAR publish -> /planning/trajectory.
+
+The graph runs as its own process (``python -m vla_edge drive``, ONNX Runtime, the shipped
+``engines/student.onnx``); this process publishes odometry (50 Hz), a reference path (1 Hz)
+and a real scan (``../shared/data/lidar``, tiled to the requested size) at 10 Hz, and times
+the receipt of the final trajectory of each sweep. Model-only time (pillarize + inference,
+``total_ms`` of ``candidate_info``) comes from the same run, so the ratio
+``e2e p99 / model p99`` is comparable across machines.
+
+Printed per cloud size: frames, p50/p99 end-to-end, p50/p99 model-only, ratio, dropped
+sweeps (no final trajectory for that sweep's stamp), sweeps without a student candidate.
+Goals: no drops at 10 Hz with 32k points; ratio <= 1.5.
+
+    python bench/bench_e2e.py                 # 300 frames at 32k and 262k points
+    python bench/bench_e2e.py --frames 50 --points 32768
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SCAN = REPO.parent / "shared" / "data" / "lidar" / "nuscenes_lidar_top_1532402927647951.bin"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=300, help="sweeps per cloud size (default 300)")
+    p.add_argument("--rate", type=float, default=10.0, help="LiDAR rate in Hz (default 10)")
+    p.add_argument(
+        "--points",
+        type=str,
+        default="32768,262144",
+        help="comma-separated cloud sizes (default 32768,262144)",
+    )
+    p.add_argument("--scan", type=str, default=str(DEFAULT_SCAN), help="real scan to tile (.bin/.pcd)")
+    p.add_argument(
+        "--lidar-frame", type=str, default=None, help="cloud frame_id (default: the calibration's LiDAR)"
+    )
+    p.add_argument(
+        "--share-frames", action="store_true", help="graph: arbiter reuses the inference node's frames"
+    )
+    p.add_argument(
+        "--backend", default=None, help="graph backend override (default: drive.yaml / inference.yaml)"
+    )
+    p.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
+    p.add_argument(
+        "--startup-timeout", type=float, default=60.0, help="seconds to wait for the graph to match"
+    )
+    return p.parse_args(argv)
+
+
+def _pct(values: list[float] | np.ndarray, q: float) -> float:
+    arr = np.asarray(values, dtype=float)
+    return float(np.percentile(arr, q)) if arr.size else float("nan")
+
+
+def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
+    """Start the graph, feed ``args.frames`` sweeps of ``n_points``, return the figures."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from vla_edge.config import load_config
+    from vla_edge.nodes.feeder import SensorFeeder, load_scan
+    from vla_edge.nodes.monitor import GraphMonitor
+
+    topics = load_config("topics")
+    cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
+    if args.share_frames:
+        cmd.append("--share-frames")
+    if args.backend:
+        cmd += ["--backend", args.backend]
+    graph = subprocess.Popen(
+        cmd, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    rclpy.init()
+    executor = MultiThreadedExecutor(num_threads=2)
+    stop = threading.Event()
+    try:
+        feeder = SensorFeeder(topics, lidar_frame)
+        monitor = GraphMonitor(topics)
+        executor.add_node(feeder)
+        executor.add_node(monitor)
+        spin = threading.Thread(
+            target=lambda: [executor.spin_once(0.05) for _ in iter(stop.is_set, True)], daemon=True
+        )
+        spin.start()
+        feeder.set_cloud(load_scan(args.scan, n_points))
+
+        def inputs_loop() -> None:  # odometry 50 Hz, reference path 1 Hz
+            k = 0
+            while not stop.is_set():
+                now = feeder.clock_now()
+                feeder.publish_odometry(now)
+                if k % 50 == 0:
+                    feeder.publish_reference_path(now)
+                k += 1
+                time.sleep(0.02)
+
+        feeding = threading.Thread(target=inputs_loop, daemon=True)
+        feeding.start()
+        end = time.monotonic() + args.startup_timeout
+        while time.monotonic() < end:
+            r = feeder.readers()
+            if r["lidar"] >= 2 and r["odometry"] >= 2 and monitor.matched() and graph.poll() is None:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(
+                f"graph did not come up in {args.startup_timeout} s: {graph.stderr.read()[-2000:]}"
+            )
+        # Warm-up sweeps (not counted) so first-call allocations do not pollute p99.
+        period = 1.0 / args.rate
+        for _ in range(10):
+            feeder.publish_cloud(feeder.clock_now())
+            time.sleep(period)
+        time.sleep(0.5)
+        published: dict[float, float] = {}
+        n_info0 = len(monitor.infos)
+        t_next = time.monotonic()
+        for _ in range(args.frames):
+            stamp = round(feeder.clock_now(), 6)
+            published[stamp] = feeder.publish_cloud(stamp)
+            t_next += period
+            time.sleep(max(0.0, t_next - time.monotonic()))
+        time.sleep(1.0)
+        lat = monitor.latencies_ms(published)
+        with monitor.lock:
+            infos = [
+                i
+                for i in monitor.infos[n_info0:]
+                if round(float(i["values"].get("stamp", -1)), 6) in published
+            ]
+            decisions = [
+                d for d in monitor.decisions if round(float(d.get("frame_stamp", -1)), 6) in published
+            ]
+        model = [float(i["values"]["total_ms"]) for i in infos if "total_ms" in i["values"]]
+        candidates = sum(
+            1
+            for i in infos
+            if i["name"] == "vla_edge/candidate" and i["values"].get("deadline_missed") == "False"
+        )
+        choices: dict[str, int] = {}
+        seen: set[float] = set()
+        for d in decisions:
+            s = round(float(d["frame_stamp"]), 6)
+            if s not in seen:
+                seen.add(s)
+                choices[d["choice"]] = choices.get(d["choice"], 0) + 1
+        res = {
+            "points": n_points,
+            "frames": args.frames,
+            "rate_hz": args.rate,
+            "e2e_p50_ms": _pct(lat, 50),
+            "e2e_p99_ms": _pct(lat, 99),
+            "model_p50_ms": _pct(model, 50),
+            "model_p99_ms": _pct(model, 99),
+            "dropped": args.frames - int(lat.size),
+            "no_candidate": args.frames - candidates,
+            "decisions": choices,
+            "share_frames": bool(args.share_frames),
+        }
+        res["ratio_e2e_model_p99"] = res["e2e_p99_ms"] / res["model_p99_ms"] if model else float("nan")
+        return res
+    finally:
+        stop.set()
+        graph.terminate()
+        try:
+            graph.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            graph.kill()
+        executor.shutdown(timeout_sec=2.0)
+        rclpy.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not Path(args.scan).is_file():
+        print(f"scan not found: {args.scan} (pass --scan or provide ../shared/data)", file=sys.stderr)
+        return 2
+    from vla_edge.nodes.frames import default_lidar_frame
+
+    lidar_frame = args.lidar_frame or default_lidar_frame()
+    results = []
+    print(f"bench_e2e: {args.frames} sweeps at {args.rate:g} Hz, graph in a subprocess, DDS loopback")
+    cols = ("e2e p50", "e2e p99", "mdl p50", "mdl p99")
+    tail = f" {'ratio':>6} {'dropped':>7} {'no cand':>7}"
+    print(f"{'points':>8} " + " ".join(f"{c:>8}" for c in cols) + tail)
+    for n in [int(x) for x in args.points.split(",") if x]:
+        r = run_size(args, n, lidar_frame)
+        results.append(r)
+        print(
+            f"{n:>8} {r['e2e_p50_ms']:>8.1f} {r['e2e_p99_ms']:>8.1f} {r['model_p50_ms']:>8.1f} "
+            f"{r['model_p99_ms']:>8.1f} {r['ratio_e2e_model_p99']:>6.2f} {r['dropped']:>7} "
+            f"{r['no_candidate']:>7}"
+            f"   decisions {r['decisions']}"
+        )
+    print("goals: 0 dropped at 32k points; ratio e2e p99 / model p99 <= 1.5 (ms columns are milliseconds)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""DrivePipeline with the real ONNX student and the real planning cycle (no ROS)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vla_edge.errors import ConfigError, ModelError
+from vla_edge.nodes.params import default_params_file, load_params_file, unflatten
+from vla_edge.pipeline import DrivePipeline, engine_path, load_runner
+from vla_edge.types import EgoState, Frame
+
+CHOICES = {"student", "frenet", "emergency_stop", "hold_previous"}
+
+
+class RaisingBackend:
+    """Test double around the real backend: every inference raises."""
+
+    def __init__(self, real: Any, exc: Exception) -> None:
+        self.real, self.exc, self.name = real, exc, "raising-test-double"
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.real, item)
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> Any:
+        raise self.exc
+
+
+class SlowBackend:
+    """Test double around the real backend: real result after an extra delay."""
+
+    def __init__(self, real: Any, delay_s: float) -> None:
+        self.real, self.delay_s, self.name = real, delay_s, "slow-test-double"
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.real, item)
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> Any:
+        out = self.real.infer(inputs)
+        time.sleep(self.delay_s)
+        return out
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict[str, Any]:
+    values = load_params_file(default_params_file())
+    values["backend"] = "onnxruntime"
+    return unflatten(values)
+
+
+@pytest.fixture(scope="module")
+def runner(cfg: dict[str, Any]) -> Any:
+    r = load_runner(cfg)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def frame(shared_data: Path) -> Frame:
+    from vla_edge.nodes.feeder import load_scan
+
+    pts = load_scan(str(shared_data / "lidar" / "kitti_000008.bin"))
+    path = np.stack([np.linspace(-5, 80, 86), np.zeros(86)], axis=1)
+    return Frame(stamp=100.0, points=pts, ego=EgoState(100.0, 0.0, 0.0, 0.0, 4.0), reference_path=path)
+
+
+def test_infer_gives_finite_candidate_with_timing(runner: Any, frame: Frame) -> None:
+    p = DrivePipeline(runner, None)
+    res = p.infer(frame)
+    assert res.error is None and not res.deadline_missed
+    assert res.candidate is not None and res.candidate.stamp == frame.stamp
+    assert res.candidate.trajectory.is_finite() and res.candidate.trajectory.source == "student"
+    assert {"pillarize", "inference", "total"} <= set(res.timing_ms)
+    assert res.candidate.scores is not None and res.candidate.scores.ndim == 1
+    again = p.infer(frame)  # deterministic noise: same frame, same plan
+    np.testing.assert_allclose(again.candidate.trajectory.poses, res.candidate.trajectory.poses)
+
+
+def test_model_exception_becomes_error_not_raise(runner: Any, frame: Frame) -> None:
+    real = runner.backend
+    runner.backend = RaisingBackend(real, ModelError("boom"))
+    try:
+        res = DrivePipeline(runner, None).infer(frame)
+    finally:
+        runner.backend = real
+    assert res.candidate is None and res.error is not None and "ModelError: boom" in res.error
+
+
+def test_unexpected_exception_also_contained(runner: Any, frame: Frame) -> None:
+    real = runner.backend
+    runner.backend = RaisingBackend(real, RuntimeError("onnxruntime fault"))
+    try:
+        res = DrivePipeline(runner, None).infer(frame)
+    finally:
+        runner.backend = real
+    assert res.candidate is None and "RuntimeError" in res.error
+
+
+def test_deadline_withholds_late_candidate(runner: Any, frame: Frame) -> None:
+    real = runner.backend
+    runner.backend = SlowBackend(real, 0.15)
+    try:
+        res = DrivePipeline(runner, None).infer(frame, deadline_s=0.1)
+    finally:
+        runner.backend = real
+    assert res.deadline_missed and res.candidate is None and res.error is None
+    assert res.timing_ms["inference"] >= 150.0
+
+
+def test_lockstep_step_plans_with_candidate(cfg: dict[str, Any], runner: Any, frame: Frame) -> None:
+    pytest.importorskip("vla_edge.planning.cycle")
+    p = DrivePipeline.from_config(cfg, runner=runner)
+    _, decision = p.step(frame)
+    assert decision.choice in CHOICES
+    assert decision.trajectory.is_finite() and decision.trajectory.dt == pytest.approx(0.1)
+    d = decision.to_dict()
+    assert d["choice"] == decision.choice
+    without = p.plan(frame, None, frame.stamp)
+    assert without.choice != "student" and without.reasons
+
+
+def test_engine_path_and_bad_config(cfg: dict[str, Any]) -> None:
+    assert engine_path(cfg) is None  # empty: inference.yaml decides
+    assert engine_path({**cfg, "engine_path": "engines/student.onnx"}).name == "student.onnx"
+    with pytest.raises(ConfigError, match="planning_config"):
+        DrivePipeline.from_config({k: v for k, v in cfg.items() if k != "planning_config"}, with_runner=False)

@@ -1,0 +1,258 @@
+"""``vla-edge demo``: a synthetic airside drive through the live graph, end to end.
+
+1. Generates a seeded synthetic airside bag with the simulator (or reuses the cached one).
+2. Starts the drive graph (inference + arbiter nodes, shipped ``engines/student.onnx``,
+   ONNX Runtime, ``use_sim_time``) in this process.
+3. Plays the bag over DDS on loopback (with ``/clock``) into the graph.
+4. Prints and saves a summary (``summary.json`` + ``summary.txt``): frames, decisions by
+   type, end-to-end latency p50/p99 (sweep publish -> final trajectory receipt), fallback
+   reasons. Exits non-zero when the graph produced no trajectory.
+
+DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID are
+set when the environment does not set them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/vla_edge/demo"))
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser(
+        "demo",
+        help="play a synthetic airside bag through the live graph and summarise the decisions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--seed", type=int, default=0, help="scenario seed (default 0)")
+    p.add_argument(
+        "--seconds", type=float, default=25.0, help="length of the synthetic drive in s (default 25)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("out/demo"), help="where summary.json/.txt go (default out/demo)"
+    )
+    p.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help=f"bag cache directory (default {DEFAULT_CACHE})"
+    )
+    p.add_argument("--regenerate", action="store_true", help="generate the bag even if a cached one exists")
+    p.add_argument("--bag", type=Path, default=None, help="play this rosbag2 instead of a synthetic one")
+    p.add_argument("--backend", default=None, help="inference backend override (default: onnxruntime)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0, real time)")
+    p.set_defaults(func=run)
+
+
+def _ros_env() -> None:
+    """Keep DDS on loopback and off other people's domains (before rclpy starts)."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
+    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+
+def header_stamp(cdr: bytes) -> float:
+    """Header stamp of a serialised message that starts with ``std_msgs/Header`` (CDR)."""
+    little = cdr[1] == 1  # encapsulation id 0x0001 = CDR little endian
+    sec, nanosec = struct.unpack_from("<iI" if little else ">iI", cdr, 4)
+    return round(sec + nanosec * 1e-9, 6)
+
+
+def ensure_bag(args: argparse.Namespace) -> Path:
+    """The synthetic bag for ``--seed``/``--seconds`` (generated once, then cached)."""
+    from vla_edge.sim.bag import write_scenario_bag
+
+    path = args.cache / f"airside_seed{args.seed}_{args.seconds:g}s"
+    if path.exists() and not args.regenerate:
+        print(f"[1/4] reusing cached synthetic airside bag {path}")
+        return path
+    print(f"[1/4] generating synthetic airside bag (seed {args.seed}, {args.seconds:g} s) -> {path}")
+    t0 = time.monotonic()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    write_scenario_bag(path, seed=args.seed, seconds=args.seconds, overwrite=True)
+    print(f"      done in {time.monotonic() - t0:.1f} s")
+    return path
+
+
+def read_messages(bag: Path, topics: dict[str, Any]) -> tuple[list[Any], dict[str, str]]:
+    """Raw records of the graph's input topics, sorted by time, and their types."""
+    from vla_edge.bagio import read_raw
+    from vla_edge.nodes.bag_player import RawMessage
+
+    wanted = {topics["inputs"][k] for k in ("lidar", "odometry", "reference_path")}
+    records, types = [], {}
+    for topic, msgtype, t_ns, data in read_raw(bag, topics=wanted):
+        records.append(RawMessage(topic, msgtype, t_ns, bytes(data)))
+        types[topic] = msgtype
+    records.sort(key=lambda r: r.timestamp_ns)
+    return records, types
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate/reuse the bag, play it into the live graph, summarise."""
+    _ros_env()
+    t_start = time.monotonic()
+    from vla_edge.config import load_config
+
+    topics = load_config("topics")
+    bag = args.bag if args.bag is not None else ensure_bag(args)
+    records, types = read_messages(bag, topics)
+    lidar_topic = topics["inputs"]["lidar"]
+    n_sweeps = sum(1 for r in records if r.topic == lidar_topic)
+    if n_sweeps == 0:
+        print(f"bag {bag} has no {lidar_topic} messages", file=sys.stderr)
+        return 1
+    span = (records[-1].timestamp_ns - records[0].timestamp_ns) * 1e-9
+    print(f"      {n_sweeps} LiDAR sweeps, {len(records)} messages, {span:.1f} s of driving")
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from vla_edge.nodes.bag_player import BagPlayer
+    from vla_edge.nodes.graph import DriveGraph
+    from vla_edge.nodes.monitor import GraphMonitor
+    from vla_edge.nodes.params import resolve_overrides
+
+    values = resolve_overrides(None, {"use_sim_time": True, "backend": args.backend or "onnxruntime"})
+    rclpy.init()
+    graph = player = monitor = executor = None
+    stop = threading.Event()
+    try:
+        print("[2/4] starting the drive graph (inference + arbiter, ONNX Runtime, use_sim_time)")
+        graph = DriveGraph(values, share_frames=True).start()
+        player = BagPlayer(types, rate=args.rate)
+        monitor = GraphMonitor(topics)
+        executor = SingleThreadedExecutor()
+        executor.add_node(monitor)
+        spin = threading.Thread(
+            target=lambda: [executor.spin_once(0.05) for _ in iter(stop.is_set, True)], daemon=True
+        )
+        spin.start()
+        if not player.wait_for_subscribers(types, timeout=20.0) or not _wait(monitor.matched, 20.0):
+            print("the graph's subscriptions did not match within 20 s (DDS discovery)", file=sys.stderr)
+            return 1
+        print(f"[3/4] playing {span:.0f} s of sensor data over DDS (loopback) at {args.rate:g}x")
+        published: dict[float, float] = {}
+
+        def on_publish(rec: Any, wall: float) -> None:
+            if rec.topic == lidar_topic:
+                published[header_stamp(rec.data)] = wall
+
+        stats = player.play(_progress(records, lidar_topic, n_sweeps), on_publish=on_publish)
+        _wait(lambda: len(monitor.first_rx) >= len(published), 2.0)
+        stop.set()
+        summary = summarise(monitor, graph, published, stats, bag, time.monotonic() - t_start)
+    finally:
+        stop.set()
+        if graph is not None:
+            graph.stop()
+        for node in (player, monitor):
+            if node is not None:
+                node.destroy_node()
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
+        if rclpy.ok():
+            rclpy.shutdown()
+    text = render(summary)
+    print("[4/4] summary")
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "summary.txt").write_text(text + "\n")
+    print(f"saved {args.out / 'summary.json'} and {args.out / 'summary.txt'}")
+    if summary["trajectories"] == 0:
+        print("FAIL: the graph produced no trajectory", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _wait(pred: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return bool(pred())
+
+
+def _progress(records: list[Any], lidar_topic: str, n_sweeps: int) -> Any:
+    """Yield records, drawing a tqdm bar over LiDAR sweeps."""
+    from tqdm import tqdm
+
+    with tqdm(total=n_sweeps, unit="sweep", desc="      playing", leave=False, file=sys.stdout) as bar:
+        for rec in records:
+            yield rec
+            if rec.topic == lidar_topic:
+                bar.update(1)
+
+
+def summarise(
+    monitor: Any, graph: Any, published: dict[float, float], stats: Any, bag: Path, wall: float
+) -> dict:
+    """Numbers for the summary (JSON-ready)."""
+    import numpy as np
+
+    lat = monitor.latencies_ms(published)
+    with monitor.lock:
+        decisions = list(monitor.decisions)
+        infos = list(monitor.infos)
+    per_frame: dict[float, dict] = {}
+    for d in decisions:  # the first decision for each sweep (later ones re-plan on it)
+        per_frame.setdefault(round(float(d["frame_stamp"]), 6), d)
+    by_choice = Counter(d["choice"] for d in per_frame.values())
+    reasons = Counter(r for d in per_frame.values() if d["choice"] != "student" for r in d.get("reasons", []))
+    model = [
+        float(i["values"]["total_ms"])
+        for i in infos
+        if i["name"] == "vla_edge/candidate" and "total_ms" in i["values"]
+    ]
+    inf = graph.inference.stats
+
+    def pct(a: Any, q: float) -> float | None:
+        return round(float(np.percentile(a, q)), 1) if len(a) else None
+
+    return {
+        "bag": str(bag),
+        "frames": len(published),
+        "trajectories": len(lat),
+        "cycles": int(graph.arbiter.stats["cycles"]),
+        "decisions": dict(by_choice.most_common()),
+        "fallback_reasons": dict(reasons.most_common()),
+        "latency_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": pct(lat, 100)},
+        "model_ms": {"p50": pct(model, 50), "p99": pct(model, 99)},
+        "candidates": int(inf["candidates"]),
+        "skipped_frames": int(inf["skipped"]),
+        "watchdog_fallbacks": int(graph.arbiter.stats["watchdog"]),
+        "bag_seconds": round(stats.bag_span_s, 1),
+        "wall_seconds": round(wall, 1),
+    }
+
+
+def render(s: dict) -> str:
+    """Short human-readable summary."""
+    lines = [
+        f"  bag                {s['bag']}",
+        f"  LiDAR frames       {s['frames']}  ->  final trajectories {s['trajectories']}"
+        f"  (student candidates {s['candidates']}, skipped frames {s['skipped_frames']})",
+        f"  latency e2e        p50 {s['latency_ms']['p50']} ms   p99 {s['latency_ms']['p99']} ms"
+        f"   (model p50 {s['model_ms']['p50']} ms, p99 {s['model_ms']['p99']} ms)",
+        "  decisions          " + ("  ".join(f"{k} {v}" for k, v in s["decisions"].items()) or "none"),
+    ]
+    if s["fallback_reasons"]:
+        lines.append(
+            "  fallback reasons   " + "  ".join(f"{k} x{v}" for k, v in s["fallback_reasons"].items())
+        )
+    lines.append(f"  watchdog fallbacks {s['watchdog_fallbacks']}   wall time {s['wall_seconds']} s")
+    return "\n".join(lines)

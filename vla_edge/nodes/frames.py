@@ -1,0 +1,168 @@
+"""Frame input side shared by the inference and arbiter nodes.
+
+:class:`FrameSource` owns the node's :class:`~vla_edge.frame_assembly.FrameAssembler`,
+subscribes (SensorDataQoS, one callback group) to odometry, the reference path, the
+camera when ``camera`` is ``raw``/``compressed`` and, optionally, the LiDAR; it also fills
+the output messages (Path, MarkerArray) through ``vla_edge.conversions``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from vla_edge.config import load_config
+from vla_edge.errors import ConfigError, VlaEdgeError
+from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
+from vla_edge.nodes import messages, qos
+from vla_edge.types import Frame, Trajectory
+
+CAMERA_NAME = "front"
+
+
+class FrameSource:
+    """Buffers inputs and assembles frames for one node.
+
+    Args:
+        node: The owning ``rclpy`` node.
+        cfg: Nested drive parameters.
+        topics: Parsed ``topics.yaml``.
+        group: Callback group of the sensor subscriptions.
+        lidar: Subscribe to the LiDAR and call ``on_frame`` with each assembled frame.
+        on_frame: ``on_frame(frame, conversion_ms, dropped=False)``; required with ``lidar``.
+    """
+
+    def __init__(
+        self,
+        node: Any,
+        cfg: dict[str, Any],
+        topics: dict[str, Any],
+        group: Any,
+        lidar: bool,
+        on_frame: Any | None = None,
+    ) -> None:
+        from vla_edge.frame_assembly import FrameAssembler
+
+        self.node = node
+        self.group = group
+        self.factory = RclpyFactory()
+        self.on_frame = on_frame
+        self.errors = 0
+        self.assembler = FrameAssembler.from_config(
+            load_config(str(cfg["frame_config"])), load_config(str(cfg["calibration_config"]))
+        )
+        from nav_msgs.msg import Odometry, Path
+
+        inputs = topics["inputs"]
+        node.create_subscription(
+            Odometry, inputs["odometry"], self._on_odom, qos.sensor_qos(), callback_group=group
+        )
+        node.create_subscription(
+            Path, inputs["reference_path"], self._on_path, qos.sensor_qos(), callback_group=group
+        )
+        camera = str(cfg["camera"])
+        if camera == "raw":
+            from sensor_msgs.msg import Image
+
+            node.create_subscription(
+                Image, inputs["camera_front"], self._on_image, qos.sensor_qos(), callback_group=group
+            )
+        elif camera == "compressed":
+            from sensor_msgs.msg import CompressedImage
+
+            node.create_subscription(
+                CompressedImage,
+                inputs["camera_front_compressed"],
+                self._on_image,
+                qos.sensor_qos(),
+                callback_group=group,
+            )
+        elif camera != "none":
+            raise ConfigError(f"drive.yaml: camera must be none | raw | compressed, got {camera!r}")
+        if lidar:
+            if on_frame is None:
+                raise ValueError("FrameSource(lidar=True) needs on_frame")
+            from sensor_msgs.msg import PointCloud2
+
+            # Depth 1: when assembly is slower than the sweep rate, the newest sweep wins.
+            node.create_subscription(
+                PointCloud2, inputs["lidar"], self._on_lidar, qos.sensor_qos(depth=1), callback_group=group
+            )
+        self._diag_pub = None
+
+    # -- callbacks ------------------------------------------------------------------------
+    def _on_odom(self, msg: Any) -> None:
+        self._guard("odometry", lambda: self.assembler.add_odometry(msg), msg)
+
+    def _on_path(self, msg: Any) -> None:
+        self._guard("reference_path", lambda: self.assembler.add_reference_path(msg), msg)
+
+    def _on_image(self, msg: Any) -> None:
+        self._guard("camera", lambda: self.assembler.add_image(CAMERA_NAME, msg), msg)
+
+    def _on_lidar(self, msg: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            frame = self.assemble(msg)
+        except VlaEdgeError as exc:
+            self._report("frame_assembly", exc, msg)
+            return
+        self.on_frame(frame, 1000.0 * (time.perf_counter() - t0))
+
+    def _guard(self, stage: str, fn: Any, msg: Any) -> None:
+        try:
+            fn()
+        except VlaEdgeError as exc:
+            self._report(stage, exc, msg)
+
+    def _report(self, stage: str, exc: BaseException, msg: Any) -> None:
+        """Bad input never kills the node: log (throttled) and publish an ERROR status."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from vla_edge.diagnostics import Thresholds, error_status
+
+        self.errors += 1
+        stamp = stamp_to_sec(msg.header.stamp) if hasattr(msg, "header") else None
+        th = getattr(self.node, "th", None) or Thresholds.from_config(self.node.cfg)
+        st = error_status(stage, exc, stamp, th)
+        st["values"]["node"] = self.node.get_name()
+        if self._diag_pub is None:
+            self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
+        self._diag_pub.publish(messages.array_msg([st], stamp or 0.0))
+        self.node.get_logger().warning(st["message"], throttle_duration_sec=2.0)
+
+    # -- assembly / output messages -------------------------------------------------------
+    def assemble(self, cloud_msg: Any) -> Frame:
+        """Frame for one PointCloud2 sweep (raises typed VlaEdgeErrors on bad input)."""
+        return self.assembler.assemble(cloud_msg)
+
+    def path_msg(self, traj: Trajectory) -> Any:
+        """``nav_msgs/Path`` in ``base_link`` at the trajectory stamp, poses at stamp + k*dt."""
+        from vla_edge.conversions import trajectory_to_path
+
+        return trajectory_to_path(traj, self.factory, frame_id="base_link")
+
+    def markers_msg(self, frame: Frame, cand: Any, decision: Any) -> Any:
+        """MarkerArray: student candidate, Frenet plan, final trajectory, obstacles."""
+        from vla_edge.conversions import trajectory_to_markers
+
+        markers: list[Any] = []
+        plans = [
+            ("student", None if cand is None else cand.trajectory, (0.2, 0.6, 1.0)),
+            ("frenet", getattr(decision, "frenet", None), (1.0, 0.7, 0.1)),
+            ("final", decision.trajectory, (0.1, 1.0, 0.3)),
+        ]
+        for ns, traj, rgb in plans:
+            if traj is not None and traj.is_finite():
+                arr = trajectory_to_markers(traj, self.factory, frame_id="base_link", ns=ns, color=rgb)
+                markers.extend(arr.markers)
+        from visualization_msgs.msg import MarkerArray
+
+        return MarkerArray(markers=markers)
+
+
+def default_lidar_frame(calibration_config: str = "calibration") -> str:
+    """Main ``frame_id`` of the LiDAR in the calibration file (for feeders and benchmarks)."""
+    from vla_edge.calibration import Calibration
+
+    return Calibration.from_config(load_config(calibration_config)).sensor_frame("lidar")
