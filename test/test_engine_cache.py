@@ -226,3 +226,14 @@ def test_build_failures_are_model_errors(onnx: Path) -> None:
         BuildOptions("int4", 1024, 3)
     with pytest.raises(ModelError, match="workspace"):
         BuildOptions("fp16", 0, 3)
+
+
+def test_unwritable_cache_dir_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "read_only_share"
+    blocker.write_text("a file where the install's engines/ would be")  # mkdir under it fails, even as root
+    fallback = tmp_path / "home_cache"
+    with caplog.at_level(logging.WARNING):
+        assert ec.writable_dir(blocker / "cache", fallback) == fallback
+    assert any("not writable" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ModelError, match="no writable engine cache directory"):
+        ec.writable_dir(blocker / "cache", blocker / "other")

@@ -155,6 +155,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def writable_dir(primary: Path, fallback: Path) -> Path:
+    """``primary`` when it can be created and written, else ``fallback`` (logged).
+
+    Raises:
+        ModelError: Neither directory is writable.
+    """
+    for i, cand in enumerate((primary, fallback)):
+        try:
+            cand.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cand, prefix=".probe.", suffix=".tmp"):
+                pass
+        except OSError as exc:
+            if i == 0:
+                log.warning("engine cache: %s not writable (%s); using %s", primary, exc.strerror, fallback)
+            continue
+        return cand
+    raise ModelError(f"no writable engine cache directory: {primary} and {fallback} both fail")
+
+
 class EngineCache:
     """Find, validate, build and store engines for one cache directory.
 

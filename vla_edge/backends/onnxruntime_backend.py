@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.backends.base import InferenceBackend
-from vla_edge.config import require, resolve_path
+from vla_edge.config import require
 from vla_edge.errors import BackendUnavailableError, ConfigError, ManifestError, ModelError
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         out: list[dict[str, Any]] = []
         for prov in providers:
             if prov == PROVIDER_NAMES["tensorrt"]:
-                cache = resolve_path(require(self.cfg, "tensorrt", "cache_dir", where="inference.yaml"))
-                cache.mkdir(parents=True, exist_ok=True)
+                from vla_edge.backends.tensorrt_backend import cache_dir_from_config
+
+                cache = cache_dir_from_config(self.cfg)
                 out.append(
                     {
                         "trt_fp16_enable": bool(require(sec, "trt_fp16", where="inference.yaml onnxruntime")),

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.backends.base import InferenceBackend
-from vla_edge.backends.engine_cache import BuildOptions, EngineCache
+from vla_edge.backends.engine_cache import BuildOptions, EngineCache, writable_dir
 from vla_edge.backends.manifest import Manifest, sha256_file
 from vla_edge.config import require, resolve_path
 from vla_edge.errors import BackendUnavailableError, ManifestError, ModelError
@@ -434,6 +434,15 @@ def build_options(cfg: dict[str, Any], precision: str | None, calib_file: str | 
     )
 
 
+def cache_dir_from_config(cfg: dict[str, Any]) -> Path:
+    """The writable engine cache directory (``tensorrt.cache_dir``, else ``fallback_cache_dir``)."""
+    sec = require(cfg, "tensorrt", where="inference.yaml")
+    return writable_dir(
+        resolve_path(require(sec, "cache_dir", where="inference.yaml tensorrt")),
+        resolve_path(require(sec, "fallback_cache_dir", where="inference.yaml tensorrt")),
+    )
+
+
 def make_cache(
     cfg: dict[str, Any],
     onnx_path: Path,
@@ -451,7 +460,7 @@ def make_cache(
     if cuda.device_count() < 1:
         raise BackendUnavailableError(f"no CUDA device visible ({cuda.kind}); TensorRT needs a GPU")
     sec = cfg["tensorrt"]
-    cache_dir = resolve_path(require(sec, "cache_dir", where="inference.yaml tensorrt"))
+    cache_dir = cache_dir_from_config(cfg)
     calib_file = calib_file or (
         str(require(sec, "calibration", "file", where="inference.yaml tensorrt")) or None
     )
