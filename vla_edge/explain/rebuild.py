@@ -1,0 +1,235 @@
+"""Rebuild the frames the vehicle saw from logged bags, with the vehicle's own code.
+
+Inputs (LiDAR, odometry, reference path, camera) are replayed in log order through the
+same :class:`~vla_edge.frame_assembly.FrameAssembler` calls the drive nodes make
+(``add_odometry`` / ``add_reference_path`` / ``add_image`` / ``assemble`` per sweep), so
+each rebuilt :class:`~vla_edge.types.Frame` holds exactly what the node had when the
+sweep arrived. Logged outputs (candidate trajectory, decision, final trajectory) are read
+in a first, light pass and joined to frames by stamp.
+
+Accepted bag arguments: a rosbag2 folder (``metadata.yaml``), a folder holding rosbag2
+folders (a recorder output dir, ``splits/``, an events folder; searched recursively,
+open ``_open/`` splits skipped), or a bare ``.mcap`` file. Consecutive recorder splits of
+one session form one *run* (one assembler and one teacher state); every other bag is its
+own run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_edge.errors import BagError, VlaEdgeError
+from vla_edge.msgfactory import stamp_to_sec
+from vla_edge.types import Frame, Trajectory
+
+LOG = logging.getLogger(__name__)
+
+CAMERA_NAME = "front"  # camera name the drive nodes give the assembler (vla_edge/nodes/frames.py)
+_SPLIT_RE = re.compile(r"^(?P<session>.+)_(?P<index>\d{6})$")
+
+
+@dataclass
+class Run:
+    """Bags read together, in time order, with one assembler and one teacher state."""
+
+    name: str
+    bags: list[Path]
+
+
+@dataclass
+class LoggedOutputs:
+    """What the vehicle published for one frame (None when not in the log)."""
+
+    candidate: Trajectory | None = None
+    decision: dict[str, Any] | None = None
+    final: Trajectory | None = None
+
+
+@dataclass
+class RebuiltFrame:
+    """One frame and the outputs logged for it."""
+
+    run: str
+    bag: str
+    frame: Frame
+    logged: LoggedOutputs = field(default_factory=LoggedOutputs)
+
+
+def _is_bag(p: Path) -> bool:
+    return (p.is_dir() and (p / "metadata.yaml").is_file()) or (p.is_file() and p.suffix == ".mcap")
+
+
+def find_bags(path: str | Path) -> list[Path]:
+    """Rosbag2 folders / MCAP files at or under ``path`` (sorted; ``_open`` skipped).
+
+    Raises:
+        BagError: If nothing readable is there.
+    """
+    p = Path(path)
+    if _is_bag(p):
+        return [p]
+    if not p.is_dir():
+        raise BagError(f"{p} is neither a rosbag2 folder, an .mcap file nor a folder of bags")
+    if (p / "splits").is_dir():
+        p = p / "splits"  # a recorder output dir: events/ only holds copies of these splits
+    found = sorted(
+        {
+            d.parent if d.name == "metadata.yaml" else d
+            for d in [*p.rglob("metadata.yaml"), *p.rglob("*.mcap")]
+        }
+    )
+    bags = [b for b in found if "_open" not in b.parts and not (b.suffix == ".mcap" and _is_bag(b.parent))]
+    if not bags:
+        raise BagError(f"no rosbag2 (metadata.yaml) or .mcap under {p}")
+    return bags
+
+
+def group_runs(paths: list[str | Path]) -> list[Run]:
+    """Expand arguments to bags and group consecutive recorder splits of one session."""
+    runs: list[Run] = []
+    seen: set[Path] = set()
+    for arg in paths:
+        for bag in find_bags(arg):
+            if bag.resolve() in seen:
+                continue  # e.g. the same split given directly and through its folder
+            seen.add(bag.resolve())
+            m = _SPLIT_RE.match(bag.name)
+            if m and runs and runs[-1].name == f"{bag.parent}/{m['session']}":
+                runs[-1].bags.append(bag)
+            elif m:
+                runs.append(Run(f"{bag.parent}/{m['session']}", [bag]))
+            else:
+                runs.append(Run(str(bag), [bag]))
+    return runs
+
+
+def _open_reader(bags: list[Path]) -> Any:
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    try:
+        reader = AnyReader(bags, default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several unrelated types
+        raise BagError(f"cannot read {', '.join(map(str, bags))}: {exc}") from None
+    return reader
+
+
+def path_to_trajectory(msg: Any, source: str) -> Trajectory | None:
+    """``nav_msgs/Path`` (base_link, poses at stamp + k*dt) -> Trajectory; None if unusable."""
+    from vla_edge.conversions import path_to_trajectory as convert
+
+    try:
+        traj = convert(msg)
+    except VlaEdgeError as exc:
+        LOG.debug("unusable logged %s path: %s", source, exc)
+        return None
+    traj.source = source
+    return traj
+
+
+def _key(stamp: float) -> int:
+    return round(stamp * 1e6)  # microseconds: stamps pass through float and ROS Time
+
+
+def read_outputs(reader: Any, topics: dict[str, Any]) -> dict[int, LoggedOutputs]:
+    """First pass: logged candidate/decision/final keyed by frame stamp (µs)."""
+    out_topics = topics["outputs"]
+    wanted = {
+        out_topics["candidate_trajectory"]: "candidate",
+        out_topics["decision"]: "decision",
+        out_topics["trajectory"]: "final",
+    }
+    conns = [c for c in reader.connections if c.topic in wanted]
+    logged: dict[int, LoggedOutputs] = {}
+    for conn, _ts, raw in reader.messages(connections=conns) if conns else []:
+        kind = wanted[conn.topic]
+        try:
+            msg = reader.deserialize(raw, conn.msgtype)
+        except Exception:  # noqa: BLE001 - one corrupt message is skipped, not fatal
+            continue
+        if kind == "decision":
+            try:
+                dec = json.loads(msg.data)
+                stamp = float(dec["stamp"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            logged.setdefault(_key(stamp), LoggedOutputs()).decision = dec
+        else:
+            traj = path_to_trajectory(msg, "student" if kind == "candidate" else "final")
+            if traj is not None:
+                setattr(logged.setdefault(_key(traj.stamp), LoggedOutputs()), kind, traj)
+    return logged
+
+
+def iter_frames(
+    run: Run, topics: dict[str, Any], frame_cfg: dict[str, Any], calibration_cfg: dict[str, Any]
+) -> Iterator[RebuiltFrame]:
+    """Second pass: replay inputs in log order through a fresh FrameAssembler.
+
+    Yields one :class:`RebuiltFrame` per LiDAR message that assembles; a sweep the
+    assembler refuses (typed error) is logged and skipped, like on the vehicle.
+    """
+    from vla_edge.frame_assembly import FrameAssembler
+
+    inputs = topics["inputs"]
+    reader = _open_reader(run.bags)
+    try:
+        logged = read_outputs(reader, topics)
+        asm = FrameAssembler.from_config(frame_cfg, calibration_cfg)
+        role = {
+            inputs["lidar"]: "lidar",
+            inputs["odometry"]: "odometry",
+            inputs["reference_path"]: "reference_path",
+            inputs["camera_front"]: "camera",
+            inputs["camera_front_compressed"]: "camera",
+        }
+        conns = [c for c in reader.connections if c.topic in role]
+        bag_of = {c.id: Path(str(getattr(c.owner, "path", run.name))).name for c in conns}
+        for conn, _ts, raw in reader.messages(connections=conns):
+            kind = role[conn.topic]
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+                if kind == "odometry":
+                    asm.add_odometry(msg)
+                elif kind == "reference_path":
+                    asm.add_reference_path(msg)
+                elif kind == "camera":
+                    asm.add_image(CAMERA_NAME, msg)
+                else:
+                    frame = asm.assemble(msg)
+                    out = logged.get(_key(frame.stamp), LoggedOutputs())
+                    yield RebuiltFrame(run.name, bag_of.get(conn.id, run.name), frame, out)
+            except VlaEdgeError as exc:
+                LOG.warning("%s: %s message at %.3f skipped: %s", run.name, kind, _ts * 1e-9, exc)
+    finally:
+        reader.close()
+
+
+def lidar_count(run: Run, topics: dict[str, Any]) -> int:
+    """Number of LiDAR messages in a run (for progress bars)."""
+    reader = _open_reader(run.bags)
+    try:
+        return sum(c.msgcount for c in reader.connections if c.topic == topics["inputs"]["lidar"])
+    finally:
+        reader.close()
+
+
+def trajectory_dict(traj: Trajectory | None) -> dict[str, Any] | None:
+    """JSON form of a trajectory: ``{"dt", "poses": [[x, y, yaw]...], "source"}``."""
+    if traj is None:
+        return None
+    return {"dt": float(traj.dt), "poses": np.round(traj.poses, 4).tolist(), "source": traj.source}
+
+
+def stamp_of(msg: Any) -> float:
+    """Header stamp of a message in float seconds."""
+    return stamp_to_sec(msg.header.stamp)
