@@ -133,7 +133,9 @@ def distillation_loss(
     """Compute every loss term and their weighted sum.
 
     Args:
-        student: ``trajectories [B,A,T,3]``, ``scores [B,A]`` and (for γ > 0) ``bev_features``.
+        student: ``trajectories [B,A,T,3]``, ``scores [B,A]`` (last cascade layer), optional
+            ``aux``: list of ``(trajectories, scores)`` of earlier cascade layers (GT terms are
+            averaged over all layers; teacher terms use the last), and for γ > 0 ``bev_features``.
         target: ``gt [B,T,3]``, ``gt_mode [B]``; with teacher labels also ``teacher_traj [B,T,3]``,
             ``teacher_mode [B]``, ``teacher_logits [B,A]``, ``teacher_bev [B,Ct,Ht,Wt]`` and
             ``teacher_mask [B]`` (bool, which samples carry a label; all when absent).
@@ -147,11 +149,15 @@ def distillation_loss(
     traj = student["trajectories"].float()
     zero = traj.new_zeros(())
     gt = target["gt"].to(traj)
-    pos = select_mode(traj, target["gt_mode"])
-    huber = F.huber_loss(pos, gt, delta=weights.huber_delta, reduction="none").mean(dim=(1, 2))
+    layers = [(traj, student["scores"]), *student.get("aux", [])]
+    huber, cls = zero, zero
+    for layer_traj, layer_scores in layers:  # every cascade layer is supervised by the GT
+        pos = select_mode(layer_traj.float(), target["gt_mode"])
+        huber = huber + F.huber_loss(pos, gt, delta=weights.huber_delta)
+        cls = cls + focal_loss(layer_scores, target["gt_mode"].long(), weights.focal_gamma).mean()
     terms = {
-        "huber_gt": huber.mean(),
-        "cls": focal_loss(student["scores"], target["gt_mode"].long(), weights.focal_gamma).mean(),
+        "huber_gt": huber / len(layers),
+        "cls": cls / len(layers),
         "mse_teacher": zero,
         "feat": zero,
         "kl": zero,

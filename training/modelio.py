@@ -1,0 +1,66 @@
+"""Thin adapter between the trainer and the model session's :mod:`training.model` API.
+
+Everything the trainer, teachers and evaluation need from the model goes through here, so a
+change of the model API touches one file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from training.model import build_model
+
+INPUT_KEYS = ("pillar_features", "pillar_coords", "pillar_count", "ego_state", "reference_path")
+
+
+def build(preset: str, model_cfg: dict[str, Any], anchors: np.ndarray, seed: int = 0) -> nn.Module:
+    """A freshly initialised model of ``preset`` with the shared anchors, in train mode."""
+    return build_model(preset, model_cfg, anchors=np.asarray(anchors, dtype=np.float32), seed=seed).train()
+
+
+def inputs_of(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The model-input subset of a batch."""
+    return {k: batch[k] for k in INPUT_KEYS}
+
+
+def train_forward(model: nn.Module, batch: dict[str, Tensor], t: Tensor, noise: Tensor) -> dict[str, Any]:
+    """Training pass: last cascade layer as ``trajectories``/``scores``, earlier ones in ``aux``."""
+    out = model.forward_train(inputs_of(batch), t, noise)
+    trajs, scores = out["trajectories"], out["scores"]
+    return {
+        "trajectories": trajs[-1],
+        "scores": scores[-1],
+        "aux": list(zip(trajs[:-1], scores[:-1])),
+        "bev_features": out["bev_features"],
+    }
+
+
+def infer(model: nn.Module, batch: dict[str, Tensor], noise: Tensor) -> dict[str, Tensor]:
+    """Inference pass (truncated diffusion from the anchors) with the given noise."""
+    return model({**inputs_of(batch), "noise": noise})
+
+
+def fixed_noise(model: nn.Module, batch: int, seed: int, device: torch.device) -> Tensor:
+    """The runtime's noise input for ``seed`` (numpy ``default_rng(seed)``, as ``StudentRunner``), batched."""
+    shape = (1, *tuple(model.head.anchors.shape))
+    n = np.random.default_rng(int(seed)).standard_normal(shape, dtype=np.float32)
+    return torch.from_numpy(n).expand(batch, -1, -1, -1).contiguous().to(device)
+
+
+def bev_channels(model: nn.Module) -> int:
+    """Channels of the model's ``bev_features`` output."""
+    return int(model.cfg.net.bev_channels)
+
+
+def train_max_timestep(model: nn.Module) -> int:
+    """Upper bound (exclusive) of training timesteps (truncation)."""
+    return int(model.cfg.diffusion.train_max_timestep)
+
+
+def num_params(model: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
