@@ -1,0 +1,506 @@
+"""Safety arbiter: student | frenet | hold_previous | emergency_stop, with hysteresis.
+
+Each cycle the arbiter measures every check of every candidate (value, threshold, ok) and
+picks, in this order:
+
+1. ``student`` when all student checks pass *and* hysteresis allows it: after any cycle not
+   on the student, ``student_good_cycles`` consecutive passing cycles are needed;
+2. ``frenet`` when the Frenet plan passes its checks;
+3. ``hold_previous`` when the previous published plan (shifted into the current frame,
+   ego offset blended out) is young, not an emergency stop, held fewer than ``max_cycles``
+   times in a row, and passes its checks against the *current* obstacles;
+4. ``emergency_stop``: jerk-limited stop along the last safe path (straight ahead if that
+   path cannot be followed within the limits).
+
+After an emergency stop, a non-emergency plan must pass ``release_emergency_cycles`` cycles
+in a row before the stop is released. The published trajectory is always finite, starts at
+the ego with the ego's speed, and is within the kinematic limits (the emergency stop is
+re-checked and replaced by a straight stop when its path would violate them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vla_edge.config import require
+from vla_edge.planning import checks as ck
+from vla_edge.planning.emergency import EmergencyParams, emergency_stop, stop_profile, straight_stop
+from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resample, trajectory_profile
+from vla_edge.planning.obstacles import Footprint, Obstacles
+from vla_edge.planning.reference_path import ReferencePath
+from vla_edge.types import EgoState, Trajectory
+
+CHOICES = ("student", "frenet", "emergency_stop", "hold_previous")
+
+
+@dataclass
+class CheckResult:
+    """One measured check: ``ok`` is the comparison of ``value`` with ``threshold``.
+
+    Attributes:
+        value: Measured value (finite; unbounded values are clamped to ``checks.BIG``).
+        threshold: Limit it was compared with.
+        ok: Whether the check passed.
+        index: Index of the offending pose (-1 when not pose-specific).
+    """
+
+    value: float
+    threshold: float
+    ok: bool
+    index: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return {
+            "value": ck.finite_value(self.value),
+            "threshold": ck.finite_value(self.threshold),
+            "ok": bool(self.ok),
+            "index": int(self.index),
+        }
+
+
+def at_most(m: ck.Measured, threshold: float) -> CheckResult:
+    """Check passing when the value is <= threshold."""
+    v = ck.finite_value(m[0])
+    return CheckResult(v, float(threshold), bool(v <= threshold), int(m[1]))
+
+
+def at_least(m: ck.Measured, threshold: float) -> CheckResult:
+    """Check passing when the value is >= threshold."""
+    v = ck.finite_value(m[0])
+    return CheckResult(v, float(threshold), bool(v >= threshold), int(m[1]))
+
+
+def _traj_dict(traj: Trajectory | None) -> dict[str, Any] | None:
+    if traj is None:
+        return None
+    poses = np.nan_to_num(traj.poses, nan=0.0, posinf=ck.BIG, neginf=-ck.BIG)
+    out: dict[str, Any] = {
+        "stamp": ck.finite_value(traj.stamp),
+        "dt": ck.finite_value(traj.dt),
+        "source": traj.source,
+        "poses": np.round(poses, 4).tolist(),
+    }
+    if traj.speeds is not None:
+        speeds = np.nan_to_num(traj.speeds, nan=0.0, posinf=ck.BIG, neginf=-ck.BIG)
+        out["speeds"] = np.round(speeds, 4).tolist()
+    return out
+
+
+@dataclass
+class ArbiterDecision:
+    """Result of one planning cycle (contract in ``docs/architecture.md``).
+
+    Attributes:
+        choice: ``"student" | "frenet" | "emergency_stop" | "hold_previous"``.
+        trajectory: Published trajectory (finite, dt from config, ego frame at ``stamp``).
+        reasons: Machine codes explaining the choice (failed checks, hysteresis, ...).
+        checks: ``"<candidate>.<check>" -> CheckResult``.
+        timing_ms: Milliseconds per stage.
+        frenet: The Frenet plan of this cycle (None when none was feasible or planned).
+        obstacles: Obstacles of this cycle (for markers and metrics).
+        stamp: Frame stamp the decision belongs to.
+        state: Hysteresis and hold counters after this decision.
+        frenet_summary: Candidate statistics of the Frenet planner.
+    """
+
+    choice: str
+    trajectory: Trajectory
+    reasons: list[str]
+    checks: dict[str, CheckResult]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    frenet: Trajectory | None = None
+    obstacles: Obstacles | None = None
+    stamp: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict)
+    frenet_summary: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (finite floats, lists) of the whole decision."""
+        return {
+            "stamp": ck.finite_value(self.stamp),
+            "choice": self.choice,
+            "reasons": list(self.reasons),
+            "checks": {k: v.to_dict() for k, v in self.checks.items()},
+            "timing_ms": {k: ck.finite_value(v) for k, v in self.timing_ms.items()},
+            "trajectory": _traj_dict(self.trajectory),
+            "frenet": _traj_dict(self.frenet),
+            "frenet_summary": self.frenet_summary,
+            "obstacles": self.obstacles.summary() if self.obstacles is not None else None,
+            "state": {k: (ck.finite_value(v) if isinstance(v, float) else v) for k, v in self.state.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ArbiterParams:
+    """Parameters from ``arbiter.yaml`` (and vehicle speed/steering limits)."""
+
+    dt: float
+    max_lat_accel: float
+    max_lon_accel: float
+    min_lon_accel: float
+    max_jerk: float
+    max_yaw_rate: float
+    max_speed: float
+    speed_margin: float
+    min_speed: float
+    max_curvature: float
+    min_speed_for_curvature: float
+    student_max_age: float
+    frame_deadline: float
+    stamp_tolerance: float
+    min_horizon: float
+    min_confidence: float
+    max_lateral_deviation: float
+    ttc_min: float
+    ttc_buffer: float
+    continuity_window: float
+    max_position_jump: float
+    max_start_speed_jump: float
+    max_start_offset: float
+    student_good_cycles: int
+    trust_student_at_start: bool
+    release_emergency_cycles: int
+    hold_max_age: float
+    hold_max_cycles: int
+    hold_min_horizon: float
+    hold_blend_time: float
+    max_valid_speed: float
+    max_valid_accel: float
+    emergency: EmergencyParams
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ArbiterParams:
+        """Build from the merged config (``arbiter`` and ``vehicle`` sections)."""
+        a = require(cfg, "arbiter", where="arbiter.yaml")
+        v = require(cfg, "vehicle", where="vehicle.yaml")
+        return cls(
+            dt=float(require(a, "dt")),
+            max_lat_accel=float(require(a, "limits", "max_lat_accel")),
+            max_lon_accel=float(require(a, "limits", "max_lon_accel")),
+            min_lon_accel=float(require(a, "limits", "min_lon_accel")),
+            max_jerk=float(require(a, "limits", "max_jerk")),
+            max_yaw_rate=float(require(a, "limits", "max_yaw_rate")),
+            max_speed=float(require(v, "max_speed")),
+            speed_margin=float(require(a, "limits", "speed_margin")),
+            min_speed=float(require(a, "limits", "min_speed")),
+            max_curvature=float(np.tan(float(require(v, "max_steer"))) / float(require(v, "wheelbase"))),
+            min_speed_for_curvature=float(require(a, "limits", "min_speed_for_curvature")),
+            student_max_age=float(require(a, "timing", "student_max_age")),
+            frame_deadline=float(require(a, "timing", "frame_deadline")),
+            stamp_tolerance=float(require(a, "timing", "stamp_tolerance")),
+            min_horizon=float(require(a, "student", "min_horizon")),
+            min_confidence=float(require(a, "student", "min_confidence")),
+            max_lateral_deviation=float(require(a, "corridor", "max_lateral_deviation")),
+            ttc_min=float(require(a, "collision", "ttc_min")),
+            ttc_buffer=float(require(a, "collision", "ttc_buffer")),
+            continuity_window=float(require(a, "continuity", "window")),
+            max_position_jump=float(require(a, "continuity", "max_position_jump")),
+            max_start_speed_jump=float(require(a, "continuity", "max_start_speed_jump")),
+            max_start_offset=float(require(a, "continuity", "max_start_offset")),
+            student_good_cycles=int(require(a, "hysteresis", "student_good_cycles")),
+            trust_student_at_start=bool(require(a, "hysteresis", "trust_student_at_start")),
+            release_emergency_cycles=int(require(a, "hysteresis", "release_emergency_cycles")),
+            hold_max_age=float(require(a, "hold_previous", "max_age")),
+            hold_max_cycles=int(require(a, "hold_previous", "max_cycles")),
+            hold_min_horizon=float(require(a, "hold_previous", "min_horizon")),
+            hold_blend_time=float(require(a, "hold_previous", "blend_time")),
+            max_valid_speed=float(require(a, "ego", "max_valid_speed")),
+            max_valid_accel=float(require(a, "ego", "max_valid_accel")),
+            emergency=EmergencyParams.from_config(cfg),
+        )
+
+
+@dataclass
+class ArbiterInputs:
+    """Everything one arbitration needs, already in the ego frame at ``stamp``.
+
+    Attributes:
+        stamp: Frame stamp (s).
+        now: Wall/sim time of the decision (s).
+        ego: Sanitised ego state at ``stamp``.
+        student: Raw student trajectory (its own frame/stamp) or None.
+        student_stamp: Time the student output was produced (s) or None.
+        student_scores: Mode scores or None.
+        student_pose: Ego pose (odom) at ``student.stamp`` when known, else None.
+        frenet: Frenet plan of this cycle or None.
+        frenet_summary: Planner statistics.
+        frenet_reason: Why no Frenet plan exists ("" when it exists).
+        obstacles: Inflated obstacles or None.
+        ref: Reference path or None.
+        previous: Previous published plan shifted into this frame and re-anchored, or None.
+        previous_start: Where the previous plan wanted the ego to be now (x, y, yaw) or None.
+        previous_age: ``stamp - previous.stamp`` (s) or None.
+        last_safe_path: ``[P, 2]`` path of the last non-emergency published plan (ego frame).
+        ego_pose_odom: Ego (x, y, yaw) in the odom frame at ``stamp`` (to rebase old plans).
+        stale_inputs: Names of inputs the frame flags as stale.
+        input_reasons: Reason codes from input sanitation (ego state, reference path...).
+    """
+
+    stamp: float
+    now: float
+    ego: EgoState
+    student: Trajectory | None = None
+    student_stamp: float | None = None
+    student_scores: np.ndarray | None = None
+    student_pose: tuple[float, float, float] | None = None
+    frenet: Trajectory | None = None
+    frenet_summary: dict[str, Any] | None = None
+    frenet_reason: str = ""
+    obstacles: Obstacles | None = None
+    ref: ReferencePath | None = None
+    previous: Trajectory | None = None
+    previous_start: np.ndarray | None = None
+    previous_age: float | None = None
+    last_safe_path: np.ndarray | None = None
+    stale_inputs: set[str] = field(default_factory=set)
+    input_reasons: list[str] = field(default_factory=list)
+    ego_pose_odom: tuple[float, float, float] | None = None
+
+
+class Arbiter:
+    """Stateful arbiter (hysteresis and hold counters live here)."""
+
+    def __init__(self, params: ArbiterParams, footprint: Footprint) -> None:
+        self.params = params
+        self.footprint = footprint
+        self.last_choice: str | None = None
+        self.student_streak = 0
+        self.release_streak = 0
+        self.hold_count = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Arbiter:
+        """Build from the merged config."""
+        return cls(ArbiterParams.from_config(cfg), Footprint.from_config(cfg))
+
+    def reset(self) -> None:
+        """Forget hysteresis state (next cycle behaves like the first)."""
+        self.last_choice = None
+        self.student_streak = self.release_streak = self.hold_count = 0
+
+    # ------------------------------------------------------------------ candidate checks
+    def _plan_checks(
+        self,
+        name: str,
+        traj: Trajectory,
+        inp: ArbiterInputs,
+        out: dict[str, CheckResult],
+        min_horizon: float,
+        corridor: bool,
+        continuity: bool,
+    ) -> None:
+        p = self.params
+        out[f"{name}.finite"] = at_most(ck.nonfinite_count(traj.poses, traj.speeds), 0)
+        if out[f"{name}.finite"].value > 0:
+            return
+        out[f"{name}.horizon"] = at_least((traj.horizon, -1), min_horizon)
+        prof = trajectory_profile(traj, p.min_speed_for_curvature)
+        kin = ck.kinematics(prof)
+        v0 = float(inp.ego.v)
+        out[f"{name}.max_speed"] = at_most(kin["max_speed"], max(p.max_speed, v0) + p.speed_margin)
+        out[f"{name}.min_speed"] = at_least(kin["min_speed"], p.min_speed)
+        out[f"{name}.lon_accel_max"] = at_most(kin["max_lon_accel"], p.max_lon_accel)
+        out[f"{name}.lon_accel_min"] = at_least(kin["min_lon_accel"], p.min_lon_accel)
+        out[f"{name}.jerk"] = at_most(kin["jerk"], p.max_jerk)
+        out[f"{name}.lat_accel"] = at_most(kin["lat_accel"], p.max_lat_accel)
+        out[f"{name}.yaw_rate"] = at_most(kin["yaw_rate"], p.max_yaw_rate)
+        out[f"{name}.curvature"] = at_most(kin["curvature"], p.max_curvature)
+        out[f"{name}.start_speed"] = at_most(ck.start_speed_jump(prof, v0), p.max_start_speed_jump)
+        if inp.obstacles is None:  # no usable LiDAR: a plan cannot be shown collision-free
+            out[f"{name}.collision"] = CheckResult(ck.BIG, 0.0, False)
+        else:
+            out[f"{name}.collision"] = at_most(ck.collision(traj, inp.obstacles, self.footprint), 0)
+            ttc = ck.time_to_collision(traj, inp.obstacles, self.footprint, p.ttc_buffer)
+            out[f"{name}.ttc"] = at_least(ttc, min(p.ttc_min, traj.horizon))
+        if corridor:
+            if inp.ref is None:
+                out[f"{name}.lateral_deviation"] = CheckResult(ck.BIG, p.max_lateral_deviation, False)
+            else:
+                dev = ck.lateral_deviation(traj, inp.ref)
+                out[f"{name}.lateral_deviation"] = at_most(dev, p.max_lateral_deviation)
+        if continuity:
+            out[f"{name}.continuity"] = at_most(
+                ck.continuity(traj, inp.previous, p.continuity_window), p.max_position_jump
+            )
+
+    def _student(
+        self, inp: ArbiterInputs, out: dict[str, CheckResult], reasons: list[str]
+    ) -> Trajectory | None:
+        p = self.params
+        raw = inp.student
+        if raw is None:
+            reasons.append("student_missing")
+            return None
+        out["student.finite_input"] = at_most(
+            ck.nonfinite_count(raw.poses, raw.speeds, inp.student_scores, np.array([raw.dt, raw.stamp])), 0
+        )
+        age = (inp.now - inp.student_stamp) if inp.student_stamp is not None else ck.BIG
+        out["student.age"] = at_most((age, -1), p.student_max_age)
+        out["student.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
+        out["student.stale_inputs"] = at_most((float(len(inp.stale_inputs)), -1), 0)
+        out["student.confidence"] = at_least(ck.softmax_confidence(inp.student_scores), p.min_confidence)
+        if not out["student.finite_input"].ok or raw.dt <= 0 or len(raw.poses) == 0:
+            return None
+        same = abs(raw.stamp - inp.stamp) <= p.stamp_tolerance
+        out["student.frame_known"] = CheckResult(
+            0.0 if same or inp.student_pose else 1.0, 0.0, bool(same or inp.student_pose is not None)
+        )
+        if not out["student.frame_known"].ok:
+            return None
+        traj = raw
+        if not same:  # produced on an older frame: move it into this one
+            traj = _rebase(raw, inp.student_pose, inp, p.hold_blend_time)
+            if traj is None:
+                out["student.frame_known"] = CheckResult(1.0, 0.0, False)
+                return None
+        try:
+            with np.errstate(all="ignore"):
+                traj = smooth_resample(traj, p.dt, float(inp.ego.v), float(inp.ego.yaw_rate))
+        except (np.linalg.LinAlgError, ValueError):
+            out["student.finite"] = CheckResult(1.0, 0.0, False)
+            return None
+        traj.source = "student"
+        with np.errstate(all="ignore"):
+            self._plan_checks("student", traj, inp, out, p.min_horizon, corridor=True, continuity=True)
+        return traj
+
+    # ------------------------------------------------------------------ decision
+    def decide(self, inp: ArbiterInputs) -> ArbiterDecision:
+        """Check every candidate and pick the published trajectory (see module docstring)."""
+        p = self.params
+        out: dict[str, CheckResult] = {}
+        reasons = list(inp.input_reasons)
+        student = self._student(inp, out, reasons)
+        s_ok = student is not None and all(v.ok for k, v in out.items() if k.startswith("student."))
+        f_ok = False
+        if inp.frenet is not None:
+            out["frenet.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
+            out["frenet.stale_inputs"] = at_most((float(len(inp.stale_inputs)), -1), 0)
+            with np.errstate(all="ignore"):
+                self._plan_checks(
+                    "frenet", inp.frenet, inp, out, p.min_horizon, corridor=True, continuity=True
+                )
+            f_ok = all(v.ok for k, v in out.items() if k.startswith("frenet."))
+        else:
+            reasons.append(inp.frenet_reason or "frenet_unavailable")
+        for k, v in out.items():
+            if not v.ok:
+                reasons.append(k.replace(".", "_"))
+
+        self.student_streak = self.student_streak + 1 if s_ok else 0
+        self.release_streak = self.release_streak + 1 if (s_ok or f_ok) else 0
+        prev = self.last_choice
+        student_allowed = s_ok and (
+            prev == "student"
+            or self.student_streak >= p.student_good_cycles
+            or (prev is None and p.trust_student_at_start)
+        )
+        if s_ok and not student_allowed:
+            reasons.append("student_hysteresis_wait")
+        latched = prev == "emergency_stop" and self.release_streak < p.release_emergency_cycles
+        if latched and (s_ok or f_ok):
+            reasons.append("emergency_latched")
+
+        choice, traj = "", None
+        if not latched and student_allowed:
+            choice, traj = "student", student
+        elif not latched and f_ok:
+            choice, traj = "frenet", inp.frenet
+        elif not latched and prev != "emergency_stop":
+            held = self._hold(inp, out)
+            if held is not None:
+                choice, traj = "hold_previous", held
+                reasons.append("hold_previous")
+        if traj is None:
+            choice = "emergency_stop"
+            traj = self._emergency(inp, out, reasons)
+            if not latched:
+                reasons.append("emergency_no_safe_plan")
+        self.hold_count = self.hold_count + 1 if choice == "hold_previous" else 0
+        self.last_choice = choice
+        state = {
+            "student_streak": int(self.student_streak),
+            "student_good_cycles": int(p.student_good_cycles),
+            "release_streak": int(self.release_streak),
+            "hold_count": int(self.hold_count),
+            "previous_choice": prev or "",
+        }
+        return ArbiterDecision(
+            choice=choice,
+            trajectory=traj,
+            reasons=list(dict.fromkeys(reasons)),
+            checks=out,
+            frenet=inp.frenet,
+            obstacles=inp.obstacles,
+            stamp=inp.stamp,
+            state=state,
+            frenet_summary=inp.frenet_summary,
+        )
+
+    def _hold(self, inp: ArbiterInputs, out: dict[str, CheckResult]) -> Trajectory | None:
+        p = self.params
+        if inp.previous is None or inp.previous_age is None or inp.previous_start is None:
+            return None
+        out["hold.age"] = at_most((inp.previous_age, -1), p.hold_max_age)
+        out["hold.count"] = at_most((float(self.hold_count), -1), p.hold_max_cycles - 1)
+        out["hold.start_offset"] = at_most(ck.start_offset(inp.previous_start), p.max_start_offset)
+        with np.errstate(all="ignore"):
+            self._plan_checks(
+                "hold", inp.previous, inp, out, p.hold_min_horizon, corridor=False, continuity=False
+            )
+        if all(v.ok for k, v in out.items() if k.startswith("hold.")):
+            held = Trajectory(inp.previous.poses.copy(), inp.previous.dt, inp.stamp, inp.previous.speeds,
+                              inp.previous.source)  # fmt: skip
+            return held
+        return None
+
+    def _emergency(self, inp: ArbiterInputs, out: dict[str, CheckResult], reasons: list[str]) -> Trajectory:
+        p = self.params
+        e = p.emergency
+        v0 = float(inp.ego.v) if np.isfinite(inp.ego.v) else 0.0
+        a0 = float(inp.ego.a) if np.isfinite(inp.ego.a) else 0.0
+        traj = emergency_stop(inp.last_safe_path, v0, a0, inp.stamp, e)
+        if not self._admissible(traj, v0):
+            reasons.append("emergency_straight_fallback")
+            s, v, _ = stop_profile(v0, a0, e)
+            traj = straight_stop(s, v, inp.stamp, e)
+        prof = trajectory_profile(traj, p.min_speed_for_curvature)
+        kin = ck.kinematics(prof)
+        out["emergency.lon_accel_min"] = at_least(kin["min_lon_accel"], p.min_lon_accel)
+        out["emergency.jerk"] = at_most(kin["jerk"], p.max_jerk)
+        out["emergency.lat_accel"] = at_most(kin["lat_accel"], p.max_lat_accel)
+        out["emergency.yaw_rate"] = at_most(kin["yaw_rate"], p.max_yaw_rate)
+        return traj
+
+    def _admissible(self, traj: Trajectory, v0: float) -> bool:
+        """Finite and within the kinematic limits (speed limit excepted: it only slows down)."""
+        p = self.params
+        if not traj.is_finite():
+            return False
+        prof = trajectory_profile(traj, p.min_speed_for_curvature)
+        kin = ck.kinematics(prof)
+        return (
+            kin["min_lon_accel"][0] >= p.min_lon_accel
+            and kin["max_lon_accel"][0] <= p.max_lon_accel
+            and kin["jerk"][0] <= p.max_jerk
+            and kin["lat_accel"][0] <= p.max_lat_accel
+            and kin["yaw_rate"][0] <= p.max_yaw_rate
+            and kin["curvature"][0] <= p.max_curvature
+            and ck.start_speed_jump(prof, v0)[0] <= p.max_start_speed_jump
+        )
+
+
+def _rebase(
+    raw: Trajectory, pose_from: tuple[float, float, float] | None, inp: ArbiterInputs, blend_time: float
+) -> Trajectory | None:
+    """Move a student plan made on an older frame into the current one (offset blended out)."""
+    if pose_from is None or inp.ego_pose_odom is None:
+        return None
+    shifted = shift_trajectory(raw, pose_from, inp.ego_pose_odom, inp.stamp, raw.dt)
+    if shifted is None:
+        return None
+    return reanchor(shifted[0], shifted[1], blend_time)

@@ -1,0 +1,198 @@
+"""Trajectory checks as free functions (Autoware planning_validator style, minus the Node).
+
+Every function measures one quantity and returns ``(value, index)``: the measured value and
+the index of the offending (worst) pose, -1 when no pose is involved. Comparing the value
+with its threshold is the arbiter's job, so each check is testable on plain arrays.
+Values are always finite: non-finite inputs are reported by :func:`nonfinite_count`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vla_edge.planning.kinematics import Profile
+from vla_edge.planning.obstacles import Footprint, Obstacles
+from vla_edge.planning.reference_path import ReferencePath
+from vla_edge.types import Trajectory
+
+Measured = tuple[float, int]
+
+#: Stand-in for "unbounded" so that every reported value stays JSON-safe and finite.
+BIG = 1e9
+
+
+def finite_value(v: float) -> float:
+    """Clamp a measurement into a finite float (NaN -> BIG)."""
+    v = float(v)
+    if np.isnan(v):
+        return BIG
+    return float(np.clip(v, -BIG, BIG))
+
+
+def nonfinite_count(*arrays: np.ndarray | None) -> Measured:
+    """Number of NaN/Inf entries over all arrays; index of the first bad row of the first array."""
+    total, first = 0, -1
+    for arr in arrays:
+        if arr is None:
+            continue
+        a = np.asarray(arr, dtype=np.float64)
+        bad = ~np.isfinite(a)
+        n = int(np.count_nonzero(bad))
+        if n and first < 0:
+            rows = bad.reshape(len(a), -1).any(axis=1) if a.ndim else bad.reshape(1)
+            first = int(np.argmax(rows))
+        total += n
+    return float(total), first
+
+
+def max_of(values: np.ndarray) -> Measured:
+    """Largest value and its index (``(-BIG, -1)`` when empty)."""
+    if values.size == 0:
+        return -BIG, -1
+    i = int(np.argmax(values))
+    return finite_value(values[i]), i
+
+
+def min_of(values: np.ndarray) -> Measured:
+    """Smallest value and its index (``(BIG, -1)`` when empty)."""
+    if values.size == 0:
+        return BIG, -1
+    i = int(np.argmin(values))
+    return finite_value(values[i]), i
+
+
+def max_abs_of(values: np.ndarray) -> Measured:
+    """Largest magnitude and its index (``(0, -1)`` when empty)."""
+    if values.size == 0:
+        return 0.0, -1
+    i = int(np.argmax(np.abs(values)))
+    return finite_value(abs(values[i])), i
+
+
+def kinematics(prof: Profile) -> dict[str, Measured]:
+    """Kinematic measurements of one trajectory profile.
+
+    Returns:
+        ``max_speed``, ``min_speed``, ``max_lon_accel``, ``min_lon_accel``, ``jerk``
+        (max |jerk|), ``lat_accel`` (max |a_lat|), ``yaw_rate`` (max |yaw rate|),
+        ``curvature`` (max |kappa| above the curvature speed).
+    """
+    return {
+        "max_speed": max_of(prof.speed),
+        "min_speed": min_of(prof.speed),
+        "max_lon_accel": max_of(prof.accel),
+        "min_lon_accel": min_of(prof.accel),
+        "jerk": max_abs_of(prof.jerk),
+        "lat_accel": max_abs_of(prof.lat_accel),
+        "yaw_rate": max_abs_of(prof.yaw_rate),
+        "curvature": max_abs_of(prof.curvature),
+    }
+
+
+def collision_mask(
+    x: np.ndarray,
+    y: np.ndarray,
+    yaw: np.ndarray,
+    t: np.ndarray,
+    obstacles: Obstacles,
+    footprint: Footprint,
+    extra: float = 0.0,
+) -> np.ndarray:
+    """Per-pose collision of the footprint with static cells and predicted moving clusters.
+
+    Args:
+        x, y, yaw: Poses of shape ``[..., T]`` (ego frame).
+        t: ``[T]`` times of the poses in seconds (for the constant-velocity prediction).
+        obstacles: Inflated obstacles.
+        footprint: Vehicle footprint circles.
+        extra: Additional clearance in metres (TTC buffer, soft clearance cost).
+
+    Returns:
+        Boolean array ``[..., T]``.
+    """
+    cx, cy = footprint.centres(x, y, yaw)
+    hit = obstacles.occupied_at(cx, cy, obstacles.grid(extra)).any(axis=-1)
+    cen, vel, rad = obstacles.moving_state()
+    if len(cen):
+        px = cen[:, 0] + vel[:, 0] * t[:, None]  # [T, M]
+        py = cen[:, 1] + vel[:, 1] * t[:, None]
+        reach = rad + obstacles.inflation_radius + extra
+        for m in range(len(cen)):  # few moving clusters: keep memory at [..., T, K]
+            d2 = (cx - px[:, m, None]) ** 2 + (cy - py[:, m, None]) ** 2
+            hit |= (d2 < reach[m] ** 2).any(axis=-1)
+    return hit
+
+
+def _poses(traj: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    p = traj.poses
+    return p[:, 0], p[:, 1], p[:, 2], traj.times
+
+
+def collision(traj: Trajectory, obstacles: Obstacles, footprint: Footprint) -> Measured:
+    """Number of poses whose footprint hits an (inflated / predicted) obstacle; first index."""
+    x, y, yaw, t = _poses(traj)
+    hit = collision_mask(x, y, yaw, t, obstacles, footprint)
+    n = int(np.count_nonzero(hit))
+    return float(n), int(np.argmax(hit)) if n else -1
+
+
+def time_to_collision(
+    traj: Trajectory, obstacles: Obstacles, footprint: Footprint, buffer: float
+) -> Measured:
+    """Time (s) until the footprint plus ``buffer`` first meets an obstacle along the plan.
+
+    Returns the plan horizon (and index -1) when no buffered contact happens.
+    """
+    x, y, yaw, t = _poses(traj)
+    hit = collision_mask(x, y, yaw, t, obstacles, footprint, extra=buffer)
+    if not hit.any():
+        return float(traj.horizon), -1
+    i = int(np.argmax(hit))
+    return float(t[i]), i
+
+
+def lateral_deviation(traj: Trajectory, ref: ReferencePath) -> Measured:
+    """Max |d| of the poses from the reference path (local-window projection)."""
+    _, d = ref.project_trajectory(traj.poses[:, :2])
+    return max_abs_of(d)
+
+
+def continuity(traj: Trajectory, previous: Trajectory | None, window: float) -> Measured:
+    """Max distance to the previous published plan over the first ``window`` seconds.
+
+    Both trajectories must be in the same ego frame and time base (``previous`` already
+    shifted and re-anchored). Without a previous plan the value is 0.
+    """
+    if previous is None:
+        return 0.0, -1
+    n = int(np.floor(window / traj.dt + 1e-9))
+    n = min(n, len(traj.poses), len(previous.poses))
+    if n < 1:
+        return 0.0, -1
+    d = np.hypot(*(traj.poses[:n, :2] - previous.poses[:n, :2]).T)
+    return max_of(d)
+
+
+def start_speed_jump(prof: Profile, v0: float) -> Measured:
+    """|speed over the first step - ego speed| (no jump at t0)."""
+    if prof.speed.size == 0:
+        return 0.0, -1
+    return finite_value(abs(float(prof.speed[0]) - float(v0))), 0
+
+
+def start_offset(start_xy: np.ndarray) -> Measured:
+    """Distance of a held plan's t=0 point from the ego (tracking error)."""
+    return finite_value(float(np.hypot(*np.asarray(start_xy, dtype=np.float64)[:2]))), 0
+
+
+def softmax_confidence(scores: np.ndarray | None) -> Measured:
+    """Softmax probability of the best mode (1.0 when no scores are given)."""
+    if scores is None:
+        return 1.0, -1
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if s.size == 0 or not np.all(np.isfinite(s)):
+        return 0.0, -1
+    e = np.exp(s - s.max())
+    p = e / e.sum()
+    i = int(np.argmax(p))
+    return float(p[i]), i

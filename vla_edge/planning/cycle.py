@@ -1,0 +1,241 @@
+"""PlanningCycle: obstacles -> tracking -> reference path -> Frenet -> arbiter, per frame.
+
+Contract (``docs/architecture.md``)::
+
+    cycle = PlanningCycle.from_config()          # loads config/{vehicle,planner,arbiter,obstacles}.yaml
+    decision = cycle.step(frame, student, student_stamp, now, student_scores=None)
+
+The cycle keeps the previous published trajectory (and the ego pose it was expressed in) so
+the next cycle can shift it into the new ego frame for the continuity check, for
+``hold_previous`` and for the emergency stop's "last safe path". It never raises on bad
+sensor data: unusable inputs become reason codes and a degraded choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from vla_edge.config import load_config, require
+from vla_edge.errors import ConfigError, PlanningError
+from vla_edge.planning.arbiter import Arbiter, ArbiterDecision, ArbiterInputs, ArbiterParams
+from vla_edge.planning.frenet import FrenetParams, FrenetPlanner
+from vla_edge.planning.kinematics import reanchor, se2_apply, se2_inverse_apply, shift_trajectory
+from vla_edge.planning.obstacles import Footprint, ObstacleParams, Obstacles, extract_obstacles
+from vla_edge.planning.reference_path import ReferencePath, ReferencePathParams
+from vla_edge.planning.tracking import ClusterTracker, TrackingParams
+from vla_edge.types import EgoState, Frame, Trajectory
+
+CONFIG_NAMES = ("vehicle", "planner", "arbiter", "obstacles")
+
+
+def load_planning_config(cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge the four planning sections; missing ones are loaded from ``config/<name>.yaml``.
+
+    Args:
+        cfg: Mapping with any of the keys ``vehicle``, ``planner``, ``arbiter``,
+            ``obstacles`` (as in the YAML files), or None.
+
+    Returns:
+        ``{"vehicle": ..., "planner": ..., "arbiter": ..., "obstacles": ...}``.
+    """
+    cfg = dict(cfg or {})
+    merged: dict[str, Any] = {}
+    for name in CONFIG_NAMES:
+        if name in cfg:
+            merged[name] = cfg[name]
+        else:
+            merged[name] = require(load_config(name), name, where=f"config/{name}.yaml")
+    return merged
+
+
+class PlanningCycle:
+    """Stateful per-vehicle planning cycle (one instance per arbiter node / replay)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.footprint = Footprint.from_config(cfg)
+        self.obstacle_params = ObstacleParams.from_config(cfg)
+        self.ref_params = ReferencePathParams.from_config(cfg)
+        self.tracker = ClusterTracker(TrackingParams.from_config(cfg))
+        self.planner = FrenetPlanner(FrenetParams.from_config(cfg), self.footprint)
+        self.arbiter = Arbiter(ArbiterParams.from_config(cfg), self.footprint)
+        if abs(self.planner.params.dt - self.arbiter.params.dt) > 1e-9:
+            raise ConfigError("planner.dt must equal arbiter.dt (the published step)")
+        self.dt = self.arbiter.params.dt
+        self.reset()
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None = None) -> PlanningCycle:
+        """Build from a config mapping; sections not given are loaded from ``config/``."""
+        return cls(load_planning_config(cfg))
+
+    def reset(self) -> None:
+        """Forget previous plans, tracks and hysteresis (e.g. after a replay seek)."""
+        self._prev: Trajectory | None = None
+        self._prev_pose: tuple[float, float, float] | None = None
+        self._safe_world: np.ndarray | None = None
+        self._history: deque[tuple[float, tuple[float, float, float]]] = deque(maxlen=50)
+        self._last_ego: EgoState | None = None
+        self.tracker.reset()
+        self.arbiter.reset()
+
+    # ------------------------------------------------------------------ helpers
+    def _sanitize_ego(self, ego: EgoState, stamp: float) -> tuple[EgoState, bool]:
+        p = self.arbiter.params
+        ok = ego.is_finite() and abs(ego.v) <= p.max_valid_speed and abs(ego.a) <= p.max_valid_accel
+        if ok:
+            self._last_ego = ego
+            return ego, True
+        last = self._last_ego
+        v = float(np.clip(last.v, 0.0, p.max_valid_speed)) if last is not None else 0.0
+        return EgoState(stamp, 0.0, 0.0, 0.0, v, 0.0, 0.0), False
+
+    def _pose_at(self, stamp: float | None) -> tuple[float, float, float] | None:
+        if stamp is None or not np.isfinite(stamp):
+            return None
+        tol = self.arbiter.params.stamp_tolerance
+        for st, pose in reversed(self._history):
+            if abs(st - stamp) <= tol:
+                return pose
+        return None
+
+    # ------------------------------------------------------------------ step
+    def step(
+        self,
+        frame: Frame,
+        student: Trajectory | None,
+        student_stamp: float | None,
+        now: float,
+        student_scores: np.ndarray | None = None,
+    ) -> ArbiterDecision:
+        """Run one planning cycle on ``frame`` and return the arbiter's decision.
+
+        Args:
+            frame: Assembled frame (points in base_link, ego state, reference path).
+            student: Student trajectory (ego frame at ``student.stamp``) or None.
+            student_stamp: When the student output was produced (s) or None.
+            now: Current time (s) used for staleness and latency.
+            student_scores: Optional student mode scores (logits).
+
+        Returns:
+            The :class:`ArbiterDecision`; its trajectory is always finite.
+        """
+        t_all = time.perf_counter()
+        timing: dict[str, float] = {}
+        reasons: list[str] = []
+        stamp = float(frame.stamp) if np.isfinite(frame.stamp) else float(now)
+        if not np.isfinite(frame.stamp):
+            reasons.append("frame_stamp_invalid")
+        ego, ego_ok = self._sanitize_ego(frame.ego, stamp)
+        pose = (float(ego.x), float(ego.y), float(ego.yaw)) if ego_ok else None
+        if not ego_ok:
+            reasons.append("ego_state_invalid")
+        if self._prev is not None and stamp < self._prev.stamp - 1e-6:
+            reasons.append("time_jump_reset")  # replay loop or clock reset
+            self.reset()
+
+        t = time.perf_counter()
+        obstacles = self._obstacles(frame, stamp, pose, reasons)
+        timing["obstacles"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        ref = self._reference(frame, reasons)
+        timing["reference_path"] = (time.perf_counter() - t) * 1e3
+
+        previous = previous_start = previous_age = None
+        if self._prev is not None and self._prev_pose is not None and pose is not None:
+            shifted = shift_trajectory(self._prev, self._prev_pose, pose, stamp, self.dt)
+            if shifted is not None:
+                previous_start = shifted[1]
+                previous = reanchor(shifted[0], shifted[1], self.arbiter.params.hold_blend_time)
+                previous_age = stamp - self._prev.stamp
+        safe_path = None
+        if pose is not None and self._safe_world is not None:
+            safe_path = se2_inverse_apply(pose, self._safe_world)
+
+        t = time.perf_counter()
+        frenet = summary = None
+        frenet_reason = ""
+        if ref is None:
+            frenet_reason = "frenet_no_reference_path"
+        elif not ego_ok:
+            frenet_reason = "frenet_ego_invalid"
+        elif obstacles is None:
+            frenet_reason = "frenet_no_obstacles"
+        else:
+            with np.errstate(all="ignore"):
+                result = self.planner.plan(ref, ego, obstacles, stamp)
+            frenet, summary = result.trajectory, result.summary()
+            if frenet is None:
+                frenet_reason = "frenet_no_feasible_candidate"
+        timing["frenet"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        student_pose = None
+        if student is not None and np.isfinite(student.stamp):
+            student_pose = self._pose_at(float(student.stamp))
+        inp = ArbiterInputs(
+            stamp=stamp,
+            now=float(now),
+            ego=ego,
+            student=student,
+            student_stamp=student_stamp,
+            student_scores=None if student_scores is None else np.asarray(student_scores, dtype=np.float64),
+            student_pose=student_pose,
+            frenet=frenet,
+            frenet_summary=summary,
+            frenet_reason=frenet_reason,
+            obstacles=obstacles,
+            ref=ref,
+            previous=previous,
+            previous_start=previous_start,
+            previous_age=previous_age,
+            last_safe_path=safe_path,
+            stale_inputs=set(frame.stale),
+            input_reasons=reasons,
+            ego_pose_odom=pose,
+        )
+        decision = self.arbiter.decide(inp)
+        timing["arbiter"] = (time.perf_counter() - t) * 1e3
+
+        self._prev = decision.trajectory
+        self._prev_pose = pose
+        if pose is not None:
+            self._history.append((stamp, pose))
+            if decision.choice != "emergency_stop":
+                self._safe_world = se2_apply(pose, decision.trajectory.with_origin()[:, :2])
+        else:
+            self._safe_world = None
+        timing["total"] = (time.perf_counter() - t_all) * 1e3
+        decision.timing_ms = timing
+        return decision
+
+    def _obstacles(
+        self, frame: Frame, stamp: float, pose: tuple[float, float, float] | None, reasons: list[str]
+    ) -> Obstacles | None:
+        try:
+            obstacles = extract_obstacles(frame.points, stamp, self.obstacle_params)
+        except (PlanningError, ValueError, TypeError):
+            reasons.append("points_invalid")
+            self.tracker.reset()
+            return None
+        if pose is not None:
+            self.tracker.update(obstacles, pose)
+        else:
+            self.tracker.reset()
+        obstacles.inflate(self.footprint.radius + self.obstacle_params.margin)
+        return obstacles
+
+    def _reference(self, frame: Frame, reasons: list[str]) -> ReferencePath | None:
+        if "reference_path" in frame.stale:
+            reasons.append("reference_path_stale")
+            return None
+        try:
+            return ReferencePath.from_polyline(frame.reference_path, self.ref_params)
+        except (PlanningError, ValueError, TypeError):
+            reasons.append("reference_path_invalid")
+            return None

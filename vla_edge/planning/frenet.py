@@ -1,0 +1,305 @@
+"""Sampling Frenet planner in the style of Werling et al. (2010), fully vectorised.
+
+Candidates are the product of
+
+* end lateral offsets ``d1`` reached by a quintic ``d(t)`` (zero lateral speed and
+  acceleration at the end),
+* end speeds ``v1`` (0 means stop) reached by a quartic ``s(t)`` (zero acceleration at the
+  end),
+* manoeuvre durations ``T``; after ``T`` the candidate keeps ``d1`` and ``v1``.
+
+All candidates are evaluated at once on ``[n_candidates, n_steps]`` arrays: Frenet ->
+Cartesian through the reference path, finite-difference kinematics (the same function the
+arbiter uses), the vehicle limits from ``vehicle.yaml``, and collision with the inflated
+static grid plus constant-velocity predictions of moving clusters. The cost is Werling's:
+integrated squared jerk, squared end offset, squared speed deviation and duration, plus a
+soft clearance term. The cheapest feasible candidate is returned, or none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vla_edge.config import require
+from vla_edge.planning.checks import collision_mask
+from vla_edge.planning.kinematics import profile
+from vla_edge.planning.obstacles import Footprint, Obstacles
+from vla_edge.planning.reference_path import ReferencePath
+from vla_edge.types import EgoState, Trajectory
+
+
+@dataclass(frozen=True)
+class FrenetParams:
+    """Planner parameters from ``planner.yaml`` and limits from ``vehicle.yaml``."""
+
+    dt: float
+    horizon: float
+    offsets: np.ndarray
+    speeds: np.ndarray
+    horizons: np.ndarray
+    desired_speed: float
+    min_speed_for_curvature: float
+    min_speed: float
+    max_speed: float
+    max_accel: float
+    max_decel: float
+    max_jerk: float
+    max_lat_accel: float
+    max_yaw_rate: float
+    max_curvature: float
+    w_jerk: float
+    w_offset: float
+    w_speed: float
+    w_time: float
+    w_clearance: float
+    ttc_buffer: float
+    ttc_min: float
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> FrenetParams:
+        """Build from the merged config (``planner`` and ``vehicle`` sections)."""
+        p = require(cfg, "planner", where="planner.yaml")
+        v = require(cfg, "vehicle", where="vehicle.yaml")
+        max_speed = float(require(v, "max_speed"))
+        lo = require(p, "lateral_offsets")
+        ts = require(p, "target_speeds")
+        c = require(p, "cost")
+        return cls(
+            dt=float(require(p, "dt")),
+            horizon=float(require(p, "horizon")),
+            offsets=np.linspace(
+                float(require(lo, "min")), float(require(lo, "max")), int(require(lo, "count"))
+            ),
+            speeds=np.linspace(float(require(ts, "min")), max_speed, int(require(ts, "count"))),
+            horizons=np.asarray(require(p, "horizons"), dtype=np.float64),
+            desired_speed=min(float(require(p, "desired_speed")), max_speed),
+            min_speed_for_curvature=float(require(p, "min_speed_for_curvature")),
+            min_speed=float(require(p, "min_speed")),
+            max_speed=max_speed,
+            max_accel=float(require(v, "max_accel")),
+            max_decel=float(require(v, "max_decel")),
+            max_jerk=float(require(v, "max_jerk")),
+            max_lat_accel=float(require(v, "max_lat_accel")),
+            max_yaw_rate=float(require(v, "max_yaw_rate")),
+            max_curvature=float(np.tan(float(require(v, "max_steer"))) / float(require(v, "wheelbase"))),
+            w_jerk=float(require(c, "jerk")),
+            w_offset=float(require(c, "lateral_offset")),
+            w_speed=float(require(c, "speed_deviation")),
+            w_time=float(require(c, "time")),
+            w_clearance=float(require(c, "clearance")),
+            ttc_buffer=float(require(cfg, "arbiter", "collision", "ttc_buffer", where="arbiter.yaml")),
+            ttc_min=float(require(cfg, "arbiter", "collision", "ttc_min", where="arbiter.yaml")),
+        )
+
+    @property
+    def n_candidates(self) -> int:
+        """Number of sampled candidates."""
+        return len(self.offsets) * len(self.speeds) * len(self.horizons)
+
+
+@dataclass
+class FrenetResult:
+    """Outcome of one planning call.
+
+    Attributes:
+        trajectory: Best feasible plan (ego frame, dt from config, ``source="frenet"``) or None.
+        n_candidates: Candidates evaluated.
+        n_feasible: Candidates passing every check.
+        rejected: Candidates failing each check (a candidate may fail several).
+        cost: Cost of the chosen candidate (0 when none).
+        params: ``{"d1", "v1", "T"}`` of the chosen candidate.
+    """
+
+    trajectory: Trajectory | None
+    n_candidates: int = 0
+    n_feasible: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+    params: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe summary."""
+        return {
+            "found": self.trajectory is not None,
+            "n_candidates": int(self.n_candidates),
+            "n_feasible": int(self.n_feasible),
+            "rejected": {k: int(v) for k, v in self.rejected.items()},
+            "cost": float(self.cost),
+            "params": {k: float(v) for k, v in self.params.items()},
+        }
+
+
+def quartic_lon(s0: float, v0: float, a0: float, v1: np.ndarray, T: np.ndarray, t: np.ndarray) -> tuple:
+    """Quartic s(t) with s, s', s'' at 0 and s'=v1, s''=0 at T; constant speed after T.
+
+    Args:
+        v1: ``[V, 1]`` (or broadcastable) end speeds; ``T``: ``[1, H]`` durations; ``t``: ``[S]``.
+
+    Returns:
+        ``(s, s_dot, s_ddot, s_dddot)`` each ``[V, H, S]``.
+    """
+    A = v1 - v0 - a0 * T
+    B = -a0
+    c4 = (B - 2 * A / T) / (4 * T**2)
+    c3 = (A - 4 * T**3 * c4) / (3 * T**2)
+    c3, c4, T3 = c3[..., None], c4[..., None], T[..., None]
+    tt = np.minimum(t, T3)
+    s = s0 + v0 * tt + 0.5 * a0 * tt**2 + c3 * tt**3 + c4 * tt**4
+    sd = v0 + a0 * tt + 3 * c3 * tt**2 + 4 * c4 * tt**3
+    sdd = a0 + 6 * c3 * tt + 12 * c4 * tt**2
+    sddd = 6 * c3 + 24 * c4 * tt
+    after = t > T3
+    s = np.where(after, s + sd * (t - tt), s)
+    sdd = np.where(after, 0.0, sdd)
+    sddd = np.where(after, 0.0, sddd)
+    return s, sd, sdd, sddd
+
+
+def quintic_lat(d0: float, dd0: float, ddd0: float, d1: np.ndarray, T: np.ndarray, t: np.ndarray) -> tuple:
+    """Quintic d(t) with d, d', d'' at 0 and d=d1, d'=d''=0 at T; constant after T.
+
+    Returns:
+        ``(d, d_dot, d_ddot, d_dddot)`` each ``[D, H, S]``.
+    """
+    h = d1 - (d0 + dd0 * T + 0.5 * ddd0 * T**2)
+    hv = -(dd0 + ddd0 * T)
+    ha = -ddd0
+    c3 = 10 * h / T**3 - 4 * hv / T**2 + 0.5 * ha / T
+    c4 = -15 * h / T**4 + 7 * hv / T**3 - ha / T**2
+    c5 = 6 * h / T**5 - 3 * hv / T**4 + 0.5 * ha / T**3
+    c3, c4, c5, T3 = c3[..., None], c4[..., None], c5[..., None], T[..., None]
+    tt = np.minimum(t, T3)
+    d = d0 + dd0 * tt + 0.5 * ddd0 * tt**2 + c3 * tt**3 + c4 * tt**4 + c5 * tt**5
+    dd = dd0 + ddd0 * tt + 3 * c3 * tt**2 + 4 * c4 * tt**3 + 5 * c5 * tt**4
+    ddd = ddd0 + 6 * c3 * tt + 12 * c4 * tt**2 + 20 * c5 * tt**3
+    dddd = 6 * c3 + 24 * c4 * tt + 60 * c5 * tt**2
+    after = t > T3
+    return d, np.where(after, 0.0, dd), np.where(after, 0.0, ddd), np.where(after, 0.0, dddd)
+
+
+class FrenetPlanner:
+    """Vectorised Werling planner; one instance per vehicle configuration."""
+
+    def __init__(self, params: FrenetParams, footprint: Footprint) -> None:
+        self.params = params
+        self.footprint = footprint
+        n = round(params.horizon / params.dt)
+        self.t = params.dt * np.arange(n + 1)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> FrenetPlanner:
+        """Build from the merged config."""
+        return cls(FrenetParams.from_config(cfg), Footprint.from_config(cfg))
+
+    def initial_state(self, ref: ReferencePath, ego: EgoState) -> tuple[np.ndarray, np.ndarray]:
+        """Frenet start state ``([s, s', s''], [d, d', d''])`` of the ego on ``ref``."""
+        s0, d0 = ref.ego_frenet()
+        _, _, th, kp = ref.interpolate(np.array([s0]))
+        dth = float(np.arctan2(np.sin(-th[0]), np.cos(-th[0])))
+        v = max(float(ego.v), 0.0)
+        a = float(np.clip(ego.a, -self.params.max_decel, self.params.max_accel))
+        scale = max(1.0 - float(kp[0]) * d0, 1e-3)
+        lon = np.array([s0, v * np.cos(dth) / scale, a * np.cos(dth)])
+        lat = np.array([d0, v * np.sin(dth), a * np.sin(dth)])
+        return lon, lat
+
+    def candidates(self, ref: ReferencePath, ego: EgoState) -> dict[str, np.ndarray]:
+        """All candidates as ``[N, S]`` arrays (x, y, yaw, s, d, ...) plus their parameters."""
+        p = self.params
+        lon, lat = self.initial_state(ref, ego)
+        T = p.horizons[None, :]
+        s, sd, _, sddd = quartic_lon(lon[0], lon[1], lon[2], p.speeds[:, None], T, self.t)
+        d, dd, _, dddd = quintic_lat(lat[0], lat[1], lat[2], p.offsets[:, None], T, self.t)
+        nd, nv, nh, ns = len(p.offsets), len(p.speeds), len(p.horizons), len(self.t)
+        shape = (nd, nv, nh, ns)
+        S = np.broadcast_to(s[None], shape).reshape(-1, ns)
+        SD = np.broadcast_to(sd[None], shape).reshape(-1, ns)
+        D = np.broadcast_to(d[:, None], shape).reshape(-1, ns)
+        DD = np.broadcast_to(dd[:, None], shape).reshape(-1, ns)
+        xr, yr, th, kp = ref.interpolate(S)
+        x = xr - D * np.sin(th)
+        y = yr + D * np.cos(th)
+        along = SD * (1.0 - kp * D)
+        yaw = th + np.arctan2(DD, along)
+        speed = np.hypot(along, DD)
+        # The t=0 column is the ego itself; at (near) standstill the heading is undefined,
+        # so it is held from the last moving step instead of snapping to the path heading.
+        x[:, 0], y[:, 0], yaw[:, 0] = 0.0, 0.0, 0.0
+        moving = speed > 0.05
+        moving[:, 0] = True
+        last = np.maximum.accumulate(np.where(moving, np.arange(ns), 0), axis=1)
+        yaw = np.take_along_axis(yaw, last, axis=1)
+        jerk2 = np.broadcast_to((sddd**2)[None], shape) + np.broadcast_to((dddd**2)[:, None], shape)
+        jerk2 = jerk2.reshape(-1, ns)
+        grid = np.meshgrid(p.offsets, p.speeds, p.horizons, indexing="ij")
+        return {
+            "x": x, "y": y, "yaw": yaw, "speed": speed,
+            "jerk_int": jerk2[:, 1:].sum(axis=1) * p.dt,
+            "d1": grid[0].ravel(), "v1": grid[1].ravel(), "T": grid[2].ravel(),
+        }  # fmt: skip
+
+    def plan(
+        self, ref: ReferencePath, ego: EgoState, obstacles: Obstacles | None, stamp: float
+    ) -> FrenetResult:
+        """Best feasible candidate for the ego on ``ref`` among ``obstacles``.
+
+        Args:
+            ref: Reference path in the ego frame.
+            ego: Ego state (speed, acceleration; pose is the origin).
+            obstacles: Inflated obstacles, or None for an empty scene.
+            stamp: Stamp of the ego frame (seconds) for the output trajectory.
+
+        Returns:
+            :class:`FrenetResult`; ``trajectory`` is None when nothing is feasible.
+        """
+        p = self.params
+        c = self.candidates(ref, ego)
+        n = len(c["x"])
+        xy = np.stack([c["x"], c["y"]], axis=-1)
+        prof = profile(xy, c["yaw"], p.dt, p.min_speed_for_curvature)
+        v0 = max(float(ego.v), 0.0)
+        speed_cap = max(p.max_speed, v0) + 0.1
+        fails = {
+            "speed": (prof.speed > speed_cap).any(1) | (prof.speed < p.min_speed).any(1),
+            "lon_accel": (prof.accel > p.max_accel + 1e-6).any(1) | (prof.accel < -p.max_decel - 1e-6).any(1),
+            "jerk": (np.abs(prof.jerk) > p.max_jerk).any(1),
+            "lat_accel": (np.abs(prof.lat_accel) > p.max_lat_accel).any(1),
+            "yaw_rate": (np.abs(prof.yaw_rate) > p.max_yaw_rate).any(1),
+            "curvature": (np.abs(prof.curvature) > p.max_curvature).any(1),
+            "nonfinite": ~np.isfinite(xy).all(axis=(1, 2)) | ~np.isfinite(c["yaw"]).all(1),
+        }
+        ok = np.ones(n, dtype=bool)
+        for bad in fails.values():
+            ok &= ~bad
+        rejected = {k: int(np.count_nonzero(v)) for k, v in fails.items()}
+        clearance = np.zeros(n)
+        if obstacles is not None and ok.any():
+            idx = np.flatnonzero(ok)
+            x, y, yaw, t = c["x"][idx, 1:], c["y"][idx, 1:], c["yaw"][idx, 1:], self.t[1:]
+            hit = collision_mask(x, y, yaw, t, obstacles, self.footprint).any(axis=1)
+            near = collision_mask(x, y, yaw, t, obstacles, self.footprint, extra=p.ttc_buffer)
+            # Same TTC rule as the arbiter: buffered contact must not come before ttc_min.
+            first = np.where(near.any(axis=1), t[np.argmax(near, axis=1)], np.inf)
+            too_close = first < p.ttc_min
+            rejected["collision"] = int(np.count_nonzero(hit))
+            rejected["ttc"] = int(np.count_nonzero(too_close & ~hit))
+            ok[idx[hit | too_close]] = False
+            clearance[idx] = near.mean(axis=1)
+        cost = (
+            p.w_jerk * c["jerk_int"]
+            + p.w_offset * c["d1"] ** 2
+            + p.w_speed * (p.desired_speed - c["v1"]) ** 2
+            + p.w_time * c["T"]
+            + p.w_clearance * clearance
+        )
+        n_ok = int(np.count_nonzero(ok))
+        if n_ok == 0:
+            return FrenetResult(None, n, 0, rejected)
+        best = int(np.flatnonzero(ok)[np.argmin(cost[ok])])
+        poses = np.stack([c["x"][best, 1:], c["y"][best, 1:], c["yaw"][best, 1:]], axis=1)
+        traj = Trajectory(poses, p.dt, stamp, c["speed"][best, 1:].copy(), "frenet")
+        chosen = {"d1": c["d1"][best], "v1": c["v1"][best], "T": c["T"][best]}
+        return FrenetResult(traj, n, n_ok, rejected, float(cost[best]), chosen)
