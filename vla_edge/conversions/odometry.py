@@ -39,7 +39,8 @@ class OdometryExtrapolationError(FrameError):
 
 def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
     """Yaw (rotation about z, radians in [-pi, pi]) of a quaternion; need not be unit."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    # w^2 + x^2 - y^2 - z^2 instead of 1 - 2(y^2 + z^2): exact for non-unit quaternions too.
+    return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
 
 
 def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
