@@ -14,6 +14,7 @@ from vla_edge.config import load_config
 from vla_edge.errors import ConfigError, RecorderError
 from vla_edge.msgfactory import RosbagsFactory
 from vla_edge.recording import EventDetector, Recorder, RingBudget, SplitInfo, SplitPolicy, divergence
+from vla_edge.recording.events import StampPairs
 from vla_edge.types import Trajectory
 
 DECISION = "/vla_edge/decision"
@@ -71,9 +72,9 @@ def test_ring_deletes_incomplete_then_oldest_unflagged_then_copied_flagged() -> 
         RingBudget.from_config(_cfg(ring__max_total_mb=0))
 
 
-def _traj(ys: float, source: str) -> dict[str, Any]:
-    poses = [[0.5 * (i + 1) * 4, ys * (i + 1) / 8, 0.0] for i in range(8)]
-    return {"poses": poses, "dt": 0.5, "source": source}
+def _traj(ys: float, source: str, stamp: float = 5.0, dt: float = 0.5, n: int = 8) -> Trajectory:
+    poses = [[2.0 * (i + 1) * dt, ys * (i + 1) / n, 0.0] for i in range(n)]
+    return Trajectory(np.array(poses), dt, stamp, source=source)
 
 
 def test_event_detector_finds_fallback_estop_and_disagreement() -> None:
@@ -82,13 +83,48 @@ def test_event_detector_finds_fallback_estop_and_disagreement() -> None:
     (fb,) = det.detect({"choice": "frenet", "reasons": ["student_collision"]}, 7)
     assert (fb.kind, fb.stamp_ns) == ("fallback", 7) and "student_collision" in fb.reason
     assert det.detect({"choice": "emergency_stop"}, 1)[0].kind == "emergency_stop"
-    near = {"choice": "student", "student": _traj(0.5, "student"), "frenet": _traj(0.0, "frenet")}
-    far = {"choice": "student", "student": _traj(8.0, "student"), "frenet": _traj(0.0, "frenet")}
-    assert det.detect(near, 1) == []
-    assert [t.kind for t in det.detect(far, 1)] == ["disagreement"]
-    # Malformed trajectories are ignored, never raised into the writer thread.
-    bad = {"choice": "student", "student": {"poses": "x", "dt": 0.5}, "frenet": _traj(0, "f")}
-    assert det.detect(bad, 1) == []
+    frenet = _traj(0.0, "frenet", dt=0.1, n=30)  # planner step and horizon differ from the student's
+    assert det.disagreement(_traj(0.5, "student"), frenet, 1) is None
+    far = det.disagreement(_traj(8.0, "student"), frenet, 3)
+    assert far is not None and far.kind == "disagreement" and far.stamp_ns == 3
+
+
+def test_stamp_pairs_match_student_and_frenet_of_one_frame_in_any_order() -> None:
+    pairs = StampPairs(keep=2)
+    assert pairs.add("student", _traj(0, "student", stamp=1.0)) is None
+    assert pairs.add("frenet", _traj(0, "frenet", stamp=2.0)) is None
+    s, f = pairs.add("frenet", _traj(0, "frenet", stamp=1.0 + 1e-8))
+    assert (s.source, f.source) == ("student", "frenet")
+    s, f = pairs.add("student", _traj(0, "student", stamp=2.0))
+    assert (s.stamp, f.stamp) == (2.0, 2.0)
+    for k in range(5):  # unpaired entries are bounded
+        pairs.add("student", _traj(0, "student", stamp=10.0 + k))
+    assert len(pairs.student) == 2
+
+
+def test_disagreement_event_from_candidate_path_and_decision_frenet(tmp_path: Path) -> None:
+    from vla_edge.conversions import trajectory_to_path
+
+    fac = RosbagsFactory()
+    ts = fac.typestore
+    topics = load_config("topics")["outputs"]
+    rec = Recorder.from_config(_cfg(ring__min_free_mb=1), "topics", tmp_path)
+    assert rec.start()
+    t0 = 1_700_000_000 * 10**9
+    for i, lateral in enumerate([0.2, 9.0]):  # frame 1: student swerves 9 m, Frenet goes straight
+        stamp = 100.0 + i * 0.1
+        cand = trajectory_to_path(_traj(lateral, "student", stamp=stamp), fac, frame_id="base_link")
+        frenet = _traj(0.0, "frenet", stamp=stamp, dt=0.1, n=30)
+        dec = {"stamp": stamp, "choice": "student", "reasons": [],
+               "frenet": {"stamp": stamp, "dt": 0.1, "poses": frenet.poses.tolist()}}  # fmt: skip
+        rec.record(topics["candidate_trajectory"], "nav_msgs/msg/Path",
+                   bytes(ts.serialize_cdr(cand, "nav_msgs/msg/Path")), t0 + i * 10**8)  # fmt: skip
+        msg = fac.make(STRING, data=json.dumps(dec))
+        rec.record(DECISION, STRING, bytes(ts.serialize_cdr(msg, STRING)), t0 + i * 10**8 + 1)
+    rec.close()
+    (event,) = json.loads((tmp_path / "events" / "index.json").read_text())["events"]
+    assert event["kind"] == "disagreement" and "ADE" in event["reasons"][0]
+    assert event["stamp"] == pytest.approx((t0 + 10**8 + 1) * 1e-9)
 
 
 def test_divergence_is_ade_fde_over_common_horizon() -> None:

@@ -107,36 +107,69 @@ class EventDetector:
         )
 
     def detect(self, decision: dict[str, Any], stamp_ns: int) -> list[Trigger]:
-        """Triggers found in one decision.
+        """Choice-based triggers (fallback, emergency stop) in one decision.
 
         Args:
             decision: ``ArbiterDecision.to_dict()`` (unknown keys are ignored).
-            stamp_ns: Stamp of the decision (ns).
+            stamp_ns: Log time of the decision (ns).
 
         Returns:
-            Zero or more triggers.
+            Zero or one trigger.
         """
-        out: list[Trigger] = []
         choice = str(decision.get("choice", ""))
         reasons = ",".join(str(r) for r in decision.get("reasons", []) or [])
         if choice in self.emergency_choices:
-            out.append(Trigger("emergency_stop", stamp_ns, f"choice={choice} reasons={reasons}"))
-        elif choice in self.fallback_choices:
-            out.append(Trigger("fallback", stamp_ns, f"choice={choice} reasons={reasons}"))
-        ade = self._student_frenet_ade(decision, stamp_ns * 1e-9)
-        if ade is not None and ade > self.disagreement_m:
-            out.append(
-                Trigger("disagreement", stamp_ns, f"student/frenet ADE {ade:.2f} m > {self.disagreement_m} m")
-            )
-        return out
+            return [Trigger("emergency_stop", stamp_ns, f"choice={choice} reasons={reasons}")]
+        if choice in self.fallback_choices:
+            return [Trigger("fallback", stamp_ns, f"choice={choice} reasons={reasons}")]
+        return []
+
+    def disagreement(self, student: Trajectory, frenet: Trajectory, stamp_ns: int) -> Trigger | None:
+        """Trigger when the student candidate and the Frenet plan of one frame diverge.
+
+        Args:
+            student: Candidate trajectory of the frame.
+            frenet: Frenet plan of the same frame (``decision["frenet"]``).
+            stamp_ns: Log time (ns).
+        """
+        ade, fde = divergence(student, frenet)
+        if ade > self.disagreement_m:
+            msg = f"student/frenet ADE {ade:.2f} m (FDE {fde:.2f} m) > {self.disagreement_m} m"
+            return Trigger("disagreement", stamp_ns, msg)
+        return None
+
+
+class StampPairs:
+    """Pairs the student candidate and the Frenet plan of the same frame (by stamp).
+
+    The candidate (``nav_msgs/Path``) and the decision (with ``frenet``) arrive on
+    different topics in either order; each side waits here for the other, a few frames.
+
+    Args:
+        keep: Unpaired entries kept per side.
+    """
+
+    def __init__(self, keep: int = 32) -> None:
+        self.keep = keep
+        self.student: dict[int, Trajectory] = {}
+        self.frenet: dict[int, Trajectory] = {}
 
     @staticmethod
-    def _student_frenet_ade(decision: dict[str, Any], stamp: float) -> float | None:
-        student = trajectory_from_dict(decision.get("student"), "student", stamp)
-        frenet = trajectory_from_dict(decision.get("frenet"), "frenet", stamp)
-        if student is None or frenet is None:
+    def key(stamp: float) -> int:
+        """Frame stamp in microseconds (stamps pass through float and ROS Time)."""
+        return round(stamp * 1e6)
+
+    def add(self, side: str, traj: Trajectory) -> tuple[Trajectory, Trajectory] | None:
+        """Store one side; return ``(student, frenet)`` once both of a frame are in."""
+        mine, other = (self.student, self.frenet) if side == "student" else (self.frenet, self.student)
+        k = self.key(traj.stamp)
+        match = other.pop(k, None)
+        if match is None:
+            mine[k] = traj
+            while len(mine) > self.keep:
+                del mine[next(iter(mine))]
             return None
-        return divergence(student, frenet)[0]
+        return (traj, match) if side == "student" else (match, traj)
 
 
 @dataclass

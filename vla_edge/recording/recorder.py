@@ -29,7 +29,14 @@ from typing import Any
 
 from vla_edge.config import load_config, require, resolve_path
 from vla_edge.errors import ConfigError, ConversionError, RecorderError
-from vla_edge.recording.events import EVENT_KINDS, EventBook, EventDetector, Trigger
+from vla_edge.recording.events import (
+    EVENT_KINDS,
+    EventBook,
+    EventDetector,
+    StampPairs,
+    Trigger,
+    trajectory_from_dict,
+)
 from vla_edge.recording.splits import MIB, RingBudget, SplitPolicy
 from vla_edge.recording.writer import BoundedQueue, Item, SplitStore, WriterThread
 
@@ -38,6 +45,7 @@ LOG = logging.getLogger(__name__)
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 STRING = "std_msgs/msg/String"
+PATH = "nav_msgs/msg/Path"
 
 OK, WARN, ERROR = "OK", "WARN", "ERROR"
 
@@ -131,7 +139,10 @@ class Recorder:
             comp = require(topics_cfg, "inputs", comp_key, where="topics.yaml")
             if raw is not None:
                 self.compress_map[raw.topic] = str(comp)
-        self.decision_topic = str(require(topics_cfg, "outputs", "decision", where="topics.yaml"))
+        outputs = require(topics_cfg, "outputs", where="topics.yaml")
+        self.decision_topic = str(require(outputs, "decision", where="topics.yaml outputs"))
+        self.candidate_topic = str(require(outputs, "candidate_trajectory", where="topics.yaml outputs"))
+        self._pairs = StampPairs()
         self.dedup_s = float(require(cfg, "camera", "raw_preferred_for_s", where="recorder.yaml"))
 
         self._lock = threading.Lock()
@@ -319,6 +330,8 @@ class Recorder:
         self._drain_control()
         if item.topic == self.decision_topic and item.msgtype == STRING:
             self._detect_events(item)
+        elif item.topic == self.candidate_topic and item.msgtype == PATH:
+            self._candidate(item)
         if item.msgtype == IMAGE and item.topic in self.compress_map:
             try:
                 item = self._compress(item)
@@ -340,19 +353,44 @@ class Recorder:
             return
         self.written += 1
 
+    def _flag(self, trig: Trigger | None) -> None:
+        if trig is not None:
+            assert self._store is not None
+            self._store.flag(trig)
+            self.events_flagged += 1
+
     def _detect_events(self, item: Item) -> None:
+        """Decision JSON -> fallback / emergency triggers; its Frenet plan waits for a pair.
+
+        Triggers use the receive stamp so events share the splits' clock (the frame stamp
+        inside the decision may be bag/sim time).
+        """
         try:
             msg = self._typestore.deserialize_cdr(bytes(item.data), STRING)
             decision = json.loads(msg.data)
         except Exception:  # noqa: BLE001 - a bad decision message is logged as is, not parsed
             return
-        if isinstance(decision, dict):
-            # The receive stamp keeps events on the splits' clock (the frame stamp inside the
-            # decision may be bag/sim time).
-            for trig in self.detector.detect(decision, item.stamp_ns):
-                assert self._store is not None
-                self._store.flag(trig)
-                self.events_flagged += 1
+        if not isinstance(decision, dict):
+            return
+        for trig in self.detector.detect(decision, item.stamp_ns):
+            self._flag(trig)
+        stamp = float(decision.get("stamp", 0.0) or 0.0)
+        frenet = trajectory_from_dict(decision.get("frenet"), "frenet", stamp)
+        pair = self._pairs.add("frenet", frenet) if frenet is not None else None
+        if pair is not None:
+            self._flag(self.detector.disagreement(*pair, item.stamp_ns))
+
+    def _candidate(self, item: Item) -> None:
+        """Student candidate Path -> waits for the Frenet plan of the same frame."""
+        from vla_edge.conversions import path_to_trajectory
+
+        try:
+            traj = path_to_trajectory(self._typestore.deserialize_cdr(bytes(item.data), PATH), "student")
+        except Exception:  # noqa: BLE001 - an unusable candidate is logged as is, not compared
+            return
+        pair = self._pairs.add("student", traj)
+        if pair is not None:
+            self._flag(self.detector.disagreement(*pair, item.stamp_ns))
 
     def _compress(self, item: Item) -> Item:
         """Raw Image CDR -> JPEG CompressedImage CDR on the mapped topic."""
