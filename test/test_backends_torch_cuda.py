@@ -89,6 +89,35 @@ def _feed(onnx: Path) -> dict[str, np.ndarray]:
     return feed
 
 
+def test_error_chain_names_the_root_cause() -> None:
+    try:
+        try:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        finally:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+    except RuntimeError as exc:
+        text = tcb.error_chain(exc)
+    assert text.startswith("RuntimeError: CUDA error: operation failed")
+    assert text.endswith("RuntimeError: operation not permitted when stream is capturing")
+
+
+@needs_shipped
+def test_shipped_torchscript_in_plain_interpreter_matches_onnxruntime(tmp_path: Path) -> None:
+    """The artefact + executor setting the backend uses (jit_optimize false), on CPU."""
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install .[train])")
+    from vla_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    man = load_manifest(SHIPPED_ONNX)
+    feed = _feed(SHIPPED_ONNX)
+    module = tcb._load_module(torch, SHIPPED_TS, torch.device("cpu"))
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        outs = module(*[torch.from_numpy(feed[s.name]) for s in man.inputs])
+    with OnnxRuntimeBackend(SHIPPED_ONNX, inference_cfg(tmp_path)) as ort_be:
+        ref = ort_be.infer(feed)
+    np.testing.assert_allclose(outs[0][0].numpy(), ref.trajectories, atol=1e-3)
+    np.testing.assert_allclose(outs[1][0].numpy(), ref.scores, atol=1e-3)
+
+
 @needs_gpu
 @needs_shipped
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -102,7 +131,7 @@ def test_shipped_student_matches_onnxruntime(tmp_path: Path, precision: str) -> 
         ref = cpu.infer(feed)
         out = gpu.infer(feed)
         again = gpu.infer(feed)
-        assert gpu._graph is not None, "CUDA graph was not captured"
+        assert gpu._graph is not None, f"CUDA graph was not captured: {gpu.capture_error}"
         timings = []
         for be in (gpu, cpu):
             t0 = time.perf_counter()

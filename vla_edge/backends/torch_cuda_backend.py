@@ -16,13 +16,18 @@ backend raises :class:`BackendUnavailableError`.
 
 Execution: after warm-up on a side stream, one forward is captured into a CUDA graph
 with static input buffers; each call copies inputs into those buffers, replays the graph
-and copies the static outputs out. FP16 means ``module.half()`` plus half float inputs;
+and copies the static outputs out. If capture fails, the reason (root cause included) is
+logged, kept in :attr:`TorchCudaBackend.capture_error`, and the module runs eagerly.
+TorchScript runs with the profiling/fusing executor off by default (``jit_optimize``),
+since lazily compiled fused kernels are not capturable. FP16 means ``module.half()`` plus half float inputs;
 when that fails on the artefact (e.g. dtype-pinned ops), the backend falls back to
 autocast, then to FP32, and logs which mode runs (:attr:`TorchCudaBackend.mode`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -94,6 +99,36 @@ def find_artefact(onnx_path: Path, manifest: Any, configured: str) -> Path:
     return path
 
 
+def error_chain(exc: BaseException, limit: int = 4) -> str:
+    """First lines of ``exc`` and its causes/contexts, root cause last.
+
+    A failed capture surfaces as "operation failed due to a previous error during capture"
+    from the graph's ``__exit__``; the op that broke it is in ``__context__``.
+    """
+    parts: list[str] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(parts) < limit:
+        text = str(cur).strip()
+        parts.append(f"{type(cur).__name__}: {text.splitlines()[0][:200] if text else ''}")
+        cur = cur.__cause__ or cur.__context__
+    return " <- ".join(parts)
+
+
+def clear_cuda_error(torch: Any) -> None:
+    """Reset a pending non-sticky CUDA error left by an invalidated capture."""
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            rt = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - binding absent: try the next way
+            continue
+        rt.cudaGetLastError()
+        break
+    try:
+        torch.cuda.synchronize()
+    except RuntimeError as exc:  # the error surfaces once and is consumed
+        log.info("torch_cuda: cleared CUDA error after failed capture: %s", str(exc).splitlines()[0][:200])
+
+
 def _load_module(torch: Any, path: Path, device: Any) -> Any:
     try:
         if path.suffix == ".pt2":
@@ -129,6 +164,8 @@ class TorchCudaBackend(InferenceBackend):
             )
         self.use_graphs = bool(require(sec, "cuda_graphs", where="inference.yaml torch_cuda"))
         self.device_index = int(require(sec, "device", where="inference.yaml torch_cuda"))
+        self.jit_optimize = bool(require(sec, "jit_optimize", where="inference.yaml torch_cuda"))
+        self.capture_error = ""  # why the CUDA graph could not be captured ("" = captured or off)
         self.mode = ""  # "half" | "autocast" | "fp32", set by load
         self._torch: Any = None
         self._module: Any = None
@@ -148,10 +185,12 @@ class TorchCudaBackend(InferenceBackend):
 
     def _forward(self, args: list[Any]) -> list[Any]:
         t = self._torch
-        if self.mode == "autocast":
-            with t.autocast("cuda", dtype=t.float16):
-                out = self._module(*args)
-        else:
+        with contextlib.ExitStack() as stack:
+            if not self.jit_optimize and hasattr(t.jit, "optimized_execution"):
+                # plain interpreter: no profiling runs, no lazily compiled fused kernels
+                stack.enter_context(t.jit.optimized_execution(False))
+            if self.mode == "autocast":
+                stack.enter_context(t.autocast("cuda", dtype=t.float16))
             out = self._module(*args)
         names = self.manifest.output_names
         if isinstance(out, dict):
@@ -199,7 +238,12 @@ class TorchCudaBackend(InferenceBackend):
         )
 
     def _prepare(self) -> None:
-        """Warm up on a side stream, then capture the CUDA graph (when enabled)."""
+        """Warm up on a side stream, then capture the CUDA graph (when enabled).
+
+        A failed capture is not fatal: it is logged with its root cause and the backend
+        runs the module eagerly (``self._graph`` stays None). Failed warm-up is fatal for
+        this mode (the caller tries the next one).
+        """
         t = self._torch
         self._static_in = self._alloc_inputs()
         side = t.cuda.Stream(device=self.device_index)
@@ -211,14 +255,26 @@ class TorchCudaBackend(InferenceBackend):
         if len(outs) < 2:
             raise ModelError(f"torch artefact {self.artefact} returned {len(outs)} outputs, need >= 2")
         self._graph = None
+        self._static_out = outs
+        self.capture_error = ""
         if self.use_graphs:
             graph = t.cuda.CUDAGraph()
-            with t.cuda.graph(graph):
+            try:
+                with t.cuda.graph(graph):
+                    static_out = self._forward(self._static_in)
+                graph.replay()
+                t.cuda.synchronize(self.device_index)
+                self._graph, self._static_out = graph, static_out
+            except RuntimeError as exc:
+                self.capture_error = error_chain(exc)
+                log.warning(
+                    "torch_cuda: CUDA graph capture of %s failed (%s); running it eagerly without a graph",
+                    self.artefact.name,
+                    self.capture_error,
+                )
+                del graph
+                clear_cuda_error(t)
                 self._static_out = self._forward(self._static_in)
-            self._graph = graph
-            graph.replay()
-        else:
-            self._static_out = outs
         t.cuda.synchronize(self.device_index)
         for o in self._static_out:
             if not bool(t.isfinite(o.float()).all()):
