@@ -43,8 +43,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=100, help="timed runs per case")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads for ORT and torch")
-    ap.add_argument("--engine", default=str(ROOT / "engines" / "student.onnx"), help="ONNX file (manifest next to it)")
-    ap.add_argument("--checkpoint", default=None, help="trainer checkpoint for the torch side of trained engines")
+    engine = str(ROOT / "engines" / "student.onnx")
+    ap.add_argument("--engine", default=engine, help="ONNX file (manifest next to it)")
+    ap.add_argument("--checkpoint", default=None, help="checkpoint for the torch side of a trained engine")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -81,7 +82,8 @@ def main() -> int:
     else:
         pil = (float("nan"), float("nan"))
     path = np.stack([np.linspace(-2, 40, 40), np.zeros(40)], 1)
-    prep = timeit(lambda: (reference_path_input(path, spec), ego_state_input(np.array([5.0, 0.0, 0.0]), spec)), 200)
+    ego = np.array([5.0, 0.0, 0.0])
+    prep = timeit(lambda: (reference_path_input(path, spec), ego_state_input(ego, spec)), 200)
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
@@ -93,12 +95,14 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     with torch.inference_mode():
         torch_t = timeit(lambda: model(inputs), args.iters)
-        diff = float(np.abs(sess.run(["trajectories"], feed)[0] - model(inputs)["trajectories"].numpy()).max())
+        ref = model(inputs)["trajectories"].numpy()
+        diff = float(np.abs(sess.run(["trajectories"], feed)[0] - ref).max())
 
     n_pillars = int(inputs["pillar_count"][0])
     print(f"engine {Path(args.engine).name}: preset {man.preset}, weights {man.weights}, "
-          f"P={spec.max_pillars} M={spec.max_points} grid={spec.grid_size}; input: {source}, {n_pillars} pillars")  # fmt: skip  # noqa: E501
-    print(f"threads={args.threads}  iters={args.iters}  onnxruntime {ort.__version__}  torch {torch.__version__}")
+          f"P={spec.max_pillars} M={spec.max_points} grid={spec.grid_size}")  # fmt: skip
+    print(f"input: {source}, {n_pillars} pillars; threads={args.threads} iters={args.iters}")
+    print(f"onnxruntime {ort.__version__}  torch {torch.__version__}")
     print(f"{'stage':<26}{'median ms':>10}{'p99 ms':>10}")
     print(f"{'pillarize (numpy)':<26}{pil[0]:>10.2f}{pil[1]:>10.2f}")
     print(f"{'path + ego inputs':<26}{prep[0]:>10.3f}{prep[1]:>10.3f}")

@@ -72,6 +72,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=200, help="timed CUDA-graph replays per case")
     ap.add_argument("--presets", nargs="+", default=["tiny", "base", "teacher", "vanilla"])
+    ap.add_argument("--nchw", action="store_true", help="keep NCHW instead of channels_last for the convs")
     args = ap.parse_args()
     try:
         import torch
@@ -86,12 +87,16 @@ def main() -> int:
 
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    print(f"device: {torch.cuda.get_device_name(0)}  torch {torch.__version__}  FP16 + CUDA graphs, batch 1")
+    layout = "NCHW" if args.nchw else "channels_last"
+    print(f"device: {torch.cuda.get_device_name(0)}  torch {torch.__version__}")
+    print(f"torch FP16 + CUDA graphs, batch 1, {layout}, {args.iters} replays per case")
     rows, lat, heads = [], {}, {}
     for preset in args.presets:
         model = build_model(preset, seed=0)
         inputs = {k: v.to(dev) for k, v in example_inputs(model).items()}
         model = model.to(dev).half().eval()
+        if not args.nchw:  # channels_last: ~20% faster cuDNN FP16 convs on Hopper
+            model = model.to(memory_format=torch.channels_last)
         inputs = {k: v.half() if v.is_floating_point() else v for k, v in inputs.items()}
         params = sum(p.numel() for p in model.parameters())
         flops = flops_of(lambda m=model, x=inputs: m(x))
@@ -102,8 +107,8 @@ def main() -> int:
             with torch.no_grad():
                 enc = model.encode(inputs)
             noise = inputs["noise"]
-            head_flops = flops_of(lambda m=model, e=enc: m.head(noise, e, e["bev_value"]))
-            hmed, hp99 = graph_timer(lambda m=model, e=enc: m.head(noise, e, e["bev_value"]), args.iters)
+            head_flops = flops_of(lambda m=model, e=enc, z=noise: m.head(z, e, e["bev_value"]))
+            hmed, hp99 = graph_timer(lambda m=model, e=enc, z=noise: m.head(z, e, e["bev_value"]), args.iters)
             heads[preset] = (head_flops, hmed, hp99, model.head.timesteps)
         del model
         torch.cuda.empty_cache()
@@ -115,17 +120,19 @@ def main() -> int:
         print("\nhead only (base size):")
         for name, (hf, hmed, hp99, ts) in heads.items():
             kind = "truncated" if name == "base" else "vanilla"
-            print(f"  {kind:<10} steps={len(ts):<3} t={ts[:3]}...  GFLOPs {hf / 1e9:.3f}  median {hmed:.3f} ms  "
-                  f"p99 {hp99:.3f} ms")  # fmt: skip
+            print(f"  {kind:<10} steps={len(ts):<3} t={ts[:3]}...  GFLOPs {hf / 1e9:.3f}  "
+                  f"median {hmed:.3f} ms  p99 {hp99:.3f} ms")  # fmt: skip
     print("\nratios (same run):")
     if "teacher" in lat and "base" in lat:
         r = lat["teacher"] / lat["base"]
-        print(f"  teacher / base latency  = {r:.2f}x  (goal >= {GOAL_TEACHER_RATIO}x: {'PASS' if r >= GOAL_TEACHER_RATIO else 'FAIL'})")  # noqa: E501
+        ok = "PASS" if r >= GOAL_TEACHER_RATIO else "FAIL"
+        print(f"  teacher / base latency  = {r:.2f}x  (goal >= {GOAL_TEACHER_RATIO}x: {ok})")
     if "teacher" in lat and "tiny" in lat:
         print(f"  teacher / tiny latency  = {lat['teacher'] / lat['tiny']:.2f}x")
     if "base" in heads and "vanilla" in heads:
         r = heads["vanilla"][1] / heads["base"][1]
-        print(f"  vanilla-20 / truncated head = {r:.2f}x  (goal >= {GOAL_HEAD_SPEEDUP}x: {'PASS' if r >= GOAL_HEAD_SPEEDUP else 'FAIL'})")  # noqa: E501
+        ok = "PASS" if r >= GOAL_HEAD_SPEEDUP else "FAIL"
+        print(f"  vanilla-20 / truncated head = {r:.2f}x  (goal >= {GOAL_HEAD_SPEEDUP}x: {ok})")
     if "vanilla" in lat and "base" in lat:
         print(f"  vanilla / base end-to-end = {lat['vanilla'] / lat['base']:.2f}x")
     if "base" in lat:
@@ -155,11 +162,15 @@ def check_torchscript(dev: object) -> None:
     args16 = [a.half() if a.is_floating_point() else a for a in args32]
     with torch.no_grad():
         ref = ts(*args32)
-        out16 = ts.half()(*args16)
+        ts16 = ts.half()
+        out16 = ts16(*args16)
     err = float((out16[0].float() - ref[0]).abs().max())
-    med, p99 = graph_timer(lambda: ts(*args16), 200)
-    print(f"\nTorchScript {ts_path.name} on CUDA: FP16 vs FP32 max |traj diff| = {err:.4f} m; "
-          f"CUDA-graph replay median {med:.3f} ms, p99 {p99:.3f} ms")  # fmt: skip
+    try:
+        med, p99 = graph_timer(lambda: ts16(*args16), 200)
+        timing = f"CUDA-graph replay median {med:.3f} ms, p99 {p99:.3f} ms"
+    except RuntimeError as exc:  # report, do not hide: the torch-CUDA backend relies on capture
+        timing = f"CUDA-graph capture FAILED: {str(exc).splitlines()[-1][:200]}"
+    print(f"\nTorchScript {ts_path.name} on CUDA: FP16 vs FP32 max |traj diff| = {err:.4f} m; {timing}")
 
 
 if __name__ == "__main__":

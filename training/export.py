@@ -13,8 +13,9 @@ checks ``onnx.checker`` and ONNX Runtime vs torch parity (max abs error <= ``--a
 on a deterministic synthetic sweep and fixed noise, and refuses to finish otherwise.
 
 Checkpoint format (written by the trainer): ``torch.save({"preset": str, "model":
-state_dict, "training": {...}}, path)``; a bare state dict also loads (``--preset`` then
-names the preset). The anchors travel inside the state dict (``head.anchors``).
+state_dict, "model_cfg": parsed model.yaml (optional), "training": {...}}, path)``; a bare
+state dict also loads (``--preset`` then names the preset). The anchors travel inside the
+state dict (``head.anchors``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 from training.model.model import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, StudentModel
 from training.model.presets import PRESETS, build_model
 from vla_edge.config import engines_dir, load_config
-from vla_edge.errors import ModelError
+from vla_edge.errors import ConfigError, ModelError
 from vla_edge.pillarize import pillarize, reference_path_input
 
 log = logging.getLogger("training.export")
@@ -66,7 +67,12 @@ def load_checkpoint(path: str | os.PathLike[str], preset: str | None) -> tuple[S
     if not isinstance(state, dict):
         raise ExportError(f"checkpoint {path} holds no state dict (expected {{'model': state_dict}})")
     name = preset or (ckpt.get("preset") if isinstance(ckpt.get("preset"), str) else None)
-    model = build_model(name)
+    # the trainer stores the model.yaml it trained with (it may define derived presets)
+    model_cfg = ckpt.get("model_cfg") if isinstance(ckpt.get("model_cfg"), dict) else None
+    try:
+        model = build_model(name, model_cfg)
+    except ConfigError as exc:
+        raise ExportError(f"checkpoint {path}: {exc}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

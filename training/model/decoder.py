@@ -15,23 +15,28 @@ from training.model.ego_encoder import mlp
 
 
 class CrossAttention(nn.Module):
-    """Multi-head cross-attention written with plain matmuls (exports to any ONNX runtime)."""
+    """Multi-head cross-attention written with plain matmuls (exports to any ONNX runtime).
+
+    Head sizes are python ints fixed at construction: shape arithmetic on traced sizes would
+    become tensor ops in TorchScript (a host sync that breaks CUDA-graph capture).
+    """
 
     def __init__(self, d_model: int, num_heads: int) -> None:
         super().__init__()
-        self.h = num_heads
+        self.h, self.dh, self.d = num_heads, d_model // num_heads, d_model
+        self.scale = float(self.dh) ** -0.5
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, query: Tensor, context: Tensor) -> Tensor:
         """``query [B, A, D]``, ``context [B, L, D]`` -> ``[B, A, D]``."""
-        B, A, D = query.shape
+        B, A = query.shape[0], query.shape[1]
         L = context.shape[1]
-        q = self.q(query).reshape(B, A, self.h, D // self.h).transpose(1, 2)
-        k, v = self.kv(context).reshape(B, L, 2, self.h, D // self.h).permute(2, 0, 3, 1, 4)
-        w = torch.softmax(q @ k.transpose(-1, -2) * (D // self.h) ** -0.5, dim=-1)
-        return self.out((w @ v).transpose(1, 2).reshape(B, A, D))
+        q = self.q(query).reshape(B, A, self.h, self.dh).transpose(1, 2)
+        k, v = self.kv(context).reshape(B, L, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        w = torch.softmax(q @ k.transpose(-1, -2) * self.scale, dim=-1)
+        return self.out((w @ v).transpose(1, 2).reshape(B, A, self.d))
 
 
 class BevPointAttention(nn.Module):
@@ -43,7 +48,7 @@ class BevPointAttention(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, num_poses: int, bev_range: tuple[float, ...]) -> None:
         super().__init__()
-        self.h, self.t = num_heads, num_poses
+        self.h, self.t, self.dh, self.d = num_heads, num_poses, d_model // num_heads, d_model
         x0, y0, _, x1, y1, _ = bev_range
         self.register_buffer("lo", torch.tensor([x0, y0], dtype=torch.float32), persistent=False)
         self.register_buffer("span", torch.tensor([x1 - x0, y1 - y0], dtype=torch.float32), persistent=False)
@@ -52,12 +57,12 @@ class BevPointAttention(nn.Module):
 
     def forward(self, query: Tensor, traj: Tensor, bev_value: Tensor) -> Tensor:
         """``query [B, A, D]``, ``traj [B, A, T, 3]`` metres, ``bev_value [B, D, Hb, Wb]``."""
-        B, A, D = query.shape
+        B, A = query.shape[0], query.shape[1]
         grid = 2.0 * (traj[..., :2] - self.lo) / self.span - 1.0  # x -> width, y -> height
         feats = F.grid_sample(bev_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        feats = feats.reshape(B, self.h, D // self.h, A, self.t).permute(0, 3, 1, 4, 2)  # B A h T d
+        feats = feats.reshape(B, self.h, self.dh, A, self.t).permute(0, 3, 1, 4, 2)  # B A h T d
         w = torch.softmax(self.weights(query).reshape(B, A, self.h, self.t, 1), dim=3)
-        return self.out((w * feats).sum(3).reshape(B, A, D))
+        return self.out((w * feats).sum(3).reshape(B, A, self.d))
 
 
 class DecoderLayer(nn.Module):
