@@ -183,3 +183,15 @@ def test_manifest_without_contract_tensor(model_copy: Path) -> None:
     _rewrite_manifest(model_copy, outputs=doc["outputs"])
     with pytest.raises(ManifestError, match=r"missing outputs \['scores'\]"):
         OnnxRuntimeBackend(model_copy, inference_cfg())
+
+
+def test_runtime_failure_becomes_model_error(contract_onnx: Path) -> None:
+    """A backend that blows up mid-inference (e.g. a CUDA fault) must not crash the caller."""
+
+    class FaultInjectedBackend(OnnxRuntimeBackend):
+        def _run(self, inputs, timing):  # type: ignore[no-untyped-def]
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    be = FaultInjectedBackend(contract_onnx, inference_cfg())
+    with pytest.raises(ModelError, match=r"onnxruntime backend failed running .*illegal memory access"):
+        be.infer(dummy_inputs(be.input_specs))

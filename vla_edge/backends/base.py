@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.backends.manifest import Manifest, TensorSpec, load_manifest, manifest_path_for, verify_onnx
-from vla_edge.errors import ManifestError, ModelError
+from vla_edge.errors import ManifestError, ModelError, VlaEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,14 @@ class InferenceBackend(abc.ABC):
         validate_inputs(self.input_specs, inputs, f"{self.name} model {self.onnx_path.name}")
         t0 = time.perf_counter()
         timing: dict[str, float] = {}
-        outputs = self._run(inputs, timing)
+        try:
+            outputs = self._run(inputs, timing)
+        except VlaEdgeError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"{self.name} backend failed running {self.onnx_path}: {type(exc).__name__}: {exc}"
+            ) from exc
         timing["infer"] = 1e3 * (time.perf_counter() - t0)
         return self._result(outputs, timing)
 
