@@ -193,7 +193,6 @@ def iter_frames(
             inputs["camera_front_compressed"]: "camera",
         }
         conns = [c for c in reader.connections if c.topic in role]
-        bag_of = {c.id: Path(str(getattr(c.owner, "path", run.name))).name for c in conns}
         for conn, _ts, raw in reader.messages(connections=conns):
             kind = role[conn.topic]
             try:
@@ -207,7 +206,8 @@ def iter_frames(
                 else:
                     frame = asm.assemble(msg)
                     out = logged.get(_key(frame.stamp), LoggedOutputs())
-                    yield RebuiltFrame(run.name, bag_of.get(conn.id, run.name), frame, out)
+                    bag = Path(str(getattr(conn.owner, "path", run.name))).name  # ids repeat across bags
+                    yield RebuiltFrame(run.name, bag, frame, out)
             except VlaEdgeError as exc:
                 LOG.warning("%s: %s message at %.3f skipped: %s", run.name, kind, _ts * 1e-9, exc)
     finally:

@@ -22,6 +22,7 @@ template for a remote camera-based VLA teacher (see ``docs/recording.md``).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import logging
@@ -115,7 +116,7 @@ class SceneFacts:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {k: v for k, v in self.__dict__.items()}
+        return dataclasses.asdict(self)
 
 
 def _path_frame(path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +172,8 @@ def scene_facts(frame: Frame, obstacles: Any, corridor_half_width: float, zone_n
             "in path" (the obstacle radius is added).
         zone_near_m: Distance (m) splitting ``near`` from ``far`` zones.
     """
+    if obstacles is None:
+        return SceneFacts(0, None, None, False, None, {}, float(frame.ego.v))
     cen = np.asarray(obstacles.centroids, dtype=np.float64).reshape(-1, 2)
     radii = np.asarray(obstacles.radii, dtype=np.float64).reshape(-1)
     vel = np.asarray(obstacles.velocities, dtype=np.float64).reshape(-1, 2)
@@ -244,10 +247,14 @@ def plan_summary(traj: Trajectory | None, who: str) -> str:
 
 # ------------------------------------------------------------------ built-ins
 def _planning_cycle(cfg: dict[str, Any]) -> Any:
-    from vla_edge.planning.cycle import PlanningCycle
+    """The vehicle's PlanningCycle, built the way the drive graph builds it."""
+    from vla_edge.pipeline import load_cycle
 
-    name = require(cfg, "planning_config", where="explain.yaml")
-    return PlanningCycle.from_config(load_config(name) if isinstance(name, str) else name)
+    return load_cycle({"planning_config": require(cfg, "planning_config", where="explain.yaml") or ""})
+
+
+def _obstacle_summary(obstacles: Any, max_clusters: int = 40) -> dict[str, Any] | None:
+    return obstacles.summary(max_clusters) if obstacles is not None else None
 
 
 class SceneReasoningTeacher:
@@ -269,16 +276,17 @@ class SceneReasoningTeacher:
     def explain(self, frame: Frame, context: TeacherContext) -> TeacherOutput:
         """Plan with Frenet on the frame and describe the scene."""
         dec = self.cycle.step(frame, None, None, frame.stamp)
-        traj = dec.frenet if dec.frenet is not None else dec.trajectory
+        traj = dec.frenet  # None when no Frenet plan is feasible: the teacher has no plan then
         facts = scene_facts(frame, dec.obstacles, self.corridor, self.zone_near)
         text = reasoning_text(facts, context.decision, plan_summary(traj, "Frenet teacher"))
-        conf = 1.0 if dec.choice == "frenet" else 0.5
-        return TeacherOutput(
-            traj,
-            text,
-            conf,
-            {"scene": facts.to_dict(), "teacher_choice": dec.choice, "teacher_reasons": dec.reasons},
-        )
+        extra = {
+            "scene": facts.to_dict(),
+            "teacher_choice": dec.choice,
+            "teacher_reasons": list(dec.reasons),
+            "obstacles": _obstacle_summary(dec.obstacles),
+        }
+        # Confidence: 1 when the planner's plan passes every arbiter check, else 0.
+        return TeacherOutput(traj, text, 1.0 if dec.choice == "frenet" else 0.0, extra)
 
 
 def teacher_artefact_path(config: dict[str, Any]) -> Path:
@@ -335,8 +343,16 @@ class LearnedTeacher:
         conf = float(probs.max() / probs.sum())
         dec = self.cycle.step(frame, traj, frame.stamp, frame.stamp, scores)
         facts = scene_facts(frame, dec.obstacles, self.corridor, self.zone_near)
+        failed = [r for r in dec.reasons if r.startswith("student_")]
         text = reasoning_text(facts, context.decision, plan_summary(traj, "Learned teacher"))
-        return TeacherOutput(traj, text, conf, {"scene": facts.to_dict(), "checks_on_teacher": dec.reasons})
+        if failed:
+            text += " Teacher plan would fail: " + ", ".join(r.removeprefix("student_") for r in failed) + "."
+        extra = {
+            "scene": facts.to_dict(),
+            "checks_on_teacher": failed,
+            "obstacles": _obstacle_summary(dec.obstacles),
+        }
+        return TeacherOutput(traj, text, conf, extra)
 
 
 class ExternalVLAAdapter:
