@@ -55,12 +55,23 @@ def main(argv: list[str] | None = None) -> int:
         help="point layout (default xyzirt32: x,y,z,intensity,ring,time in 32 B)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed for the synthetic points")
+    ap.add_argument(
+        "--nan-fraction", type=float, default=0.0, help="fraction of points set to NaN (no-return), dropped"
+    )
+    ap.add_argument(
+        "--binding",
+        choices=["rosbags", "rclpy"],
+        default="rosbags",
+        help="message binding (rclpy stores data as array.array)",
+    )
     args = ap.parse_args(argv)
     if args.runs < 20:
         ap.error("--runs must be >= 20")
 
     rng = np.random.default_rng(args.seed)
     pts = rng.uniform(-80, 80, size=(args.points, 4)).astype(np.float32)
+    n_nan = round(args.nan_fraction * args.points)
+    pts[rng.choice(args.points, n_nan, replace=False), :3] = np.nan
     layout = BENCH_LAYOUT if args.layout == "xyzirt32" else LAYOUTS[args.layout]
     names = layout.field_names()
     extra = {}
@@ -68,17 +79,23 @@ def main(argv: list[str] | None = None) -> int:
         extra["ring"] = (np.arange(args.points) % 128).astype(np.uint16)
     if "time" in names:
         extra["time"] = np.linspace(0, 0.1, args.points, dtype=np.float32)
-    msg = xyzi_to_pointcloud2(pts, RosbagsFactory(), 0.0, "lidar", layout, extra=extra)
+    if args.binding == "rclpy":
+        from vla_edge.msgfactory import RclpyFactory
+
+        factory = RclpyFactory()
+    else:
+        factory = RosbagsFactory()
+    msg = xyzi_to_pointcloud2(pts, factory, 0.0, "lidar", layout, extra=extra)
     data = msg.data
 
     t_conv = _median_s(lambda: pointcloud2_to_xyzi(msg), args.runs)
     t_copy = _median_s(lambda: np.frombuffer(data, np.uint8).copy(), args.runs)
     out = pointcloud2_to_xyzi(msg)
-    assert out.shape == (args.points, 4)
+    assert out.shape == (args.points - n_nan, 4)
     ratio = t_conv / t_copy
     print(
         f"pointcloud2_to_xyzi: {args.points} points, layout {layout.name}, point_step {msg.point_step}, "
-        f"{len(data) / 1e6:.1f} MB, median of {args.runs}"
+        f"{len(data) / 1e6:.1f} MB, {args.binding}, NaN {n_nan}, median of {args.runs}"
     )
     print(f"  convert          {t_conv * 1e3:8.3f} ms")
     print(f"  frombuffer.copy  {t_copy * 1e3:8.3f} ms")

@@ -190,7 +190,13 @@ def test_every_layout_organised_big_endian_row_padding(factory, layout):
     want = pts.copy()
     if layout == "xyz":
         want[:, 3] = 0
-    np.testing.assert_array_equal(pointcloud2_to_xyzi(msg), want)
+    out = pointcloud2_to_xyzi(msg)
+    np.testing.assert_array_equal(out, want)
+    assert out.flags.c_contiguous and out.dtype == np.float32
+    # and with no-return (NaN) points, native order too: dropped, still contiguous
+    pts[::5, 1] = np.nan
+    out = pointcloud2_to_xyzi(xyzi_to_pointcloud2(pts, factory, 1.0, "lidar", layout, height=6))
+    assert out.shape == (len(pts) - len(pts[::5]), 4) and out.flags.c_contiguous
 
 
 def test_big_endian_hand_built(factory):

@@ -245,85 +245,48 @@ def _pick_fields(msg: Any) -> tuple[list[FieldSpec], list[FieldSpec]]:
 _BLOCK = 16  # numpy copies 16-byte items with a fast dedicated loop
 
 
-def _all_native_f4(g: _Geometry, wanted: Sequence[FieldSpec]) -> bool:
-    native_big = sys.byteorder == "big"
-    return g.big_endian == native_big and all(s.datatype == FLOAT32 for s in wanted)
+def _native_f4(g: _Geometry, spec: FieldSpec) -> bool:
+    return spec.datatype == FLOAT32 and g.big_endian == (sys.byteorder == "big")
 
 
-def _decode_xyzi(
-    buf: np.ndarray, g: _Geometry, wanted: Sequence[FieldSpec], owned: bool = False
-) -> np.ndarray:
-    """Copy x, y, z (, intensity) of every point into a new (H*W, 4) float32 array.
+def _decode_xyzi(buf: np.ndarray, g: _Geometry, wanted: Sequence[FieldSpec]) -> np.ndarray:
+    """Copy x, y, z (, intensity) of every point into a new C-contiguous (H*W, 4) float32 array.
 
-    Strategies, fastest first; each is a handful of vectorised numpy operations:
+    Fast path (every common driver layout: PCL's PointXYZ* family, Ouster, Velodyne,
+    Livox, Hesai): x, y, z are native-endian float32 at consecutive offsets ``o, o+4, o+8``
+    with 16 bytes available from ``o``. Then one strided copy of that 16-byte window per
+    point (numpy has a fast loop for 16-byte items, alignment does not matter) *is* the
+    N x 4 result; column 3 is then the intensity if it sits at ``o+12`` as float32,
+    otherwise it is overwritten by one strided copy + cast of the intensity field (any
+    datatype/offset), or 0 without intensity.
 
-    1. wanted fields within 16 bytes of a longer point (packed/unaligned layouts such as
-       Velodyne's 22 B or nuScenes' 20 B point): copy that 16-byte window of every point
-       into a contiguous, aligned block (numpy has a fast loop for 16-byte items), then
-       decode the block with 2. or 3. (with native float32 x, y, z, i the block *is* the
-       result);
-    2. native float32 fields on a 4-byte grid: view the buffer as an H x W x (step/4)
-       float32 matrix and copy the 3-4 columns out (a slice copy, or one fancy-index copy
-       when they are not adjacent, e.g. Ouster's intensity at 16);
-    3. otherwise one strided copy + cast per field through a structured view.
-
-    Args:
-        buf: The payload bytes.
-        g: Geometry of the cloud.
-        wanted: x, y, z and optionally the intensity field.
-        owned: ``buf`` is a private copy that may be returned as (part of) the result.
+    Anything else (big-endian, non-float32 or scattered x/y/z, 12-byte points): one
+    strided copy + cast per field through a structured view.
     """
     n = g.height * g.width
-    lo = min(s.offset for s in wanted)
-    hi = max(s.offset + s.size for s in wanted)
-    if hi - lo <= _BLOCK < g.point_step:
-        start = min(lo, g.point_step - _BLOCK)
-        win = np.dtype(
-            {"names": ["w"], "formats": [f"V{_BLOCK}"], "offsets": [start], "itemsize": g.point_step}
-        )
+    x, y, z = wanted[:3]
+    inten = wanted[3] if len(wanted) == 4 else None
+    o = x.offset
+    if (
+        all(_native_f4(g, s) for s in (x, y, z))
+        and (y.offset, z.offset) == (o + 4, o + 8)
+        and o + _BLOCK <= g.point_step
+    ):
+        win = np.dtype({"names": ["w"], "formats": [f"V{_BLOCK}"], "offsets": [o], "itemsize": g.point_step})
         view = np.ndarray((g.height, g.width), dtype=win, buffer=buf, strides=(g.row_step, g.point_step))
         block = np.empty((g.height, g.width), dtype=f"V{_BLOCK}")
         block[...] = view["w"]
-        shifted = [FieldSpec(s.name, s.offset - start, s.datatype, s.count) for s in wanted]
-        geom = _Geometry(1, n, _BLOCK, _BLOCK * n, g.big_endian)
-        return _decode_xyzi(block.reshape(-1).view(np.uint8), geom, shifted, owned=True)
-    cols = [s.offset // 4 for s in wanted]
-    aligned = (
-        g.point_step % 4 == 0
-        and g.row_step % 4 == 0
-        and all(s.offset % 4 == 0 for s in wanted)
-        and buf.ctypes.data % 4 == 0
-    )
-    if aligned and _all_native_f4(g, wanted):
-        mat = np.ndarray(
-            (g.height, g.width, g.point_step // 4),
-            dtype=np.float32,
-            buffer=buf,
-            strides=(g.row_step, g.point_step, 4),
-        )
-        c0 = cols[0]
-        if cols == list(range(c0, c0 + len(cols))) and c0 + 4 <= mat.shape[2]:
-            # x, y, z (, i) adjacent: take 4 columns with one slice copy (or none at all
-            # when buf is our own block of exactly those 4 floats).
-            if owned and mat.shape[2] == 4 and g.row_step == 16 * g.width:
-                out = mat.reshape(n, 4)
-            else:
-                out = np.empty((g.height, g.width, 4), dtype=np.float32)
-                out[...] = mat[..., c0 : c0 + 4]
-                out = out.reshape(n, 4)
-            if len(cols) == 3:
-                out[:, 3] = 0.0  # the 4th column held whatever followed z; no intensity
-            return out
-        if len(cols) == 4:
-            return mat[..., cols].reshape(n, 4)
-        out = np.zeros((n, 4), dtype=np.float32)
-        out[:, :3] = mat[..., cols].reshape(n, 3)
+        out = block.reshape(-1).view(np.float32).reshape(n, 4)
+        if inten is None:
+            out[:, 3] = 0.0  # column 3 held whatever followed z
+        elif not (inten.offset == o + 12 and _native_f4(g, inten)):
+            out[:, 3] = _view(buf, g, [inten])[inten.name].reshape(n)
         return out
     out = np.empty((g.height, g.width, 4), dtype=np.float32)
     view = _view(buf, g, wanted)
     for k, spec in enumerate(wanted):
         out[..., k] = view[spec.name]  # one strided copy + cast per field
-    if len(wanted) == 3:
+    if inten is None:
         out[..., 3] = 0.0
     return out.reshape(n, 4)
 
@@ -357,15 +320,19 @@ def pointcloud2_to_xyzi(msg: Any, *, drop_invalid: bool = True) -> np.ndarray:
     out = _decode_xyzi(buf, g, wanted)
     # Exact, cheap screen (one vectorised pass over contiguous memory): the common
     # all-valid cloud returns here.
-    if np.isfinite(out).all():
+    finite = np.isfinite(out)
+    if finite.all():
         return out
-    bad_i = ~np.isfinite(out[:, 3])
+    bad_i = ~finite[:, 3]
     if bad_i.any():
         out[bad_i, 3] = 0.0
+        finite[bad_i, 3] = True
     if not drop_invalid:
         return out
-    keep = np.isfinite(out[:, :3]).all(axis=1)
-    return out if keep.all() else out[keep]
+    # Row all-finite <=> its 4 bool bytes read as one uint32 are 0x01010101 (any byte order);
+    # much faster than finite.all(axis=1).
+    keep = finite.view(np.uint32).reshape(-1) == 0x01010101
+    return np.compress(keep, out, axis=0)  # ~10x faster than out[keep] for N x 4
 
 
 def pointcloud2_to_structured(msg: Any, names: Sequence[str] | None = None) -> np.ndarray:
