@@ -148,11 +148,15 @@ class ArbiterParams:
     speed_margin: float
     min_speed: float
     max_curvature: float
+    max_heading_error: float
     min_speed_for_curvature: float
     student_max_age: float
     frame_deadline: float
     stamp_tolerance: float
     min_horizon: float
+    max_horizon: float
+    min_dt: float
+    max_dt: float
     min_confidence: float
     max_lateral_deviation: float
     ttc_min: float
@@ -188,11 +192,15 @@ class ArbiterParams:
             speed_margin=float(require(a, "limits", "speed_margin")),
             min_speed=float(require(a, "limits", "min_speed")),
             max_curvature=float(np.tan(float(require(v, "max_steer"))) / float(require(v, "wheelbase"))),
+            max_heading_error=float(require(a, "limits", "max_heading_error")),
             min_speed_for_curvature=float(require(a, "limits", "min_speed_for_curvature")),
             student_max_age=float(require(a, "timing", "student_max_age")),
             frame_deadline=float(require(a, "timing", "frame_deadline")),
             stamp_tolerance=float(require(a, "timing", "stamp_tolerance")),
             min_horizon=float(require(a, "student", "min_horizon")),
+            max_horizon=float(require(a, "student", "max_horizon")),
+            min_dt=float(require(a, "student", "min_dt")),
+            max_dt=float(require(a, "student", "max_dt")),
             min_confidence=float(require(a, "student", "min_confidence")),
             max_lateral_deviation=float(require(a, "corridor", "max_lateral_deviation")),
             ttc_min=float(require(a, "collision", "ttc_min")),
@@ -309,6 +317,7 @@ class Arbiter:
         out[f"{name}.lat_accel"] = at_most(kin["lat_accel"], p.max_lat_accel)
         out[f"{name}.yaw_rate"] = at_most(kin["yaw_rate"], p.max_yaw_rate)
         out[f"{name}.curvature"] = at_most(kin["curvature"], p.max_curvature)
+        out[f"{name}.heading_error"] = at_most(kin["heading_error"], p.max_heading_error)
         out[f"{name}.start_speed"] = at_most(ck.start_speed_jump(prof, v0), p.max_start_speed_jump)
         if inp.obstacles is None:  # no usable LiDAR: a plan cannot be shown collision-free
             out[f"{name}.collision"] = CheckResult(ck.BIG, 0.0, False)
@@ -343,7 +352,14 @@ class Arbiter:
         out["student.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
         out["student.stale_inputs"] = at_most((float(len(inp.stale_inputs)), -1), 0)
         out["student.confidence"] = at_least(ck.softmax_confidence(inp.student_scores), p.min_confidence)
-        if not out["student.finite_input"].ok or raw.dt <= 0 or len(raw.poses) == 0:
+        if not out["student.finite_input"].ok:
+            return None
+        dt_ok = p.min_dt <= raw.dt <= p.max_dt
+        out["student.dt"] = CheckResult(
+            ck.finite_value(raw.dt), p.min_dt if raw.dt < p.min_dt else p.max_dt, dt_ok
+        )
+        out["student.max_horizon"] = at_most((raw.dt * len(raw.poses), -1), p.max_horizon)
+        if not dt_ok or not out["student.max_horizon"].ok or len(raw.poses) == 0:
             return None
         same = abs(raw.stamp - inp.stamp) <= p.stamp_tolerance
         out["student.frame_known"] = CheckResult(

@@ -75,7 +75,8 @@ def kinematics(prof: Profile) -> dict[str, Measured]:
     Returns:
         ``max_speed``, ``min_speed``, ``max_lon_accel``, ``min_lon_accel``, ``jerk``
         (max |jerk|), ``lat_accel`` (max |a_lat|), ``yaw_rate`` (max |yaw rate|),
-        ``curvature`` (max |kappa| above the curvature speed).
+        ``curvature`` (max |kappa| above the curvature speed), ``heading_error`` (max |yaw
+        column - direction of motion|, i.e. sideways or inconsistent plans).
     """
     return {
         "max_speed": max_of(prof.speed),
@@ -86,7 +87,46 @@ def kinematics(prof: Profile) -> dict[str, Measured]:
         "lat_accel": max_abs_of(prof.lat_accel),
         "yaw_rate": max_abs_of(prof.yaw_rate),
         "curvature": max_abs_of(prof.curvature),
+        "heading_error": max_abs_of(prof.heading_error),
     }
+
+
+def collision_levels(
+    x: np.ndarray,
+    y: np.ndarray,
+    yaw: np.ndarray,
+    t: np.ndarray,
+    obstacles: Obstacles,
+    footprint: Footprint,
+    extras: tuple[float, ...] = (0.0,),
+) -> list[np.ndarray]:
+    """Per-pose collision of the footprint, for several extra clearances at once.
+
+    A pose collides when a footprint circle centre lies in a static cell inflated by the
+    footprint radius + margin (+ ``extra``), or within the predicted (constant-velocity)
+    disc of a moving cluster grown by the same amount.
+
+    Args:
+        x, y, yaw: Poses of shape ``[..., T]`` (ego frame).
+        t: ``[T]`` times of the poses in seconds (for the constant-velocity prediction).
+        obstacles: Inflated obstacles.
+        footprint: Vehicle footprint circles.
+        extras: Additional clearances in metres (0 = collision, buffer = TTC check).
+
+    Returns:
+        One boolean array ``[..., T]`` per entry of ``extras``.
+    """
+    cx, cy = footprint.centres(x, y, yaw)
+    codes = obstacles.codes_at(cx, cy, extras)
+    masks = [((codes >> i) & 1).astype(bool).any(axis=-1) for i in range(len(extras))]
+    cen, vel, rad = obstacles.moving_state()
+    for m in range(len(cen)):  # few moving clusters: memory stays at [..., T, K]
+        px = cen[m, 0] + vel[m, 0] * t
+        py = cen[m, 1] + vel[m, 1] * t
+        d2 = ((cx - px[:, None]) ** 2 + (cy - py[:, None]) ** 2).min(axis=-1)
+        for i, e in enumerate(extras):
+            masks[i] |= d2 < (rad[m] + obstacles.inflation_radius + e) ** 2
+    return masks
 
 
 def collision_mask(
@@ -98,29 +138,8 @@ def collision_mask(
     footprint: Footprint,
     extra: float = 0.0,
 ) -> np.ndarray:
-    """Per-pose collision of the footprint with static cells and predicted moving clusters.
-
-    Args:
-        x, y, yaw: Poses of shape ``[..., T]`` (ego frame).
-        t: ``[T]`` times of the poses in seconds (for the constant-velocity prediction).
-        obstacles: Inflated obstacles.
-        footprint: Vehicle footprint circles.
-        extra: Additional clearance in metres (TTC buffer, soft clearance cost).
-
-    Returns:
-        Boolean array ``[..., T]``.
-    """
-    cx, cy = footprint.centres(x, y, yaw)
-    hit = obstacles.occupied_at(cx, cy, obstacles.grid(extra)).any(axis=-1)
-    cen, vel, rad = obstacles.moving_state()
-    if len(cen):
-        px = cen[:, 0] + vel[:, 0] * t[:, None]  # [T, M]
-        py = cen[:, 1] + vel[:, 1] * t[:, None]
-        reach = rad + obstacles.inflation_radius + extra
-        for m in range(len(cen)):  # few moving clusters: keep memory at [..., T, K]
-            d2 = (cx - px[:, m, None]) ** 2 + (cy - py[:, m, None]) ** 2
-            hit |= (d2 < reach[m] ** 2).any(axis=-1)
-    return hit
+    """:func:`collision_levels` for a single clearance ``extra``."""
+    return collision_levels(x, y, yaw, t, obstacles, footprint, (extra,))[0]
 
 
 def _poses(traj: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -80,6 +80,7 @@ class PlanningCycle:
         self._safe_world: np.ndarray | None = None
         self._history: deque[tuple[float, tuple[float, float, float]]] = deque(maxlen=50)
         self._last_ego: EgoState | None = None
+        self._prev_d1: float | None = None
         self.tracker.reset()
         self.arbiter.reset()
 
@@ -168,7 +169,7 @@ class PlanningCycle:
             frenet_reason = "frenet_no_obstacles"
         else:
             with np.errstate(all="ignore"):
-                result = self.planner.plan(ref, ego, obstacles, stamp)
+                result = self.planner.plan(ref, ego, obstacles, stamp, self._prev_d1)
             frenet, summary = result.trajectory, result.summary()
             if frenet is None:
                 frenet_reason = "frenet_no_feasible_candidate"
@@ -204,6 +205,7 @@ class PlanningCycle:
 
         self._prev = decision.trajectory
         self._prev_pose = pose
+        self._prev_d1 = summary["params"].get("d1") if (summary and decision.choice == "frenet") else None
         if pose is not None:
             self._history.append((stamp, pose))
             if decision.choice != "emergency_stop":

@@ -20,7 +20,7 @@ class Profile:
 
     With T poses at ``dt`` (origin prepended), arrays have these last-axis lengths:
     ``speed`` T (segment midpoints), ``accel`` T-1, ``jerk`` T-2, ``yaw_rate`` T,
-    ``curvature`` T, ``lat_accel`` T.
+    ``curvature`` T, ``lat_accel`` T, ``heading_error`` T.
     """
 
     speed: np.ndarray
@@ -29,10 +29,21 @@ class Profile:
     yaw_rate: np.ndarray
     curvature: np.ndarray
     lat_accel: np.ndarray
+    heading_error: np.ndarray
+
+
+def wrap(a: np.ndarray) -> np.ndarray:
+    """Wrap angles to [-pi, pi)."""
+    return (a + np.pi) % (2.0 * np.pi) - np.pi
 
 
 def profile(xy: np.ndarray, yaw: np.ndarray, dt: float, min_speed_for_curvature: float) -> Profile:
     """Finite-difference kinematics of poses sampled at ``dt`` *including* the t=0 origin.
+
+    Yaw rate, curvature and lateral acceleration come from the direction of *motion* (the
+    positions), not from the yaw column, so a plan cannot hide a slalom behind a constant
+    yaw; ``heading_error`` measures how far the yaw column disagrees with the motion. Below
+    ``min_speed_for_curvature`` the motion direction is undefined and the yaw column is used.
 
     Args:
         xy: ``[..., T+1, 2]`` positions, index 0 is the pose at t=0.
@@ -45,16 +56,23 @@ def profile(xy: np.ndarray, yaw: np.ndarray, dt: float, min_speed_for_curvature:
     """
     seg = np.diff(xy, axis=-2)
     dist = np.hypot(seg[..., 0], seg[..., 1])
-    mid_yaw = yaw[..., :-1]
-    forward = seg[..., 0] * np.cos(mid_yaw) + seg[..., 1] * np.sin(mid_yaw)
-    speed = np.where(forward < 0.0, -dist, dist) / dt
+    step = wrap(np.diff(yaw, axis=-1))
+    mid_yaw = yaw[..., :-1] + 0.5 * step
+    motion = np.arctan2(seg[..., 1], seg[..., 0])
+    err = wrap(motion - mid_yaw)
+    backwards = np.abs(err) > 0.5 * np.pi
+    speed = np.where(backwards, -dist, dist) / dt
     accel = np.diff(speed, axis=-1) / dt
     jerk = np.diff(accel, axis=-1) / dt
-    yaw_rate = np.diff(np.unwrap(yaw, axis=-1), axis=-1) / dt
-    moving = np.abs(speed) > min_speed_for_curvature
+    moving = dist > min_speed_for_curvature * dt
+    err = np.where(backwards, wrap(err + np.pi), err)
+    heading = np.where(moving, mid_yaw + err, yaw[..., 1:])  # vehicle heading implied by motion
+    full = np.concatenate([yaw[..., :1], heading], axis=-1)
+    yaw_rate = wrap(np.diff(full, axis=-1)) / dt
     curvature = np.where(moving, yaw_rate / np.where(moving, speed, 1.0), 0.0)
     lat_accel = speed * yaw_rate
-    return Profile(speed, accel, jerk, yaw_rate, curvature, lat_accel)
+    heading_error = np.where(moving, err, 0.0)
+    return Profile(speed, accel, jerk, yaw_rate, curvature, lat_accel, heading_error)
 
 
 def trajectory_profile(traj: Trajectory, min_speed_for_curvature: float) -> Profile:

@@ -52,8 +52,13 @@ class Footprint:
 
     def centres(self, x: np.ndarray, y: np.ndarray, yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Circle centres for poses of any shape S: returns two ``[*S, K]`` arrays."""
-        c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
-        return x[..., None] + c * self.offsets, y[..., None] + s * self.offsets
+        # float32 is plenty for a 0.2 m grid lookup and makes cos/sin ~10x faster.
+        yaw32 = np.asarray(yaw, dtype=np.float32)
+        off = self.offsets.astype(np.float32)
+        c, s = np.cos(yaw32)[..., None], np.sin(yaw32)[..., None]
+        x32 = np.asarray(x, dtype=np.float32)[..., None]
+        y32 = np.asarray(y, dtype=np.float32)[..., None]
+        return x32 + c * off, y32 + s * off
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class Obstacles:
             self.track_ids = -np.ones(m, dtype=np.int64)
         self._static: np.ndarray | None = None
         self._grids: dict[float, np.ndarray] = {}
+        self._codes: dict[tuple[float, ...], np.ndarray] = {}
 
     @property
     def n_clusters(self) -> int:
@@ -167,6 +173,7 @@ class Obstacles:
             static &= ~np.isin(self.cell_label, np.flatnonzero(self.moving))
         self._static = static
         self._grids = {}
+        self._codes = {}
         self.inflated = dilate(static, radius / self.resolution)
 
     def grid(self, extra: float = 0.0) -> np.ndarray:
@@ -185,13 +192,31 @@ class Obstacles:
         g = self.inflated if grid is None else grid
         if g is None:
             raise PlanningError("Obstacles.inflate() must run before collision lookups")
-        h, w = g.shape
-        ix = np.floor((x - self.origin[0]) / self.resolution)
-        iy = np.floor((y - self.origin[1]) / self.resolution)
-        inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h) & np.isfinite(ix) & np.isfinite(iy)
-        ixc = np.where(inside, ix, 0).astype(np.intp)
-        iyc = np.where(inside, iy, 0).astype(np.intp)
-        return inside & g[iyc, ixc]
+        return self._lookup(np.pad(g, 1), x, y).astype(bool)
+
+    def codes_at(self, x: np.ndarray, y: np.ndarray, extras: tuple[float, ...]) -> np.ndarray:
+        """Bit ``i`` of the result is set where the static grid inflated by ``extras[i]`` is occupied.
+
+        One lookup answers several clearances at once (collision and TTC buffer).
+        """
+        key = tuple(round(float(e), 3) for e in extras)
+        code = self._codes.get(key)
+        if code is None:
+            code = np.zeros_like(self.occupied, dtype=np.uint8)
+            for i, e in enumerate(key):
+                code |= self.grid(e).astype(np.uint8) << i
+            code = np.pad(code, 1)  # free border: out-of-grid lookups land here
+            self._codes[key] = code
+        return self._lookup(code, x, y)
+
+    def _lookup(self, padded: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        h, w = padded.shape
+        inv = np.float32(1.0 / self.resolution)
+        x0, y0 = np.float32(self.origin[0]), np.float32(self.origin[1])
+        # fmin/fmax map NaN and everything outside the grid onto the free border cells.
+        ix = np.fmax(np.fmin((x - x0) * inv + 1, w - 1), 0).astype(np.intp)
+        iy = np.fmax(np.fmin((y - y0) * inv + 1, h - 1), 0).astype(np.intp)
+        return padded.ravel()[iy * w + ix]
 
     def moving_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centroids, velocities and radii of the moving clusters only."""

@@ -103,6 +103,10 @@ class ReferencePath:
         self._seg = seg
         self._seg_len2 = np.maximum(np.einsum("ij,ij->i", seg, seg), 1e-12)
         self._seg_theta = np.arctan2(seg[:, 1], seg[:, 0])
+        self.ds = float((s[-1] - s[0]) / (len(s) - 1))
+        self._dxy = seg
+        self._dth = np.diff(theta)
+        self._dkp = np.diff(kappa)
 
     @classmethod
     def from_polyline(cls, points: np.ndarray, params: ReferencePathParams) -> ReferencePath:
@@ -154,10 +158,14 @@ class ReferencePath:
         """
         s = np.asarray(s, dtype=np.float64)
         sc = np.clip(s, self.s[0], self.s[-1])
-        x = np.interp(sc, self.s, self.xy[:, 0])
-        y = np.interp(sc, self.s, self.xy[:, 1])
-        th = np.interp(sc, self.s, self.theta)
-        kp = np.interp(sc, self.s, self.kappa)
+        # Uniform arc-length grid: direct indexing is much faster than np.interp's search.
+        u = (sc - self.s[0]) * (1.0 / self.ds)
+        i = np.minimum(u.astype(np.intp), len(self.s) - 2)
+        f = u - i
+        x = self.xy[i, 0] + f * self._dxy[i, 0]
+        y = self.xy[i, 1] + f * self._dxy[i, 1]
+        th = self.theta[i] + f * self._dth[i]
+        kp = self.kappa[i] + f * self._dkp[i]
         over = s - sc  # non-zero only outside the extended path: extrapolate straight
         if np.any(over != 0.0):
             x = x + over * np.cos(th)

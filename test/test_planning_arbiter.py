@@ -1,0 +1,259 @@
+"""PlanningCycle + Arbiter scenarios from issue 4, on synthetic point clouds (ground + boxes)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from planning_scenes import box, cloud, cycle, frame_at, ground, student_straight
+
+from vla_edge.errors import ConfigError
+from vla_edge.planning import CHOICES, PlanningCycle, checks as ck
+from vla_edge.planning.kinematics import trajectory_profile
+from vla_edge.types import Trajectory
+
+V = 5.0
+
+
+def _drive(cyc, n, points_fn, student_fn, v=V, now_lag=0.05, stale=None, path=None, t0=0.0):
+    """Run n cycles of an ego driving straight at v; returns the decisions."""
+    out = []
+    for k in range(n):
+        t = t0 + 0.1 * k
+        x = v * t
+        fr = frame_at(t, points_fn(x), v, x=x, stale=stale, path=None if path is None else path(x))
+        student = student_fn(k, t)
+        out.append(cyc.step(fr, student, None if student is None else t, t + now_lag))
+    return out
+
+
+def _static_scene(seed=0, *boxes_world):
+    rng = np.random.default_rng(seed)
+    base = ground(rng)
+    bxs = [box(rng, *b) for b in boxes_world]
+
+    def points(x):
+        shifted = [b - np.array([x, 0, 0, 0]) for b in bxs]
+        return cloud(base - np.array([x, 0, 0, 0]), *shifted)
+
+    return points
+
+
+def _path(x):
+    return np.stack([np.linspace(-5, 80, 60), np.zeros(60)], 1)
+
+
+def test_from_config_without_args_loads_the_four_yaml_files():
+    cyc = PlanningCycle.from_config()
+    assert cyc.planner.params.n_candidates == 800
+    assert cyc.arbiter.params.max_jerk == pytest.approx(8.37)
+    assert cyc.arbiter.params.emergency.decel == pytest.approx(2.5)
+    assert cyc.arbiter.params.emergency.jerk == pytest.approx(1.5)
+
+
+def test_missing_config_key_is_a_config_error():
+    cfg = {"arbiter": {"dt": 0.1}}
+    with pytest.raises(ConfigError, match="arbiter"):
+        PlanningCycle.from_config(cfg)
+
+
+def test_good_student_is_used_after_hysteresis():
+    cyc = cycle()
+    n_good = cyc.arbiter.params.student_good_cycles
+    ds = _drive(cyc, n_good + 2, _static_scene(0), lambda k, t: student_straight(V, t))
+    assert [d.choice for d in ds[: n_good - 1]] == ["frenet"] * (n_good - 1)
+    assert "student_hysteresis_wait" in ds[0].reasons
+    assert ds[n_good - 1].choice == "student"
+    assert ds[-1].choice == "student" and ds[-1].trajectory.source == "student"
+    assert all(v.ok for k, v in ds[-1].checks.items() if k.startswith("student."))
+    assert ds[-1].trajectory.dt == pytest.approx(0.1)
+
+
+def test_student_path_through_obstacle_falls_back_to_frenet_that_avoids_it():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    scene = _static_scene(1, (20.0, 0.0, 1.5, 1.5, 1.5))
+    ds = _drive(cyc, 3, scene, lambda k, t: student_straight(V, t))
+    for d in ds:
+        assert d.choice == "frenet"
+        assert "student_collision" in d.reasons
+        assert d.checks["student.collision"].value > 0 and not d.checks["student.collision"].ok
+        assert d.checks["frenet.collision"].value == 0 and d.checks["frenet.collision"].ok
+        assert ck.collision(d.trajectory, d.obstacles, cyc.footprint)[0] == 0
+        near = np.argmin(np.abs(d.trajectory.poses[:, 0] - (20.0 - V * d.stamp)))
+        assert abs(d.trajectory.poses[near, 1]) > 1.5
+
+
+def test_blocked_corridor_leads_to_jerk_limited_emergency_stop():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    scene = _static_scene(2, (10.0, 0.0, 1.0, 40.0, 2.0, 10000))
+    d = _drive(cyc, 1, scene, lambda k, t: student_straight(6.0, t), v=6.0)[0]
+    assert d.choice == "emergency_stop"
+    assert "frenet_no_feasible_candidate" in d.reasons and "emergency_no_safe_plan" in d.reasons
+    traj = d.trajectory
+    assert traj.source == "emergency_stop" and traj.is_finite()
+    v = traj.speeds
+    assert np.all(np.diff(v) <= 1e-9) and v[-1] == pytest.approx(0.0, abs=1e-6)
+    a = np.diff(np.concatenate([[6.0], v])) / traj.dt
+    assert a.min() >= -2.5 - 1e-6  # MRM deceleration
+    build_up = a[: int(2.5 / 1.5 / traj.dt)]
+    assert np.all(np.diff(build_up) >= -1.5 * traj.dt - 1e-6)  # MRM jerk while braking builds up
+    assert d.checks["emergency.jerk"].ok
+
+
+def test_nan_student_falls_back():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+
+    def student(k, t):
+        s = student_straight(V, t)
+        s.poses[2, 0] = np.nan
+        return s
+
+    d = _drive(cyc, 1, _static_scene(3), student)[0]
+    assert d.choice == "frenet"
+    assert "student_finite_input" in d.reasons
+    assert d.checks["student.finite_input"].value == 1
+
+
+def test_stale_student_falls_back():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    fr = frame_at(1.0, _static_scene(4)(0.0), V)
+    d = cyc.step(fr, student_straight(V, 1.0), 0.5, 1.05)
+    assert d.choice == "frenet"
+    assert "student_student_age" not in d.reasons and "student_age" in d.reasons
+    assert d.checks["student.age"].value == pytest.approx(0.55)
+    assert d.checks["student.age"].threshold == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(
+    ("poses_fn", "failing"),
+    [
+        (lambda t: np.stack([V * t + 3.0 * t**2, 0 * t, 0 * t], 1), "student_lon_accel_max"),  # 6 m/s^2
+        (lambda t: np.stack([V * t, 1.5 * np.sin(4 * t), 0 * t], 1), "student_lat_accel"),  # slalom
+        (lambda t: np.stack([V * t, 0 * t, 1.2 * t], 1), "student_yaw_rate"),  # spins in place
+    ],
+)
+def test_kinematically_infeasible_student_falls_back(poses_fn, failing):
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    t = 0.5 * np.arange(1, 9)
+    d = _drive(cyc, 1, _static_scene(5), lambda k, s: Trajectory(poses_fn(t), 0.5, s, None, "student"))[0]
+    assert d.choice == "frenet"
+    assert failing in d.reasons
+
+
+def test_flapping_student_is_held_off_by_hysteresis():
+    cyc = cycle()
+    n_good = cyc.arbiter.params.student_good_cycles
+
+    def student(k, t):
+        s = student_straight(V, t)
+        if k % 2:
+            s.poses[0, 0] = np.inf
+        return s
+
+    ds = _drive(cyc, 2 * n_good, _static_scene(6), student)  # ends on a bad cycle
+    assert all(d.choice == "frenet" for d in ds)
+    assert max(d.state["student_streak"] for d in ds) == 1
+    # Then n_good clean cycles in a row hand control back.
+    more = _drive(cyc, n_good, _static_scene(6), lambda k, t: student_straight(V, t), t0=0.1 * 2 * n_good)
+    assert [d.choice for d in more][-1] == "student"
+    assert [d.choice for d in more][:-1] == ["frenet"] * (n_good - 1)
+
+
+def test_inputs_briefly_missing_hold_previous_then_emergency():
+    cyc = cycle()
+    scene = _static_scene(7)
+    ds = _drive(cyc, 2, scene, lambda k, t: None)
+    assert ds[-1].choice == "frenet"
+    max_cycles = cyc.arbiter.params.hold_max_cycles
+    # Reference path goes stale and no student: nothing fresh can be planned.
+    held = _drive(cyc, max_cycles + 1, scene, lambda k, t: None, stale={"reference_path"}, t0=0.2)
+    assert [d.choice for d in held[:max_cycles]] == ["hold_previous"] * max_cycles
+    assert held[max_cycles].choice == "emergency_stop"
+    assert "reference_path_stale" in held[0].reasons and "hold_previous" in held[0].reasons
+    # The held plan is the previous one, moved along with the ego: continuous at t0.
+    prev, hold = ds[-1].trajectory, held[0].trajectory
+    np.testing.assert_allclose(hold.poses[:10, 0], prev.poses[1:11, 0] - prev.poses[0, 0], atol=0.05)
+
+
+def test_hold_is_refused_when_the_previous_plan_now_collides():
+    cyc = cycle()
+    rng = np.random.default_rng(8)
+    base = ground(rng)
+    _drive(cyc, 2, lambda x: cloud(base - [x, 0, 0, 0]), lambda k, t: None)
+    blocked = cloud(base, box(rng, 8.0, 0.0, 1.0, 1.0, 1.5))  # appears right ahead
+    d = cyc.step(frame_at(0.2, blocked, V, x=1.0, stale={"reference_path"}), None, None, 0.25)
+    assert d.choice == "emergency_stop"
+    assert not d.checks["hold.collision"].ok
+
+
+def test_emergency_is_latched_until_plans_pass_again():
+    cyc = cycle()
+    wall = _static_scene(9, (9.0, 0.0, 1.0, 40.0, 2.0, 10000))
+    d = _drive(cyc, 1, wall, lambda k, t: None)[0]
+    assert d.choice == "emergency_stop"
+    release = cyc.arbiter.params.release_emergency_cycles
+    free = _drive(cyc, release, _static_scene(9), lambda k, t: None, t0=0.1)
+    assert [x.choice for x in free[:-1]] == ["emergency_stop"] * (release - 1)
+    assert "emergency_latched" in free[0].reasons
+    assert free[-1].choice == "frenet"
+
+
+def test_student_from_previous_frame_is_rebased():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    scene = _static_scene(10)
+    _drive(cyc, 1, scene, lambda k, t: student_straight(V, t))
+    x = V * 0.1
+    d = cyc.step(frame_at(0.1, scene(x), V, x=x), student_straight(V, 0.0), 0.05, 0.15)
+    assert d.checks["student.frame_known"].ok
+    assert d.choice == "student"
+    np.testing.assert_allclose(d.trajectory.poses[0, 0], V * 0.1, atol=0.05)
+    # A plan from a frame the cycle never saw is refused.
+    d = cyc.step(frame_at(0.2, scene(2 * x), V, x=2 * x), student_straight(V, 0.1234), 0.15, 0.25)
+    assert not d.checks["student.frame_known"].ok and d.choice != "student"
+
+
+def test_invalid_ego_state_and_points_degrade_safely():
+    cyc = cycle()
+    scene = _static_scene(11)
+    _drive(cyc, 2, scene, lambda k, t: student_straight(V, t))
+    fr = frame_at(0.2, scene(1.0), V, x=1.0)
+    fr.ego = type(fr.ego)(0.2, np.nan, 0.0, 0.0, V)
+    d = cyc.step(fr, student_straight(V, 0.2), 0.2, 0.25)
+    assert "ego_state_invalid" in d.reasons and d.choice == "emergency_stop"
+    assert d.trajectory.is_finite()
+    fr = frame_at(0.3, np.zeros((5, 2), dtype=np.float32), V, x=1.5)
+    d = cyc.step(fr, student_straight(V, 0.3), 0.3, 0.35)
+    assert "points_invalid" in d.reasons and d.choice == "emergency_stop"
+
+
+def test_decision_to_dict_is_json_safe():
+    cyc = cycle()
+    s = student_straight(V, 0.0)
+    s.poses[1, 1] = np.inf
+    d = cyc.step(
+        frame_at(0.0, _static_scene(12, (20, 0, 1, 1, 1))(0.0), V), s, 0.0, 0.05, np.array([np.nan, 1.0])
+    )
+    blob = json.loads(json.dumps(d.to_dict(), allow_nan=False))
+    assert blob["choice"] in CHOICES
+    assert set(blob["timing_ms"]) >= {"obstacles", "frenet", "arbiter", "total"}
+    for c in blob["checks"].values():
+        assert set(c) == {"value", "threshold", "ok", "index"}
+    assert len(blob["trajectory"]["poses"]) == len(d.trajectory.poses)
+    assert blob["obstacles"]["n_clusters"] >= 1
+
+
+def test_output_is_within_limits_in_all_scenarios():
+    cyc = cycle()
+    p = cyc.arbiter.params
+    scenes = [
+        _static_scene(13),
+        _static_scene(13, (15, 0, 1.5, 1.5, 1.5)),
+        _static_scene(13, (9, 0, 1, 40, 2, 8000)),
+    ]
+    for scene in scenes:
+        for d in _drive(cyc, 3, scene, lambda k, t: student_straight(V, t)):
+            kin = ck.kinematics(trajectory_profile(d.trajectory, p.min_speed_for_curvature))
+            assert kin["jerk"][0] <= p.max_jerk and kin["lat_accel"][0] <= p.max_lat_accel
+            assert p.min_lon_accel <= kin["min_lon_accel"][0] and kin["max_lon_accel"][0] <= p.max_lon_accel
+        cyc.reset()
