@@ -190,3 +190,26 @@ def _write_cost_s(path: Path, payloads: list[bytes]) -> float:
         times.append(time.perf_counter() - t0)
     split.close()
     return float(np.median(times))
+
+
+def test_concurrent_producers_are_counted_exactly(tmp_path: Path) -> None:
+    """Executor threads call record() concurrently: no count is lost, nothing blocks."""
+    rec = Recorder.from_config(_cfg(queue__max_messages=16), "topics", tmp_path / "log")
+    assert rec.start()
+    payload = _cloud_cdr(20_000, 0)
+    n, threads = 200, 4
+
+    def produce() -> None:
+        for _ in range(n):
+            rec.record(LIDAR, PC2, payload)
+
+    workers = [threading.Thread(target=produce) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    rec.close(timeout=60)
+    st = rec.status().values
+    assert int(st["received"]) == n * threads
+    assert int(st["written"]) + int(st["dropped_queue_full"]) == n * threads
+    assert int(st["dropped_queue_full"]) > 0

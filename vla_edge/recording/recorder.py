@@ -152,9 +152,8 @@ class Recorder:
         self._typestore: Any = None
         self._raw_seen: dict[str, float] = {}  # compressed topic -> monotonic time of last raw frame
         self.error: str | None = None
-        self.received = 0
-        self.dropped = 0
         self.dropped_disabled = 0
+        self.dropped_on_failure = 0
         self.written = 0
         self.camera_encoded = 0
         self.camera_skipped = 0
@@ -233,15 +232,12 @@ class Recorder:
         Returns:
             True when queued, False when dropped (counted).
         """
-        self.received += 1
         if not self.enabled:
-            self.dropped_disabled += 1
+            with self._lock:
+                self.dropped_disabled += 1
             return False
         stamp = time.time_ns() if stamp_ns is None else int(stamp_ns)
-        if self.queue.put_nowait(Item(topic, msgtype, stamp, data), len(data)):
-            return True
-        self.dropped += 1
-        return False
+        return self.queue.put_nowait(Item(topic, msgtype, stamp, data), len(data))
 
     def flag_event(self, kind: str = "operator", reason: str = "", stamp_ns: int | None = None) -> bool:
         """Flag an event window around ``stamp_ns`` (now when None); never waits.
@@ -261,6 +257,16 @@ class Recorder:
         self.queue.wake()
         return True
 
+    @property
+    def received(self) -> int:
+        """Messages offered to :meth:`record` since construction."""
+        return self.queue.accepted + self.queue.rejected + self.dropped_disabled
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the queue was full."""
+        return self.queue.rejected
+
     def status(self) -> RecorderStatus:
         """Counters and a level for diagnostics (cheap; safe from any thread)."""
         store = self._store
@@ -271,6 +277,7 @@ class Recorder:
             "written": str(self.written),
             "dropped_queue_full": str(self.dropped),
             "dropped_disabled": str(self.dropped_disabled),
+            "dropped_on_failure": str(self.dropped_on_failure),
             "queue_depth": str(self.queue.depth),
             "queue_bytes": str(self.queue.nbytes),
             "bytes_written": str(store.bytes_written if store else 0),
@@ -302,7 +309,7 @@ class Recorder:
         """Turn the recorder off: remember why, drop the queue, abort the open split."""
         self.error = f"{type(exc).__name__}: {exc}"
         LOG.error("recorder turned off: %s", self.error)
-        self.dropped_disabled += self.queue.clear()
+        self.dropped_on_failure += self.queue.clear()  # accepted, then lost with the writer
         if self._store is not None:
             self._store.abort()
 

@@ -69,6 +69,8 @@ class BoundedQueue:
         self._items: deque[tuple[Any, int]] = deque()
         self._bytes = 0
         self._cond = threading.Condition(threading.Lock())
+        self.accepted = 0  # counted under the lock: producers may be several executor threads
+        self.rejected = 0
 
     def put_nowait(self, item: Any, nbytes: int) -> bool:
         """Append ``item`` unless a limit would be exceeded; never blocks on space.
@@ -78,9 +80,11 @@ class BoundedQueue:
         """
         with self._cond:
             if len(self._items) >= self.max_items or self._bytes + nbytes > self.max_bytes:
+                self.rejected += 1
                 return False
             self._items.append((item, nbytes))
             self._bytes += nbytes
+            self.accepted += 1
             self._cond.notify()
         return True
 
