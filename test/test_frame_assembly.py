@@ -249,3 +249,21 @@ def test_clip_path_geometry():
     np.testing.assert_allclose(out, [[-25.0, 0.0], [-20.0, 0.0]])
     one = np.array([[1.0, 2.0]])
     np.testing.assert_array_equal(clip_path(one, 5, 80), one)
+
+
+def test_core_imports_without_rclpy_cv2_torch():
+    """The ingest core must import on a machine with neither rclpy nor torch (cv2 lazily)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    code = (
+        "import sys\n"
+        "import vla_edge.conversions, vla_edge.calibration, vla_edge.frame_assembly\n"
+        "bad = [m for m in ('rclpy', 'torch', 'cv2', 'training') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
