@@ -174,11 +174,12 @@ def load_runner(drive_cfg: dict[str, Any]) -> StudentRunner:
 
 
 def load_cycle(drive_cfg: dict[str, Any]) -> PlanningCycle:
-    """Build the PlanningCycle from the config file named by ``planning_config``."""
+    """Build the PlanningCycle; ``planning_config`` may name a file with any of the sections
+    ``vehicle``/``planner``/``arbiter``/``obstacles`` (the others come from ``config/``)."""
     name = str(require(drive_cfg, "planning_config", where="drive.yaml"))
     from vla_edge.planning.cycle import PlanningCycle
 
-    return PlanningCycle.from_config(load_config(name))
+    return PlanningCycle.from_config(load_config(name) if name else None)
 
 
 def engine_path(drive_cfg: dict[str, Any]) -> Path | None:

@@ -35,6 +35,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from vla_edge.config import load_config
+from vla_edge.conversions.trajectory import path_to_trajectory
 from vla_edge.diagnostics import (
     DropCounter,
     Thresholds,
@@ -43,6 +44,7 @@ from vla_edge.diagnostics import (
     inputs_status,
     timing_status,
 )
+from vla_edge.errors import ConversionError
 from vla_edge.nodes import messages, qos
 from vla_edge.nodes.frames import FrameSource
 from vla_edge.nodes.params import declare_drive_parameters
@@ -70,6 +72,9 @@ class ArbiterNode(Node):
         self.deadline_s = float(arb["deadline_ms"]) / 1000.0
         self.cycle_period_s = float(arb["cycle_period_ms"]) / 1000.0
         self.markers_on = bool(arb["markers"])
+        self.markers_period_s = float(arb["markers_period_ms"]) / 1000.0
+        self.markers_max_obstacles = int(arb["markers_max_obstacles"])
+        self._last_markers = -np.inf
 
         self._lock = threading.RLock()
         self._frame: Frame | None = None
@@ -129,8 +134,15 @@ class ArbiterNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def offer_frame(self, frame: Frame, conversion_ms: float | None = None, dropped: bool = False) -> None:
-        """Take a newly assembled frame (own LiDAR callback or the inference node's)."""
+        """Take a newly assembled frame (own LiDAR callback or the inference node's).
+
+        A previous frame that is still undecided (its candidate and its deadline both still
+        pending) is decided now, without waiting longer: every sweep gets a plan within one
+        sweep period even when the deadline timer runs late.
+        """
         with self._lock:
+            if self._frame is not None and self._planned_stamp != self._frame.stamp:
+                self._plan("superseded")
             self.drops.record(dropped)
             self._frame = frame
             self._frame_rx = self._now()
@@ -145,8 +157,8 @@ class ArbiterNode(Node):
 
     def _on_candidate(self, msg: Any) -> None:
         try:
-            traj = messages.path_to_trajectory(msg)
-        except ValueError as exc:
+            traj = path_to_trajectory(msg, source="student")
+        except ConversionError as exc:
             self._publish_status(error_status("candidate", exc, None, self.th), self._now())
             return
         info = self._infos.get(round(traj.stamp, 6), {})
@@ -225,7 +237,7 @@ class ArbiterNode(Node):
                 return
             arbiter_ms = 1000.0 * (time.perf_counter() - t0)
             self._planned_stamp, self._last_plan = frame.stamp, now
-            if trigger == "watchdog":
+            if trigger in ("watchdog", "superseded"):
                 self.stats["watchdog"] += 1
             self._publish(frame, cand, decision, now, arbiter_ms, trigger)
 
@@ -239,6 +251,7 @@ class ArbiterNode(Node):
         d["frame_stamp"] = frame.stamp
         d["candidate_stamp"] = None if cand is None else cand.stamp
         d["now"] = now
+        d["frame_rx"] = self._frame_rx
         if not decision.trajectory.is_finite():  # never publish an invalid trajectory
             self.stats["unpublished_invalid"] += 1
             self._publish_status(
@@ -273,8 +286,11 @@ class ArbiterNode(Node):
             inputs_status(self._ages(frame, cand, now), frame.stale, self._drop_ratio(info), self.th),
         ]
         self.pub_diag.publish(messages.array_msg(statuses, now))
-        if self.markers_on:
-            self.pub_markers.publish(self.frames.markers_msg(frame, cand, decision))
+        if self.markers_on and now - self._last_markers >= self.markers_period_s:
+            self._last_markers = now
+            self.pub_markers.publish(
+                self.frames.markers_msg(frame, cand, decision, max_obstacles=self.markers_max_obstacles)
+            )
 
     def _ages(self, frame: Frame, cand: Candidate | None, now: float) -> dict[str, float]:
         ages = {k: float(v) for k, v in frame.ages.items()}

@@ -8,8 +8,11 @@ the output messages (Path, MarkerArray) through ``vla_edge.conversions``.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
+
+import numpy as np
 
 from vla_edge.config import load_config
 from vla_edge.errors import ConfigError, VlaEdgeError
@@ -17,7 +20,7 @@ from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 from vla_edge.nodes import messages, qos
 from vla_edge.types import Frame, Trajectory
 
-CAMERA_NAME = "front"
+CAMERA_NAME = "camera_front"  # calibration sensor name; key in Frame.images / ages
 
 
 class FrameSource:
@@ -48,7 +51,10 @@ class FrameSource:
         self.factory = RclpyFactory()
         self.on_frame = on_frame
         self.errors = 0
-        self.assembler = FrameAssembler.from_config(
+        # Odometry/path callbacks (sensor group) and assembly (inference group) run on
+        # different executor threads; the assembler's buffers are not thread-safe.
+        self._lock = threading.Lock()
+        self.assembler = FrameAssembler(
             load_config(str(cfg["frame_config"])), load_config(str(cfg["calibration_config"]))
         )
         from nav_msgs.msg import Odometry, Path
@@ -92,13 +98,13 @@ class FrameSource:
 
     # -- callbacks ------------------------------------------------------------------------
     def _on_odom(self, msg: Any) -> None:
-        self._guard("odometry", lambda: self.assembler.add_odometry(msg), msg)
+        self._guard("odometry", self.assembler.add_odometry, msg)
 
     def _on_path(self, msg: Any) -> None:
-        self._guard("reference_path", lambda: self.assembler.add_reference_path(msg), msg)
+        self._guard("reference_path", self.assembler.add_reference_path, msg)
 
     def _on_image(self, msg: Any) -> None:
-        self._guard("camera", lambda: self.assembler.add_image(CAMERA_NAME, msg), msg)
+        self._guard("camera", lambda m: self.assembler.add_image(CAMERA_NAME, m), msg)
 
     def _on_lidar(self, msg: Any) -> None:
         t0 = time.perf_counter()
@@ -111,7 +117,8 @@ class FrameSource:
 
     def _guard(self, stage: str, fn: Any, msg: Any) -> None:
         try:
-            fn()
+            with self._lock:
+                fn(msg)
         except VlaEdgeError as exc:
             self._report(stage, exc, msg)
 
@@ -133,8 +140,16 @@ class FrameSource:
 
     # -- assembly / output messages -------------------------------------------------------
     def assemble(self, cloud_msg: Any) -> Frame:
-        """Frame for one PointCloud2 sweep (raises typed VlaEdgeErrors on bad input)."""
-        return self.assembler.assemble(cloud_msg)
+        """Frame for one PointCloud2 sweep (raises typed VlaEdgeErrors on bad input).
+
+        The cloud is converted outside the lock so odometry keeps flowing meanwhile.
+        """
+        from vla_edge.conversions import pointcloud2_to_xyzi
+
+        pts = pointcloud2_to_xyzi(cloud_msg)
+        stamp = stamp_to_sec(cloud_msg.header.stamp)
+        with self._lock:
+            return self.assembler.make_frame_from_points(stamp, pts, str(cloud_msg.header.frame_id))
 
     def path_msg(self, traj: Trajectory) -> Any:
         """``nav_msgs/Path`` in ``base_link`` at the trajectory stamp, poses at stamp + k*dt."""
@@ -142,23 +157,51 @@ class FrameSource:
 
         return trajectory_to_path(traj, self.factory, frame_id="base_link")
 
-    def markers_msg(self, frame: Frame, cand: Any, decision: Any) -> Any:
-        """MarkerArray: student candidate, Frenet plan, final trajectory, obstacles."""
-        from vla_edge.conversions import trajectory_to_markers
+    def markers_msg(self, frame: Frame, cand: Any, decision: Any, max_obstacles: int = 40) -> Any:
+        """MarkerArray: student candidate, Frenet plan, final trajectory, obstacles.
 
-        markers: list[Any] = []
+        Starts with a DELETEALL so obstacles of earlier cycles do not linger.
+        """
+        from vla_edge.conversions.trajectory import (
+            box_markers,
+            delete_all_marker,
+            marker_array,
+            trajectory_to_markers,
+        )
+
+        stamp = frame.stamp
+        groups: list[Any] = [delete_all_marker(self.factory, stamp, "base_link")]
         plans = [
-            ("student", None if cand is None else cand.trajectory, (0.2, 0.6, 1.0)),
-            ("frenet", getattr(decision, "frenet", None), (1.0, 0.7, 0.1)),
-            ("final", decision.trajectory, (0.1, 1.0, 0.3)),
+            ("student", None if cand is None else cand.trajectory),
+            ("frenet", getattr(decision, "frenet", None)),
+            ("final", decision.trajectory),
         ]
-        for ns, traj, rgb in plans:
+        for ns, traj in plans:
             if traj is not None and traj.is_finite():
-                arr = trajectory_to_markers(traj, self.factory, frame_id="base_link", ns=ns, color=rgb)
-                markers.extend(arr.markers)
-        from visualization_msgs.msg import MarkerArray
+                groups.append(trajectory_to_markers(traj, self.factory, stamp=stamp, ns=ns))
+        boxes = obstacle_boxes(getattr(decision, "obstacles", None))
+        if boxes is not None and len(boxes):
+            boxes = boxes[np.argsort(np.hypot(boxes[:, 0], boxes[:, 1]))[:max_obstacles]]
+            groups.append(box_markers(boxes, self.factory, stamp, "base_link"))
+        return marker_array(self.factory, *groups)
 
-        return MarkerArray(markers=markers)
+
+def obstacle_boxes(obstacles: Any) -> Any:
+    """N x 5 (x, y, yaw=0, length, width) boxes from the clusters' extents, or None."""
+    extents = getattr(obstacles, "extents", None)
+    if extents is None:
+        return None
+    ext = np.asarray(extents, dtype=np.float64).reshape(-1, 4)
+    boxes = np.column_stack(
+        [
+            0.5 * (ext[:, 0] + ext[:, 2]),
+            0.5 * (ext[:, 1] + ext[:, 3]),
+            np.zeros(len(ext)),
+            np.maximum(ext[:, 2] - ext[:, 0], 0.0),
+            np.maximum(ext[:, 3] - ext[:, 1], 0.0),
+        ]
+    )
+    return boxes[np.all(np.isfinite(boxes), axis=1)]
 
 
 def default_lidar_frame(calibration_config: str = "calibration") -> str:

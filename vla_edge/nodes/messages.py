@@ -6,14 +6,10 @@ Status dicts come from :mod:`vla_edge.diagnostics`; this module only copies them
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
-from vla_edge.msgfactory import split_stamp, stamp_to_sec
-from vla_edge.types import Trajectory
+from vla_edge.msgfactory import split_stamp
 
 
 def time_msg(stamp: float) -> Any:
@@ -62,26 +58,3 @@ def status_dict(msg: Any) -> dict[str, Any]:
         "hardware_id": msg.hardware_id,
         "values": {kv.key: kv.value for kv in msg.values},
     }
-
-
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-def path_to_trajectory(msg: Any, source: str = "student") -> Trajectory:
-    """``nav_msgs/Path`` (poses at stamp + dt, 2dt, ...) -> :class:`Trajectory`.
-
-    The step is recovered from the pose stamps; the path header stamp is the frame stamp.
-
-    Raises:
-        ValueError: Fewer than one pose, or pose stamps not evenly increasing.
-    """
-    stamp = stamp_to_sec(msg.header.stamp)
-    if not msg.poses:
-        raise ValueError("candidate Path has no poses")
-    times = np.array([stamp_to_sec(p.header.stamp) for p in msg.poses]) - stamp
-    poses = np.array([[p.pose.position.x, p.pose.position.y, _yaw(p.pose.orientation)] for p in msg.poses])
-    dt = float(times[0])
-    if not dt > 0 or not np.allclose(np.diff(times), dt, atol=1e-3):
-        raise ValueError(f"candidate Path pose stamps are not at stamp + k*dt (offsets {times[:3]}...)")
-    return Trajectory(poses, dt, stamp, source=source)
