@@ -179,3 +179,25 @@ def test_explain_cli_and_bad_inputs(tmp_path: Path) -> None:
     assert main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     code = main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--teacher", "nope:Nope"])
     assert code == 1
+
+
+def test_explain_simulator_bag_recomputes_the_student(tmp_path: Path) -> None:
+    """A simulator bag has no logged outputs: student recomputed, decision null, camera used."""
+    from vla_edge.bagio import open_bag
+    from vla_edge.explain.run import explain
+    from vla_edge.sim.bag_writer import write_scenario_bag
+
+    bag = tmp_path / "sim"
+    write_scenario_bag(bag, seed=0, seconds=1.0, camera_mode="jpeg")
+    with open_bag(bag) as b:
+        lidar_stamps = [m.msg.header.stamp.sec + m.msg.header.stamp.nanosec * 1e-9
+                        for m in b.messages([load_config("topics")["inputs"]["lidar"]])]  # fmt: skip
+    res = explain([bag], tmp_path / "out", teacher="scene", progress=False, html=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "explain.jsonl").read_text().splitlines()]
+    assert res.rows == len(rows) == len(lidar_stamps) > 0 and res.html_path is None
+    assert [r["stamp"] for r in rows] == pytest.approx(lidar_stamps, abs=1e-6)
+    assert {r["student"]["source"] for r in rows} == {"recomputed"}
+    assert all(r["decision"] is None and r["final"] is None for r in rows)
+    # The simulator logs each camera frame just after its sweep, so from the second sweep on
+    # the assembler holds a camera image (as the vehicle's would).
+    assert all("front" in r["frame"]["ages"] for r in rows[1:])

@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
         "--format", choices=("jsonl", "parquet"), default=None, help="row format (default: config)"
     )
     p.add_argument("--config", default="explain", help="explain config name or path (default: explain)")
+    p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                   help="read bag topic FROM as TO (topics.yaml name); repeatable")  # fmt: skip
     p.add_argument("--no-html", action="store_true", help="skip summary.html")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -40,7 +42,15 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``vla-edge explain``."""
     from vla_edge.config import load_config
+    from vla_edge.errors import ConfigError
     from vla_edge.explain.run import explain
+
+    remap = {}
+    for item in args.remap:
+        src, sep, dst = item.partition(":=")
+        if not sep or not src or not dst:
+            raise ConfigError(f"--remap wants FROM:=TO, got {item!r}")
+        remap[src] = dst
 
     res = explain(
         args.bags,
@@ -50,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         html=False if args.no_html else None,
         progress=not args.no_progress,
+        remap=remap or None,
     )
     print(f"{res.rows} frames from {res.runs} run(s), {res.flagged} flagged -> {res.rows_path}")
     if res.html_path is not None:

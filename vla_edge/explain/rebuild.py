@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.bagio import BagMessage
 from vla_edge.errors import BagError, VlaEdgeError
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import Frame, Trajectory
@@ -111,18 +112,6 @@ def group_runs(paths: list[str | Path]) -> list[Run]:
     return runs
 
 
-def _open_reader(bags: list[Path]) -> Any:
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    try:
-        reader = AnyReader(bags, default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        reader.open()
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several unrelated types
-        raise BagError(f"cannot read {', '.join(map(str, bags))}: {exc}") from None
-    return reader
-
-
 def path_to_trajectory(msg: Any, source: str) -> Trajectory | None:
     """``nav_msgs/Path`` (base_link, poses at stamp + k*dt) -> Trajectory; None if unusable."""
     from vla_edge.conversions import path_to_trajectory as convert
@@ -140,7 +129,25 @@ def _key(stamp: float) -> int:
     return round(stamp * 1e6)  # microseconds: stamps pass through float and ROS Time
 
 
-def read_outputs(reader: Any, topics: dict[str, Any]) -> dict[int, LoggedOutputs]:
+def _messages(run: Run, topics: set[str], remap: dict[str, str] | None) -> Iterator[tuple[str, BagMessage]]:
+    """``(bag name, message)`` of the wanted topics, in log order across the run's bags.
+
+    The bags of a run are consecutive recorder splits (time slices), so reading them one
+    after the other keeps log order.
+    """
+    from vla_edge.bagio import open_bag
+
+    for path in run.bags:
+        with open_bag(path, remap) as bag:
+            present = [t for t in bag.topics if t in topics]
+            if present:
+                for m in bag.messages(present):
+                    yield path.name, m
+
+
+def read_outputs(
+    run: Run, topics: dict[str, Any], remap: dict[str, str] | None = None
+) -> dict[int, LoggedOutputs]:
     """First pass: logged candidate/decision/final keyed by frame stamp (µs)."""
     out_topics = topics["outputs"]
     wanted = {
@@ -148,30 +155,29 @@ def read_outputs(reader: Any, topics: dict[str, Any]) -> dict[int, LoggedOutputs
         out_topics["decision"]: "decision",
         out_topics["trajectory"]: "final",
     }
-    conns = [c for c in reader.connections if c.topic in wanted]
     logged: dict[int, LoggedOutputs] = {}
-    for conn, _ts, raw in reader.messages(connections=conns) if conns else []:
-        kind = wanted[conn.topic]
-        try:
-            msg = reader.deserialize(raw, conn.msgtype)
-        except Exception:  # noqa: BLE001 - one corrupt message is skipped, not fatal
-            continue
+    for _bag, m in _messages(run, set(wanted), remap):
+        kind = wanted[m.topic]
         if kind == "decision":
             try:
-                dec = json.loads(msg.data)
+                dec = json.loads(m.msg.data)
                 stamp = float(dec["stamp"])
             except (ValueError, KeyError, TypeError):
-                continue
+                continue  # not an ArbiterDecision JSON: the row gets decision = null
             logged.setdefault(_key(stamp), LoggedOutputs()).decision = dec
         else:
-            traj = path_to_trajectory(msg, "student" if kind == "candidate" else "final")
+            traj = path_to_trajectory(m.msg, "student" if kind == "candidate" else "final")
             if traj is not None:
                 setattr(logged.setdefault(_key(traj.stamp), LoggedOutputs()), kind, traj)
     return logged
 
 
 def iter_frames(
-    run: Run, topics: dict[str, Any], frame_cfg: dict[str, Any], calibration_cfg: dict[str, Any]
+    run: Run,
+    topics: dict[str, Any],
+    frame_cfg: dict[str, Any],
+    calibration_cfg: dict[str, Any],
+    remap: dict[str, str] | None = None,
 ) -> Iterator[RebuiltFrame]:
     """Second pass: replay inputs in log order through a fresh FrameAssembler.
 
@@ -181,46 +187,40 @@ def iter_frames(
     from vla_edge.frame_assembly import FrameAssembler
 
     inputs = topics["inputs"]
-    reader = _open_reader(run.bags)
-    try:
-        logged = read_outputs(reader, topics)
-        asm = FrameAssembler.from_config(frame_cfg, calibration_cfg)
-        role = {
-            inputs["lidar"]: "lidar",
-            inputs["odometry"]: "odometry",
-            inputs["reference_path"]: "reference_path",
-            inputs["camera_front"]: "camera",
-            inputs["camera_front_compressed"]: "camera",
-        }
-        conns = [c for c in reader.connections if c.topic in role]
-        for conn, _ts, raw in reader.messages(connections=conns):
-            kind = role[conn.topic]
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-                if kind == "odometry":
-                    asm.add_odometry(msg)
-                elif kind == "reference_path":
-                    asm.add_reference_path(msg)
-                elif kind == "camera":
-                    asm.add_image(CAMERA_NAME, msg)
-                else:
-                    frame = asm.assemble(msg)
-                    out = logged.get(_key(frame.stamp), LoggedOutputs())
-                    bag = Path(str(getattr(conn.owner, "path", run.name))).name  # ids repeat across bags
-                    yield RebuiltFrame(run.name, bag, frame, out)
-            except VlaEdgeError as exc:
-                LOG.warning("%s: %s message at %.3f skipped: %s", run.name, kind, _ts * 1e-9, exc)
-    finally:
-        reader.close()
+    logged = read_outputs(run, topics, remap)
+    asm = FrameAssembler.from_config(frame_cfg, calibration_cfg)
+    role = {
+        inputs["lidar"]: "lidar",
+        inputs["odometry"]: "odometry",
+        inputs["reference_path"]: "reference_path",
+        inputs["camera_front"]: "camera",
+        inputs["camera_front_compressed"]: "camera",
+    }
+    for bag, m in _messages(run, set(role), remap):
+        kind = role[m.topic]
+        try:
+            if kind == "odometry":
+                asm.add_odometry(m.msg)
+            elif kind == "reference_path":
+                asm.add_reference_path(m.msg)
+            elif kind == "camera":
+                asm.add_image(CAMERA_NAME, m.msg)
+            else:
+                frame = asm.assemble(m.msg)
+                yield RebuiltFrame(run.name, bag, frame, logged.get(_key(frame.stamp), LoggedOutputs()))
+        except VlaEdgeError as exc:
+            LOG.warning("%s: %s message at %.3f skipped: %s", run.name, kind, m.stamp, exc)
 
 
-def lidar_count(run: Run, topics: dict[str, Any]) -> int:
+def lidar_count(run: Run, topics: dict[str, Any], remap: dict[str, str] | None = None) -> int:
     """Number of LiDAR messages in a run (for progress bars)."""
-    reader = _open_reader(run.bags)
-    try:
-        return sum(c.msgcount for c in reader.connections if c.topic == topics["inputs"]["lidar"])
-    finally:
-        reader.close()
+    from vla_edge.bagio import open_bag
+
+    total = 0
+    for path in run.bags:
+        with open_bag(path, remap) as bag:
+            total += bag.count(topics["inputs"]["lidar"])
+    return total
 
 
 def trajectory_dict(traj: Trajectory | None) -> dict[str, Any] | None:

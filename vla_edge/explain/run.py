@@ -177,6 +177,7 @@ def explain(
     fmt: str | None = None,
     html: bool | None = None,
     progress: bool = True,
+    remap: dict[str, str] | None = None,
 ) -> ExplainResult:
     """Run a teacher over logged bags and write rows (+ HTML summary).
 
@@ -188,6 +189,7 @@ def explain(
         fmt: ``jsonl`` or ``parquet``; config when None.
         html: Write the HTML summary; config when None.
         progress: Show a tqdm bar.
+        remap: ``{topic in bag: topic of topics.yaml}`` for bags recorded under other names.
 
     Raises:
         BagError: Unreadable bags. ModelError: Learned teacher artefact missing.
@@ -210,7 +212,7 @@ def explain(
     runs = group_runs(list(bags))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    total = sum(lidar_count(r, topics) for r in runs)
+    total = sum(lidar_count(r, topics, remap) for r in runs)
     rows: list[dict[str, Any]] = []
     plots: list[tuple[dict[str, Any], str]] = []
     max_plots = int(require(hcfg, "max_plots", where="explain.yaml html"))
@@ -221,7 +223,7 @@ def explain(
         for run in runs:
             tch = load_teacher(spec, cfg)  # fresh state per run (teachers may track objects)
             students = StudentSource(cfg)
-            for item in iter_frames(run, topics, frame_cfg, calib_cfg):
+            for item in iter_frames(run, topics, frame_cfg, calib_cfg, remap):
                 student, source = students.get(item)
                 ctx = TeacherContext(len(rows), item.bag, item.logged.decision, student, item.logged.final)
                 res = tch.explain(item.frame, ctx)
