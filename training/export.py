@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import logging
 import os
+import pickle
 import sys
 import tempfile
 import warnings
@@ -61,7 +62,7 @@ def load_checkpoint(path: str | os.PathLike[str], preset: str | None) -> tuple[S
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise ExportError(f"cannot read checkpoint {path}: {exc}") from None
     state = ckpt.get("model", ckpt.get("state_dict", ckpt)) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):

@@ -1,0 +1,181 @@
+"""Student model: shapes per preset, determinism, scheduler, anchors, loss (tiny overfit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import requires_torch
+
+pytestmark = requires_torch
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from training.model.presets import build_model
+
+    return build_model("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny):
+    from training.export import example_inputs
+
+    return example_inputs(tiny)
+
+
+def test_tiny_output_shapes_and_finite(tiny, inputs) -> None:
+    import torch
+
+    cfg = tiny.cfg
+    with torch.no_grad():
+        out = tiny(inputs)
+    h, w = cfg.spec.grid_size
+    s = cfg.net.neck_stride
+    assert out["trajectories"].shape == (1, cfg.num_anchors, cfg.num_poses, 3)
+    assert out["scores"].shape == (1, cfg.num_anchors)
+    assert out["bev_features"].shape == (1, cfg.net.bev_channels, h // s, w // s)
+    assert all(bool(torch.isfinite(v).all()) for v in out.values())
+
+
+@pytest.mark.parametrize(
+    ("preset", "lo", "hi"), [("base", 50e6, 70e6), ("teacher", 120e6, 400e6), ("vanilla", 50e6, 70e6)]
+)
+def test_big_presets_on_meta_device(preset: str, lo: float, hi: float) -> None:
+    import torch
+
+    from training.model.presets import build_model
+
+    model = build_model(preset, anchors=np.zeros((20, 8, 3)), device="meta")
+    n = sum(p.numel() for p in model.parameters())
+    assert lo <= n <= hi, f"{preset} has {n / 1e6:.1f}M params"
+    cfg = model.cfg
+    P, M, C = cfg.spec.max_pillars, cfg.spec.max_points, cfg.spec.num_features
+    with torch.device("meta"):
+        x = {
+            "pillar_features": torch.zeros(1, P, M, C),
+            "pillar_coords": torch.zeros(1, P, 2, dtype=torch.int32),
+            "pillar_count": torch.zeros(1, dtype=torch.int32),
+            "ego_state": torch.zeros(1, 6),
+            "reference_path": torch.zeros(1, cfg.spec.num_path_points, 2),
+            "noise": torch.zeros(1, cfg.num_anchors, cfg.num_poses, 3),
+        }
+    out = model(x)
+    assert out["trajectories"].shape == (1, cfg.num_anchors, cfg.num_poses, 3)
+    assert out["scores"].shape == (1, cfg.num_anchors)
+    ts = model.head.timesteps
+    if cfg.net.vanilla:
+        assert len(ts) == 20 and ts[0] == 999 and ts[-1] <= 50 and all(np.diff(ts) < 0)
+    else:
+        assert ts == [8, 4]
+
+
+def test_presets_are_ordered_by_size() -> None:
+    from training.model.presets import count_params
+
+    assert count_params("tiny") < 5e6 < count_params("base") < count_params("teacher")
+
+
+def test_determinism_with_fixed_noise(tiny, inputs) -> None:
+    import torch
+
+    from training.model.presets import build_model
+
+    other = build_model("tiny", seed=0)
+    with torch.no_grad():
+        a, b = tiny(inputs), other(inputs)
+        c = tiny({**inputs, "noise": inputs["noise"] + 1.0})
+    assert torch.equal(a["trajectories"], b["trajectories"]) and torch.equal(a["scores"], b["scores"])
+    assert not torch.allclose(a["trajectories"], c["trajectories"]), "the noise input must matter"
+
+
+def test_scheduler_truncated_schedule_and_exact_step() -> None:
+    import torch
+
+    from training.model.scheduler import DDIMScheduler
+
+    assert DDIMScheduler.inference_timesteps(8, 2) == [8, 4]
+    assert DDIMScheduler.inference_timesteps(999, 20)[:2] == [999, 949]
+    s = DDIMScheduler(1000, 1e-4, 0.02)
+    x0, eps = torch.randn(2, 5), torch.randn(2, 5)
+    x8 = s.add_noise(x0, eps, 8)
+    # a perfect x0 prediction makes the DDIM update land on the t=4 sample of the same noise
+    torch.testing.assert_close(s.step(x0, x8, 8, 4), s.add_noise(x0, eps, 4))
+    torch.testing.assert_close(s.step(x0, x8, 4, -1), x0)
+    assert s.alpha_bar(8) > 0.99 > s.alpha_bar(999) * 100 and s.alpha_bar(-1) == 1.0
+    xt = s.add_noise(x0, eps, torch.tensor([8, 8]))
+    torch.testing.assert_close(xt, x8.float())
+
+
+def test_anchor_kmeans_and_kinematic_sweep() -> None:
+    from training.model.anchors import kinematic_anchors, kmeans_anchors
+
+    rng = np.random.default_rng(0)
+    centres = np.stack([np.full((8, 3), v) for v in (0.0, 10.0, 20.0)])
+    data = np.concatenate([c + rng.normal(0, 0.1, (50, 8, 3)) for c in centres])
+    got = kmeans_anchors(data, 3, seed=1)
+    np.testing.assert_allclose(np.sort(got[:, 0, 0]), [0.0, 10.0, 20.0], atol=0.1)
+    a1, a2 = kinematic_anchors(20, 8, 0.5, seed=3), kinematic_anchors(20, 8, 0.5, seed=3)
+    assert a1.shape == (20, 8, 3) and np.array_equal(a1, a2)
+    assert np.all(np.diff(a1[:, :, 0], axis=1) >= -1e-3), "forward motion only"
+    with pytest.raises(ValueError, match="at least k"):
+        kmeans_anchors(data[:2], 3)
+
+
+def test_loss_terms_and_positive_mode() -> None:
+    import torch
+
+    from training.model.loss import planning_loss, positive_mode
+
+    anchors = torch.stack([torch.full((8, 3), float(v)) for v in range(4)])
+    target = anchors[[2]] + 0.1
+    assert positive_mode(anchors, target).tolist() == [2]
+    weights = {
+        "cls_weight": 10.0,
+        "reg_weight": 8.0,
+        "focal_alpha": 0.25,
+        "focal_gamma": 2.0,
+        "yaw_weight": 1.0,
+    }
+    good = {
+        "trajectories": [target[:, None].expand(1, 4, 8, 3)],
+        "scores": [torch.tensor([[-9.0, -9.0, 9.0, -9.0]])],
+    }
+    bad = {"trajectories": [torch.zeros(1, 4, 8, 3)], "scores": [torch.tensor([[9.0, -9.0, -9.0, -9.0]])]}
+    lg, lb = planning_loss(good, target, anchors, weights), planning_loss(bad, target, anchors, weights)
+    assert set(lg) == {"loss", "cls", "reg"}
+    assert float(lg["reg"]) == 0.0 and float(lb["reg"]) == pytest.approx(8.0 * 2.1, rel=1e-5)
+    assert float(lg["cls"]) < 1e-3 < float(lb["cls"])
+    torch.testing.assert_close(lb["loss"], lb["cls"] + lb["reg"])
+
+
+def test_tiny_overfit_reduces_focal_and_l1() -> None:
+    import torch
+
+    from training.export import example_inputs
+    from training.model.loss import planning_loss
+    from training.model.presets import build_model
+    from vla_edge.config import load_config
+
+    # a small grid keeps this CPU test fast; the network is the tiny preset's
+    cfg = load_config("model")
+    cfg["pillars"].update(point_cloud_range=[-8.0, -8.0, -3.0, 8.0, 8.0, 3.0], max_pillars=128)
+    cfg["pillars"]["max_points_per_pillar"] = 8
+    model = build_model("tiny", cfg, seed=1).train()
+    x = example_inputs(model)
+    x = {k: v.expand(2, *v.shape[1:]).contiguous() for k, v in x.items()}
+    target = model.head.anchors[[3, 11]].clone() + torch.tensor([0.5, -0.3, 0.02])
+    weights = model.cfg.loss
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    t = torch.tensor([10, 30])
+    noise = torch.randn((2, *model.head.anchors.shape), generator=gen)
+    history = []
+    for _ in range(15):
+        out = model.forward_train(x, t, noise)
+        terms = planning_loss(out, target, model.head.anchors, weights)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        history.append({k: float(v.detach()) for k, v in terms.items()})
+    assert history[-1]["cls"] < 0.5 * history[0]["cls"]
+    assert history[-1]["reg"] < 0.5 * history[0]["reg"]
