@@ -50,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lidar-frame", type=str, default=None, help="cloud frame_id (default: the calibration's LiDAR)"
     )
     p.add_argument(
-        "--share-frames", action="store_true", help="graph: arbiter reuses the inference node's frames"
+        "--separate-frames",
+        action="store_true",
+        help="graph: arbiter assembles its own frames (as under ros2 launch)",
     )
     p.add_argument(
         "--backend", default=None, help="graph backend override (default: drive.yaml / inference.yaml)"
@@ -78,8 +80,8 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
 
     topics = load_config("topics")
     cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
-    if args.share_frames:
-        cmd.append("--share-frames")
+    if args.separate_frames:
+        cmd.append("--separate-frames")
     if args.backend:
         cmd += ["--backend", args.backend]
     graph = subprocess.Popen(
@@ -170,7 +172,7 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
             "dropped": args.frames - int(lat.size),
             "no_candidate": args.frames - candidates,
             "decisions": choices,
-            "share_frames": bool(args.share_frames),
+            "separate_frames": bool(args.separate_frames),
         }
         res["ratio_e2e_model_p99"] = res["e2e_p99_ms"] / res["model_p99_ms"] if model else float("nan")
         return res

@@ -33,9 +33,10 @@ def register(subparsers: Any) -> None:
         "--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)"
     )
     p.add_argument(
-        "--share-frames",
+        "--separate-frames",
         action="store_true",
-        help="arbiter reuses the inference node's frames instead of converting each sweep again",
+        help="arbiter subscribes to the sensors and assembles its own frames (as under ros2 launch) "
+        "instead of reusing the inference node's",
     )
     p.set_defaults(func=run)
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init()
     graph = None
     try:
-        graph = DriveGraph(values, record=bool(values.get("record")), share_frames=args.share_frames)
+        graph = DriveGraph(values, record=bool(values.get("record")), share_frames=not args.separate_frames)
         log.info("drive graph up (%s); Ctrl-C to stop", ", ".join(n.get_name() for n in graph.nodes))
         graph.spin(duration=args.duration)
         arb = graph.arbiter.stats

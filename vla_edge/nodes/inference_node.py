@@ -3,13 +3,14 @@
 Callbacks (MultiThreadedExecutor):
 
 * ``sensors`` group (mutually exclusive): odometry, reference path, camera go into the
-  :class:`~vla_edge.frame_assembly.FrameAssembler` buffers; a LiDAR sweep goes into a
-  one-slot mailbox (a sweep overwritten before it was processed counts as dropped) and
-  triggers the guard condition.
+  :class:`~vla_edge.frame_assembly.FrameAssembler` buffers; a LiDAR sweep is assembled into
+  a Frame right away (handed to ``frame_sink`` when composed with the arbiter), put into a
+  one-slot mailbox (a frame overwritten before the model took it counts as dropped) and
+  the guard condition is triggered.
 * ``inference`` group (mutually exclusive): the guard-condition callback takes the newest
-  sweep, assembles the Frame, runs the student against ``inference.deadline_ms`` and
-  publishes, in this order, ``candidate_info`` (DiagnosticStatus: scores, timing, ages) and
-  ``candidate_trajectory`` (nav_msgs/Path, best mode, ``base_link`` at the sweep stamp).
+  frame, runs the student against ``inference.deadline_ms`` and publishes, in this order,
+  ``candidate_info`` (DiagnosticStatus: scores, timing, ages) and ``candidate_trajectory``
+  (nav_msgs/Path, best mode, ``base_link`` at the sweep stamp).
 
 Bad input (malformed cloud, frame that cannot be assembled) skips the frame; a model
 exception or a missed deadline withholds the candidate. Both publish an ERROR/WARN status
@@ -37,7 +38,7 @@ from vla_edge.pipeline import DrivePipeline
 
 
 class SweepMailbox:
-    """One-slot, thread-safe holder of the newest unprocessed sweep."""
+    """One-slot, thread-safe holder of the newest unprocessed sweep (its frame)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -106,27 +107,30 @@ class InferenceNode(Node):
         )
 
     def _on_lidar(self, msg: Any) -> None:
+        """Assemble at once (sensor group), hand the frame on, queue it for the model."""
+        received = time.perf_counter()
         self.stats["sweeps"] += 1
-        if self._mailbox.put(msg, time.perf_counter()):
-            self.drops.record(True)
-        self._guard.trigger()
-
-    def _process(self) -> None:
-        item = self._mailbox.take()
-        if item is None:
-            return
-        msg, received = item
-        self.drops.record(False)
         stamp = stamp_to_sec(msg.header.stamp)
-        t0 = time.perf_counter()
         try:
             frame = self.frames.assemble(msg)
         except VlaEdgeError as exc:
             self._skip("frame_assembly", exc, stamp)
             return
-        conversion_ms = 1000.0 * (time.perf_counter() - t0)
-        if self.frame_sink is not None:
+        conversion_ms = 1000.0 * (time.perf_counter() - received)
+        if self.frame_sink is not None:  # the arbiter gets the frame even while the model is busy
             self.frame_sink(frame, conversion_ms)
+        if self._mailbox.put((frame, conversion_ms), received):
+            self.drops.record(True)
+        self._guard.trigger()
+
+    def _process(self) -> None:
+        """Run the student on the newest queued frame (inference group)."""
+        item = self._mailbox.take()
+        if item is None:
+            return
+        (frame, conversion_ms), received = item
+        self.drops.record(False)
+        stamp = frame.stamp
         result = self.pipeline.infer(frame, deadline_s=self.deadline_s, started=received)
         timing = dict(result.timing_ms)
         timing["conversion"] = conversion_ms
