@@ -194,7 +194,8 @@ class Recorder:
             from rosbags.typesys import Stores, get_typestore
 
             self._typestore = get_typestore(Stores.ROS2_HUMBLE)
-            session = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            now = time.time()
+            session = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
             events = EventBook.from_config(self.cfg, self.out_dir / "events")
             self._store = SplitStore(
                 self.out_dir, self.policy, self.ring, events, self._typestore, self.min_free_bytes, session

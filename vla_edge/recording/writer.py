@@ -265,14 +265,19 @@ class SplitStore:
             self.rotate()
         if self.current is None:
             self.check_free_space()
-            self.index += 1
-            self.current = SplitFile(
-                self.staging, self.splits_dir, f"{self.session}_{self.index:06d}", self.typestore
-            )
+            self.current = SplitFile(self.staging, self.splits_dir, self._next_name(), self.typestore)
         self.current.write(item)
         self.bytes_written += len(item.data)
         if self.policy.should_close(0.0, 0, self.current.payload_bytes):
             self.rotate()
+
+    def _next_name(self) -> str:
+        """Next free split name (a restart within the same millisecond cannot collide)."""
+        while True:
+            self.index += 1
+            name = f"{self.session}_{self.index:06d}"
+            if not (self.splits_dir / name).exists() and not (self.staging / name).exists():
+                return name
 
     def _due(self, next_stamp_ns: int | None) -> bool:
         cur = self.current
