@@ -179,6 +179,26 @@ def test_explain_cli_and_bad_inputs(tmp_path: Path) -> None:
     assert main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     code = main(["explain", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), "--teacher", "nope:Nope"])
     assert code == 1
+    assert main(["explain", str(tmp_path), "--out", str(tmp_path / "o"), "--remap", "nonsense"]) == 1
+
+
+def test_parquet_needs_pyarrow_and_says_so_before_running(tmp_path: Path) -> None:
+    from vla_edge.errors import ConfigError
+    from vla_edge.explain.run import explain
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install pyarrow"):
+            explain([tmp_path / "not_read"], tmp_path / "out", fmt="parquet", progress=False)
+    else:  # with pyarrow: nested fields become JSON strings, rows round-trip
+        import pyarrow.parquet as pq
+
+        from vla_edge.explain.run import write_parquet
+
+        rows = [{"index": 0, "stamp": 1.5, "decision": {"choice": "frenet"}, "divergence": None}]
+        table = pq.read_table(write_parquet(rows, tmp_path / "r.parquet")).to_pylist()
+        assert json.loads(table[0]["decision"]) == {"choice": "frenet"} and table[0]["stamp"] == 1.5
 
 
 def test_explain_simulator_bag_recomputes_the_student(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ class RebuiltFrame:
 
 
 def _is_bag(p: Path) -> bool:
-    return (p.is_dir() and (p / "metadata.yaml").is_file()) or (p.is_file() and p.suffix == ".mcap")
+    return (p.is_dir() and (p / "metadata.yaml").is_file()) or (p.is_file() and p.suffix in (".mcap", ".db3"))
 
 
 def find_bags(path: str | Path) -> list[Path]:
@@ -78,16 +78,16 @@ def find_bags(path: str | Path) -> list[Path]:
     if _is_bag(p):
         return [p]
     if not p.is_dir():
-        raise BagError(f"{p} is neither a rosbag2 folder, an .mcap file nor a folder of bags")
+        raise BagError(f"{p} is neither a rosbag2 folder, an .mcap/.db3 file nor a folder of bags")
     if (p / "splits").is_dir():
         p = p / "splits"  # a recorder output dir: events/ only holds copies of these splits
     found = sorted(
         {
             d.parent if d.name == "metadata.yaml" else d
-            for d in [*p.rglob("metadata.yaml"), *p.rglob("*.mcap")]
+            for d in [*p.rglob("metadata.yaml"), *p.rglob("*.mcap"), *p.rglob("*.db3")]
         }
     )
-    bags = [b for b in found if "_open" not in b.parts and not (b.suffix == ".mcap" and _is_bag(b.parent))]
+    bags = [b for b in found if "_open" not in b.parts and not (b.is_file() and _is_bag(b.parent))]
     if not bags:
         raise BagError(f"no rosbag2 (metadata.yaml) or .mcap under {p}")
     return bags

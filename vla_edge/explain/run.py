@@ -29,6 +29,7 @@ from vla_edge.types import Trajectory
 LOG = logging.getLogger(__name__)
 
 ROW_FORMAT = "vla_edge.explain_row/1"
+PYARROW_HINT = "--format parquet needs pyarrow (pip install pyarrow); or use --format jsonl"
 
 
 @dataclass
@@ -148,6 +149,13 @@ def _obstacle_circles(out: TeacherOutput) -> list[tuple[float, float, float]] | 
     return [(c["centroid"][0], c["centroid"][1], c["radius"]) for c in clusters]
 
 
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ConfigError(PYARROW_HINT) from None
+
+
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
     """Rows as Parquet (nested fields as JSON strings). Needs pyarrow.
 
@@ -203,6 +211,8 @@ def explain(
     fmt = fmt or str(require(cfg, "output", "format", where="explain.yaml"))
     if fmt not in ("jsonl", "parquet"):
         raise ConfigError(f"explain format must be jsonl or parquet, got {fmt!r}")
+    if fmt == "parquet":
+        _require_pyarrow()  # fail before the (long) run, not after it
     html = bool(require(cfg, "output", "html", where="explain.yaml")) if html is None else html
     hcfg = require(cfg, "html", where="explain.yaml")
     topics = load_config(require(cfg, "topics_config", where="explain.yaml"))
