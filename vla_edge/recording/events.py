@@ -272,11 +272,13 @@ class EventBook:
 
     def on_split_closed(self, split: SplitInfo) -> None:
         """Copy a freshly closed split into every open event it overlaps; close due events."""
-        for ev in self.open_events():
+        opened = self.open_events()
+        for ev in opened:
             self._mark_and_copy(ev, split)
             if split.end_ns >= ev.end_ns:
                 ev.status = "complete"
-        self.write_index()
+        if opened:
+            self.write_index()
 
     def close_all(self) -> None:
         """Recorder is stopping: open windows end here (marked ``incomplete``)."""
