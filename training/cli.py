@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--closed-loop",
         type=int,
         default=None,
-        help="held-out scenarios per model in closed loop (-1 skips; default: evaluate.closed_loop_scenarios)",
+        help="closed-loop held-out scenarios per model (-1 skips; default: evaluate.closed_loop_scenarios)",
     )
     p.add_argument(
         "--scenarios-seed",

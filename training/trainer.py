@@ -275,8 +275,9 @@ def train(
         opt.load_state_dict(ck["optimizer"])
         plan["total"] = int(ck["plan_total"])
         step, best = int(ck["step"]), dict(ck["best"])
-        sched.last_epoch = step - 1
-        sched.step()
+        sched.last_epoch = step
+        for group, base in zip(opt.param_groups, sched.base_lrs):
+            group["lr"] = base * cosine_factor(step, warmup, plan["total"], min_ratio)
         if info.is_main:
             log.info("%s: resumed from %s at step %d/%d", spec.name, last_path, step, plan["total"])
 
