@@ -88,7 +88,7 @@ def test_gt_from_odometry_and_inputs_like_the_runtime(built):
     from training.data import load_split_arrays
     from vla_edge.pillarize import PillarSpec
 
-    d, man, _, mc = built
+    d, _man, _, mc = built
     a = load_split_arrays(d / "ds", "all")
     clean = a["bag"] == "clean"
     gt = a["gt"][clean]

@@ -37,7 +37,8 @@ def _arrays(n: int = 16, pillars: int = 200) -> dict[str, np.ndarray]:
     gt = (k + rng.normal(scale=0.3, size=(n, 8, 3))).astype(np.float32)
     return {
         "bag": np.array(["b"] * n), "stamp": np.arange(n) * 0.1, "pillar_features": pf, "pillar_coords": pc,
-        "pillar_count": np.full(n, pillars, np.int32), "ego_state": rng.normal(size=(n, 6)).astype(np.float32),
+        "pillar_count": np.full(n, pillars, np.int32),
+        "ego_state": rng.normal(size=(n, 6)).astype(np.float32),
         "reference_path": rng.normal(size=(n, 16, 2)).astype(np.float32), "gt": gt,
     }  # fmt: skip
 
@@ -136,5 +137,6 @@ def test_batch_must_split_evenly(tmp_path):
     with pytest.raises(TrainingError, match="fewer than one batch"):
         train(
             RunSpec("bad", "tiny", tmp_path, w, 1e-3, 0, 1, force_cpu=True),
-            SplitData(_arrays(8)), SplitData(_arrays(8)), np.zeros((20, 8, 3)), cfg, load_config("model"), info,
+            SplitData(_arrays(8)), SplitData(_arrays(8)), np.zeros((20, 8, 3)), cfg, load_config("model"),
+            info,
         )  # fmt: skip

@@ -67,7 +67,8 @@ def test_external_jsonl_resampled_to_dataset_horizon(tmp_path):
     # a VLA output at 0.25 s for 4 s, straight at 4 m/s; 2-column (x, y) on the second line
     t = np.arange(1, 17) * 0.25
     rows = [
-        {"bag": "a", "stamp": 100.0, "dt": 0.25, "trajectory": np.column_stack([4 * t, 0 * t, 0 * t]).tolist(),
+        {"bag": "a", "stamp": 100.0, "dt": 0.25,
+         "trajectory": np.column_stack([4 * t, 0 * t, 0 * t]).tolist(),
          "mode_logits": [0.0] * 20, "confidence": 0.9, "reasoning": "clear road"},
         {"bag": "a", "stamp": 100.2, "dt": 0.25, "trajectory": np.column_stack([4 * t, 0 * t]).tolist(),
          "mode_logits": [1.0] * 20},

@@ -65,7 +65,7 @@ def write_bag(
         c_lid = w.add_connection(topics["lidar"], "sensor_msgs/msg/PointCloud2", typestore=ts)
         c_path = w.add_connection(topics["reference_path"], "nav_msgs/msg/Path", typestore=ts)
         x = 0.0
-        n = int(round(seconds / 0.05))
+        n = round(seconds / 0.05)
         for i in range(n + 1):
             t = i * 0.05
             v = speed

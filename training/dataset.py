@@ -78,7 +78,7 @@ def split_bags(names: list[str], val_fraction: float, seed: int) -> dict[str, st
     order = sorted(names)
     rng = np.random.default_rng(seed)
     perm = [order[i] for i in rng.permutation(len(order))]
-    n_val = int(round(val_fraction * len(order)))
+    n_val = round(val_fraction * len(order))
     if len(order) >= 2 and val_fraction > 0:
         n_val = min(max(n_val, 1), len(order) - 1)
     return {b: ("val" if i < n_val else "train") for i, b in enumerate(perm)}
@@ -164,7 +164,8 @@ def process_bag(job: BagJob) -> BagResult:
         missing = [t for t, k in role.items() if k in ("lidar", "odometry") and t not in bag.topics]
         if missing:
             raise DatasetError(
-                f"bag {job.bag} has no {missing}; it has {sorted(bag.topics)} (set the names in config/topics.yaml)"
+                f"bag {job.bag} has no {missing}; it has {sorted(bag.topics)} "
+                "(set the names in config/topics.yaml)"
             )
         records = list(bag.messages([t for t in role if t in bag.topics], raw=True))
     for rec in records:
@@ -183,7 +184,7 @@ def process_bag(job: BagJob) -> BagResult:
             elif kind == "expert":
                 poses = _expert_poses(msg, horizon, dt)
                 if poses is not None:
-                    experts[int(round(stamp_to_sec(msg.header.stamp) * 1e3))] = poses
+                    experts[round(stamp_to_sec(msg.header.stamp) * 1e3)] = poses
             elif kind == "reasoning":
                 reasons.append((t_ns * 1e-9, str(msg.data)))
         except VlaEdgeError as exc:
@@ -222,7 +223,7 @@ def process_bag(job: BagJob) -> BagResult:
             "reasoning": "",
         }
         if len(e_keys):
-            k = int(round(fr.stamp * 1e3))
+            k = round(fr.stamp * 1e3)
             j = int(np.argmin(np.abs(e_keys - k)))
             if abs(int(e_keys[j]) - k) <= tol * 1e3:
                 row["expert"], row["expert_valid"] = experts[int(e_keys[j])], True
