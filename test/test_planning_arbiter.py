@@ -9,7 +9,8 @@ import pytest
 from planning_scenes import box, cloud, cycle, frame_at, ground, student_straight
 
 from vla_edge.errors import ConfigError
-from vla_edge.planning import CHOICES, PlanningCycle, checks as ck
+from vla_edge.planning import CHOICES, PlanningCycle
+from vla_edge.planning import checks as ck
 from vla_edge.planning.kinematics import trajectory_profile
 from vla_edge.types import Trajectory
 

@@ -43,14 +43,14 @@ def test_polynomial_boundary_conditions():
     T = np.array([[2.0, 4.0]])
     s, sd, sdd, _ = quartic_lon(1.0, 5.0, -0.5, np.array([[0.0], [7.0]]), T, t)
     for i, Ti in enumerate(T[0]):
-        k = int(round(Ti * 100))
+        k = round(Ti * 100)
         np.testing.assert_allclose([s[0, i, 0], sd[0, i, 0], sdd[0, i, 0]], [1.0, 5.0, -0.5], atol=1e-9)
         np.testing.assert_allclose(sd[:, i, k], [0.0, 7.0], atol=1e-9)
         np.testing.assert_allclose(sdd[:, i, k], 0.0, atol=1e-9)
         np.testing.assert_allclose(sd[:, i, -1], [0.0, 7.0], atol=1e-9)  # constant after T
     d, dd, ddd, _ = quintic_lat(0.3, 0.2, 0.1, np.array([[-2.0], [1.5]]), T, t)
     for i, Ti in enumerate(T[0]):
-        k = int(round(Ti * 100))
+        k = round(Ti * 100)
         np.testing.assert_allclose([d[0, i, 0], dd[0, i, 0], ddd[0, i, 0]], [0.3, 0.2, 0.1], atol=1e-9)
         np.testing.assert_allclose(d[:, i, k], [-2.0, 1.5], atol=1e-9)
         np.testing.assert_allclose(dd[:, i, k], 0.0, atol=1e-9)

@@ -84,7 +84,7 @@ def test_ego_projection_prefers_aligned_leg(params):
     arc_t = np.linspace(np.pi / 2, -np.pi / 2, 15)
     arc = np.stack([-5 - 1.25 * np.cos(arc_t), -0.25 + 1.25 * np.sin(arc_t)], 1)
     ref = ReferencePath.from_polyline(np.vstack([back, arc[1:-1], fwd]), params)
-    s0, d0 = ref.ego_frenet()
+    _s0, d0 = ref.ego_frenet()
     assert d0 == pytest.approx(1.5, abs=0.05)
 
 

@@ -120,12 +120,25 @@ def collision_levels(
     codes = obstacles.codes_at(cx, cy, extras)
     masks = [((codes >> i) & 1).astype(bool).any(axis=-1) for i in range(len(extras))]
     cen, vel, rad = obstacles.moving_state()
-    for m in range(len(cen)):  # few moving clusters: memory stays at [..., T, K]
-        px = cen[m, 0] + vel[m, 0] * t
-        py = cen[m, 1] + vel[m, 1] * t
-        d2 = ((cx - px[:, None]) ** 2 + (cy - py[:, None]) ** 2).min(axis=-1)
+    if not len(cen):
+        return masks
+    reach = rad + obstacles.inflation_radius + max(extras)  # [M]
+    px = cen[:, 0, None] + vel[:, 0, None] * t  # [M, T] predicted centroids
+    py = cen[:, 1, None] + vel[:, 1, None] * t
+    # Prune: only (cluster, step) pairs whose disc meets the box spanned by all footprint
+    # circles at that step are evaluated, so many (or mis-tracked) clusters stay cheap.
+    axes = (*range(cx.ndim - 2), cx.ndim - 1)  # all but the time axis
+    bx0, bx1 = cx.min(axis=axes), cx.max(axis=axes)  # [T]
+    by0, by1 = cy.min(axis=axes), cy.max(axis=axes)
+    near = (px + reach[:, None] >= bx0) & (px - reach[:, None] <= bx1)
+    near &= (py + reach[:, None] >= by0) & (py - reach[:, None] <= by1)
+    for m in np.flatnonzero(near.any(axis=1)):
+        steps = np.flatnonzero(near[m])
+        d2 = (
+            (cx[..., steps, :] - px[m, steps, None]) ** 2 + (cy[..., steps, :] - py[m, steps, None]) ** 2
+        ).min(-1)
         for i, e in enumerate(extras):
-            masks[i] |= d2 < (rad[m] + obstacles.inflation_radius + e) ** 2
+            masks[i][..., steps] |= d2 < (rad[m] + obstacles.inflation_radius + e) ** 2
     return masks
 
 

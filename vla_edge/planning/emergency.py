@@ -1,6 +1,7 @@
 """Jerk-limited emergency stop along the last safe path (Autoware MRM style).
 
-Speed profile: braking builds up from ``min(a0, 0)`` towards ``-decel`` with jerk
+Speed profile: braking builds up from ``min(a0, 0)`` (limited to what can still be eased
+off before standstill) towards ``-decel`` with jerk
 ``-jerk`` (MRM defaults 2.5 m/s^2 and 1.5 m/s^3); just before standstill it is released to 0
 with ``release_jerk`` so that the published plan never contains an unbounded jerk at the
 stop. Positive ego acceleration is cut at t=0 (throttle off), which is a jump of the
@@ -69,7 +70,10 @@ def stop_profile(v0: float, a0: float, params: EmergencyParams) -> tuple[np.ndar
     n_fine = round(params.horizon / h)
     every = max(1, round(params.dt / h))
     v = max(float(v0), 0.0)
-    a = float(np.clip(min(float(a0), 0.0), -params.decel, 0.0))
+    # Start from the ego's braking, but never harder than can still be eased off to a=0 at
+    # standstill within release_jerk (else the stop itself would be a jerk spike).
+    a_easable = np.sqrt(2.0 * params.release_jerk * v)
+    a = float(max(min(float(a0), 0.0), -params.decel, -a_easable))
     s = 0.0
     out_s, out_v, out_a = [], [], []
     for k in range(1, n_fine + 1):

@@ -257,7 +257,16 @@ def dilate(grid: np.ndarray, radius_cells: float) -> np.ndarray:
     keep = dx**2 + dy**2 <= radius_cells**2
     dy, dx = dy[keep], dx[keep]
     h, w = grid.shape
-    iy, ix = np.nonzero(grid)
+    # Only boundary cells need their disc stamped: the disc of a cell whose 4 neighbours are
+    # occupied is covered by theirs (for radii >= 1 cell).
+    inner = grid.copy()
+    inner[1:, :] &= grid[:-1, :]
+    inner[:-1, :] &= grid[1:, :]
+    inner[:, 1:] &= grid[:, :-1]
+    inner[:, :-1] &= grid[:, 1:]
+    inner[0, :] = inner[-1, :] = False
+    inner[:, 0] = inner[:, -1] = False
+    iy, ix = np.nonzero(grid & ~inner if radius_cells >= 1.0 else grid)
     if len(iy) * len(dy) <= 4 * h * w:
         yy = (iy[:, None] + dy[None, :]).ravel()
         xx = (ix[:, None] + dx[None, :]).ravel()
