@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -84,9 +85,8 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         cmd.append("--separate-frames")
     if args.backend:
         cmd += ["--backend", args.backend]
-    graph = subprocess.Popen(
-        cmd, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    log = tempfile.NamedTemporaryFile("w+", prefix="bench_e2e_graph_", suffix=".log", delete=False)  # noqa: SIM115
+    graph = subprocess.Popen(cmd, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, text=True)
     rclpy.init()
     executor = MultiThreadedExecutor(num_threads=2)
     stop = threading.Event()
@@ -116,12 +116,13 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         end = time.monotonic() + args.startup_timeout
         while time.monotonic() < end:
             r = feeder.readers()
-            if r["lidar"] >= 2 and r["odometry"] >= 2 and monitor.matched() and graph.poll() is None:
+            want_lidar = 2 if args.separate_frames else 1
+            if r["lidar"] >= want_lidar and r["odometry"] >= 2 and monitor.matched() and graph.poll() is None:
                 break
             time.sleep(0.1)
         else:
             raise RuntimeError(
-                f"graph did not come up in {args.startup_timeout} s: {graph.stderr.read()[-2000:]}"
+                f"graph did not come up in {args.startup_timeout} s: {Path(log.name).read_text()[-2000:]}"
             )
         # Warm-up sweeps (not counted) so first-call allocations do not pollute p99.
         period = 1.0 / args.rate

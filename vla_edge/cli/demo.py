@@ -81,7 +81,8 @@ def ensure_bag(args: argparse.Namespace) -> Path:
     print(f"[1/4] generating synthetic airside bag (seed {args.seed}, {args.seconds:g} s) -> {path}")
     t0 = time.monotonic()
     args.cache.mkdir(parents=True, exist_ok=True)
-    write_scenario_bag(path, seed=args.seed, seconds=args.seconds, overwrite=True)
+    # The graph does not use the camera; leaving it out keeps generation fast.
+    write_scenario_bag(path, seed=args.seed, seconds=args.seconds, overwrite=True, camera_mode="none")
     print(f"      done in {time.monotonic() - t0:.1f} s")
     return path
 
@@ -191,7 +192,15 @@ def _progress(records: list[Any], lidar_topic: str, n_sweeps: int) -> Any:
     """Yield records, drawing a tqdm bar over LiDAR sweeps."""
     from tqdm import tqdm
 
-    with tqdm(total=n_sweeps, unit="sweep", desc="      playing", leave=False, file=sys.stdout) as bar:
+    with tqdm(
+        total=n_sweeps,
+        unit="sweep",
+        desc="      playing",
+        leave=False,
+        file=sys.stdout,
+        disable=None,
+        mininterval=0.5,
+    ) as bar:
         for rec in records:
             yield rec
             if rec.topic == lidar_topic:
@@ -251,8 +260,7 @@ def render(s: dict) -> str:
         "  decisions          " + ("  ".join(f"{k} {v}" for k, v in s["decisions"].items()) or "none"),
     ]
     if s["fallback_reasons"]:
-        lines.append(
-            "  fallback reasons   " + "  ".join(f"{k} x{v}" for k, v in s["fallback_reasons"].items())
-        )
+        lines.append("  fallback reasons   (sweeps the student did not drive; top 8 arbiter codes)")
+        lines.extend(f"    {v:>5}  {k}" for k, v in list(s["fallback_reasons"].items())[:8])
     lines.append(f"  watchdog fallbacks {s['watchdog_fallbacks']}   wall time {s['wall_seconds']} s")
     return "\n".join(lines)
