@@ -236,6 +236,7 @@ def summarise(
         "bag": str(bag),
         "frames": len(published),
         "trajectories": len(lat),
+        "dropped_frames": len(published) - len(lat),
         "cycles": int(graph.arbiter.stats["cycles"]),
         "decisions": dict(by_choice.most_common()),
         "fallback_reasons": dict(reasons.most_common()),
@@ -254,7 +255,8 @@ def render(s: dict) -> str:
     lines = [
         f"  bag                {s['bag']}",
         f"  LiDAR frames       {s['frames']}  ->  final trajectories {s['trajectories']}"
-        f"  (student candidates {s['candidates']}, skipped frames {s['skipped_frames']})",
+        f" (dropped {s['dropped_frames']}; student candidates {s['candidates']},"
+        f" skipped frames {s['skipped_frames']})",
         f"  latency e2e        p50 {s['latency_ms']['p50']} ms   p99 {s['latency_ms']['p99']} ms"
         f"   (model p50 {s['model_ms']['p50']} ms, p99 {s['model_ms']['p99']} ms)",
         "  decisions          " + ("  ".join(f"{k} {v}" for k, v in s["decisions"].items()) or "none"),
