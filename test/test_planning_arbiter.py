@@ -258,3 +258,37 @@ def test_output_is_within_limits_in_all_scenarios():
             assert kin["jerk"][0] <= p.max_jerk and kin["lat_accel"][0] <= p.max_lat_accel
             assert p.min_lon_accel <= kin["min_lon_accel"][0] and kin["max_lon_accel"][0] <= p.max_lon_accel
         cyc.reset()
+
+
+def test_hold_ends_when_the_held_plan_gets_too_old():
+    cyc = cycle(arbiter={"hold_previous": {"max_cycles": 100}})
+    scene = _static_scene(14)
+    _drive(cyc, 2, scene, lambda k, t: None)  # last fresh Frenet plan made at t=0.1
+    held = _drive(cyc, 8, scene, lambda k, t: None, stale={"reference_path"}, t0=0.2)
+    max_age = cyc.arbiter.params.hold_max_age
+    choices = [d.choice for d in held]
+    first_stop = choices.index("emergency_stop")
+    assert first_stop >= 4 and choices[:first_stop] == ["hold_previous"] * first_stop
+    ages = [d.checks["hold.age"].value for d in held[: first_stop + 1]]
+    assert all(a <= max_age for a in ages[:-1]) and ages[-1] > max_age  # age of the plan, not of the hold
+    assert ages[-1] == pytest.approx(0.1 * first_stop + 0.1)
+
+
+def test_stale_camera_is_not_critical_but_stale_odometry_is():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    d = _drive(cyc, 1, _static_scene(15), lambda k, t: student_straight(V, t), stale={"camera_front"})[0]
+    assert d.choice == "student" and d.checks["student.stale_inputs"].value == 0
+    d = _drive(cyc, 1, _static_scene(15), lambda k, t: student_straight(V, t), stale={"odometry"}, t0=0.1)[0]
+    assert d.choice not in ("student", "frenet")
+    assert not d.checks["student.stale_inputs"].ok and not d.checks["frenet.stale_inputs"].ok
+
+
+def test_active_student_is_dropped_when_the_ego_state_turns_invalid():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    scene = _static_scene(16)
+    assert _drive(cyc, 1, scene, lambda k, t: student_straight(V, t))[0].choice == "student"
+    fr = frame_at(0.1, scene(0.5), V, x=0.5)
+    fr.ego = type(fr.ego)(0.1, 0.5, 0.0, 0.0, 1e6)  # implausible speed: sensor fault
+    d = cyc.step(fr, student_straight(V, 0.1), 0.1, 0.15)
+    assert not d.checks["student.ego_valid"].ok and d.choice != "student"
+    assert d.trajectory.is_finite()

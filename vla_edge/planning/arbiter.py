@@ -153,6 +153,7 @@ class ArbiterParams:
     student_max_age: float
     frame_deadline: float
     stamp_tolerance: float
+    critical_inputs: tuple[str, ...]
     min_horizon: float
     max_horizon: float
     min_dt: float
@@ -197,6 +198,7 @@ class ArbiterParams:
             student_max_age=float(require(a, "timing", "student_max_age")),
             frame_deadline=float(require(a, "timing", "frame_deadline")),
             stamp_tolerance=float(require(a, "timing", "stamp_tolerance")),
+            critical_inputs=tuple(str(x) for x in require(a, "timing", "critical_inputs")),
             min_horizon=float(require(a, "student", "min_horizon")),
             max_horizon=float(require(a, "student", "max_horizon")),
             min_dt=float(require(a, "student", "min_dt")),
@@ -241,9 +243,11 @@ class ArbiterInputs:
         ref: Reference path or None.
         previous: Previous published plan shifted into this frame and re-anchored, or None.
         previous_start: Where the previous plan wanted the ego to be now (x, y, yaw) or None.
-        previous_age: ``stamp - previous.stamp`` (s) or None.
+        previous_age: Time since the previous plan was *made* (s; held plans keep their
+            original stamp), or None.
         last_safe_path: ``[P, 2]`` path of the last non-emergency published plan (ego frame).
         ego_pose_odom: Ego (x, y, yaw) in the odom frame at ``stamp`` (to rebase old plans).
+        ego_valid: False when the frame's ego state was unusable (NaN, implausible).
         stale_inputs: Names of inputs the frame flags as stale.
         input_reasons: Reason codes from input sanitation (ego state, reference path...).
     """
@@ -267,6 +271,7 @@ class ArbiterInputs:
     stale_inputs: set[str] = field(default_factory=set)
     input_reasons: list[str] = field(default_factory=list)
     ego_pose_odom: tuple[float, float, float] | None = None
+    ego_valid: bool = True
 
 
 class Arbiter:
@@ -291,6 +296,10 @@ class Arbiter:
         self.student_streak = self.release_streak = self.hold_count = 0
 
     # ------------------------------------------------------------------ candidate checks
+    def _n_stale(self, inp: ArbiterInputs) -> float:
+        """Number of stale inputs that plans depend on (``timing.critical_inputs``)."""
+        return float(len(set(inp.stale_inputs) & set(self.params.critical_inputs)))
+
     def _plan_checks(
         self,
         name: str,
@@ -350,7 +359,8 @@ class Arbiter:
         age = (inp.now - inp.student_stamp) if inp.student_stamp is not None else ck.BIG
         out["student.age"] = at_most((age, -1), p.student_max_age)
         out["student.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
-        out["student.stale_inputs"] = at_most((float(len(inp.stale_inputs)), -1), 0)
+        out["student.stale_inputs"] = at_most((self._n_stale(inp), -1), 0)
+        out["student.ego_valid"] = CheckResult(0.0 if inp.ego_valid else 1.0, 0.0, inp.ego_valid)
         out["student.confidence"] = at_least(ck.softmax_confidence(inp.student_scores), p.min_confidence)
         if not out["student.finite_input"].ok:
             return None
@@ -395,7 +405,7 @@ class Arbiter:
         f_ok = False
         if inp.frenet is not None:
             out["frenet.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
-            out["frenet.stale_inputs"] = at_most((float(len(inp.stale_inputs)), -1), 0)
+            out["frenet.stale_inputs"] = at_most((self._n_stale(inp), -1), 0)
             with np.errstate(all="ignore"):
                 self._plan_checks(
                     "frenet", inp.frenet, inp, out, p.min_horizon, corridor=True, continuity=True

@@ -77,6 +77,7 @@ class PlanningCycle:
         """Forget previous plans, tracks and hysteresis (e.g. after a replay seek)."""
         self._prev: Trajectory | None = None
         self._prev_pose: tuple[float, float, float] | None = None
+        self._prev_origin = 0.0
         self._safe_world: np.ndarray | None = None
         self._history: deque[tuple[float, tuple[float, float, float]]] = deque(maxlen=50)
         self._last_ego: EgoState | None = None
@@ -153,7 +154,7 @@ class PlanningCycle:
             if shifted is not None:
                 previous_start = shifted[1]
                 previous = reanchor(shifted[0], shifted[1], self.arbiter.params.hold_blend_time)
-                previous_age = stamp - self._prev.stamp
+                previous_age = stamp - self._prev_origin
         safe_path = None
         if pose is not None and self._safe_world is not None:
             safe_path = se2_inverse_apply(pose, self._safe_world)
@@ -199,10 +200,13 @@ class PlanningCycle:
             stale_inputs=set(frame.stale),
             input_reasons=reasons,
             ego_pose_odom=pose,
+            ego_valid=ego_ok,
         )
         decision = self.arbiter.decide(inp)
         timing["arbiter"] = (time.perf_counter() - t) * 1e3
 
+        if decision.choice != "hold_previous" or self._prev is None:
+            self._prev_origin = stamp  # a held plan keeps the age of the plan it holds
         self._prev = decision.trajectory
         self._prev_pose = pose
         self._prev_d1 = summary["params"].get("d1") if (summary and decision.choice == "frenet") else None
