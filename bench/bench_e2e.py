@@ -77,6 +77,7 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
 
     from vla_edge.config import load_config
     from vla_edge.nodes.feeder import SensorFeeder, load_scan
+    from vla_edge.nodes.graph import spin_in_thread
     from vla_edge.nodes.monitor import GraphMonitor
 
     topics = load_config("topics")
@@ -90,15 +91,13 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
     rclpy.init()
     executor = MultiThreadedExecutor(num_threads=2)
     stop = threading.Event()
+    spin = None
     try:
         feeder = SensorFeeder(topics, lidar_frame)
         monitor = GraphMonitor(topics)
         executor.add_node(feeder)
         executor.add_node(monitor)
-        spin = threading.Thread(
-            target=lambda: [executor.spin_once(0.05) for _ in iter(stop.is_set, True)], daemon=True
-        )
-        spin.start()
+        spin = spin_in_thread(executor, stop)
         feeder.set_cloud(load_scan(args.scan, n_points))
 
         def inputs_loop() -> None:  # odometry 50 Hz, reference path 1 Hz
@@ -179,6 +178,8 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         return res
     finally:
         stop.set()
+        if spin is not None:
+            spin.join(timeout=5)
         graph.terminate()
         try:
             graph.wait(timeout=15)

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     from vla_edge.nodes.bag_player import BagPlayer
-    from vla_edge.nodes.graph import DriveGraph
+    from vla_edge.nodes.graph import DriveGraph, spin_in_thread
     from vla_edge.nodes.monitor import GraphMonitor
     from vla_edge.nodes.params import resolve_overrides
 
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init()
     graph = player = monitor = executor = None
     stop = threading.Event()
+    spin = None
     try:
         print("[2/4] starting the drive graph (inference + arbiter, ONNX Runtime, use_sim_time)")
         graph = DriveGraph(values, share_frames=True).start()
@@ -137,10 +138,7 @@ def run(args: argparse.Namespace) -> int:
         monitor = GraphMonitor(topics)
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
-        spin = threading.Thread(
-            target=lambda: [executor.spin_once(0.05) for _ in iter(stop.is_set, True)], daemon=True
-        )
-        spin.start()
+        spin = spin_in_thread(executor, stop)
         if not player.wait_for_subscribers(types, timeout=20.0) or not _wait(monitor.matched, 20.0):
             print("the graph's subscriptions did not match within 20 s (DDS discovery)", file=sys.stderr)
             return 1
@@ -157,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         summary = summarise(monitor, graph, published, stats, bag, time.monotonic() - t_start)
     finally:
         stop.set()
+        if spin is not None:
+            spin.join(timeout=5)
         if graph is not None:
             graph.stop()
         for node in (player, monitor):

@@ -139,3 +139,18 @@ def spin_nodes(node_classes: Sequence[type], args: list[str] | None = None) -> i
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def spin_in_thread(executor: Any, stop: threading.Event, timeout_sec: float = 0.05) -> threading.Thread:
+    """Spin ``executor`` in a daemon thread until ``stop`` is set (helpers, demo, bench)."""
+
+    def loop() -> None:
+        while not stop.is_set() and executor.context.ok():
+            try:
+                executor.spin_once(timeout_sec=timeout_sec)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                return
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
