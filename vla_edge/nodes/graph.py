@@ -64,7 +64,7 @@ class DriveGraph:
             if record:
                 from vla_edge.nodes.recorder_node import RecorderNode
 
-                self.nodes.append(RecorderNode(**common))
+                self.nodes.append(RecorderNode(node_name="recorder_node", **common))
         except BaseException:
             self.destroy()
             raise
