@@ -59,10 +59,12 @@ class SplitPolicy:
         max_duration_s: Close after this many seconds of wall time since opening *or*
             of message-stamp span, whichever comes first (bounds what a crash loses).
         max_bytes: Close once the payload written into the split reaches this size.
+        fsync: Flush each closed split (files and rename) to disk before it counts as closed.
     """
 
     max_duration_s: float
     max_bytes: int
+    fsync: bool = True
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> SplitPolicy:
@@ -74,7 +76,8 @@ class SplitPolicy:
                 f"recorder.yaml: split.max_duration_s ({duration}) and split.max_size_mb "
                 f"({size_mb}) must be > 0"
             )
-        return cls(duration, int(size_mb * MIB))
+        fsync = bool(require(cfg, "split", "fsync", where="recorder.yaml"))
+        return cls(duration, int(size_mb * MIB), fsync)
 
     def should_close(self, wall_age_s: float, stamp_span_ns: int, payload_bytes: int) -> bool:
         """Decide whether the open split is due.

@@ -133,6 +133,15 @@ def dir_size(path: Path) -> int:
     return total
 
 
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder (folder entries make renames durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class SplitFile:
     """One split being written: ``staging/<name>/`` until :meth:`close` renames it.
 
@@ -141,12 +150,14 @@ class SplitFile:
         final_dir: Folder for closed splits (``splits``).
         name: Split name; also the MCAP file stem.
         typestore: rosbags typestore that knows every recorded message type.
+        fsync: Flush the files and the folder rename to disk on close.
     """
 
-    def __init__(self, staging: Path, final_dir: Path, name: str, typestore: Any) -> None:
+    def __init__(self, staging: Path, final_dir: Path, name: str, typestore: Any, fsync: bool = True) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.name = name
+        self.fsync = fsync
         self.final_dir = final_dir
         self.typestore = typestore
         self.opened = time.monotonic()
@@ -186,7 +197,12 @@ class SplitFile:
         self._writer.close()
         src = self._writer.path
         dst = self.final_dir / self.name
+        if self.fsync:  # data before the rename, the rename before "closed": power-loss safe
+            for f in src.iterdir():
+                _fsync_path(f)
         os.replace(src, dst)
+        if self.fsync:
+            _fsync_path(self.final_dir)
         return SplitInfo(self.name, dst, dir_size(dst), self.start_ns, self.end_ns, self.messages)
 
     def abort(self) -> None:
@@ -265,7 +281,9 @@ class SplitStore:
             self.rotate()
         if self.current is None:
             self.check_free_space()
-            self.current = SplitFile(self.staging, self.splits_dir, self._next_name(), self.typestore)
+            self.current = SplitFile(
+                self.staging, self.splits_dir, self._next_name(), self.typestore, self.policy.fsync
+            )
         self.current.write(item)
         self.bytes_written += len(item.data)
         if self.policy.should_close(0.0, 0, self.current.payload_bytes):
