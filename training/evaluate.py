@@ -80,36 +80,79 @@ class ModelPlanner:
         return Trajectory(poses=poses, dt=self.dt, stamp=frame.stamp, source="student")
 
 
-def _closed_loop_job(job: tuple[str, str | None, int, int, bool, dict[str, Any]]) -> dict[str, Any]:
-    """One model on its scenarios (runs in a worker process)."""
-    name, ckpt, n, seed, force_cpu, model_cfg = job
-    torch.set_num_threads(1)
+def heldout_specs(n: int, seed: int, sim_cfg: dict[str, Any] | None = None) -> list[Any]:
+    """Specs of the held-out bags (as ``write_scenario_bag(seed=seed + i)`` in the pipeline builds them)."""
+    from vla_edge.config import load_config
+    from vla_edge.sim.scenarios import suite
+
+    sc = sim_cfg if sim_cfg is not None else load_config("sim")
+    fams = list(sc["scenario"]["families"])
+    return [suite(1, s, [fams[s % len(fams)]], SCENARIO_DIFFICULTY, sc)[0] for s in range(seed, seed + n)]
+
+
+# difficulty of generated scenarios (pipeline and held-out evaluation use the same)
+SCENARIO_DIFFICULTY = "mixed"
+
+_MODELS: dict[str, Any] = {}
+
+
+def _closed_loop_job(job: tuple[str, str | None, Any, bool, dict[str, Any], float]) -> dict[str, Any]:
+    """One model on one scenario (runs in a worker process; the model is cached per process)."""
+    from dataclasses import asdict
+
+    from vla_edge.config import load_config
     from vla_edge.sim import harness
 
-    t0 = time.monotonic()
+    name, ckpt, spec, force_cpu, model_cfg, seconds = job
+    torch.set_num_threads(1)
+    sim_cfg = load_config("sim")
     if ckpt is None:
-        res = harness.run_expert_suite(n, seed)
+        planner: Any = harness.ExpertPlanner(sim_cfg)
     else:
-        dev = torch.device("cuda" if torch.cuda.is_available() and not force_cpu else "cpu")
-        model = load_model(ckpt, model_cfg, dev)
-        planner = ModelPlanner(model, dev, float(model.cfg.dt))
-        res = harness.run_suite(planner, harness.heldout_scenarios(n, seed))
-    return {"name": name, "seconds": time.monotonic() - t0, **res}
+        if ckpt not in _MODELS:
+            dev = torch.device("cuda" if torch.cuda.is_available() and not force_cpu else "cpu")
+            model = load_model(ckpt, model_cfg, dev)
+            _MODELS[ckpt] = ModelPlanner(model, dev, float(model.cfg.dt))
+        planner = _MODELS[ckpt]
+    t0 = time.monotonic()
+    res = harness.run_suite(planner, [spec], cfg=sim_cfg, seconds=seconds or None)
+    row = asdict(res.scenarios[0])
+    row["min_ttc"] = None if not np.isfinite(row["min_ttc"]) else row["min_ttc"]
+    row["collisions"] = [list(map(str, c)) for c in row["collisions"]]
+    return {"model": name, "seconds": time.monotonic() - t0, **row}
 
 
 def closed_loop(
-    models: dict[str, str | None], n: int, seed: int, model_cfg: dict[str, Any], force_cpu: bool, workers: int
+    models: dict[str, str | None],
+    specs: list[Any],
+    model_cfg: dict[str, Any],
+    force_cpu: bool,
+    workers: int,
+    seconds: float = 0.0,
 ) -> dict[str, dict[str, Any]]:
-    """Closed-loop score per model (``None`` checkpoint = the expert), models in parallel processes."""
+    """Closed-loop scores per model (``None`` checkpoint = the privileged expert), jobs in parallel."""
     import multiprocessing as mp
 
-    jobs = [(name, ck, n, seed, force_cpu, model_cfg) for name, ck in models.items()]
-    if workers <= 1 or len(jobs) == 1:
-        results = [_closed_loop_job(j) for j in jobs]
+    from tqdm import tqdm
+
+    jobs = [(name, ck, spec, force_cpu, model_cfg, seconds) for name, ck in models.items() for spec in specs]
+    if workers <= 1:
+        rows = [_closed_loop_job(j) for j in tqdm(jobs, desc="closed loop", unit="run")]
     else:
         with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            results = pool.map(_closed_loop_job, jobs)
-    return {r["name"]: r for r in results}
+            rows = list(
+                tqdm(pool.imap(_closed_loop_job, jobs), total=len(jobs), desc="closed loop", unit="run")
+            )
+    out: dict[str, dict[str, Any]] = {}
+    for name in models:
+        mine = [r for r in rows if r["model"] == name]
+        agg = {
+            k: float(np.mean([r[k] for r in mine])) for k in ("score", "nc", "dac", "ep", "ttc", "comfort")
+        }
+        agg["collision_rate"] = float(np.mean([1.0 if r["collisions"] else 0.0 for r in mine]))
+        agg["planner_failures"] = int(sum(r["planner_failures"] for r in mine))
+        out[name] = {**agg, "scenarios": mine}
+    return out
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -172,7 +215,9 @@ def evaluate_models(
     if n_cl >= 0:
         sc_seed = int(cfg["sim"]["heldout_seed"] if scenarios_seed is None else scenarios_seed)
         n = n_cl or int(cfg["sim"]["heldout_scenarios"])
-        cl = closed_loop_scores({"expert": None, **models}, n, sc_seed, model_cfg, force_cpu, workers)
+        specs = heldout_specs(n, sc_seed)
+        secs = float(ec["closed_loop_seconds"])
+        cl = closed_loop_scores({"expert": None, **models}, specs, model_cfg, force_cpu, workers, secs)
         for name, r in cl.items():
             rows.setdefault(name, {})["closed_loop"] = r
     res: dict[str, Any] = {"dataset": str(dataset), "models": rows, "speedup_teacher_over_student": speedup}

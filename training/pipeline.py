@@ -36,12 +36,20 @@ log = logging.getLogger(__name__)
 
 
 def _gen_one(job: tuple[str, int, float]) -> tuple[str, float]:
+    from training.evaluate import SCENARIO_DIFFICULTY
     from vla_edge.sim.bag import write_scenario_bag
 
     path, seed, seconds = job
     t0 = time.monotonic()
     if not (Path(path) / "metadata.yaml").exists():
-        write_scenario_bag(Path(path), seed=seed, seconds=seconds, overwrite=True, camera=False)
+        write_scenario_bag(
+            Path(path),
+            seed=seed,
+            seconds=seconds,
+            overwrite=True,
+            camera_mode="none",
+            difficulty=SCENARIO_DIFFICULTY,
+        )
     return path, time.monotonic() - t0
 
 
@@ -143,9 +151,13 @@ def run_pipeline(args: argparse.Namespace, cfg: dict[str, Any], model_cfg: dict[
     if not labels_path.exists():
         from training.cli import _learned
 
-        save_labels(
-            labels_path, _learned(teacher_dir / "best.pt", ds, "all", cfg, model_cfg, "teacher", args.cpu)
-        )
+        teacher_labels = _learned(teacher_dir / "best.pt", ds, "all", cfg, model_cfg, "teacher", args.cpu)
+        save_labels(labels_path, teacher_labels)
+        del teacher_labels
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the distillation run is another process: give the memory back
         try:
             save_labels(wd / "labels" / "expert.npz", expert_labels(ds, "all"))
         except VlaEdgeError as exc:
