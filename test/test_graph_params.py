@@ -77,3 +77,25 @@ def test_coerce_errors() -> None:
         coerce_like("maybe", False, "record")
     with pytest.raises(ConfigError, match="deadline"):
         coerce_like("fast", 1.0, "deadline")
+
+
+def test_node_declares_every_key_with_description_and_refuses_runtime_changes(rclpy_context: object) -> None:
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from vla_edge.nodes.params import as_overrides, declare_drive_parameters
+
+    overrides = as_overrides({"arbiter.deadline_ms": 55.0, "use_sim_time": True})
+    node = rclpy.create_node("params_probe", context=rclpy_context, parameter_overrides=overrides)
+    try:
+        cfg = declare_drive_parameters(node)
+        assert cfg["arbiter"]["deadline_ms"] == 55.0 and cfg["use_sim_time"] is True
+        shipped = load_params_file(default_params_file())
+        assert cfg["diagnostics"]["age_warn_s"] == shipped["diagnostics.age_warn_s"]
+        desc = node.describe_parameters(["arbiter.deadline_ms", "inference.deadline_ms"])
+        assert all("[ms]" in d.description for d in desc)
+        result = node.set_parameters([Parameter("arbiter.deadline_ms", value=10.0)])[0]
+        assert not result.successful and "restart" in result.reason
+        assert node.get_parameter("arbiter.deadline_ms").value == 55.0
+    finally:
+        node.destroy_node()

@@ -95,6 +95,25 @@ class FrameSource:
                 PointCloud2, inputs["lidar"], self._on_lidar, qos.sensor_qos(depth=1), callback_group=group
             )
         self._diag_pub = None
+        self._subscribe_tf_static(node, group)
+
+    def _subscribe_tf_static(self, node: Any, group: Any) -> None:
+        """On a vehicle, ``/tf_static`` overrides the calibration file (no tf2_msgs wheel here)."""
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            return
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        latched = QoSProfile(
+            depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        node.create_subscription(TFMessage, "/tf_static", self._on_tf_static, latched, callback_group=group)
+
+    def _on_tf_static(self, msg: Any) -> None:
+        with self._lock:
+            n = self.assembler.calibration.apply_tf_message(msg)
+        self.node.get_logger().info(f"/tf_static: {n} transforms override the calibration file")
 
     # -- callbacks ------------------------------------------------------------------------
     def _on_odom(self, msg: Any) -> None:

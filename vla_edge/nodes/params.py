@@ -198,4 +198,18 @@ def declare_drive_parameters(node: Any, params_file: str | Path | None = None) -
         param = node.declare_parameter(name, default, descriptor)
         values[name] = param.value
     values["use_sim_time"] = bool(node.get_parameter("use_sim_time").value)
+    frozen = set(values) - ROS_OWNED
+    node.add_on_set_parameters_callback(lambda params: _refuse_runtime_change(params, frozen))
     return unflatten(values)
+
+
+def _refuse_runtime_change(params: list[Any], frozen: set[str]) -> Any:
+    """Drive parameters are read once at start-up; refuse ``ros2 param set`` instead of ignoring it."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    changed = sorted(p.name for p in params if p.name in frozen)
+    if changed:
+        return SetParametersResult(
+            successful=False, reason=f"{', '.join(changed)}: read at start-up; restart the node to change"
+        )
+    return SetParametersResult(successful=True)
