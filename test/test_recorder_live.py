@@ -38,9 +38,10 @@ def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object
     from nav_msgs.msg import Odometry
     from rclpy.node import Node
     from rosbags.highlevel import AnyReader
-    from sensor_msgs.msg import PointCloud2
+    from sensor_msgs.msg import Image, PointCloud2
     from std_msgs.msg import String
 
+    from vla_edge.conversions.image import rgb_to_image
     from vla_edge.conversions.pointcloud import xyzi_to_pointcloud2
     from vla_edge.msgfactory import RclpyFactory
     from vla_edge.nodes.qos import reliable_qos, sensor_qos
@@ -58,18 +59,20 @@ def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object
         pub_dec = node.create_publisher(String, topics["outputs"]["decision"], reliable_qos())
         pub_lidar = node.create_publisher(PointCloud2, topics["inputs"]["lidar"], sensor_qos())
         pub_odom = node.create_publisher(Odometry, topics["inputs"]["odometry"], sensor_qos())
+        pub_cam = node.create_publisher(Image, topics["inputs"]["camera_front"], sensor_qos())
         from rclpy.executors import SingleThreadedExecutor
 
         ex = SingleThreadedExecutor(context=rclpy_context)
         ex.add_node(node)
         matched = wait_until(
-            lambda: all(p.get_subscription_count() > 0 for p in (pub_dec, pub_lidar, pub_odom)),
+            lambda: all(p.get_subscription_count() > 0 for p in (pub_dec, pub_lidar, pub_odom, pub_cam)),
             timeout=30.0,
             spin=lambda: ex.spin_once(timeout_sec=0.05),
         )
         assert matched, f"recorder never subscribed: {proc.poll()=}"
         points = np.fromfile(shared_data / "lidar" / "kitti_000008.bin", dtype=np.float32).reshape(-1, 4)[::4]
         factory = RclpyFactory()
+        rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
         sent = 0
         t_end = time.monotonic() + 2.2
         while time.monotonic() < t_end:
@@ -80,6 +83,7 @@ def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object
             odom.header.frame_id = "odom"
             odom.twist.twist.linear.x = float(sent)
             pub_odom.publish(odom)
+            pub_cam.publish(rgb_to_image(rgb, factory, stamp, "camera_front"))
             sent += 1
             ex.spin_once(timeout_sec=0.0)
             time.sleep(0.05)
@@ -93,7 +97,7 @@ def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object
     closed = _closed_splits(out)
     assert len(closed) >= 3
     seqs: list[int] = []
-    n_lidar = 0
+    n_lidar = n_jpeg = 0
     for split in closed:
         meta = yaml.safe_load((split / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
         with AnyReader([split]) as reader:  # each split on its own is a readable rosbag2
@@ -106,10 +110,14 @@ def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object
                 elif conn.topic == topics["inputs"]["lidar"]:
                     assert msg.width == len(points)
                     n_lidar += 1
+                elif conn.topic == topics["inputs"]["camera_front_compressed"]:
+                    assert "jpeg" in msg.format  # raw camera frames were JPEG-encoded by the recorder
+                    n_jpeg += 1
+                assert conn.topic != topics["inputs"]["camera_front"], "raw camera frames must not be stored"
     # Reliable decisions: the closed splits hold a gap-free prefix of what was sent; only the
     # open split (left in splits/_open by the kill) may be missing.
     assert seqs == list(range(len(seqs))), "closed splits are missing or reordering messages"
     assert 0 < len(seqs) <= sent
-    assert n_lidar > 0
+    assert n_lidar > 0 and n_jpeg > 0
     leftovers = list((out / "splits" / "_open").iterdir())
     assert len(leftovers) <= 1, leftovers
