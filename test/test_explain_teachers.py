@@ -82,9 +82,7 @@ def test_learned_teacher_missing_artefact_names_file_and_command(tmp_path: Path)
         load_teacher("learned", cfg)
     msg = str(err.value)
     assert (
-        str(tmp_path / "teacher.onnx") in msg
-        and "vla-edge-train export" in msg
-        and "--preset teacher" in msg
+        str(tmp_path / "teacher.onnx") in msg and "vla-edge-train export" in msg and "--preset teacher" in msg
     )
 
 
