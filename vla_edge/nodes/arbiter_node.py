@@ -80,6 +80,7 @@ class ArbiterNode(Node):
         self._frame: Frame | None = None
         self._frame_rx = 0.0  # node-clock time (s) the frame arrived
         self._frame_conversion_ms: float | None = None
+        self._superseded: tuple[Frame, float, float | None] | None = None  # (frame, rx, conversion)
         self._planned_stamp: float | None = None
         self._last_plan = -np.inf
         self._candidate: Candidate | None = None
@@ -118,11 +119,11 @@ class ArbiterNode(Node):
             qos.reliable_qos(),
             callback_group=candidates,
         )
+        deadline_group = MutuallyExclusiveCallbackGroup()
         self.timer = self.create_timer(
-            float(arb["watchdog_period_ms"]) / 1000.0,
-            self._on_timer,
-            callback_group=MutuallyExclusiveCallbackGroup(),
+            float(arb["watchdog_period_ms"]) / 1000.0, self._on_timer, callback_group=deadline_group
         )
+        self._wakeup = self.create_guard_condition(self._on_wakeup, callback_group=deadline_group)
         self.get_logger().info(
             f"arbiter ready: deadline={1000 * self.deadline_s:.0f} ms, "
             f"cycle={1000 * self.cycle_period_s:.0f} ms, "
@@ -137,17 +138,30 @@ class ArbiterNode(Node):
         """Take a newly assembled frame (own LiDAR callback or the inference node's).
 
         A previous frame that is still undecided (its candidate and its deadline both still
-        pending) is decided now, without waiting longer: every sweep gets a plan within one
-        sweep period even when the deadline timer runs late.
+        pending) is decided right away (guard condition, deadline group) without waiting
+        longer: every sweep gets a plan within one sweep period even when the timer runs late.
         """
         with self._lock:
             if self._frame is not None and self._planned_stamp != self._frame.stamp:
-                self._plan("superseded")
+                self._superseded = (self._frame, self._frame_rx, self._frame_conversion_ms)
             self.drops.record(dropped)
             self._frame = frame
             self._frame_rx = self._now()
             self._frame_conversion_ms = conversion_ms
-            ready = self._candidate_ready(frame.stamp)
+        # Decide in the arbiter's own (deadline) group, not in the caller's thread, which
+        # may be the inference node's sensor callback.
+        self._wakeup.trigger()
+
+    def _on_wakeup(self) -> None:
+        with self._lock:
+            pending, self._superseded = self._superseded, None
+            if pending is not None and self._planned_stamp != pending[0].stamp:
+                self._plan("superseded", slot=pending)
+            ready = (
+                self._frame is not None
+                and self._planned_stamp != self._frame.stamp
+                and self._candidate_ready(self._frame.stamp)
+            )
         if ready:
             self._plan("candidate")
 
@@ -218,11 +232,14 @@ class ArbiterNode(Node):
             self._plan(trigger)
 
     # -- cycle ----------------------------------------------------------------------------
-    def _plan(self, trigger: str) -> None:
+    def _plan(self, trigger: str, slot: tuple[Frame, float, float | None] | None = None) -> None:
+        """Run one cycle on the newest frame (or ``slot``) with the latest candidate, publish."""
         with self._lock:
-            frame = self._frame
-            if frame is None:
-                return
+            if slot is None:
+                if self._frame is None:
+                    return
+                slot = (self._frame, self._frame_rx, self._frame_conversion_ms)
+            frame = slot[0]
             if trigger in ("candidate", "no_candidate") and self._planned_stamp == frame.stamp:
                 return  # already planned this frame (e.g. by the watchdog)
             cand = self._candidate
@@ -239,19 +256,26 @@ class ArbiterNode(Node):
             self._planned_stamp, self._last_plan = frame.stamp, now
             if trigger in ("watchdog", "superseded"):
                 self.stats["watchdog"] += 1
-            self._publish(frame, cand, decision, now, arbiter_ms, trigger)
+            self._publish(slot, cand, decision, now, arbiter_ms, trigger)
 
     def _publish(
-        self, frame: Frame, cand: Candidate | None, decision: Any, now: float, arbiter_ms: float, trigger: str
+        self,
+        slot: tuple[Frame, float, float | None],
+        cand: Candidate | None,
+        decision: Any,
+        now: float,
+        arbiter_ms: float,
+        trigger: str,
     ) -> None:
         from std_msgs.msg import String
 
+        frame, frame_rx, conversion_ms = slot
         d = decision.to_dict()
         d["trigger"] = trigger
         d["frame_stamp"] = frame.stamp
         d["candidate_stamp"] = None if cand is None else cand.stamp
         d["now"] = now
-        d["frame_rx"] = self._frame_rx
+        d["frame_rx"] = frame_rx
         if not decision.trajectory.is_finite():  # never publish an invalid trajectory
             self.stats["unpublished_invalid"] += 1
             self._publish_status(
@@ -275,7 +299,7 @@ class ArbiterNode(Node):
         )
         timing = info.get("timing", {})
         stages = {
-            "conversion": self._frame_conversion_ms,
+            "conversion": conversion_ms,
             "pillarization": timing.get("pillarize"),
             "inference": timing.get("inference"),
             "arbiter": arbiter_ms,
