@@ -58,10 +58,12 @@ def test_polynomial_boundary_conditions():
 
 
 def test_candidates_are_vectorised_over_the_configured_grid(planner, cfg):
-    c = planner.candidates(_ref(cfg), EgoState(0, 0, 0, 0, 5.0))
+    c = planner.candidates(_ref(cfg), EgoState(0, 0, 0, 0, 5.0), prefilter=False)
     n = planner.params.n_candidates
-    assert n == 800  # the default
+    assert n == 800 and c["n_total"] == n  # the default
     assert c["x"].shape == (n, len(planner.t)) and c["yaw"].shape == (n, len(planner.t))
+    pre = planner.candidates(_ref(cfg), EgoState(0, 0, 0, 0, 5.0))
+    assert len(pre["x"]) + pre["n_prefiltered"] == n and pre["n_prefiltered"] > 0
     assert np.all(c["x"][:, 0] == 0) and np.all(c["y"][:, 0] == 0)
 
 

@@ -183,8 +183,8 @@ class Obstacles:
         if extra <= 0.0:
             return self.inflated
         key = round(float(extra), 3)
-        if key not in self._grids:
-            self._grids[key] = dilate(self._static, (self.inflation_radius + key) / self.resolution)
+        if key not in self._grids:  # grow the inflated grid by the extra only: a small disc
+            self._grids[key] = dilate(self.inflated, key / self.resolution)
         return self._grids[key]
 
     def occupied_at(self, x: np.ndarray, y: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:
@@ -336,26 +336,35 @@ def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) 
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise PlanningError(f"LiDAR points must be N x 3+ (x, y, z, ...), got shape {pts.shape}")
     p = params
+    h, w = p.shape
+    inv = np.float32(1.0 / p.resolution)
     x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
-    roi = (x >= p.x_min) & (x < p.x_max) & (y >= p.y_min) & (y < p.y_max) & np.isfinite(z)
-    roi &= z < p.nominal_z + p.max_height
-    sx0, sy0, sx1, sy1 = p.self_box
-    roi &= ~((x > sx0) & (x < sx1) & (y > sy0) & (y < sy1))
-    x, y, z = x[roi].astype(np.float32), y[roi].astype(np.float32), z[roi].astype(np.float32)
-    gw = int(np.ceil((p.x_max - p.x_min) / p.ground_cell))
-    gh = int(np.ceil((p.y_max - p.y_min) / p.ground_cell))
-    gx = ((x - p.x_min) * (1.0 / p.ground_cell)).astype(np.int32)
-    gy = ((y - p.y_min) * (1.0 / p.ground_cell)).astype(np.int32)
-    gid = np.minimum(gy, gh - 1) * gw + np.minimum(gx, gw - 1)
-    gmin = np.full(gh * gw, np.inf, dtype=np.float32)
+    # Fine-grid cell of every point; one unsigned compare per axis does both ROI bounds, and
+    # NaN/Inf coordinates land far outside (the int conversion of NaN is negative).
+    with np.errstate(invalid="ignore"):
+        ix = ((x - np.float32(p.x_min)) * inv).astype(np.int32)
+        iy = ((y - np.float32(p.y_min)) * inv).astype(np.int32)
+    roi = (ix.view(np.uint32) < w) & (iy.view(np.uint32) < h) & (z < np.float32(p.nominal_z + p.max_height))
+    ix, iy, z = ix[roi], iy[roi], z[roi].astype(np.float32, copy=False)
+    sx0, sy0, sx1, sy1 = p.self_box  # the ego's own body (cell resolution is enough)
+    c0, c1 = int((sx0 - p.x_min) / p.resolution), int(np.ceil((sx1 - p.x_min) / p.resolution))
+    r0, r1 = int((sy0 - p.y_min) / p.resolution), int(np.ceil((sy1 - p.y_min) / p.resolution))
+    body = (ix >= c0) & (ix < c1) & (iy >= r0) & (iy < r1)
+    if body.any():
+        keep = ~body
+        ix, iy, z = ix[keep], iy[keep], z[keep]
+    k = p.ground_cell / p.resolution
+    gw = int(np.ceil(w / k))
+    gid = (
+        (iy // int(k)) * gw + ix // int(k)
+        if k == int(k)
+        else (iy / k).astype(np.int32) * gw + (ix / k).astype(np.int32)
+    )
+    gmin = np.full(int(np.ceil(h / k)) * gw, np.inf, dtype=np.float32)
     np.minimum.at(gmin, gid, z)
     ground = np.minimum(gmin, np.float32(p.nominal_z + p.nominal_tolerance))
     obst = z - ground[gid] > p.height_threshold
-    h, w = p.shape
-    ox, oy = x[obst], y[obst]
-    cx = np.minimum(((ox - p.x_min) * (1.0 / p.resolution)).astype(np.int32), w - 1)
-    cy = np.minimum(((oy - p.y_min) * (1.0 / p.resolution)).astype(np.int32), h - 1)
-    counts = np.bincount(cy * w + cx, minlength=h * w)
+    counts = np.bincount(iy[obst] * w + ix[obst], minlength=h * w)
     occupied = (counts >= p.min_points).reshape(h, w)
     labels = connected_components(occupied)
     lab_flat = labels.ravel()
@@ -398,5 +407,5 @@ def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) 
         radii=rad,
         extents=ext,
         n_points=npts.astype(np.int64),
-        counts={"input": len(pts), "roi": len(x), "obstacle": int(np.count_nonzero(obst))},
+        counts={"input": len(pts), "roi": len(z), "obstacle": int(np.count_nonzero(obst))},
     )
