@@ -99,3 +99,16 @@ def test_node_declares_every_key_with_description_and_refuses_runtime_changes(rc
         assert node.get_parameter("arbiter.deadline_ms").value == 55.0
     finally:
         node.destroy_node()
+
+
+def test_drive_cli_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("rclpy")
+    from vla_edge.cli import main
+
+    bad_cfg = tmp_path / "drive.yaml"
+    bad_cfg.write_text("/**:\n  ros__parameters:\n    arbiter:\n      deadlin_ms: 50\n")
+    assert main(["drive", "--config", str(bad_cfg), "--duration", "0.1"]) == 1
+    assert "unknown parameter 'arbiter.deadlin_ms'" in capsys.readouterr().err
+    assert main(["drive", "--engine", str(tmp_path / "missing.onnx"), "--duration", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert "missing.onnx" in err and "error" in err
