@@ -112,3 +112,21 @@ def test_drive_cli_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.Captur
     assert main(["drive", "--engine", str(tmp_path / "missing.onnx"), "--duration", "0.1"]) == 1
     err = capsys.readouterr().err
     assert "missing.onnx" in err and "error" in err
+
+
+def test_wrong_type_from_params_file_is_config_error(rclpy_context: object) -> None:
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from vla_edge.nodes.params import declare_drive_parameters
+
+    node = rclpy.create_node(
+        "params_probe_type",
+        context=rclpy_context,
+        parameter_overrides=[Parameter("arbiter.deadline_ms", value=70)],
+    )
+    try:
+        with pytest.raises(ConfigError, match=r"arbiter\.deadline_ms.*float"):
+            declare_drive_parameters(node)
+    finally:
+        node.destroy_node()

@@ -186,6 +186,7 @@ def declare_drive_parameters(node: Any, params_file: str | Path | None = None) -
         Nested mapping of the effective values, e.g. ``cfg["arbiter"]["deadline_ms"]``.
     """
     from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import ParameterException
 
     path = Path(params_file) if params_file else default_params_file()
     defaults = load_params_file(path)
@@ -195,7 +196,13 @@ def declare_drive_parameters(node: Any, params_file: str | Path | None = None) -
         if name in ROS_OWNED:
             continue
         descriptor = ParameterDescriptor(name=name, description=descriptions.get(name, ""))
-        param = node.declare_parameter(name, default, descriptor)
+        try:
+            param = node.declare_parameter(name, default, descriptor)
+        except ParameterException as exc:  # e.g. `deadline_ms: 70` where the file has 70.0
+            raise ConfigError(
+                f"parameter '{name}': {exc}; use the type of the shipped drive.yaml "
+                f"({type(default).__name__}, e.g. {default!r})"
+            ) from None
         values[name] = param.value
     values["use_sim_time"] = bool(node.get_parameter("use_sim_time").value)
     frozen = set(values) - ROS_OWNED
