@@ -270,19 +270,20 @@ class ArbiterNode(Node):
         from std_msgs.msg import String
 
         frame, frame_rx, conversion_ms = slot
-        d = decision.to_dict()
-        d["trigger"] = trigger
-        d["frame_stamp"] = frame.stamp
-        d["candidate_stamp"] = None if cand is None else cand.stamp
-        d["now"] = now
-        d["frame_rx"] = frame_rx
         if not decision.trajectory.is_finite():  # never publish an invalid trajectory
             self.stats["unpublished_invalid"] += 1
             self._publish_status(
                 error_status("arbiter", "non-finite final trajectory withheld", frame.stamp, self.th), now
             )
             return
+        # The trajectory goes out first; the records below are for people and the recorder.
         self.pub_traj.publish(self.frames.path_msg(decision.trajectory))
+        d = decision.to_dict()
+        d["trigger"] = trigger
+        d["frame_stamp"] = frame.stamp
+        d["candidate_stamp"] = None if cand is None else cand.stamp
+        d["now"] = now
+        d["frame_rx"] = frame_rx
         self.pub_decision.publish(String(data=json.dumps(d, default=_json_default)))
         self.stats["cycles"] += 1
         by = self.stats["by_choice"]
