@@ -357,3 +357,9 @@ def main(args: list[str] | None = None) -> int:
     from vla_edge.nodes.graph import spin_nodes
 
     return spin_nodes([ArbiterNode], args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -11,6 +11,7 @@ try/finally, and KeyboardInterrupt / ExternalShutdownException end the spin clea
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+from vla_edge.errors import VlaEdgeError
 from vla_edge.nodes.params import as_overrides
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,10 @@ def spin_nodes(node_classes: Sequence[type], args: list[str] | None = None) -> i
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except VlaEdgeError as exc:  # bad config / model: say what to fix, no traceback
+        log.error("%s: %s", ", ".join(c.__name__ for c in node_classes), exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)

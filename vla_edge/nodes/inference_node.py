@@ -75,6 +75,7 @@ class InferenceNode(Node):
         self.th = Thresholds.from_config(self.cfg)
         topics = load_config(self.cfg["topics_config"])
         self.pipeline = DrivePipeline.from_config(self.cfg, with_cycle=False, runner=runner)
+        self._owns_runner = runner is None
         self.deadline_s = float(self.cfg["inference"]["deadline_ms"]) / 1000.0
         self.frames = FrameSource(self, self.cfg, topics, group=MutuallyExclusiveCallbackGroup(), lidar=False)
         self.frame_sink = frame_sink
@@ -105,6 +106,12 @@ class InferenceNode(Node):
             f"engine={getattr(self.pipeline.runner.backend, 'onnx_path', '?')} "
             f"deadline={1000 * self.deadline_s:.0f} ms"
         )
+
+    def destroy_node(self) -> None:
+        """Release the model (when this node loaded it), then the node."""
+        if self._owns_runner and self.pipeline.runner is not None:
+            self.pipeline.runner.close()
+        super().destroy_node()
 
     def _on_lidar(self, msg: Any) -> None:
         """Assemble at once (sensor group), hand the frame on, queue it for the model."""
@@ -174,3 +181,9 @@ def main(args: list[str] | None = None) -> int:
     from vla_edge.nodes.graph import spin_nodes
 
     return spin_nodes([InferenceNode], args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
