@@ -292,3 +292,30 @@ def test_active_student_is_dropped_when_the_ego_state_turns_invalid():
     d = cyc.step(fr, student_straight(V, 0.1), 0.1, 0.15)
     assert not d.checks["student.ego_valid"].ok and d.choice != "student"
     assert d.trajectory.is_finite()
+
+
+def test_sideways_student_fails_heading_check():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    t = 0.5 * np.arange(1, 9)
+    crab = np.stack([V * t, 2.5 * t, 0 * t], 1)  # drifts left at 2.5 m/s with the nose straight ahead
+    d = _drive(cyc, 1, _static_scene(17), lambda k, s: Trajectory(crab, 0.5, s, None, "student"))[0]
+    assert d.choice == "frenet" and "student_heading_error" in d.reasons
+    assert d.checks["student.heading_error"].value >= np.arctan2(2.5, V) - 0.02  # the crab angle (or more)
+
+
+def test_late_frame_holds_then_stops():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    scene = _static_scene(18)
+    assert _drive(cyc, 1, scene, lambda k, t: student_straight(V, t))[0].choice == "student"
+    late = _drive(cyc, 4, scene, lambda k, t: student_straight(V, t), now_lag=0.4, t0=0.1)
+    assert "student_frame_latency" in late[0].reasons and "frenet_frame_latency" in late[0].reasons
+    assert [d.choice for d in late] == ["hold_previous"] * 3 + ["emergency_stop"]
+
+
+def test_clock_jump_back_resets_state():
+    cyc = cycle()
+    scene = _static_scene(19)
+    _drive(cyc, 3, scene, lambda k, t: student_straight(V, t), t0=100.0)
+    d = _drive(cyc, 1, scene, lambda k, t: student_straight(V, t), t0=5.0)[0]
+    assert "time_jump_reset" in d.reasons
+    assert d.state["student_streak"] == 1 and d.state["previous_choice"] == ""
