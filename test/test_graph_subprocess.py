@@ -109,3 +109,38 @@ def test_drive_subprocess_plans_on_real_scans(shared_data: Path, tmp_path: Path)
         executor.shutdown(timeout_sec=2.0)
         if ctx.ok():
             rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "ready"),
+    [
+        ("vla_edge.nodes.arbiter_node", "arbiter_node", "arbiter ready: deadline=55 ms"),
+        ("vla_edge.nodes.inference_node", "inference_node", "inference node ready"),
+    ],
+)
+def test_node_executables_take_what_ros2_launch_passes(
+    tmp_path: Path, module: str, name: str, ready: str
+) -> None:
+    """Run an executable with the arguments launch_ros generates for it (no `launch` wheel here)."""
+    params = tmp_path / "drive.yaml"
+    shipped = (REPO / "config" / "drive.yaml").read_text()
+    assert "      deadline_ms: 70.0 " in shipped
+    params.write_text(shipped.replace("      deadline_ms: 70.0 ", "      deadline_ms: 55.0 "))
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}", "-r", "__ns:=/vla"]
+    cmd += ["--params-file", str(params), "-p", "use_sim_time:=true", "-p", "backend:=onnxruntime"]
+    log = tmp_path / "node.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 60
+        while ready not in log.read_text() and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.1)
+        text = log.read_text()
+        assert ready in text, text[-3000:]
+        assert f"[vla.{name}]" in text  # node name and namespace from the launch remaps
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
