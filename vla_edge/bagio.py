@@ -178,9 +178,9 @@ class BagReader:
             return
         kw: dict[str, int] = {}
         if start is not None:
-            kw["start"] = int(round(start * 1e9))
+            kw["start"] = round(start * 1e9)
         if stop is not None:
-            kw["stop"] = int(round(stop * 1e9))
+            kw["stop"] = round(stop * 1e9)
         for conn, t_ns, data in reader.messages(connections=conns, **kw):
             topic = self.remap.get(conn.topic, conn.topic)
             if raw:
@@ -277,6 +277,6 @@ class BagWriter:
             self._conns[topic] = conn
         elif conn.msgtype != msgtype:
             raise BagError(f"topic {topic} already carries {conn.msgtype}, cannot write {msgtype}")
-        t_ns = stamp if isinstance(stamp, int) else int(round(float(stamp) * 1e9))
+        t_ns = stamp if isinstance(stamp, int) else round(float(stamp) * 1e9)
         self._writer.write(conn, t_ns, self.typestore.serialize_cdr(msg, msgtype))
         self.count += 1

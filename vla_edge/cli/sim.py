@@ -93,7 +93,7 @@ def run_generate(args: argparse.Namespace) -> int:
     topics = load_config("topics")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    frames_each = int(round(args.seconds / float(cfg["time"]["frame_dt"])))
+    frames_each = round(args.seconds / float(cfg["time"]["frame_dt"]))
     bar = tqdm(total=frames_each * len(specs), unit="frame", desc="sim generate", disable=args.no_progress)
     index = []
     try:

@@ -16,6 +16,9 @@ import numpy as np
 
 from vla_edge.sim.world import Boxes, Polyline, box_corners
 
+# Look-ahead (m) of an agent's IDM: beyond it a leader changes the acceleration by < 5 %.
+_IDM_RANGE = 50.0
+
 
 @dataclass
 class Body:
@@ -68,6 +71,7 @@ class Agent:
     started: bool = False
     _static_stops: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _paused: float = 0.0
+    _cache: Any = None
 
     @property
     def width(self) -> float:
@@ -98,7 +102,15 @@ class Agent:
         self._static_stops = np.sort(s[on].min(1))
 
     def boxes(self) -> Boxes:
-        """Boxes of the bodies at the current arc length."""
+        """Boxes of the bodies at the current arc length (cached until the agent moves)."""
+        key = (self.s, self.v)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        out = self._make_boxes()
+        self._cache = (key, out)
+        return out
+
+    def _make_boxes(self) -> Boxes:
         st = np.array([self.s - b.offset for b in self.bodies])
         pose = self.path.interp(st)
         n = len(self.bodies)
@@ -131,10 +143,12 @@ class Agent:
         for o in others:
             b = o.boxes()
             cands.append((b.corners().reshape(-1, 2), b.speed[0]))
+        here = self.path.interp(self.s)[:2]
+        reach = self.front_offset + _IDM_RANGE
         for corners, vel in cands:
-            if np.min(np.hypot(*(corners - self.path.interp(self.s)[:2]).T)) > 80.0:
+            if np.min(np.hypot(*(corners - here).T)) > reach:
                 continue
-            s, d = self.path.project(corners, self.s - 10.0, self.s + 90.0)
+            s, d = self.path.project(corners, self.s - 5.0, self.s + reach)
             if d.min() >= half or d.max() <= -half or s.max() < front - 0.5:
                 continue
             g = float(s.min() - front)

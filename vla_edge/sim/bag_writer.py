@@ -70,7 +70,7 @@ def future_poses(log: RolloutLog, step: int, n: int, dt: float, physics_dt: floa
     Raises:
         SimError: The log does not reach far enough.
     """
-    k = int(round(dt / physics_dt))
+    k = round(dt / physics_dt)
     idx = step + k * np.arange(1, n + 1)
     if idx[-1] >= len(log.t):
         raise SimError(f"rollout too short for a {n * dt:.1f} s future at step {step}")
@@ -137,7 +137,7 @@ class _Messages:
         markers = []
         for i in range(len(boxes)):
             cls = str(boxes.cls[i])
-            l, w, h = boxes.size[i]
+            length, width, height = boxes.size[i]
             markers.append(
                 make_marker(
                     self.f,
@@ -147,8 +147,8 @@ class _Messages:
                     int(boxes.ids[i]),
                     CUBE,
                     pose=(float(boxes.xy[i, 0]), float(boxes.xy[i, 1]), float(boxes.yaw[i])),
-                    z=float(boxes.z0[i] + 0.5 * h),
-                    scale=(float(l), float(w), float(h)),
+                    z=float(boxes.z0[i] + 0.5 * height),
+                    scale=(float(length), float(width), float(height)),
                     color=_class_rgb(self.cfg, cls),
                     alpha=0.8,
                     lifetime_s=0.0,
@@ -197,7 +197,6 @@ def generate_scenario(
         raise SimError(f"camera mode must be one of {', '.join(CAMERA_MODES)}, got '{mode}'")
     tc = cfg["time"]
     physics_dt = float(tc["physics_dt"])
-    frame_dt = float(tc["frame_dt"])
     world = make_scenario(spec, cfg, seconds)
     log = expert_rollout(world, cfg, seconds)
     t_roll = time.perf_counter()
@@ -206,9 +205,8 @@ def generate_scenario(
     factory = RosbagsFactory()
     mk = _Messages(cfg, topics, factory)
     tin, tsim = topics["inputs"], topics["sim"]
-    n_steps = int(round(seconds / physics_dt))
-    per_frame = int(round(frame_dt / physics_dt))
-    per_path = max(1, int(round(float(tc["path_period"]) / physics_dt)))
+    n_steps = round(seconds / physics_dt)
+    per_path = max(1, round(float(tc["path_period"]) / physics_dt))
     rp = cfg["reference_path"]
     path_ahead = float(rp["ahead"]) + float(cfg["expert"]["cruise_speed"]) * float(tc["path_period"]) + 10.0
     frames_by_step = {fr.step: fr for fr in log.frames}

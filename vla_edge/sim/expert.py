@@ -24,7 +24,7 @@ import numpy as np
 
 from vla_edge.sim.agents import Agent
 from vla_edge.sim.ego import Plan
-from vla_edge.sim.world import Polyline, World, wrap_angle
+from vla_edge.sim.world import Polyline, World, box_corners, rect_overlaps, wrap_angle
 
 NAMES = {
     "crew": "ground crew",
@@ -51,6 +51,7 @@ class _Obstacle:
     behaviour: str
     static: bool
     speed: float = 0.0
+    now: float = float("nan")  # arc length of its nearest point now (for the reasoning)
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Expert:
         self.hw = 0.5 * float(cfg["ego"]["width"])
         self.lane_w = float(cfg["route"]["lane_width"])
         self.step = 0.5
-        self.n_t = int(round(float(e["horizon"]) / float(e["plan_dt"])))
+        self.n_t = round(float(e["horizon"]) / float(e["plan_dt"]))
         self.dt = float(e["plan_dt"])
         self.times = self.dt * np.arange(self.n_t + 1)
 
@@ -140,9 +141,9 @@ class Expert:
                         cands.append((int(k), float(hi_d[k] + band), True, False))
                     else:
                         left, right = float(hi_d[k] + band), float(lo_d[k] - band)
-                        opts = [(o, o > 0) for o in (left, right) if o_min <= o <= o_max]
+                        opts = [o for o in (left, right) if o_min <= o <= o_max]
                         if opts:
-                            o, low = min(opts, key=lambda t: abs(t[0]))
+                            o = min(opts, key=abs)
                             cands.append((int(k), o, o == left, True))
                 offs = self._envelope(s, cands, lo_s, hi_s, slope)
                 for k, o, _low, optional in cands:
@@ -293,7 +294,6 @@ class Expert:
                             True,
                         )
                     )
-        path_yaw_at = path.interp
         for ag in world.agents:
             if not ag.active:
                 continue
@@ -301,8 +301,13 @@ class Expert:
             if np.hypot(head[0] - ego_xy[0], head[1] - ego_xy[1]) > reach + 60.0:
                 continue
             smin, smax = self._bounds(ag, world.t)
+            hp_s, _ = path.project(head[None, :2])
+            rel = float(wrap_angle(head[2] - path.interp(float(np.clip(hp_s[0], 0, path.length)))[2]))
+            oncoming = abs(rel) > 2.3 and ag.kind != "crew"
             s_lo = ag.s - ag.rear_offset - 0.5
             s_hi = ag.s + smax[-1] + ag.front_offset + 0.5
+            if oncoming:  # head-on traffic keeps coming after the horizon: look along its whole way
+                s_hi = max(s_hi, min(ag.path.length, ag.s + reach + 20.0))
             samp = np.arange(s_lo, s_hi + self.step, self.step)
             pts = ag.path.interp(samp)
             ps, pd = path.project(pts[:, :2])
@@ -321,25 +326,51 @@ class Expert:
             lo[any_t] = big[any_t].min(1) - pad
             small = np.where(inr, ps[None, :], -np.inf)
             hi[any_t] = small[any_t].max(1) + pad
+            if oncoming:
+                # Terminal interval: never stop inside the stretch its path shares with ours.
+                ahead = inside & (samp >= ag.s - ag.rear_offset)
+                if ahead.any():
+                    lo[-1] = min(np.nan_to_num(lo[-1], nan=np.inf), ps[ahead].min() - pad)
+                    hi[-1] = max(np.nan_to_num(hi[-1], nan=-np.inf), ps[ahead].max() + pad)
+                    any_t[-1] = True
             if not any_t.any():
                 continue
             # Behaviour relative to the path for the reasoning.
-            k = int(np.argmin(np.abs(ps))) if len(ps) else 0
-            rel = float(wrap_angle(head[2] - path_yaw_at(float(np.clip(ps[k], 0, path.length)))[2]))
             if ag.kind == "crew":
                 beh = (
                     "crossing the lane"
                     if ag.v > 0.2
                     else ("standing in the lane" if ag.started else "at the lane edge")
                 )
-            elif abs(rel) > 2.3:
+            elif oncoming:
                 beh = "oncoming"
             elif abs(rel) > 0.7:
                 beh = "crossing"
             else:
                 beh = "ahead in the lane" if ag.v > 0.3 else "stopped in the lane"
-            out.append(_Obstacle(lo, hi, ag.kind, ag.bodies[0].oid, beh, False, ag.v))
+            cur = (samp >= ag.s - ag.rear_offset - 0.5) & (samp <= ag.s + ag.front_offset + 0.5)
+            now = float(ps[cur].min()) if cur.any() else float(np.nanmin(lo))
+            out.append(_Obstacle(lo, hi, ag.kind, ag.bodies[0].oid, beh, False, ag.v, now))
         return out
+
+    def _standstill_clear(self, world: World) -> bool:
+        """True when no agent's predicted sweep over the horizon touches the standing ego."""
+        ego_fp = world.ego.footprint(inflate=0.3)
+        centre = ego_fp.mean(0)
+        for ag in world.agents:
+            if not ag.active:
+                continue
+            smin, smax = self._bounds(ag, world.t)
+            lo = ag.s + min(0.0, float(smin.min())) - ag.rear_offset
+            hi = ag.s + float(smax[-1]) + ag.front_offset
+            st = np.arange(lo, hi + 0.5, 0.5)
+            pose = ag.path.interp(st)
+            if np.hypot(*(pose[:, :2] - centre).T).min() > 15.0:
+                continue
+            boxes = box_corners(pose[:, :2], pose[:, 2], np.full(len(st), 1.0), np.full(len(st), ag.width))
+            if rect_overlaps(ego_fp, boxes).any():
+                return False
+        return True
 
     # --------------------------------------------------------- profiles
     def _profiles(
@@ -391,12 +422,14 @@ class Expert:
         gap_dyn = g0 + float(e["gap_time"]) * vs
         first_hit = np.full(len(ss), np.inf)
         blame = np.full(len(ss), -1)
+        contact = np.zeros(len(ss), dtype=bool)  # body overlap along the path, no buffer
         for j, ob in enumerate(obstacles):
             gap = g0 if ob.static else gap_dyn
             valid = ~np.isnan(ob.lo)
             lo = np.where(valid, ob.lo, np.inf)[None, :]
             hi = np.where(valid, ob.hi, -np.inf)[None, :]
             clash = (ss + front + gap > lo) & (ss - rear - 1.0 < hi)
+            contact |= ((ss + front > lo) & (ss - rear < hi)).any(1)
             # Terminal: able to stop comfortably before what is still there at the horizon end.
             if valid[-1] and not ob.static:  # parked objects are handled by the speed cap
                 stop_end = ss[:, -1] + front + vs[:, -1] ** 2 / (2 * b_term) + float(e["gap_static"])
@@ -410,10 +443,17 @@ class Expert:
             blame = np.where(better, j, blame)
         feasible = ~np.isfinite(first_hit)
         progress = ss[:, -1]
-        safe = bool(feasible.any())
-        if safe:
+        safe = bool(feasible.any() or (~contact).any())
+        if feasible.any():
             score = np.where(feasible, progress - 0.01 * dec, -np.inf)
             best = int(np.argmax(score))
+        elif (~contact).any():  # inside the buffer but clear of contact: least progress, i.e. stop
+            score = np.where(~contact, -progress + 0.01 * dec, -np.inf)
+            best = int(np.argmax(score))
+        elif ego.v < 0.5 and self._standstill_clear(world):
+            # The path check is conservative around nudge ramps; standing still is exactly clear.
+            safe = True
+            best = int(np.lexsort((-dec, progress))[0])
         else:  # nothing is safe: the profile that delays contact most, braking hardest
             best = int(np.lexsort((-dec, -first_hit))[0])
         speeds = vs[best]
@@ -424,7 +464,7 @@ class Expert:
         cause_ob = None
         if best != fastest and blame[fastest] >= 0:
             cause_ob = obstacles[int(blame[fastest])]
-        if not safe and blame[best] >= 0:
+        if not feasible.any() and blame[best] >= 0:
             cause_ob = obstacles[int(blame[best])]
         if cause_ob is None:  # a parked object's braking cap may bind every profile alike
             statics = [ob for ob in obstacles if ob.static and ob.lo[0] > s0]
@@ -456,7 +496,9 @@ class Expert:
         cruise = float(self.e["cruise_speed"])
         if ob is not None:
             valid = ~np.isnan(ob.lo)
-            dist = max(0.0, float(np.nanmin(ob.lo[valid])) - s0 - front) if valid.any() else float("nan")
+            # Where it is now, not its predicted reach.
+            where = ob.now if np.isfinite(ob.now) else float(ob.lo[int(np.argmax(valid))])
+            dist = max(0.0, where - s0 - front)
             what = NAMES.get(ob.cls, ob.cls)
             if not safe:
                 action, verb = "brake", "Braking hard"
@@ -476,7 +518,7 @@ class Expert:
             if ob.behaviour == "oncoming":
                 text = f"{verb}: oncoming {what} {dist:.0f} m ahead, no room to pass"
             return ExpertDecision(plan, text, action, ob.cls, ob.oid, dist, v_end, safe)
-        ahead_nudges = [n for n in nudges if n[0] - s0 - front > -8.0]
+        ahead_nudges = [n for n in nudges if -8.0 < n[0] - s0 - front < 35.0]
         if ahead_nudges:
             s_n, o, cls, oid = ahead_nudges[0]
             dist = max(0.0, s_n - s0 - front)

@@ -111,20 +111,22 @@ class Lidar:
             self._boxes(boxes, origin, rw, dw, rng_t, hit, refl, cosi)
         valid = (rng_t >= self.min_range) & (rng_t <= self.max_range)
         valid &= rng.random(n) >= float(cfg["dropout"])
-        noisy = rng_t + rng.normal(0.0, float(cfg["range_noise"]), n)
-        falloff = 1.0 / (1.0 + (np.where(valid, rng_t, 0.0) / float(cfg["intensity_falloff"])) ** 2)
-        inten = refl * (0.3 + 0.7 * np.clip(cosi, 0.0, 1.0)) * falloff
-        inten = np.clip(inten + rng.normal(0.0, float(cfg["intensity_noise"]), n), 0.0, 1.0)
+        vi = np.flatnonzero(valid)
+        r_v = rng_t[vi]
+        noisy = r_v + rng.normal(0.0, float(cfg["range_noise"]), len(vi))
+        falloff = 1.0 / (1.0 + (r_v / float(cfg["intensity_falloff"])) ** 2)
+        inten = refl[vi] * (0.3 + 0.7 * np.clip(cosi[vi], 0.0, 1.0)) * falloff
+        inten = np.clip(inten + rng.normal(0.0, float(cfg["intensity_noise"]), len(vi)), 0.0, 1.0)
         inten *= float(cfg["intensity_scale"])
         org = bool(cfg["organized"]) if organized is None else organized
         if org:
             pts = np.full((n, 4), np.nan, dtype=np.float32)
-            pts[valid, :3] = (self.dirs[valid] * noisy[valid, None]).astype(np.float32)
-            pts[valid, 3] = inten[valid]
+            pts[vi, :3] = self.dirs[vi] * noisy[:, None]
+            pts[vi, 3] = inten
             return LidarScan(pts, self.ring.copy(), np.where(valid, hit, -1), True)
-        pts = np.empty((int(valid.sum()), 4), dtype=np.float32)
-        pts[:, :3] = self.dirs[valid] * noisy[valid, None]
-        pts[:, 3] = inten[valid]
+        pts = np.empty((len(vi), 4), dtype=np.float32)
+        pts[:, :3] = self.dirs[vi] * noisy[:, None]
+        pts[:, 3] = inten
         return LidarScan(pts, self.ring[valid], hit[valid], False)
 
     def _boxes(
@@ -138,52 +140,75 @@ class Lidar:
         refl: np.ndarray,
         cosi: np.ndarray,
     ) -> None:
+        """Slab-test every (box, candidate ray) pair at once; keep the nearest hit per ray."""
         rel = boxes.xy - origin[:2]
         dist = np.hypot(rel[:, 0], rel[:, 1])
         radius = 0.5 * np.hypot(boxes.size[:, 0], boxes.size[:, 1])
-        near = dist - radius < self.max_range
+        near = np.flatnonzero(dist - radius < self.max_range)
+        if not len(near):
+            return
         corners = boxes.corners()
-        # Sensor heading in the world (its x axis projected on the ground).
-        yaw_s = np.arctan2(rw[1, 0], rw[0, 0])
+        yaw_s = np.arctan2(rw[1, 0], rw[0, 0])  # sensor heading in the world
         C = self.columns
         col_w = 2 * np.pi / C
-        for k in np.flatnonzero(near):
-            if dist[k] <= radius[k] + 0.5:
-                cols = np.arange(C)  # sensor inside or right next to the box: all columns
+        beam_w = abs(self.elev[0] - self.elev[-1]) / max(self.beams - 1, 1)
+        tilt = np.arccos(np.clip(rw[2, 2], -1.0, 1.0))
+        rays_l: list[np.ndarray] = []
+        box_l: list[np.ndarray] = []
+        for k in near:
+            inside = dist[k] <= radius[k] + 0.5
+            if inside:
+                cols = np.arange(C)
+                e_lo, e_hi = -np.pi / 2, np.pi / 2
             else:
                 cr = corners[k] - origin[:2]
-                ang = np.arctan2(cr[:, 1], cr[:, 0]) - yaw_s
                 centre = np.arctan2(rel[k, 1], rel[k, 0]) - yaw_s
-                dev = (ang - centre + np.pi) % (2 * np.pi) - np.pi
-                a_lo = centre + dev.min()
-                a_hi = centre + dev.max()
-                i_lo = int(np.floor((a_lo + np.pi) / col_w)) - self.cull_margin
-                i_hi = int(np.ceil((a_hi + np.pi) / col_w)) + self.cull_margin
+                dev = (np.arctan2(cr[:, 1], cr[:, 0]) - yaw_s - centre + np.pi) % (2 * np.pi) - np.pi
+                i_lo = int(np.floor((centre + dev.min() + np.pi) / col_w)) - self.cull_margin
+                i_hi = int(np.ceil((centre + dev.max() + np.pi) / col_w)) + self.cull_margin
                 cols = np.arange(i_lo, i_hi + 1) % C
-            idx = (np.arange(self.beams)[:, None] * C + cols[None, :]).reshape(-1)
-            d = dw[idx]
-            cb, sb = np.cos(boxes.yaw[k]), np.sin(boxes.yaw[k])
-            o = origin - np.array([boxes.xy[k, 0], boxes.xy[k, 1], boxes.z0[k] + 0.5 * boxes.size[k, 2]])
-            ob = np.array([cb * o[0] + sb * o[1], -sb * o[0] + cb * o[1], o[2]])
-            db = np.stack([cb * d[:, 0] + sb * d[:, 1], -sb * d[:, 0] + cb * d[:, 1], d[:, 2]], axis=1)
-            half = 0.5 * boxes.size[k]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                inv = 1.0 / db
-                t1 = (-half - ob) * inv
-                t2 = (half - ob) * inv
-            tn = np.minimum(t1, t2)
-            tf = np.maximum(t1, t2)
-            tn = np.where(np.isnan(tn), -np.inf, tn)
-            tf = np.where(np.isnan(tf), np.inf, tf)
-            t_in = tn.max(1)
-            t_out = tf.min(1)
-            ok = (t_out >= t_in) & (t_in > 0.0)
-            closer = ok & (t_in < rng_t[idx])
-            if not closer.any():
+                z_lo = boxes.z0[k] - origin[2]
+                z_hi = z_lo + boxes.size[k, 2]
+                d_min = max(dist[k] - radius[k], 0.1)
+                d_max = dist[k] + radius[k]
+                e_lo = min(np.arctan2(z_lo, d_min), np.arctan2(z_lo, d_max)) - tilt - beam_w
+                e_hi = max(np.arctan2(z_hi, d_min), np.arctan2(z_hi, d_max)) + tilt + beam_w
+            beams = np.flatnonzero((self.elev >= e_lo) & (self.elev <= e_hi))
+            if not len(beams) or not len(cols):
                 continue
-            sel = idx[closer]
-            rng_t[sel] = t_in[closer]
-            hit[sel] = boxes.ids[k]
-            refl[sel] = boxes.reflectivity[k]
-            axis = np.argmax(tn[closer], axis=1)
-            cosi[sel] = np.abs(db[closer][np.arange(len(sel)), axis])
+            idx = (beams[:, None] * C + cols[None, :]).reshape(-1)
+            rays_l.append(idx)
+            box_l.append(np.full(len(idx), k))
+        if not rays_l:
+            return
+        ray = np.concatenate(rays_l)
+        bk = np.concatenate(box_l)
+        d = dw[ray]
+        cb, sb = np.cos(boxes.yaw[bk]), np.sin(boxes.yaw[bk])
+        ox = origin[0] - boxes.xy[bk, 0]
+        oy = origin[1] - boxes.xy[bk, 1]
+        oz = origin[2] - (boxes.z0[bk] + 0.5 * boxes.size[bk, 2])
+        ob = np.stack([cb * ox + sb * oy, -sb * ox + cb * oy, oz], axis=1)
+        db = np.stack([cb * d[:, 0] + sb * d[:, 1], -sb * d[:, 0] + cb * d[:, 1], d[:, 2]], axis=1)
+        half = 0.5 * boxes.size[bk]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = 1.0 / db
+            t1 = (-half - ob) * inv
+            t2 = (half - ob) * inv
+        tn = np.fmin(t1, t2)  # fmin/fmax skip the NaN of 0 * inf (ray parallel to a slab face)
+        tf = np.fmax(t1, t2)
+        t_in = tn.max(1)
+        t_out = tf.min(1)
+        ok = (t_out >= t_in) & (t_in > 0.0) & (t_in < rng_t[ray])
+        if not ok.any():
+            return
+        ray, bk, t_in, tn, db = ray[ok], bk[ok], t_in[ok], tn[ok], db[ok]
+        order = np.lexsort((t_in, ray))  # nearest first within each ray
+        ray, bk, t_in, tn, db = ray[order], bk[order], t_in[order], tn[order], db[order]
+        first = np.concatenate([[True], ray[1:] != ray[:-1]])
+        ray, bk, t_in, tn, db = ray[first], bk[first], t_in[first], tn[first], db[first]
+        rng_t[ray] = t_in
+        hit[ray] = boxes.ids[bk]
+        refl[ray] = boxes.reflectivity[bk]
+        axis = np.argmax(tn, axis=1)
+        cosi[ray] = np.abs(db[np.arange(len(ray)), axis])

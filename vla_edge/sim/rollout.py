@@ -85,10 +85,10 @@ def run_closed_loop(
     tc = cfg["time"]
     dt = float(tc["physics_dt"])
     ratio = float(tc["frame_dt"]) / dt
-    per_frame = int(round(ratio))
+    per_frame = round(ratio)
     if abs(ratio - per_frame) > 1e-6 or per_frame < 1:
         raise SimError(f"time.frame_dt must be a multiple of time.physics_dt, got {tc['frame_dt']} / {dt}")
-    n_steps = int(round(seconds / dt))
+    n_steps = round(seconds / dt)
     follower = PathFollower(cfg["controller"], world.ego.wheelbase)
     ts = np.zeros(n_steps + 1)
     ego = np.zeros((n_steps + 1, 6))

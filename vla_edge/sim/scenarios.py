@@ -46,7 +46,7 @@ class ScenarioSpec:
     @property
     def name(self) -> str:
         """A file-system friendly name."""
-        return f"{self.family}_s{self.seed}_d{int(round(self.difficulty * 100)):03d}"
+        return f"{self.family}_s{self.seed}_d{round(self.difficulty * 100):03d}"
 
 
 def suite(
@@ -263,7 +263,7 @@ def _place_aircraft(
             base + normal * outer - along * half,
         ]
     )
-    zs, zd = route.project(zone)
+    _, zd = route.project(zone)
     if np.abs(zd).min() > road_half + 0.5:
         b.zones.append(zone)
     return True
@@ -353,7 +353,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         half = 45.0
         line = Polyline(np.array([e_pt + left * side * half, e_pt - left * side * half]))
         crossings.append(line)
-        carts = int(round(_lerp(sc["crossing_train_carts"], d)))
+        carts = round(_lerp(sc["crossing_train_carts"], d))
         v0 = float(rng.uniform(v_lo, v_hi))
         # Arrival times: ego front at the near edge of the crossing vs train front at the ego lane.
         ego_v0 = float(np.mean(sc["ego_start_speed"]))

@@ -93,14 +93,11 @@ class Polyline:
         ll = self.seglen[i0:i1]
         rel = pts[:, None, :] - a[None, :, :]
         u = (rel[..., 0] * v[None, :, 0] + rel[..., 1] * v[None, :, 1]) / (ll * ll)[None, :]
-        nseg = len(v)
-        lo = np.zeros(nseg)
-        hi = np.ones(nseg)
-        if i0 == 0:
-            lo[0] = -np.inf
-        if i1 == len(self.seg):
-            hi[-1] = np.inf
-        uc = np.clip(u, lo[None, :], hi[None, :])
+        uc = np.clip(u, 0.0, 1.0)
+        if i0 == 0:  # extrapolate before the start ...
+            uc[:, 0] = np.minimum(u[:, 0], 1.0)
+        if i1 == len(self.seg):  # ... and beyond the end
+            uc[:, -1] = np.maximum(u[:, -1], 0.0 if len(v) > 1 else uc[:, -1])
         dx = rel[..., 0] - uc * v[None, :, 0]
         dy = rel[..., 1] - uc * v[None, :, 1]
         dist2 = dx * dx + dy * dy
@@ -329,6 +326,9 @@ class World:
     stamp0: float = 0.0
     event_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    _ego_s_key: tuple[float, float] | None = None
+    _static_corners: np.ndarray | None = None
+    _static_radius: np.ndarray | None = None
 
     @property
     def stamp(self) -> float:
@@ -355,24 +355,38 @@ class World:
 
     def ego_s(self) -> float:
         """Arc length of the ego rear axle along the ego lane."""
-        s, _ = self.lane.project(self.ego.xy()[None, :], self.ego.s_hint - 20.0, self.ego.s_hint + 20.0)
+        key = (self.ego.x, self.ego.y)
+        if self._ego_s_key == key:
+            return self.ego.s_hint
+        s, _ = self.lane.project(self.ego.xy()[None, :], self.ego.s_hint - 10.0, self.ego.s_hint + 10.0)
         self.ego.s_hint = float(s[0])
+        self._ego_s_key = key
         return float(s[0])
 
     def collisions(self) -> list[tuple[int, str]]:
         """``(id, class)`` of every box overlapping the ego footprint now."""
-        boxes = self.boxes()
-        if not len(boxes):
-            return []
         ego = self.ego.footprint()
-        near = (
-            np.hypot(*(boxes.xy - ego.mean(0)).T) < 0.5 * np.hypot(boxes.size[:, 0], boxes.size[:, 1]) + 4.0
-        )
-        if not near.any():
-            return []
-        sub = boxes.subset(near)
-        hit = rect_overlaps(ego, sub.corners())
-        return [(int(i), str(c)) for i, c in zip(sub.ids[hit], sub.cls[hit])]
+        centre = ego.mean(0)
+        out: list[tuple[int, str]] = []
+        if self._static_corners is None:
+            self._static_corners = self.static.corners()
+            self._static_radius = 0.5 * np.hypot(self.static.size[:, 0], self.static.size[:, 1]) + 4.0
+        if len(self.static):
+            near = np.hypot(*(self.static.xy - centre).T) < self._static_radius
+            if near.any():
+                hit = rect_overlaps(ego, self._static_corners[near])
+                idx = np.flatnonzero(near)[hit]
+                out += [(int(self.static.ids[i]), str(self.static.cls[i])) for i in idx]
+        for a in self.agents:
+            if not a.active:
+                continue
+            b = a.boxes()
+            near = np.hypot(*(b.xy - centre).T) < 0.5 * np.hypot(b.size[:, 0], b.size[:, 1]) + 4.0
+            if near.any():
+                sub = b.subset(near)
+                hit = rect_overlaps(ego, sub.corners())
+                out += [(int(i), str(c)) for i, c in zip(sub.ids[hit], sub.cls[hit])]
+        return out
 
     def drivable_ok(self) -> bool:
         """True when the ego footprint (corners and edge midpoints) is on drivable ground."""
@@ -429,7 +443,7 @@ def build_ground(
         for poly in band(c, cross_half):
             cv2.fillConvexPoly(mask, poly, 1, lineType=cv2.LINE_8, shift=3)
     rgb[mask > 0] = np.array(colors["asphalt"], np.uint8)
-    px_w = max(1, int(round(0.15 / res)))
+    px_w = max(1, round(0.15 / res))
     edge_col = tuple(int(v) for v in colors["edge_paint"])
     centre_col = tuple(int(v) for v in colors["centre_paint"])
     for side in (-1.0, 1.0):

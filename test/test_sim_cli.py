@@ -1,0 +1,105 @@
+"""``vla-edge sim generate``: writes bags and an index; refuses bad arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vla_edge.bagio import open_bag
+from vla_edge.cli import main
+
+
+def test_generate_writes_bags_and_index(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    rc = main(
+        [
+            "sim",
+            "generate",
+            "--scenarios",
+            "2",
+            "--seconds",
+            "0.5",
+            "--seed",
+            "4",
+            "--out",
+            str(out),
+            "--family",
+            "blocked_lane",
+            "--family",
+            "narrow_pass",
+            "--camera",
+            "none",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [r["family"] for r in index] == ["blocked_lane", "narrow_pass"]
+    assert all(r["frames"] == 5 and r["collisions"] == 0 for r in index)
+    for r in index:
+        with open_bag(out / r["bag"]) as bag:
+            assert bag.count("/sensing/lidar/points") == 5
+        meta = json.loads((out / r["bag"] / "scenario.json").read_text())
+        assert meta["seed"] == r["seed"] and meta["family"] == r["family"]
+    # Existing bags are not overwritten silently.
+    assert (
+        main(
+            [
+                "sim",
+                "generate",
+                "--seconds",
+                "0.5",
+                "--seed",
+                "4",
+                "--out",
+                str(out),
+                "--family",
+                "blocked_lane",
+                "--camera",
+                "none",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    assert (
+        main(
+            [
+                "sim",
+                "generate",
+                "--seconds",
+                "0.5",
+                "--seed",
+                "4",
+                "--out",
+                str(out),
+                "--family",
+                "blocked_lane",
+                "--camera",
+                "none",
+                "--no-progress",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    assert main(["sim", "generate", "--out", str(tmp_path), "--lidar", "7x7", "--no-progress"]) == 2
+    assert main(["sim", "generate", "--out", str(tmp_path), "--seconds", "-1", "--no-progress"]) == 2
+    assert main(["sim", "generate", "--out", str(tmp_path), "--family", "runway", "--no-progress"]) == 1
+    assert main(["sim", "generate", "--out", str(tmp_path), "--difficulty", "extreme", "--no-progress"]) == 1
+
+
+def test_help() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "vla_edge", "sim", "generate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "--scenarios" in res.stdout and "--lidar" in res.stdout
