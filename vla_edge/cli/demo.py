@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     from vla_edge.nodes.params import resolve_overrides
 
     values = resolve_overrides(None, {"use_sim_time": True, "backend": args.backend or "onnxruntime"})
-    rclpy.init()
+    # Keep the console for the demo's own lines; node/backend INFO logs with -v.
+    verbose = bool(getattr(args, "verbose", False))
+    if not verbose:
+        logging.getLogger("vla_edge").setLevel(logging.WARNING)
+    rclpy.init(args=None if verbose else ["vla-edge", "--ros-args", "--log-level", "warn"])
     graph = player = monitor = executor = None
     stop = threading.Event()
     spin = None
