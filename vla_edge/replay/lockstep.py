@@ -214,16 +214,20 @@ def iter_run_frames(
             log.warning("%s: %s message at %.3f skipped: %s", run.name, kind, stamp, exc)
         return None
 
+    have_all: dict[str, str] = {}
+    for bag_path in run.bags:  # a split may lack a topic (e.g. the last one); the run may not
+        with open_bag(bag_path, remap) as bag:
+            have_all.update(bag.topics)
+    for need in ("lidar", "odometry"):
+        topic = topics["inputs"][need]
+        if topic not in have_all:
+            raise ReplayError(
+                f"{run.name}: no {need} topic {topic} (bag has {sorted(have_all)}); "
+                "remap it with --remap FROM:=TO or replay.yaml remap"
+            )
     for bag_path in run.bags:
         with open_bag(bag_path, remap) as bag:
             have = bag.topics
-            for need in ("lidar", "odometry"):
-                topic = topics["inputs"][need]
-                if topic not in have:
-                    raise ReplayError(
-                        f"{bag_path}: no {need} topic {topic} (bag has {sorted(have)}); "
-                        "remap it with --remap FROM:=TO or replay.yaml remap"
-                    )
             wanted = [t for t in roles if t in have]
             for m in bag.messages(wanted):
                 kind = roles[m.topic]
