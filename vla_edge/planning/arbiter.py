@@ -331,8 +331,8 @@ class Arbiter:
         if inp.obstacles is None:  # no usable LiDAR: a plan cannot be shown collision-free
             out[f"{name}.collision"] = CheckResult(ck.BIG, 0.0, False)
         else:
-            out[f"{name}.collision"] = at_most(ck.collision(traj, inp.obstacles, self.footprint), 0)
-            ttc = ck.time_to_collision(traj, inp.obstacles, self.footprint, p.ttc_buffer)
+            coll, ttc = ck.collision_and_ttc(traj, inp.obstacles, self.footprint, p.ttc_buffer)
+            out[f"{name}.collision"] = at_most(coll, 0)
             out[f"{name}.ttc"] = at_least(ttc, min(p.ttc_min, traj.horizon))
         if corridor:
             if inp.ref is None:

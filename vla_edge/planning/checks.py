@@ -8,6 +8,8 @@ Values are always finite: non-finite inputs are reported by :func:`nonfinite_cou
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from vla_edge.planning.kinematics import Profile
@@ -24,9 +26,9 @@ BIG = 1e9
 def finite_value(v: float) -> float:
     """Clamp a measurement into a finite float (NaN -> BIG)."""
     v = float(v)
-    if np.isnan(v):
+    if math.isnan(v):
         return BIG
-    return float(np.clip(v, -BIG, BIG))
+    return min(max(v, -BIG), BIG)
 
 
 def nonfinite_count(*arrays: np.ndarray | None) -> Measured:
@@ -117,8 +119,8 @@ def collision_levels(
         One boolean array ``[..., T]`` per entry of ``extras``.
     """
     cx, cy = footprint.centres(x, y, yaw)
-    codes = obstacles.codes_at(cx, cy, extras)
-    masks = [((codes >> i) & 1).astype(bool).any(axis=-1) for i in range(len(extras))]
+    codes = np.bitwise_or.reduce(obstacles.codes_at(cx, cy, extras), axis=-1)  # any circle
+    masks = [((codes >> i) & 1).astype(bool) for i in range(len(extras))]
     cen, vel, rad = obstacles.moving_state()
     if not len(cen):
         return masks
@@ -155,17 +157,9 @@ def collision_mask(
     return collision_levels(x, y, yaw, t, obstacles, footprint, (extra,))[0]
 
 
-def _poses(traj: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    p = traj.poses
-    return p[:, 0], p[:, 1], p[:, 2], traj.times
-
-
 def collision(traj: Trajectory, obstacles: Obstacles, footprint: Footprint) -> Measured:
     """Number of poses whose footprint hits an (inflated / predicted) obstacle; first index."""
-    x, y, yaw, t = _poses(traj)
-    hit = collision_mask(x, y, yaw, t, obstacles, footprint)
-    n = int(np.count_nonzero(hit))
-    return float(n), int(np.argmax(hit)) if n else -1
+    return collision_and_ttc(traj, obstacles, footprint, 0.0)[0]
 
 
 def time_to_collision(
@@ -175,12 +169,21 @@ def time_to_collision(
 
     Returns the plan horizon (and index -1) when no buffered contact happens.
     """
-    x, y, yaw, t = _poses(traj)
-    hit = collision_mask(x, y, yaw, t, obstacles, footprint, extra=buffer)
-    if not hit.any():
-        return float(traj.horizon), -1
-    i = int(np.argmax(hit))
-    return float(t[i]), i
+    return collision_and_ttc(traj, obstacles, footprint, buffer)[1]
+
+
+def collision_and_ttc(
+    traj: Trajectory, obstacles: Obstacles, footprint: Footprint, buffer: float
+) -> tuple[Measured, Measured]:
+    """:func:`collision` and :func:`time_to_collision` from one footprint lookup."""
+    p, t = traj.poses, traj.times
+    hit, near = collision_levels(p[:, 0], p[:, 1], p[:, 2], t, obstacles, footprint, (0.0, buffer))
+    n = int(np.count_nonzero(hit))
+    coll = (float(n), int(np.argmax(hit)) if n else -1)
+    if not near.any():
+        return coll, (float(traj.horizon), -1)
+    i = int(np.argmax(near))
+    return coll, (float(t[i]), i)
 
 
 def lateral_deviation(traj: Trajectory, ref: ReferencePath) -> Measured:

@@ -17,6 +17,7 @@ Pipeline (all vectorised numpy, no scipy):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,9 +215,11 @@ class Obstacles:
         inv = np.float32(1.0 / self.resolution)
         x0, y0 = np.float32(self.origin[0]), np.float32(self.origin[1])
         # fmin/fmax map NaN and everything outside the grid onto the free border cells.
-        ix = np.fmax(np.fmin((x - x0) * inv + 1, w - 1), 0).astype(np.intp)
-        iy = np.fmax(np.fmin((y - y0) * inv + 1, h - 1), 0).astype(np.intp)
-        return padded.ravel()[iy * w + ix]
+        ix = np.fmax(np.fmin((x - x0) * inv + 1, w - 1), 0).astype(np.int32)
+        iy = np.fmax(np.fmin((y - y0) * inv + 1, h - 1), 0).astype(np.int32)
+        iy *= np.int32(w)
+        iy += ix
+        return padded.ravel()[iy]
 
     def moving_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centroids, velocities and radii of the moving clusters only."""
@@ -318,6 +321,22 @@ def connected_components(occupied: np.ndarray) -> np.ndarray:
     return labels_grid.reshape(h, w)
 
 
+@functools.lru_cache(maxsize=8)
+def _cell_tables(p: ObstacleParams) -> tuple[np.ndarray, int, np.ndarray]:
+    """Ground cell of every fine cell, number of ground cells, fine cells of the self box."""
+    h, w = p.shape
+    iy, ix = np.divmod(np.arange(h * w), w)
+    cx = p.x_min + (ix + 0.5) * p.resolution
+    cy = p.y_min + (iy + 0.5) * p.resolution
+    gw = int(np.ceil((p.x_max - p.x_min) / p.ground_cell))
+    gh = int(np.ceil((p.y_max - p.y_min) / p.ground_cell))
+    gx = np.minimum(((cx - p.x_min) / p.ground_cell).astype(np.int32), gw - 1)
+    gy = np.minimum(((cy - p.y_min) / p.ground_cell).astype(np.int32), gh - 1)
+    sx0, sy0, sx1, sy1 = p.self_box
+    body = np.flatnonzero((cx > sx0) & (cx < sx1) & (cy > sy0) & (cy < sy1))
+    return (gy * gw + gx).astype(np.int32), gh * gw, body
+
+
 def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) -> Obstacles:
     """Ground removal, occupancy grid and clusters of one sweep (see module docstring).
 
@@ -345,26 +364,17 @@ def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) 
         ix = ((x - np.float32(p.x_min)) * inv).astype(np.int32)
         iy = ((y - np.float32(p.y_min)) * inv).astype(np.int32)
     roi = (ix.view(np.uint32) < w) & (iy.view(np.uint32) < h) & (z < np.float32(p.nominal_z + p.max_height))
-    ix, iy, z = ix[roi], iy[roi], z[roi].astype(np.float32, copy=False)
-    sx0, sy0, sx1, sy1 = p.self_box  # the ego's own body (cell resolution is enough)
-    c0, c1 = int((sx0 - p.x_min) / p.resolution), int(np.ceil((sx1 - p.x_min) / p.resolution))
-    r0, r1 = int((sy0 - p.y_min) / p.resolution), int(np.ceil((sy1 - p.y_min) / p.resolution))
-    body = (ix >= c0) & (ix < c1) & (iy >= r0) & (iy < r1)
-    if body.any():
-        keep = ~body
-        ix, iy, z = ix[keep], iy[keep], z[keep]
-    k = p.ground_cell / p.resolution
-    gw = int(np.ceil(w / k))
-    gid = (
-        (iy // int(k)) * gw + ix // int(k)
-        if k == int(k)
-        else (iy / k).astype(np.int32) * gw + (ix / k).astype(np.int32)
-    )
-    gmin = np.full(int(np.ceil(h / k)) * gw, np.inf, dtype=np.float32)
+    iy *= np.int32(w)
+    iy += ix  # flat fine-cell index
+    cell, z = iy[roi], z[roi].astype(np.float32, copy=False)
+    ground_of_cell, n_ground, body_cells = _cell_tables(p)
+    gid = ground_of_cell[cell]  # table lookup instead of two integer divisions per point
+    gmin = np.full(n_ground, np.inf, dtype=np.float32)
     np.minimum.at(gmin, gid, z)
     ground = np.minimum(gmin, np.float32(p.nominal_z + p.nominal_tolerance))
     obst = z - ground[gid] > p.height_threshold
-    counts = np.bincount(iy[obst] * w + ix[obst], minlength=h * w)
+    counts = np.bincount(cell[obst], minlength=h * w)
+    counts[body_cells] = 0  # the ego's own body (above ground, so it never lowers gmin)
     occupied = (counts >= p.min_points).reshape(h, w)
     labels = connected_components(occupied)
     lab_flat = labels.ravel()
