@@ -67,7 +67,7 @@ class SlowBackend:
 class Harness:
     """Graph + feeder + monitor on one rclpy context."""
 
-    def __init__(self, ctx: Context, scans: list[np.ndarray]) -> None:
+    def __init__(self, ctx: Context, scans: list[np.ndarray], share_frames: bool) -> None:
         from vla_edge.nodes.feeder import SensorFeeder
         from vla_edge.nodes.frames import default_lidar_frame
         from vla_edge.nodes.graph import DriveGraph
@@ -79,7 +79,8 @@ class Harness:
         values = resolve_overrides(None, {"backend": "onnxruntime"})
         self.runner = load_runner(unflatten(values))
         self.real_backend = self.runner.backend
-        self.graph = DriveGraph(values, context=ctx, runner=self.runner).start()
+        self.share_frames = share_frames
+        self.graph = DriveGraph(values, context=ctx, runner=self.runner, share_frames=share_frames).start()
         self.cfg = self.graph.arbiter.cfg
         self.feeder = SensorFeeder(self.topics, default_lidar_frame(), context=ctx)
         self.monitor = GraphMonitor(self.topics, context=ctx)
@@ -114,7 +115,13 @@ class Harness:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             r = self.feeder.readers()
-            if r["lidar"] >= 2 and r["odometry"] >= 2 and r["reference_path"] >= 2 and self.monitor.matched():
+            lidar_readers = 1 if self.share_frames else 2
+            if (
+                r["lidar"] >= lidar_readers
+                and r["odometry"] >= 2
+                and r["reference_path"] >= 2
+                and self.monitor.matched()
+            ):
                 time.sleep(0.3)  # let odometry/path reach the buffers
                 return
             time.sleep(0.05)
@@ -160,8 +167,10 @@ class Harness:
         self.monitor.destroy_node()
 
 
-@pytest.fixture(scope="module")
-def harness(shared_data: Path) -> Iterator[Harness]:
+@pytest.fixture(scope="module", params=["own_frames", "shared_frames"])
+def harness(request: pytest.FixtureRequest, shared_data: Path) -> Iterator[Harness]:
+    """own_frames: the arbiter assembles from DDS (as under ros2 launch); shared_frames: in-process
+    frame and candidate hand-off (as in `vla-edge drive`)."""
     from vla_edge.nodes.feeder import load_scan
 
     scans = [load_scan(str(p)) for p in sorted((shared_data / "lidar").iterdir())]
@@ -169,7 +178,7 @@ def harness(shared_data: Path) -> Iterator[Harness]:
     rclpy.init(context=ctx)
     h = None
     try:
-        h = Harness(ctx, scans)
+        h = Harness(ctx, scans, share_frames=request.param == "shared_frames")
         h.wait_matched()
         yield h
     finally:

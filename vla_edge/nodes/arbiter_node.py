@@ -157,17 +157,20 @@ class ArbiterNode(Node):
             pending, self._superseded = self._superseded, None
             if pending is not None and self._planned_stamp != pending[0].stamp:
                 self._plan("superseded", slot=pending)
-            ready = (
-                self._frame is not None
-                and self._planned_stamp != self._frame.stamp
-                and self._candidate_ready(self._frame.stamp)
-            )
-        if ready:
-            self._plan("candidate")
+            trigger = self._ready_trigger()
+        if trigger:
+            self._plan(trigger)
+
+    def _ready_trigger(self) -> str:
+        """``candidate``/``no_candidate`` when the newest undecided frame can be decided, else ''."""
+        frame = self._frame
+        if frame is None or self._planned_stamp == frame.stamp or not self._candidate_ready(frame.stamp):
+            return ""
+        return "no_candidate" if round(frame.stamp, 6) in self._no_candidate else "candidate"
 
     def _candidate_ready(self, stamp: float) -> bool:
         cand = self._candidate
-        return (cand is not None and abs(cand.stamp - stamp) < 1e-6) or stamp in self._no_candidate
+        return (cand is not None and abs(cand.stamp - stamp) < 1e-6) or round(stamp, 6) in self._no_candidate
 
     def _on_candidate(self, msg: Any) -> None:
         try:
@@ -182,21 +185,45 @@ class ArbiterNode(Node):
         )
         with self._lock:
             self._candidate = cand
-            ready = (
-                self._frame is not None
-                and self._planned_stamp != self._frame.stamp
-                and self._candidate_ready(self._frame.stamp)
-            )
-        if ready:
-            self._plan("candidate")
+            trigger = self._ready_trigger()
+        if trigger:
+            self._plan(trigger)
+
+    def offer_candidate(self, candidate: Candidate | None, status: dict[str, Any]) -> None:
+        """In-process hand-off (shared mode): the inference node's result without DDS.
+
+        The same result also arrives over DDS; whichever comes first triggers the cycle.
+        """
+        stamp = self._take_info(status)
+        if stamp is None:
+            return
+        if candidate is not None:
+            with self._lock:
+                if self._candidate is None or candidate.stamp >= self._candidate.stamp:
+                    self._candidate = candidate
+        self._wakeup.trigger()
 
     def _on_info(self, msg: Any) -> None:
-        st = messages.status_dict(msg)
+        stamp = self._take_info(messages.status_dict(msg))
+        if stamp is None:
+            return
+        with self._lock:
+            ready = (
+                stamp in self._no_candidate
+                and self._frame is not None
+                and abs(self._frame.stamp - stamp) < 1e-6
+                and self._planned_stamp != self._frame.stamp
+            )
+        if ready:
+            self._plan("no_candidate")
+
+    def _take_info(self, st: dict[str, Any]) -> float | None:
+        """Keep scores/timing of a ``candidate_info`` status; note sweeps without candidate."""
         values = st["values"]
         try:
             stamp = round(float(values["stamp"]), 6)
         except (KeyError, ValueError):
-            return
+            return None
         timing = {k[:-3]: float(v) for k, v in values.items() if k.endswith("_ms") and _is_float(v)}
         scores = json.loads(values["scores"]) if "scores" in values else None
         with self._lock:
@@ -208,14 +235,7 @@ class ArbiterNode(Node):
                 self._no_candidate.add(stamp)
                 if len(self._no_candidate) > _INFO_KEEP:
                     self._no_candidate.discard(min(self._no_candidate))
-            ready = (
-                failed
-                and self._frame is not None
-                and abs(self._frame.stamp - stamp) < 1e-6
-                and self._planned_stamp != self._frame.stamp
-            )
-        if ready:
-            self._plan("no_candidate")
+        return stamp
 
     def _on_timer(self) -> None:
         now = self._now()

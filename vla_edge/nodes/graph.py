@@ -61,7 +61,8 @@ class DriveGraph:
             self.arbiter = ArbiterNode(external_frames=share_frames, **common)
             self.nodes.append(self.arbiter)
             sink = self.arbiter.offer_frame if share_frames else None
-            self.inference = InferenceNode(runner=runner, frame_sink=sink, **common)
+            handoff = self.arbiter.offer_candidate if share_frames else None
+            self.inference = InferenceNode(runner=runner, frame_sink=sink, candidate_sink=handoff, **common)
             self.nodes.append(self.inference)
             if record:
                 from vla_edge.nodes.recorder_node import RecorderNode

@@ -64,12 +64,21 @@ class InferenceNode(Node):
     Args:
         runner: A ready StudentRunner (tests wrap the real backend); loaded from the
             parameters when None.
-        frame_sink: Optional callable given every assembled Frame (in-process sharing).
+        frame_sink: Optional ``frame_sink(frame, conversion_ms)`` for every assembled frame
+            (in-process sharing with the arbiter).
+        candidate_sink: Optional ``candidate_sink(candidate | None, status)`` for every
+            result (in-process hand-off; the result is published over DDS as well).
         **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``,
             ``namespace``...).
     """
 
-    def __init__(self, runner: Any | None = None, frame_sink: Any | None = None, **node_kwargs: Any) -> None:
+    def __init__(
+        self,
+        runner: Any | None = None,
+        frame_sink: Any | None = None,
+        candidate_sink: Any | None = None,
+        **node_kwargs: Any,
+    ) -> None:
         super().__init__(node_kwargs.pop("node_name", "inference_node"), **node_kwargs)
         self.cfg = declare_drive_parameters(self)
         self.th = Thresholds.from_config(self.cfg)
@@ -79,6 +88,7 @@ class InferenceNode(Node):
         self.deadline_s = float(self.cfg["inference"]["deadline_ms"]) / 1000.0
         self.frames = FrameSource(self, self.cfg, topics, group=MutuallyExclusiveCallbackGroup(), lidar=False)
         self.frame_sink = frame_sink
+        self.candidate_sink = candidate_sink
         self.factory = RclpyFactory()
         self.drops = DropCounter(int(self.th.window))
         self.stats = {"sweeps": 0, "candidates": 0, "skipped": 0, "model_errors": 0, "deadline_missed": 0}
@@ -162,6 +172,8 @@ class InferenceNode(Node):
         if result.candidate is not None:
             self.pub_candidate.publish(self.frames.path_msg(result.candidate.trajectory))
             self.stats["candidates"] += 1
+        if self.candidate_sink is not None:
+            self.candidate_sink(result.candidate, info)
         else:
             self.pub_diag.publish(messages.array_msg([info], stamp))
 
@@ -173,6 +185,8 @@ class InferenceNode(Node):
             st["values"].update({f"{k}_ms": f"{v:.3f}" for k, v in timing.items()})
         self.pub_info.publish(messages.status_msg(st))
         self.pub_diag.publish(messages.array_msg([st], stamp))
+        if self.candidate_sink is not None:
+            self.candidate_sink(None, st)
         self.get_logger().warning(st["message"], throttle_duration_sec=2.0)
 
 
