@@ -319,3 +319,30 @@ def test_clock_jump_back_resets_state():
     d = _drive(cyc, 1, scene, lambda k, t: student_straight(V, t), t0=5.0)[0]
     assert "time_jump_reset" in d.reasons
     assert d.state["student_streak"] == 1 and d.state["previous_choice"] == ""
+
+
+def test_internal_error_still_publishes_a_straight_stop(monkeypatch, caplog):
+    cyc = cycle()
+    scene = _static_scene(20)
+    _drive(cyc, 2, scene, lambda k, t: None)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated planner bug")
+
+    monkeypatch.setattr(cyc.planner, "plan", broken)
+    d = cyc.step(frame_at(0.2, scene(1.0), V, x=1.0), None, None, 0.25)
+    assert d.choice == "emergency_stop" and "internal_error_RuntimeError" in d.reasons
+    assert d.trajectory.is_finite() and d.trajectory.speeds[0] < V
+    assert "planning cycle failed" in caplog.text
+    json.dumps(d.to_dict(), allow_nan=False)
+
+
+def test_student_from_the_future_and_garbage_scores_are_rejected():
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    fr = frame_at(1.0, _static_scene(21)(0.0), V)
+    d = cyc.step(fr, student_straight(V, 1.0), 1.5, 1.05)  # stamped 0.45 s after "now"
+    assert not d.checks["student.age"].ok and d.choice != "student"
+    d = cyc.step(
+        frame_at(1.1, _static_scene(21)(0.5), V, x=0.5), student_straight(V, 1.1), 1.1, 1.15, ["a", "b"]
+    )
+    assert not d.checks["student.finite_input"].ok and d.choice != "student"

@@ -296,6 +296,11 @@ class Arbiter:
         self.student_streak = self.release_streak = self.hold_count = 0
 
     # ------------------------------------------------------------------ candidate checks
+    def _age(self, age: float, limit: float) -> CheckResult:
+        """Age check; a stamp from the future (beyond the stamp tolerance) is a clock fault."""
+        v = ck.finite_value(age)
+        return CheckResult(v, float(limit), bool(-self.params.stamp_tolerance <= v <= limit))
+
     def _n_stale(self, inp: ArbiterInputs) -> float:
         """Number of stale inputs that plans depend on (``timing.critical_inputs``)."""
         return float(len(set(inp.stale_inputs) & set(self.params.critical_inputs)))
@@ -357,8 +362,8 @@ class Arbiter:
             ck.nonfinite_count(raw.poses, raw.speeds, inp.student_scores, np.array([raw.dt, raw.stamp])), 0
         )
         age = (inp.now - inp.student_stamp) if inp.student_stamp is not None else ck.BIG
-        out["student.age"] = at_most((age, -1), p.student_max_age)
-        out["student.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
+        out["student.age"] = self._age(age, p.student_max_age)
+        out["student.frame_latency"] = self._age(inp.now - inp.stamp, p.frame_deadline)
         out["student.stale_inputs"] = at_most((self._n_stale(inp), -1), 0)
         out["student.ego_valid"] = CheckResult(0.0 if inp.ego_valid else 1.0, 0.0, inp.ego_valid)
         out["student.confidence"] = at_least(ck.softmax_confidence(inp.student_scores), p.min_confidence)
@@ -404,7 +409,7 @@ class Arbiter:
         s_ok = student is not None and all(v.ok for k, v in out.items() if k.startswith("student."))
         f_ok = False
         if inp.frenet is not None:
-            out["frenet.frame_latency"] = at_most((inp.now - inp.stamp, -1), p.frame_deadline)
+            out["frenet.frame_latency"] = self._age(inp.now - inp.stamp, p.frame_deadline)
             out["frenet.stale_inputs"] = at_most((self._n_stale(inp), -1), 0)
             with np.errstate(all="ignore"):
                 self._plan_checks(

@@ -144,19 +144,6 @@ def collision_levels(
     return masks
 
 
-def collision_mask(
-    x: np.ndarray,
-    y: np.ndarray,
-    yaw: np.ndarray,
-    t: np.ndarray,
-    obstacles: Obstacles,
-    footprint: Footprint,
-    extra: float = 0.0,
-) -> np.ndarray:
-    """:func:`collision_levels` for a single clearance ``extra``."""
-    return collision_levels(x, y, yaw, t, obstacles, footprint, (extra,))[0]
-
-
 def collision(traj: Trajectory, obstacles: Obstacles, footprint: Footprint) -> Measured:
     """Number of poses whose footprint hits an (inflated / predicted) obstacle; first index."""
     return collision_and_ttc(traj, obstacles, footprint, 0.0)[0]

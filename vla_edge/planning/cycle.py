@@ -13,6 +13,7 @@ sensor data: unusable inputs become reason codes and a degraded choice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 from vla_edge.config import load_config, require
 from vla_edge.errors import ConfigError, PlanningError
 from vla_edge.planning.arbiter import Arbiter, ArbiterDecision, ArbiterInputs, ArbiterParams
+from vla_edge.planning.emergency import stop_profile, straight_stop
 from vla_edge.planning.frenet import FrenetParams, FrenetPlanner
 from vla_edge.planning.kinematics import reanchor, se2_apply, se2_inverse_apply, shift_trajectory
 from vla_edge.planning.obstacles import Footprint, ObstacleParams, Obstacles, extract_obstacles
@@ -30,6 +32,7 @@ from vla_edge.planning.tracking import ClusterTracker, TrackingParams
 from vla_edge.types import EgoState, Frame, Trajectory
 
 CONFIG_NAMES = ("vehicle", "planner", "arbiter", "obstacles")
+log = logging.getLogger(__name__)
 
 
 def load_planning_config(cfg: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -127,6 +130,38 @@ class PlanningCycle:
             The :class:`ArbiterDecision`; its trajectory is always finite.
         """
         t_all = time.perf_counter()
+        try:
+            return self._step(frame, student, student_stamp, now, student_scores, t_all)
+        except Exception as exc:  # last resort: a planning bug must still yield a stop
+            log.exception("planning cycle failed; publishing a straight emergency stop")
+            return self._fail_safe(frame, now, exc, t_all)
+
+    def _fail_safe(self, frame: Frame, now: float, exc: Exception, t_all: float) -> ArbiterDecision:
+        """Straight jerk-limited stop from the last valid speed, used only if a stage raised."""
+        e = self.arbiter.params.emergency
+        v0 = self._last_ego.v if self._last_ego is not None else 0.0
+        stamp = float(frame.stamp) if np.isfinite(frame.stamp) else float(now)
+        s, v, _ = stop_profile(v0, 0.0, e)
+        self.reset()
+        self.arbiter.last_choice = "emergency_stop"
+        return ArbiterDecision(
+            choice="emergency_stop",
+            trajectory=straight_stop(s, v, stamp, e),
+            reasons=["internal_error", f"internal_error_{type(exc).__name__}"],
+            checks={},
+            timing_ms={"total": (time.perf_counter() - t_all) * 1e3},
+            stamp=stamp,
+        )
+
+    def _step(
+        self,
+        frame: Frame,
+        student: Trajectory | None,
+        student_stamp: float | None,
+        now: float,
+        student_scores: np.ndarray | None,
+        t_all: float,
+    ) -> ArbiterDecision:
         timing: dict[str, float] = {}
         reasons: list[str] = []
         stamp = float(frame.stamp) if np.isfinite(frame.stamp) else float(now)
@@ -186,7 +221,7 @@ class PlanningCycle:
             ego=ego,
             student=student,
             student_stamp=student_stamp,
-            student_scores=None if student_scores is None else np.asarray(student_scores, dtype=np.float64),
+            student_scores=_scores(student_scores),
             student_pose=student_pose,
             frenet=frenet,
             frenet_summary=summary,
@@ -245,3 +280,13 @@ class PlanningCycle:
         except (PlanningError, ValueError, TypeError):
             reasons.append("reference_path_invalid")
             return None
+
+
+def _scores(scores: Any) -> np.ndarray | None:
+    """Scores as float64; anything unconvertible becomes NaN so the finite check rejects it."""
+    if scores is None:
+        return None
+    try:
+        return np.asarray(scores, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return np.array([np.nan])

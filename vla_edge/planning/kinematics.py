@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_edge.types import EgoState, Trajectory
+from vla_edge.types import Trajectory
 
 
 @dataclass
@@ -96,11 +96,6 @@ def se2_apply(pose: tuple[float, float, float], xy: np.ndarray) -> np.ndarray:
     return np.stack([x + c * xy[..., 0] - s * xy[..., 1], y + s * xy[..., 0] + c * xy[..., 1]], axis=-1)
 
 
-def ego_pose(ego: EgoState) -> tuple[float, float, float]:
-    """(x, y, yaw) of an ego state in the odom frame."""
-    return (float(ego.x), float(ego.y), float(ego.yaw))
-
-
 def to_world(traj: Trajectory, pose: tuple[float, float, float]) -> np.ndarray:
     """Poses of ``traj`` (origin included) in the odom frame, ``[T+1, 3]``."""
     p = traj.with_origin()
@@ -158,14 +153,6 @@ def reanchor(traj: Trajectory, start: np.ndarray, blend_time: float) -> Trajecto
     w = 1.0 - u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
     poses = traj.poses - w[:, None] * np.asarray(start, dtype=np.float64)[None, :3]
     return Trajectory(poses, traj.dt, traj.stamp, traj.speeds, traj.source)
-
-
-def point_at(traj: Trajectory, t: float) -> np.ndarray:
-    """Linearly interpolated (x, y, yaw) of ``traj`` at relative time ``t`` (origin at 0)."""
-    src_t = np.concatenate([[0.0], traj.times])
-    p = traj.with_origin()
-    yaw = np.unwrap(p[:, 2])
-    return np.array([np.interp(t, src_t, p[:, 0]), np.interp(t, src_t, p[:, 1]), np.interp(t, src_t, yaw)])
 
 
 def _clamped_natural_spline(t: np.ndarray, y: np.ndarray, dy0: np.ndarray, t_new: np.ndarray) -> np.ndarray:
