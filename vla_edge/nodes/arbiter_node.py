@@ -5,20 +5,23 @@ LiDAR, odometry and reference path with SensorDataQoS), so it works with DDS onl
 nodes run as separate processes (``ros2 launch``) and keeps planning when the inference
 node is dead. The price is a second PointCloud2 conversion per sweep. When both nodes are
 composed in one process (``vla-edge drive``), ``external_frames=True`` makes the arbiter use
-the frames the inference node assembles (:meth:`ArbiterNode.offer_frame`) instead.
+the frames the inference node assembles (:meth:`ArbiterNode.offer_frame`) and take its
+results directly (:meth:`ArbiterNode.offer_candidate`) instead.
 
 Callback groups (all mutually exclusive, served by a MultiThreadedExecutor):
 
 * ``sensors``: odometry, reference path, LiDAR -> frame assembly;
 * ``candidates``: ``candidate_trajectory`` (Path) and ``candidate_info`` (DiagnosticStatus);
-* ``deadline``: the watchdog timer.
+* ``deadline``: the watchdog timer and a guard condition woken by new frames and by
+  in-process candidates (so decisions never run in another node's callback thread).
 
 A cycle runs as soon as the candidate of the newest frame arrives (or the inference node
 reports it has none), else when ``arbiter.deadline_ms`` after the sweep have passed (the
 watchdog: it then plans with the latest older candidate, which the cycle judges by age, or
-none), and at least every ``arbiter.cycle_period_ms`` on the latest frame even without new
-sweeps. A cycle lock serialises the three triggers. Outputs: ``/planning/trajectory``
-(reliable), ``/vla_edge/decision`` (JSON), ``/diagnostics``, ``/vla_edge/markers``.
+none), when a newer sweep supersedes it, and at least every ``arbiter.cycle_period_ms`` on
+the latest frame even without new sweeps. A cycle lock serialises the triggers.
+Outputs: ``/planning/trajectory`` (reliable), ``/vla_edge/decision`` (JSON), ``/diagnostics``,
+``/vla_edge/markers``.
 A decision whose trajectory is not finite is never published.
 """
 
@@ -184,7 +187,8 @@ class ArbiterNode(Node):
             traj, traj.stamp, None if scores is None else np.asarray(scores), info.get("timing", {})
         )
         with self._lock:
-            self._candidate = cand
+            if self._candidate is None or cand.stamp >= self._candidate.stamp:
+                self._candidate = cand
             trigger = self._ready_trigger()
         if trigger:
             self._plan(trigger)
