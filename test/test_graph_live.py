@@ -295,6 +295,20 @@ def test_malformed_cloud_is_skipped_and_node_stays_alive(harness: Harness) -> No
     errs = harness.monitor.statuses_by_name["vla_edge/input_error"][n_err:]
     assert errs and any(e["values"].get("error_type") == "PointCloudError" for e in errs), errs
     assert not harness.wait_decided([stamp], timeout=0.5), "a malformed sweep was planned on"
+    from nav_msgs.msg import Odometry
+
+    n_err = len(harness.monitor.statuses_by_name["vla_edge/input_error"])
+    nan_odom = Odometry()
+    nan_odom.header.stamp.sec = int(stamp)
+    nan_odom.header.frame_id = "odom"
+    nan_odom.pose.pose.position.x = float("nan")
+    nan_odom.pose.pose.orientation.w = 1.0
+    harness.feeder.pub_odom.publish(nan_odom)
+    end = time.monotonic() + 5.0
+    while time.monotonic() < end and len(harness.monitor.statuses_by_name["vla_edge/input_error"]) <= n_err:
+        time.sleep(0.05)
+    errs = harness.monitor.statuses_by_name["vla_edge/input_error"][n_err:]
+    assert any(e["values"].get("stage") == "odometry" for e in errs), errs
     sent = harness.drive(3)  # still alive: good sweeps get planned again
     _enough(harness.wait_decided(sorted(sent)), sorted(sent))
 

@@ -51,8 +51,8 @@ class FrameSource:
         self.factory = RclpyFactory()
         self.on_frame = on_frame
         self.errors = 0
-        # Odometry/path callbacks (sensor group) and assembly (inference group) run on
-        # different executor threads; the assembler's buffers are not thread-safe.
+        # The assembler's buffers are not thread-safe; today every caller runs in the sensor
+        # group, the lock keeps it so if assembly moves to another thread.
         self._lock = threading.Lock()
         self.assembler = FrameAssembler(
             load_config(str(cfg["frame_config"])), load_config(str(cfg["calibration_config"]))
