@@ -347,7 +347,7 @@ class Expert:
             elif abs(rel) > 0.7:
                 beh = "crossing"
             else:
-                beh = "ahead in the lane" if ag.v > 0.3 else "stopped in the lane"
+                beh = "in the lane" if ag.v > 0.3 else "stopped in the lane"
             cur = (samp >= ag.s - ag.rear_offset - 0.5) & (samp <= ag.s + ag.front_offset + 0.5)
             now = float(ps[cur].min()) if cur.any() else float(np.nanmin(lo))
             out.append(_Obstacle(lo, hi, ag.kind, ag.bodies[0].oid, beh, False, ag.v, now))
@@ -506,14 +506,14 @@ class Expert:
                 action, verb = "hold", "Waiting"
             elif v_end < 0.2:
                 action, verb = "stop", "Stopping"
-            elif ob.behaviour == "ahead in the lane" and abs(v_next - ob.speed) < 1.0:
+            elif ob.behaviour == "in the lane" and abs(v_next - ob.speed) < 1.0:
                 action, verb = "follow", "Following"
             else:
                 action, verb = "slow", "Slowing"
             if ob.behaviour == "crossing" or (ob.cls == "crew" and ob.behaviour != "at the lane edge"):
                 verb = "Yielding" if action in ("slow", "stop", "hold") and ob.cls != "crew" else verb
             text = f"{verb}: {what} {dist:.0f} m ahead {ob.behaviour}"
-            if ob.behaviour in ("ahead in the lane",) and action == "follow":
+            if ob.behaviour == "in the lane" and action == "follow":
                 text = f"Following: {what} {dist:.0f} m ahead at {ob.speed:.1f} m/s"
             if ob.behaviour == "oncoming":
                 text = f"{verb}: oncoming {what} {dist:.0f} m ahead, no room to pass"
