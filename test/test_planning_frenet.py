@@ -121,3 +121,19 @@ def test_distant_wall_slows_down_so_it_can_still_stop(planner, cfg):
     stop_x = traj.poses[-1, 0] + v_end**2 / (2 * planner.params.max_decel)
     front = planner.footprint.offsets[-1] + planner.footprint.radius
     assert stop_x + front < wall - 0.5
+
+
+def test_from_standstill_the_low_speed_mode_pulls_around_an_obstacle(planner, cfg):
+    assert planner.params.low_speed > 0.0
+    ob = _obstacles(cfg, (9.0, 0.0, 1.5, 1.5, 1.5))
+    res = planner.plan(_ref(cfg), EgoState(0, 0, 0, 0, 0.0), ob, 0.0)
+    traj = res.trajectory
+    assert traj is not None and abs(res.params["d1"]) >= 1.5 and res.params["v1"] > 0
+    assert ck.collision(traj, ob, planner.footprint)[0] == 0
+    # Alongside the box at the end, off to the side, instead of creeping up to it and stopping.
+    assert traj.poses[-1, 0] > 9.0 - 0.75 - 1.0 and abs(traj.poses[-1, 1]) > 1.5
+    kin = ck.kinematics(trajectory_profile(traj, planner.params.min_speed_for_curvature))
+    assert (
+        kin["yaw_rate"][0] <= planner.params.max_yaw_rate
+        and kin["curvature"][0] <= planner.params.max_curvature
+    )

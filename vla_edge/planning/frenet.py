@@ -43,6 +43,7 @@ class FrenetParams:
     desired_speed: float
     min_speed_for_curvature: float
     min_speed: float
+    low_speed: float
     max_speed: float
     max_accel: float
     max_decel: float
@@ -79,6 +80,7 @@ class FrenetParams:
             desired_speed=min(float(require(p, "desired_speed")), max_speed),
             min_speed_for_curvature=float(require(p, "min_speed_for_curvature")),
             min_speed=float(require(p, "min_speed")),
+            low_speed=float(require(p, "low_speed_mode_below")),
             max_speed=max_speed,
             max_accel=float(require(v, "max_accel")),
             max_decel=float(require(v, "max_decel")),
@@ -190,6 +192,8 @@ class FrenetPlanner:
         self.footprint = footprint
         n = round(params.horizon / params.dt)
         self.t = params.dt * np.arange(n + 1)
+        # Time index of the end of each manoeuvre (distance travelled in low-speed mode).
+        self._t_index = np.minimum(np.rint(params.horizons / params.dt).astype(int), n)[None, :]
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> FrenetPlanner:
@@ -197,7 +201,7 @@ class FrenetPlanner:
         return cls(FrenetParams.from_config(cfg), Footprint.from_config(cfg))
 
     def initial_state(self, ref: ReferencePath, ego: EgoState) -> tuple[np.ndarray, np.ndarray]:
-        """Frenet start state ``([s, s', s''], [d, d', d''])`` of the ego on ``ref``."""
+        """Frenet start state ``([s, s', s''], [d, d', d'', heading error, kappa * d])`` on ``ref``."""
         s0, d0 = ref.ego_frenet()
         _, _, th, kp = ref.interpolate(np.array([s0]))
         dth = float(np.arctan2(np.sin(-th[0]), np.cos(-th[0])))
@@ -205,7 +209,8 @@ class FrenetPlanner:
         a = float(np.clip(ego.a, -self.params.max_decel, self.params.max_accel))
         scale = max(1.0 - float(kp[0]) * d0, 1e-3)
         lon = np.array([s0, v * np.cos(dth) / scale, a * np.cos(dth)])
-        lat = np.array([d0, v * np.sin(dth), a * np.sin(dth)])
+        # lat[3:] (heading error, kappa * d0) serve the low-speed mode's start slope.
+        lat = np.array([d0, v * np.sin(dth), a * np.sin(dth), dth, float(kp[0]) * d0])
         return lon, lat
 
     def candidates(self, ref: ReferencePath, ego: EgoState, prefilter: bool = True) -> dict[str, Any]:
@@ -219,7 +224,6 @@ class FrenetPlanner:
         lon, lat = self.initial_state(ref, ego)
         T = p.horizons[None, :]
         s, sd, sdd, sddd = quartic_lon(lon[0], lon[1], lon[2], p.speeds[:, None], T, self.t)
-        d, dd, _, dddd = quintic_lat(lat[0], lat[1], lat[2], p.offsets[:, None], T, self.t)
         nd, nv, nh, ns = len(p.offsets), len(p.speeds), len(p.horizons), len(self.t)
         lon_ok = np.ones((nv, nh), dtype=bool)
         if prefilter:
@@ -234,12 +238,28 @@ class FrenetPlanner:
         xr, yr, th, kp = ref.interpolate(s)
         sin_th, cos_th = np.sin(th), np.cos(th)
         lon_idx = (vi, hi)
-        D, DD = d[di, hi], dd[di, hi]
+        SD, KP = sd[lon_idx], kp[lon_idx]
+        if max(float(ego.v), 0.0) < p.low_speed:
+            # Werling's low-speed mode: d is a quintic in the distance travelled, so the
+            # heading follows the path geometry even while the speed is (near) zero.
+            u = s - lon[0]
+            length = np.maximum(u[np.arange(nv)[:, None], np.arange(nh)[None, :], self._t_index], 1e-3)
+            d_u0 = lat[1] / max(lon[1], 1e-6) if lon[1] > 0.1 else float(np.tan(lat[3]) * (1 - lat[4]))
+            d, du, _, duuu = quintic_lat(lat[0], d_u0, 0.0, p.offsets[:, None, None], length[None], u)
+            D, DU = d[di, vi, hi], du[di, vi, hi]
+            scale = 1.0 - KP * D
+            yaw = th[lon_idx] + np.arctan2(DU, scale)
+            speed = SD * np.hypot(scale, DU)
+            lat_jerk = duuu[di, vi, hi, 1:] * SD[:, 1:] ** 3
+        else:
+            d, dd, _, dddd = quintic_lat(lat[0], lat[1], lat[2], p.offsets[:, None], T, self.t)
+            D, DD = d[di, hi], dd[di, hi]
+            along = SD * (1.0 - KP * D)
+            yaw = th[lon_idx] + np.arctan2(DD, along)
+            speed = np.hypot(along, DD)
+            lat_jerk = dddd[di, hi, 1:]
         x = xr[lon_idx] - D * sin_th[lon_idx]
         y = yr[lon_idx] + D * cos_th[lon_idx]
-        along = sd[lon_idx] * (1.0 - kp[lon_idx] * D)
-        yaw = th[lon_idx] + np.arctan2(DD, along)
-        speed = np.hypot(along, DD)
         # The t=0 column is the ego itself; at (near) standstill the heading is undefined,
         # so it is held from the last moving step instead of snapping to the path heading.
         x[:, 0], y[:, 0], yaw[:, 0] = 0.0, 0.0, 0.0
@@ -248,7 +268,7 @@ class FrenetPlanner:
         if not moving.all():
             last = np.maximum.accumulate(np.where(moving, np.arange(ns), 0), axis=1)
             yaw = np.take_along_axis(yaw, last, axis=1)
-        jerk2 = sddd[vi, hi, 1:] ** 2 + dddd[di, hi, 1:] ** 2
+        jerk2 = sddd[vi, hi, 1:] ** 2 + lat_jerk**2
         return {
             "x": x, "y": y, "yaw": yaw, "speed": speed,
             "jerk_int": jerk2.sum(axis=1) * p.dt,
