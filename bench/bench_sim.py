@@ -83,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     other = t["total"] - t["rollout"] - t["lidar"] - t["camera"] - t["encode"]
     print("\n[generate] one scenario bag")
     print(
-        f"  wall {t['total']:.2f} s for {args.seconds:g} simulated s -> {args.seconds / t['total']:.2f} sim-s per wall-s"
+        f"  wall {t['total']:.2f} s for {args.seconds:g} simulated s -> "
+        f"{args.seconds / t['total']:.2f} sim-s per wall-s"
     )
     print(
-        f"  frames {res.frames} -> {res.frames / t['total']:.1f} frames/s; messages {res.messages}; bag {size:.0f} MB"
+        f"  frames {res.frames} -> {res.frames / t['total']:.1f} frames/s; "
+        f"messages {res.messages}; bag {size:.0f} MB"
     )
     n = max(res.frames, 1)
     print(
@@ -105,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         k = iter(range(10**9))
         lid_ms[preset] = _median_ms(
-            lambda: lidar.scan(poses[next(k) % len(poses)], boxes, world.ground, rng), args.reps
+            lambda lidar=lidar, k=k, rng=rng: lidar.scan(
+                poses[next(k) % len(poses)], boxes, world.ground, rng
+            ),
+            args.reps,
         )
         print(f"  lidar {preset:>9s}: {lid_ms[preset]:7.1f} ms/sweep ({lidar.beams * lidar.columns} rays)")
     names = list(lid_ms)
