@@ -82,3 +82,16 @@ def test_frame_builder_camera_and_bad_arguments() -> None:
         run_suite(straight, 1, families=["apron_party"], cfg=CFG)
     with pytest.raises(SimError, match="reset"):
         ExpertPlanner(CFG)(frame)
+
+
+def test_leaving_the_road_zeroes_dac() -> None:
+    def veer_left(frame: Frame) -> Trajectory:
+        t = 0.5 * np.arange(1, 9)
+        yaw = 0.15 * 4.0 * t  # curvature 0.15 1/m at 4 m/s
+        x = np.sin(yaw) / 0.15
+        y = (1 - np.cos(yaw)) / 0.15
+        return Trajectory(np.stack([x, y, yaw], 1), 0.5, frame.stamp, np.full(8, 4.0), "veer")
+
+    res = run_suite(veer_left, [ScenarioSpec("empty_road", 6, 0.0)], seconds=6.0, cfg=CFG, render_lidar=False)
+    s = res.scenarios[0]
+    assert s.dac == 0.0 and s.offroad_s > 0.5 and s.score == 0.0
