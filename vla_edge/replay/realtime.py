@@ -55,6 +55,7 @@ from vla_edge.replay.lockstep import (
 log = logging.getLogger(__name__)
 
 GRAPH_MODES = ("inprocess", "subprocess", "external")
+_STABLE_S = 0.5  # s, input reader counts unchanged this long = discovery settled
 
 
 def cdr_header_stamp(data: bytes) -> float:
@@ -123,8 +124,8 @@ class _Graph:
         if mode == "inprocess":
             from vla_edge.nodes.graph import DriveGraph
 
-            # same topology as `vla-edge drive` (the arbiter assembles its own frames)
-            self.graph = DriveGraph(vals, context=context).start()
+            # same topology as `vla-edge drive` (frames shared in-process)
+            self.graph = DriveGraph(vals, context=context, share_frames=True).start()
         elif mode == "subprocess":
             params = write_params_file(vals, workdir / "drive_params.yaml")
             cmd = [sys.executable, "-m", "vla_edge", "drive", "--use-sim-time", "--config", str(params)]
@@ -197,7 +198,6 @@ def run_realtime(
     topics = load_config(str(cfg["topics_config"]))
     roles = {t: r for t, r in input_roles(topics, str(cfg["camera"])).items() if r != "objects"}
     lidar_topic = topics["inputs"]["lidar"]
-    out = topics["outputs"]
     runs = expand_runs(bags)
 
     ctx = Context()
@@ -230,7 +230,7 @@ def run_realtime(
         spin_thread = threading.Thread(target=spin, daemon=True)
         spin_thread.start()
         the_graph = _Graph(mode, values, ctx, workdir)
-        _wait_ready(player, recorder, the_graph, [lidar_topic], out, float(rt["startup_timeout_s"]))
+        _wait_ready(player, recorder, the_graph, list(types), float(rt["startup_timeout_s"]))
         t_ready = time.perf_counter()
 
         def on_publish(rec: Any, wall: float) -> None:
@@ -277,6 +277,8 @@ def run_realtime(
 
     by_frame: dict[float, dict[str, Any]] = {}
     triggers: dict[str, int] = {}
+    bag_end = max((s for _, s in order), default=0.0) + 1e-6
+    decisions = [d for d in decisions if float(d.get("now", 0.0)) <= bag_end or d.get("trigger") != "cycle"]
     for d in decisions:
         triggers[str(d.get("trigger"))] = triggers.get(str(d.get("trigger")), 0) + 1
         key = round(float(d.get("frame_stamp", d.get("stamp", 0.0))), 6)
@@ -327,23 +329,34 @@ def _traj(d: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {"dt": round(float(d["dt"]), 6), "poses": d["poses"]}
 
 
-def _wait_ready(
-    player: Any, recorder: Any, graph: _Graph, inputs: list[str], out: Mapping[str, str], timeout: float
-) -> None:
-    """Bounded wait until the graph subscribes to the inputs and publishes the outputs."""
+def _wait_ready(player: Any, recorder: Any, graph: _Graph, inputs: list[str], timeout: float) -> None:
+    """Bounded wait until every input has matched readers and our output readers are matched.
+
+    Matching is checked on both ends (publisher ``get_subscription_count``, subscription
+    ``get_publisher_count`` where rclpy has it), and the reader counts must stay unchanged
+    for ``_STABLE_S`` (the topology - one or two readers per input - is the graph's
+    business), so the first sweeps and the first outputs are not lost to discovery.
+    """
+    last: list[int] = []
+    stable_since = time.monotonic()
+    subs_out = [recorder.sub_traj, recorder.sub_dec, recorder.sub_cand]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if not graph.alive():
             raise ReplayError(
                 f"the drive graph exited during start-up; see {getattr(graph, 'log_path', 'its log')}"
             )
-        subs = all(player.pubs[t].get_subscription_count() > 0 for t in inputs)
-        pubs = (
-            recorder.count_publishers(out["trajectory"]) > 0
-            and recorder.count_publishers(out["candidate_trajectory"]) > 0
-        )
-        if subs and pubs:
-            time.sleep(0.5)  # let the remaining endpoints (odometry, clock) match too
+        counts = [player.pubs[t].get_subscription_count() for t in inputs]
+        if counts != last:
+            last, stable_since = counts, time.monotonic()
+        ins = all(c > 0 for c in counts) and time.monotonic() - stable_since >= _STABLE_S
+        if hasattr(subs_out[0], "get_publisher_count"):
+            outs = all(s.get_publisher_count() > 0 for s in subs_out)
+        else:  # Humble: only the graph view exists; give matching a moment after it appears
+            outs = all(recorder.count_publishers(s.topic_name) > 0 for s in subs_out)
+            if outs:
+                time.sleep(1.0)
+        if ins and outs:
             return
         time.sleep(0.1)
     raise ReplayError(
@@ -362,8 +375,8 @@ def _settle(
     while time.monotonic() - t0 < max_wait_s and graph.alive():
         now = time.monotonic()
         player.publish_clock(last_ns + int((now - t0) * rate * 1e9))
-        with recorder.lock:
-            count = len(recorder.decisions) + len(recorder.candidates)
+        with recorder.lock:  # new frames planned or candidates (not re-plans of the last frame)
+            count = len(recorder.first_rx) + len(recorder.candidates)
         if count != last_count:
             last_count, quiet_since = count, now
         elif now - quiet_since >= settle_s:
