@@ -78,7 +78,7 @@ def test_drive_subprocess_plans_on_real_scans(shared_data: Path, tmp_path: Path)
             feeder.set_cloud(scans[i % len(scans)])
             stamp = round(feeder.clock_now(), 6)
             sent[stamp] = feeder.publish_cloud(stamp)
-            time.sleep(0.1)
+            time.sleep(0.25)  # not a throughput test: leave a loaded machine time for each sweep
         stamps = sorted(sent)[2:]
         end = time.monotonic() + 15.0
         while time.monotonic() < end:

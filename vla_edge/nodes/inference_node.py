@@ -119,8 +119,9 @@ class InferenceNode(Node):
 
     def destroy_node(self) -> None:
         """Release the model (when this node loaded it), then the node."""
-        if self._owns_runner and self.pipeline.runner is not None:
-            self.pipeline.runner.close()
+        pipeline = getattr(self, "pipeline", None)  # absent when construction failed
+        if getattr(self, "_owns_runner", False) and pipeline is not None and pipeline.runner is not None:
+            pipeline.runner.close()
         super().destroy_node()
 
     def _on_lidar(self, msg: Any) -> None:
