@@ -146,6 +146,8 @@ class ArbiterNode(Node):
         """
         with self._lock:
             if self._frame is not None and self._planned_stamp != self._frame.stamp:
+                # Overload: a still-pending older frame is dropped (only the newest waits).
+                dropped = dropped or self._superseded is not None
                 self._superseded = (self._frame, self._frame_rx, self._frame_conversion_ms)
             self.drops.record(dropped)
             self._frame = frame
