@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="graph: arbiter assembles its own frames (as under ros2 launch)",
     )
     p.add_argument(
+        "--launch-style",
+        action="store_true",
+        help="run inference_node and arbiter_node as two processes (what ros2 launch does)",
+    )
+    p.add_argument(
         "--backend", default=None, help="graph backend override (default: drive.yaml / inference.yaml)"
     )
     p.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
@@ -72,6 +78,29 @@ def _pct(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(arr, q)) if arr.size else float("nan")
 
 
+def graph_mode(args: argparse.Namespace) -> str:
+    """Short name of how the graph runs."""
+    if args.launch_style:
+        return "launch-style (2 processes)"
+    return "drive --separate-frames" if args.separate_frames else "drive (shared frames)"
+
+
+def graph_commands(args: argparse.Namespace) -> list[list[str]]:
+    """One ``vla-edge drive`` process, or (``--launch-style``) one process per node as ros2 launch does."""
+    if args.launch_style:
+        ros = ["--ros-args", "-p", f"backend:={args.backend}"] if args.backend else []
+        return [
+            [sys.executable, "-m", "vla_edge.nodes.inference_node", *ros],
+            [sys.executable, "-m", "vla_edge.nodes.arbiter_node", *ros],
+        ]
+    cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
+    if args.separate_frames:
+        cmd.append("--separate-frames")
+    if args.backend:
+        cmd += ["--backend", args.backend]
+    return [cmd]
+
+
 def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
     """Start the graph, feed ``args.frames`` sweeps of ``n_points``, return the figures."""
     import rclpy
@@ -83,13 +112,11 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
     from vla_edge.nodes.monitor import GraphMonitor
 
     topics = load_config("topics")
-    cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
-    if args.separate_frames:
-        cmd.append("--separate-frames")
-    if args.backend:
-        cmd += ["--backend", args.backend]
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_e2e_graph_", suffix=".log", delete=False)  # noqa: SIM115
-    graph = subprocess.Popen(cmd, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, text=True)
+    procs = [
+        subprocess.Popen(cmd, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        for cmd in graph_commands(args)
+    ]
     rclpy.init()
     executor = MultiThreadedExecutor(num_threads=2)
     stop = threading.Event()
@@ -117,8 +144,9 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         end = time.monotonic() + args.startup_timeout
         while time.monotonic() < end:
             r = feeder.readers()
-            want_lidar = 2 if args.separate_frames else 1
-            if r["lidar"] >= want_lidar and r["odometry"] >= 2 and monitor.matched() and graph.poll() is None:
+            want_lidar = 2 if args.separate_frames or args.launch_style else 1
+            alive = all(p.poll() is None for p in procs)
+            if r["lidar"] >= want_lidar and r["odometry"] >= 2 and monitor.matched() and alive:
                 break
             time.sleep(0.1)
         else:
@@ -187,7 +215,7 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
             "dropped": args.frames - int(lat.size),
             "no_candidate": args.frames - candidates,
             "decisions": choices,
-            "separate_frames": bool(args.separate_frames),
+            "graph": graph_mode(args),
         }
         res["ratio_e2e_model_p99"] = res["e2e_p99_ms"] / res["model_p99_ms"] if model else float("nan")
         res["ratio_e2e_compute_p99"] = res["e2e_p99_ms"] / res["compute_p99_ms"] if compute else float("nan")
@@ -196,11 +224,13 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         stop.set()
         if spin is not None:
             spin.join(timeout=5)
-        graph.terminate()
-        try:
-            graph.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            graph.kill()
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
         executor.shutdown(timeout_sec=2.0)
         rclpy.shutdown()
 
@@ -214,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 
     lidar_frame = args.lidar_frame or default_lidar_frame()
     results = []
-    print(f"bench_e2e: {args.frames} sweeps at {args.rate:g} Hz, graph in a subprocess, DDS loopback")
+    mode = "2 node processes (launch style)" if args.launch_style else "1 `vla-edge drive` process"
+    print(f"bench_e2e: {args.frames} sweeps at {args.rate:g} Hz, graph = {mode}, DDS loopback")
     cols = ("e2e p50", "e2e p99", "mdl p50", "mdl p99", "cmp p99")
     tail = f" {'e2e/mdl':>7} {'e2e/cmp':>7} {'dropped':>7} {'no cand':>7}"
     print(f"{'points':>8} " + " ".join(f"{c:>8}" for c in cols) + tail)
