@@ -103,3 +103,52 @@ def test_help() -> None:
         timeout=60,
     )
     assert "--scenarios" in res.stdout and "--lidar" in res.stdout
+
+
+def test_evaluate_scores_a_planner(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    rc = main(
+        [
+            "sim",
+            "evaluate",
+            "--planner",
+            "straight",
+            "--scenarios",
+            "2",
+            "--seconds",
+            "2",
+            "--family",
+            "empty_road",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["planner"] == "straight" and len(d["scenarios"]) == 2
+    assert 0.0 <= d["aggregate"]["score"] <= 1.0
+
+
+def test_evaluate_runs_the_vehicle_fallback_planner(tmp_path: Path) -> None:
+    out = tmp_path / "frenet.json"
+    assert (
+        main(
+            [
+                "sim",
+                "evaluate",
+                "--planner",
+                "frenet",
+                "--scenarios",
+                "1",
+                "--seconds",
+                "1.5",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    d = json.loads(out.read_text())
+    assert sum(d["choices"].values()) == 15  # the arbiter decided every frame

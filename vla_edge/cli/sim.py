@@ -5,10 +5,14 @@ Subcommands:
 * ``generate`` - seeded scenarios driven by the privileged expert, written as rosbag2
   MCAP bags with the vehicle's topics (LiDAR, camera, odometry, reference path) plus
   ground truth under ``/sim/...``; one bag directory per scenario in ``--out``.
+* ``evaluate`` - closed-loop PDMS-style scores of a planner over a seeded suite: the
+  privileged ``expert``, a ``straight`` baseline, the on-vehicle ``stack`` (student +
+  arbiter, as ``vla-edge drive`` runs it) or its ``frenet`` fallback alone.
 
-Example::
+Examples::
 
     vla-edge sim generate --scenarios 5 --seconds 60 --seed 1 --out runs/sim
+    vla-edge sim evaluate --planner stack --scenarios 10 --seconds 20 --out runs/eval.json
 """
 
 from __future__ import annotations
@@ -62,6 +66,39 @@ def register(subparsers: Any) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace bags that already exist in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=run_generate)
+    e = sub.add_parser(
+        "evaluate",
+        help="closed-loop PDMS-style scores of a planner",
+        description="Run a planner closed loop over seeded scenarios and print per-scenario and mean scores "
+        "(NC, DAC, EP, TTC, comfort, score = NC*DAC*(5 TTC + 5 EP + 2 C)/12).",
+    )
+    e.add_argument(
+        "--planner",
+        default="expert",
+        choices=["expert", "straight", "stack", "frenet"],
+        help="expert (privileged), straight (constant-speed baseline), stack (student + arbiter), "
+        "frenet (arbiter without the student); default expert",
+    )
+    e.add_argument("--scenarios", type=int, default=5, help="number of scenarios (default 5)")
+    e.add_argument(
+        "--seconds", type=float, default=None, help="seconds per scenario (default harness.seconds)"
+    )
+    e.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    e.add_argument(
+        "--family", action="append", default=None, help="scenario family (repeatable; default all)"
+    )
+    e.add_argument("--difficulty", default=None, help="difficulty 0..1 or 'mixed' (default from config)")
+    e.add_argument(
+        "--config", default=None, help="drive params file for stack/frenet (default config/drive.yaml)"
+    )
+    e.add_argument("--engine", default=None, help="student model for --planner stack (default from config)")
+    e.add_argument(
+        "--backend", default=None, help="inference backend for --planner stack (default from config)"
+    )
+    e.add_argument("--camera", action="store_true", help="render the front camera into Frame.images")
+    e.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=run_evaluate)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -134,4 +171,70 @@ def run_generate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     (out / "index.json").write_text(json.dumps(index, indent=1))
+    return 0
+
+
+def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+    """The planner callable for ``--planner`` and a counter of arbiter choices."""
+    import numpy as np
+
+    from vla_edge.types import Frame, Trajectory
+
+    choices: dict[str, int] = {}
+    if args.planner == "expert":
+        from vla_edge.sim.harness import ExpertPlanner
+
+        return ExpertPlanner(sim_cfg), choices
+    if args.planner == "straight":
+        v = float(sim_cfg["expert"]["cruise_speed"])
+
+        def straight(frame: Frame) -> Trajectory:
+            t = 0.5 * np.arange(1, 9)
+            return Trajectory(np.stack([v * t, 0 * t, 0 * t], 1), 0.5, frame.stamp, np.full(8, v), "straight")
+
+        return straight, choices
+    from vla_edge.nodes.params import resolve_overrides, unflatten
+    from vla_edge.pipeline import DrivePipeline
+
+    values = resolve_overrides(args.config, {"engine_path": args.engine, "backend": args.backend})
+    pipe = DrivePipeline.from_config(unflatten(dict(values)), with_runner=args.planner == "stack")
+
+    def stack(frame: Frame) -> Trajectory:
+        if args.planner == "stack":
+            _, dec = pipe.step(frame)
+        else:
+            dec = pipe.plan(frame, None, frame.stamp)
+        choices[dec.choice] = choices.get(dec.choice, 0) + 1
+        return dec.trajectory
+
+    return stack, choices
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Score the planner; prints the table (and arbiter choices) and optionally writes JSON."""
+    from vla_edge.config import load_config
+    from vla_edge.sim.harness import run_suite
+
+    sim_cfg = load_config("sim")
+    planner, choices = _planner(args, sim_cfg)
+    res = run_suite(
+        planner,
+        args.scenarios,
+        seconds=args.seconds,
+        seed=args.seed,
+        families=args.family,
+        difficulty=args.difficulty,
+        cfg=sim_cfg,
+        render_camera=args.camera,
+        progress=not args.no_progress,
+    )
+    print(res.table())
+    if choices:
+        print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        d = res.to_dict()
+        d["planner"] = args.planner
+        d["choices"] = choices
+        args.out.write_text(json.dumps(d, indent=1))
     return 0
