@@ -96,3 +96,16 @@ def test_realtime_against_a_vla_edge_drive_subprocess(
     assert m["realtime"]["candidates_received"] > 0
     assert (out / "drive_params.yaml").is_file()  # the exact parameters the subprocess got
     assert "inference node ready" in (out / "drive_subprocess.log").read_text()
+
+
+def test_realtime_refuses_bad_rate_and_graph(bag_and_config: tuple[Path, Path], tmp_path: Path) -> None:
+    from vla_edge.replay import ReplayError
+    from vla_edge.replay.lockstep import drive_values, load_replay_config
+    from vla_edge.replay.realtime import run_realtime
+
+    bag, _ = bag_and_config
+    vals, cfg = drive_values(None, None, None), load_replay_config()
+    with pytest.raises(ReplayError, match="rate must be > 0"):
+        run_realtime([bag], vals, cfg, {}, tmp_path, rate=0.0)
+    with pytest.raises(ReplayError, match="--graph must be one of"):
+        run_realtime([bag], vals, cfg, {}, tmp_path, graph="docker")

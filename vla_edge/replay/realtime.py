@@ -181,19 +181,26 @@ def run_realtime(
     Raises:
         ReplayError: The graph did not come up in time or died.
     """
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    from vla_edge.bagio import open_bag
-    from vla_edge.nodes.bag_player import BagPlayer, RawMessage
-    from vla_edge.nodes.params import unflatten
-
     rt = replay_cfg["realtime"]
     mode = str(graph or rt["graph"])
     rate = float(rate if rate is not None else rt["rate"])
     if not rate > 0:
         raise ReplayError(f"--rate must be > 0, got {rate}")
+    if mode not in GRAPH_MODES:
+        raise ReplayError(f"--graph must be one of {', '.join(GRAPH_MODES)}, got {mode!r}")
+    try:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+    except ImportError as exc:
+        raise ReplayError(
+            f"realtime replay needs rclpy ({exc}); source ROS 2 or pip install .[ros], or use --mode lockstep"
+        ) from None
+
+    from vla_edge.bagio import open_bag
+    from vla_edge.nodes.bag_player import BagPlayer, RawMessage
+    from vla_edge.nodes.params import unflatten
+
     cfg = unflatten(dict(values))
     topics = load_config(str(cfg["topics_config"]))
     roles = {t: r for t, r in input_roles(topics, str(cfg["camera"])).items() if r != "objects"}
