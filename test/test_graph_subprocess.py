@@ -73,6 +73,18 @@ def test_drive_subprocess_plans_on_real_scans(shared_data: Path, tmp_path: Path)
         else:
             pytest.fail(f"graph did not match in 90 s: {feeder.readers()}\n{log.read_text()[-3000:]}")
         time.sleep(0.5)  # odometry and path reach the buffers
+
+        def waiting_reported() -> bool:
+            with monitor.lock:
+                return any(
+                    st["message"].startswith("no LiDAR frame yet") and st["level"] == 2
+                    for st in monitor.statuses_by_name["vla_edge/inputs"]
+                )
+
+        end = time.monotonic() + 5.0
+        while not waiting_reported() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert waiting_reported(), "no ERROR diagnostic while no LiDAR frame has arrived"
         sent = {}
         for i in range(9):
             feeder.set_cloud(scans[i % len(scans)])

@@ -40,11 +40,13 @@ from rclpy.node import Node
 from vla_edge.config import load_config
 from vla_edge.conversions.trajectory import path_to_trajectory
 from vla_edge.diagnostics import (
+    ERROR,
     DropCounter,
     Thresholds,
     decision_status,
     error_status,
     inputs_status,
+    status,
     timing_status,
 )
 from vla_edge.errors import ConversionError
@@ -86,6 +88,7 @@ class ArbiterNode(Node):
         self._superseded: tuple[Frame, float, float | None] | None = None  # (frame, rx, conversion)
         self._planned_stamp: float | None = None
         self._last_plan = -np.inf
+        self._last_waiting = -np.inf
         self._candidate: Candidate | None = None
         self._infos: OrderedDict[float, dict[str, Any]] = OrderedDict()
         self._no_candidate: set[float] = set()
@@ -247,6 +250,7 @@ class ArbiterNode(Node):
         now = self._now()
         with self._lock:
             if self._frame is None:
+                self._report_waiting(now)
                 return
             if self._planned_stamp != self._frame.stamp:
                 due = now - self._frame_rx >= self.deadline_s
@@ -256,6 +260,20 @@ class ArbiterNode(Node):
                 trigger = "cycle"
         if due:
             self._plan(trigger)
+
+    def _report_waiting(self, now: float) -> None:
+        """No frame yet: nothing to plan on; say so on /diagnostics once per second."""
+        if now - self._last_waiting < 1.0:
+            return
+        self._last_waiting = now
+        st = status(
+            "vla_edge/inputs",
+            ERROR,
+            "no LiDAR frame yet: no trajectory is published (check the LiDAR topic, odometry, calibration)",
+            {"stale": ["lidar"]},
+            self.th.hardware_id,
+        )
+        self._publish_status(st, now)
 
     # -- cycle ----------------------------------------------------------------------------
     def _plan(self, trigger: str, slot: tuple[Frame, float, float | None] | None = None) -> None:
