@@ -128,3 +128,19 @@ def test_engine_path_and_bad_config(cfg: dict[str, Any]) -> None:
     assert engine_path({**cfg, "engine_path": "engines/student.onnx"}).name == "student.onnx"
     with pytest.raises(ConfigError, match="planning_config"):
         DrivePipeline.from_config({k: v for k, v in cfg.items() if k != "planning_config"}, with_runner=False)
+
+
+def test_core_and_helpers_import_without_rclpy() -> None:
+    """pipeline/diagnostics (core) and the nodes' pure helpers never import rclpy at import time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "import vla_edge.pipeline, vla_edge.diagnostics\n"
+        "import vla_edge.nodes, vla_edge.nodes.params, vla_edge.nodes.frames, vla_edge.nodes.qos\n"
+        "import vla_edge.cli.drive, vla_edge.cli.demo\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
