@@ -262,3 +262,13 @@ def test_report_and_compare_report_are_self_contained(
     cmp = compare(m, make_metrics(settings, 2.0), cfg["gate"])
     p2 = parse_html(write_compare_report(tmp_path, cmp, ("shipped", "worse"), 60))
     assert len(p2.imgs) == 1 and "REGRESSED" in (tmp_path / "compare.html").read_text()
+
+
+@pytest.mark.parametrize("argv", [["replay", "--help"], ["replay", "compare", "--help"]])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from vla_edge.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--mode" in out and "replay compare A B" in out and "--gate" in out

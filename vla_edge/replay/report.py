@@ -123,8 +123,10 @@ def plot_bev(
     return _save(fig, path, dpi)
 
 
-def plot_timeline(records: Sequence[Mapping[str, Any]], path: Path, dpi: int) -> bytes:
-    """Decision per frame (and latency when present) over time."""
+def plot_timeline(
+    records: Sequence[Mapping[str, Any]], path: Path, dpi: int, deadline_ms: float | None = None
+) -> bytes:
+    """Decision per frame (and latency when present, with the deadline) over time."""
     plt = _plt()
     lat = [r.get("latency_ms") for r in records]
     has_lat = any(v is not None for v in lat)
@@ -145,6 +147,9 @@ def plot_timeline(records: Sequence[Mapping[str, Any]], path: Path, dpi: int) ->
         ax2 = axes[1, 0]
         y = np.array([np.nan if v is None else v for v in lat], dtype=np.float64)
         ax2.plot(t, y, ".-", lw=0.8)
+        if deadline_ms is not None:
+            ax2.axhline(deadline_ms, color="#d62728", ls="--", lw=0.8, label="deadline")
+            ax2.legend(fontsize=7)
         ax2.set_ylabel("latency (ms)")
         ax2.set_title("LiDAR publish -> /planning/trajectory", fontsize=9)
     axes[-1, 0].set_xlabel("time since first frame (s)")
@@ -294,7 +299,8 @@ def write_report(
                 f"{Path(str(snap['run'])).name} @ {float(snap['stamp']):.2f}: {snap.get('choice')}",
             )
         )
-    timeline = _img(plot_timeline(records, out_dir / "timeline.png", dpi), "decision timeline")
+    deadline = (metrics.get("realtime") or {}).get("latency", {}).get("deadline_ms")
+    timeline = _img(plot_timeline(records, out_dir / "timeline.png", dpi, deadline), "decision timeline")
     ade = _img(plot_ade(metrics.get("series", {}).get("ade", []), out_dir / "ade.png", dpi), "per-frame ADE")
     meta = metrics.get("meta", {})
     summary = [
