@@ -211,7 +211,7 @@ class Expert:
         # Narrow passes (nudges): creep through.
         slow = float(e["crew_caution_speed"])
         off_i = np.interp(st, np.linspace(0, path.length, len(offs)), np.abs(offs))
-        vlim = np.where(off_i > 0.3, np.minimum(vlim, slow + 1.0), vlim)
+        vlim = np.where(off_i > 0.3, np.minimum(vlim, float(e["nudge_speed"])), vlim)
         # Crew near the lane ahead.
         for ag in world.agents:
             if not ag.active or ag.kind != "crew":
@@ -265,7 +265,7 @@ class Expert:
         )
         return smin, smax
 
-    def _obstacles(self, world: World, path: Polyline) -> list[_Obstacle]:
+    def _obstacles(self, world: World, path: Polyline, s0: float) -> list[_Obstacle]:
         e = self.e
         out: list[_Obstacle] = []
         n = len(self.times)
@@ -327,9 +327,10 @@ class Expert:
             small = np.where(inr, ps[None, :], -np.inf)
             hi[any_t] = small[any_t].max(1) + pad
             if oncoming:
-                # Terminal interval: never stop inside the stretch its path shares with ours.
+                # Terminal interval: never stop inside the stretch its path shares with ours,
+                # unless we can clear that stretch well before it can get there.
                 ahead = inside & (samp >= ag.s - ag.rear_offset)
-                if ahead.any():
+                if ahead.any() and not self._can_pass_first(world, ag, samp[ahead], ps[ahead] + pad, s0):
                     lo[-1] = min(np.nan_to_num(lo[-1], nan=np.inf), ps[ahead].min() - pad)
                     hi[-1] = max(np.nan_to_num(hi[-1], nan=-np.inf), ps[ahead].max() + pad)
                     any_t[-1] = True
@@ -352,6 +353,20 @@ class Expert:
             now = float(ps[cur].min()) if cur.any() else float(np.nanmin(lo))
             out.append(_Obstacle(lo, hi, ag.kind, ag.bodies[0].oid, beh, False, ag.v, now))
         return out
+
+    def _can_pass_first(
+        self, world: World, ag: Agent, samp_in: np.ndarray, ps_in: np.ndarray, s0: float
+    ) -> bool:
+        """True when the ego clears the shared stretch before the oncoming agent can reach it."""
+        e = self.e
+        reach_agent = max(0.0, float(samp_in.min()) - (ag.s + ag.front_offset))
+        t_agent = reach_agent / max(ag.v, ag.v0, 0.5)  # a lower bound on its arrival
+        v_pass = float(e["nudge_speed"])
+        v_app = max(world.ego.v, v_pass)  # approach at least at passing speed
+        approach = max(0.0, float(ps_in.min()) - s0)
+        stretch = float(ps_in.max()) - max(float(ps_in.min()), s0) + world.ego.rear_overhang
+        t_ego = max(0.0, v_pass - world.ego.v) / float(e["accel"]) + approach / v_app + stretch / v_pass
+        return t_agent > t_ego + float(e["oncoming_margin"])
 
     def _standstill_clear(self, world: World) -> bool:
         """True when no agent's predicted sweep over the horizon touches the standing ego."""
@@ -409,7 +424,7 @@ class Expert:
         path, offs, nudges = self._path(world, s_e)
         s0 = float(path.project(ego.xy()[None, :])[0][0])
         s_lim, v_lim, limit_reasons = self._speed_limit(world, path, offs, s0)
-        obstacles = self._obstacles(world, path)
+        obstacles = self._obstacles(world, path, s0)
         front = ego.front_offset
         rear = ego.rear_overhang
         b_term = float(e["decels"][0])
