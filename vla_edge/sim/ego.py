@@ -39,6 +39,7 @@ class EgoVehicle:
         self.width = float(cfg["width"])
         self.height = float(cfg["height"])
         self.rear_overhang = float(cfg["rear_overhang"])
+        self._fp: tuple[tuple[float, float, float, float], np.ndarray] | None = None
 
     @property
     def centre_offset(self) -> float:
@@ -59,9 +60,14 @@ class EgoVehicle:
         return EgoState(stamp, self.x, self.y, self.yaw, self.v, self.a, self.yaw_rate)
 
     def footprint(self, inflate: float = 0.0) -> np.ndarray:
-        """Body corners ``(4, 2)`` in the odom frame."""
+        """Body corners ``(4, 2)`` in the odom frame (cached per pose)."""
+        key = (self.x, self.y, self.yaw, inflate)
+        if self._fp is not None and self._fp[0] == key:
+            return self._fp[1]
         c = self.xy() + self.centre_offset * np.array([np.cos(self.yaw), np.sin(self.yaw)])
-        return box_corners(c, self.yaw, self.length + 2 * inflate, self.width + 2 * inflate)[0]
+        out = box_corners(c, self.yaw, self.length + 2 * inflate, self.width + 2 * inflate)[0]
+        self._fp = (key, out)
+        return out
 
     def velocity(self) -> np.ndarray:
         """Velocity vector (vx, vy) in m/s."""

@@ -306,9 +306,12 @@ class Expert:
             oncoming = abs(rel) > 2.3 and ag.kind != "crew"
             s_lo = ag.s - ag.rear_offset - 0.5
             s_hi = ag.s + smax[-1] + ag.front_offset + 0.5
-            if oncoming:  # head-on traffic keeps coming after the horizon: look along its whole way
-                s_hi = max(s_hi, min(ag.path.length, ag.s + reach + 20.0))
             samp = np.arange(s_lo, s_hi + self.step, self.step)
+            if oncoming:  # head-on traffic keeps coming after the horizon: look along its whole way
+                far = np.arange(
+                    samp[-1] + 2 * self.step, min(ag.path.length, ag.s + reach + 20.0), 2 * self.step
+                )
+                samp = np.concatenate([samp, far])
             pts = ag.path.interp(samp)
             ps, pd = path.project(pts[:, :2])
             band = self.hw + 0.5 * ag.width + margin
