@@ -30,10 +30,17 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
-
 import numpy as np
+
+from vla_edge.nodes.qos import local_dds_env  # no rclpy at import
+
+# Before any participant exists: loopback only, own domain, shared-memory profile for big
+# clouds (inherited by the graph process). --udp-only measures without the profile.
+if "--udp-only" not in sys.argv:
+    local_dds_env()
+else:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCAN = REPO.parent / "shared" / "data" / "lidar" / "nuscenes_lidar_top_1532402927647951.bin"
@@ -65,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--backend", default=None, help="graph backend override (default: drive.yaml / inference.yaml)"
+    )
+    p.add_argument(
+        "--udp-only",
+        action="store_true",
+        help="do not load config/fastdds_shm.xml (Fast DDS default transports on loopback)",
     )
     p.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
     p.add_argument(

@@ -8,8 +8,9 @@
    type, end-to-end latency p50/p99 (sweep publish -> final trajectory receipt), fallback
    reasons. Exits non-zero when the graph produced no trajectory.
 
-DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID are
-set when the environment does not set them.
+DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a ROS_DOMAIN_ID and the
+Fast DDS profile ``config/fastdds_shm.xml`` (shared memory + 127.0.0.1) are set when the
+environment does not set them.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def register(subparsers: Any) -> None:
 
 def _ros_env() -> None:
     """Keep DDS on loopback and off other people's domains (before rclpy starts)."""
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 80))
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    from vla_edge.nodes.qos import local_dds_env
+
+    local_dds_env()
 
 
 def header_stamp(cdr: bytes) -> float:

@@ -43,3 +43,32 @@ def reliable_qos(depth: int = 10) -> Any:
 def clock_qos() -> Any:
     """QoS of the ``/clock`` publisher in the bag player."""
     return reliable_qos(depth=1)
+
+
+def local_dds_env(domain_id: int | None = None) -> dict[str, str]:
+    """Keep DDS on this machine (demo, benchmark): set what the environment leaves unset.
+
+    * ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a ``ROS_DOMAIN_ID``;
+    * with Fast DDS, ``FASTDDS_DEFAULT_PROFILES_FILE`` = ``config/fastdds_shm.xml`` (shared
+      memory + UDP on 127.0.0.1): without it, best-effort readers lose most multi-fragment
+      clouds on loopback.
+
+    Must run before rclpy creates its first participant. Returns what it set.
+    """
+    import os
+
+    from vla_edge.config import config_dir
+
+    wanted = {
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_DOMAIN_ID": str(domain_id if domain_id is not None else 10 + os.getpid() % 80),
+    }
+    profile = config_dir() / "fastdds_shm.xml"
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp" and profile.is_file():
+        wanted["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    done = {}
+    for key, value in wanted.items():
+        if not os.environ.get(key):
+            os.environ[key] = value
+            done[key] = value
+    return done
