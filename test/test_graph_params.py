@@ -130,3 +130,20 @@ def test_wrong_type_from_params_file_is_config_error(rclpy_context: object) -> N
             declare_drive_parameters(node)
     finally:
         node.destroy_node()
+
+
+def test_local_dds_env_sets_only_what_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vla_edge.nodes.qos import local_dds_env
+
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.setenv("ROS_DOMAIN_ID", "42")
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    done = local_dds_env()
+    import os
+
+    assert os.environ["ROS_DOMAIN_ID"] == "42" and "ROS_DOMAIN_ID" not in done
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    profile = Path(os.environ["FASTDDS_DEFAULT_PROFILES_FILE"])
+    assert profile.name == "fastdds_shm.xml" and profile.is_file()
+    assert "127.0.0.1" in profile.read_text() and "<type>SHM</type>" in profile.read_text()
