@@ -6,7 +6,7 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 VENV ?= .venv
 PYTEST_ARGS ?= -n 2 --timeout 600
 
-.PHONY: demo test lint format colcon bench clean help
+.PHONY: demo test test-jazzy lint format colcon bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -18,6 +18,13 @@ demo:  ## install runtime + ROS wheels, run the live-graph demo on a synthetic a
 test:  ## install everything, run the full test suite
 	@scripts/bootstrap.sh ros,train,dev
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The DDS-facing tests again, against the Jazzy rclpy wheels (vehicle distro API check).
+JAZZY_TESTS ?= test/test_conversions_dds.py test/test_graph_live.py test/test_graph_params.py \
+	test/test_recorder_node.py test/test_frame_assembly.py
+test-jazzy:  ## run the ROS-facing tests against the ROS 2 Jazzy rclpy wheels (.venv-jazzy)
+	@VENV=.venv-jazzy scripts/bootstrap.sh jazzy,dev
+	.venv-jazzy/bin/python -m pytest -p no:cacheprovider $(JAZZY_TESTS)
 
 lint:  ## ruff check + format check
 	$(VENV)/bin/ruff check .

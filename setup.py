@@ -50,6 +50,18 @@ setup(
     extras_require={
         # ROS 2 Kilted wheels for machines without a ROS install (Python 3.11).
         "ros": ROS_WHEELS,
+        # The same message set from the Jazzy wheels (rclpy 7.1.6), for a compatibility run
+        # against the vehicle distro's rclpy API (`make test-jazzy`). Do not mix with "ros".
+        "jazzy": [
+            "ros-jazzy-rclpy[fastrtps]",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-nav-msgs",
+            "ros-jazzy-geometry-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-std-srvs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-visualization-msgs",
+        ],
         # Offline training / export only; the vehicle runtime never imports torch.
         "train": ["torch==2.13.0", "onnx>=1.15", "tensorboard>=2.14"],
         # Benchmark-only peers (x86_64 wheels; never a vehicle dependency).
