@@ -120,3 +120,14 @@ def test_drop_counter_window() -> None:
     assert d.ratio == 0.25
     with pytest.raises(ConfigError):
         DropCounter(0)
+
+
+def test_sweep_gaps_counts_missing_sweeps() -> None:
+    from vla_edge.diagnostics import SweepGaps
+
+    g = SweepGaps()
+    stamps = [0.1 * i for i in range(10)]
+    assert sum(g.missed(s) for s in stamps) == 0  # steady 10 Hz, first intervals learn the rate
+    assert g.missed(1.2) == 2  # 1.0 and 1.1 never arrived
+    assert g.missed(1.3) == 0
+    assert g.missed(1.25) == 0  # out of order / duplicate: not a gap

@@ -250,3 +250,29 @@ class DropCounter:
 def worst_level(statuses: Iterable[Mapping[str, Any]]) -> int:
     """Highest level among ``statuses`` (OK when empty)."""
     return max((int(s["level"]) for s in statuses), default=OK)
+
+
+class SweepGaps:
+    """Sweeps that never arrived, from gaps in the header stamps.
+
+    A reader with history depth 1 keeps only the newest sweep, so sweeps overwritten in the
+    DDS queue (or lost upstream) are invisible to callbacks; a gap of ``k`` periods between
+    consecutive stamps means ``k - 1`` sweeps were missed. The period is the median of the
+    recent intervals, so no sensor rate has to be configured.
+    """
+
+    def __init__(self, history: int = 20) -> None:
+        self._intervals: deque[float] = deque(maxlen=history)
+        self._last: float | None = None
+
+    def missed(self, stamp: float) -> int:
+        """Record ``stamp`` (s); return how many sweeps are missing before it."""
+        last, self._last = self._last, stamp
+        if last is None or stamp <= last:
+            return 0
+        dt = stamp - last
+        period = sorted(self._intervals)[len(self._intervals) // 2] if len(self._intervals) >= 5 else None
+        self._intervals.append(dt)
+        if period is None or period <= 0:
+            return 0
+        return max(0, round(dt / period) - 1)

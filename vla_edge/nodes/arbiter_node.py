@@ -140,7 +140,7 @@ class ArbiterNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def offer_frame(self, frame: Frame, conversion_ms: float | None = None, dropped: bool = False) -> None:
+    def offer_frame(self, frame: Frame, conversion_ms: float | None = None, missed: int = 0) -> None:
         """Take a newly assembled frame (own LiDAR callback or the inference node's).
 
         A previous frame that is still undecided (its candidate and its deadline both still
@@ -150,9 +150,12 @@ class ArbiterNode(Node):
         with self._lock:
             if self._frame is not None and self._planned_stamp != self._frame.stamp:
                 # Overload: a still-pending older frame is dropped (only the newest waits).
-                dropped = dropped or self._superseded is not None
+                if self._superseded is not None:
+                    missed += 1
                 self._superseded = (self._frame, self._frame_rx, self._frame_conversion_ms)
-            self.drops.record(dropped)
+            for _ in range(missed):
+                self.drops.record(True)
+            self.drops.record(False)
             self._frame = frame
             self._frame_rx = self._now()
             self._frame_conversion_ms = conversion_ms

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.config import load_config
+from vla_edge.diagnostics import SweepGaps
 from vla_edge.errors import ConfigError, VlaEdgeError
 from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 from vla_edge.nodes import messages, qos
@@ -32,7 +33,8 @@ class FrameSource:
         topics: Parsed ``topics.yaml``.
         group: Callback group of the sensor subscriptions.
         lidar: Subscribe to the LiDAR and call ``on_frame`` with each assembled frame.
-        on_frame: ``on_frame(frame, conversion_ms, dropped=False)``; required with ``lidar``.
+        on_frame: ``on_frame(frame, conversion_ms, missed=0)``; required with ``lidar``
+            (``missed``: sweeps that never reached this reader before this one).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class FrameSource:
         self.factory = RclpyFactory()
         self.on_frame = on_frame
         self.errors = 0
+        self.gaps = SweepGaps()  # sweeps lost before this reader (depth-1 queue, network)
         # The assembler's buffers are not thread-safe; today every caller runs in the sensor
         # group, the lock keeps it so if assembly moves to another thread.
         self._lock = threading.Lock()
@@ -127,12 +130,13 @@ class FrameSource:
 
     def _on_lidar(self, msg: Any) -> None:
         t0 = time.perf_counter()
+        missed = self.gaps.missed(stamp_to_sec(msg.header.stamp))
         try:
             frame = self.assemble(msg)
         except VlaEdgeError as exc:
             self._report("frame_assembly", exc, msg)
             return
-        self.on_frame(frame, 1000.0 * (time.perf_counter() - t0))
+        self.on_frame(frame, 1000.0 * (time.perf_counter() - t0), missed=missed)
 
     def _guard(self, stage: str, fn: Any, msg: Any) -> None:
         try:

@@ -28,7 +28,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from vla_edge.config import load_config
-from vla_edge.diagnostics import DropCounter, Thresholds, candidate_status, error_status
+from vla_edge.diagnostics import DropCounter, SweepGaps, Thresholds, candidate_status, error_status
 from vla_edge.errors import VlaEdgeError
 from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 from vla_edge.nodes import messages, qos
@@ -91,6 +91,7 @@ class InferenceNode(Node):
         self.candidate_sink = candidate_sink
         self.factory = RclpyFactory()
         self.drops = DropCounter(int(self.th.window))
+        self.gaps = SweepGaps()
         self.stats = {"sweeps": 0, "candidates": 0, "skipped": 0, "model_errors": 0, "deadline_missed": 0}
         self._mailbox = SweepMailbox()
 
@@ -108,7 +109,9 @@ class InferenceNode(Node):
             PointCloud2,
             topics["inputs"]["lidar"],
             self._on_lidar,
-            qos.sensor_qos(),
+            # Depth 1: a sweep the node cannot take in time is replaced by the newer one in
+            # the DDS queue (never processed late); SweepGaps counts such sweeps as dropped.
+            qos.sensor_qos(depth=1),
             callback_group=self.frames.group,
         )
         self.get_logger().info(
@@ -129,6 +132,8 @@ class InferenceNode(Node):
         received = time.perf_counter()
         self.stats["sweeps"] += 1
         stamp = stamp_to_sec(msg.header.stamp)
+        for _ in range(self.gaps.missed(stamp)):
+            self.drops.record(True)
         try:
             frame = self.frames.assemble(msg)
         except VlaEdgeError as exc:
