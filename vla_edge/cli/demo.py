@@ -30,6 +30,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/vla_edge/demo"))
+# /clock between messages: every /clock message wakes each node's time source (Python work on
+# the shared GIL); sweeps and odometry already advance the clock at 20 Hz or more.
+DEMO_CLOCK_HZ = 40.0
 
 
 def register(subparsers: Any) -> None:
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print("[2/4] starting the drive graph (inference + arbiter, ONNX Runtime, use_sim_time)")
         graph = DriveGraph(values, share_frames=True).start()
-        player = BagPlayer(types, rate=args.rate)
+        player = BagPlayer(types, rate=args.rate, clock_hz=DEMO_CLOCK_HZ)
         monitor = GraphMonitor(topics)
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
