@@ -96,6 +96,11 @@ def register(subparsers: Any) -> None:
         "--backend", default=None, help="inference backend for --planner stack (default from config)"
     )
     e.add_argument("--camera", action="store_true", help="render the front camera into Frame.images")
+    e.add_argument(
+        "--no-lidar",
+        action="store_true",
+        help="leave Frame.points empty (fast; only for planners that do not use the LiDAR, e.g. expert)",
+    )
     e.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=run_evaluate)
@@ -226,9 +231,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         difficulty=args.difficulty,
         cfg=sim_cfg,
         render_camera=args.camera,
+        render_lidar=False if args.no_lidar else None,
         progress=not args.no_progress,
     )
     print(res.table())
+    agg = res.aggregate
+    print(
+        f"scenarios {int(agg['scenarios'])}, collision rate {agg['collision_rate']:.3f}, "
+        f"off-road scenarios {sum(1 for s in res.scenarios if s.dac < 1.0)}, "
+        f"planner failures {sum(s.planner_failures for s in res.scenarios)}"
+    )
     if choices:
         print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))
     if args.out is not None:
