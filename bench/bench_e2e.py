@@ -156,9 +156,9 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         end = time.monotonic() + args.startup_timeout
         while time.monotonic() < end:
             r = feeder.readers()
-            want_lidar = 2 if args.separate_frames or args.launch_style else 1
+            readers = 2 if args.separate_frames or args.launch_style else 1
             alive = all(p.poll() is None for p in procs)
-            if r["lidar"] >= want_lidar and r["odometry"] >= 2 and monitor.matched() and alive:
+            if r["lidar"] >= readers and r["odometry"] >= readers and monitor.matched() and alive:
                 break
             time.sleep(0.1)
         else:

@@ -115,11 +115,11 @@ class Harness:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             r = self.feeder.readers()
-            lidar_readers = 1 if self.share_frames else 2
+            readers = 1 if self.share_frames else 2  # shared: only the inference node listens
             if (
-                r["lidar"] >= lidar_readers
-                and r["odometry"] >= 2
-                and r["reference_path"] >= 2
+                r["lidar"] >= readers
+                and r["odometry"] >= readers
+                and r["reference_path"] >= readers
                 and self.monitor.matched()
             ):
                 time.sleep(0.3)  # let odometry/path reach the buffers

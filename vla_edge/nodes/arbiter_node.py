@@ -103,7 +103,13 @@ class ArbiterNode(Node):
 
         sensors = MutuallyExclusiveCallbackGroup()
         self.frames = FrameSource(
-            self, self.cfg, topics, group=sensors, lidar=not external_frames, on_frame=self.offer_frame
+            self,
+            self.cfg,
+            topics,
+            group=sensors,
+            lidar=not external_frames,
+            on_frame=self.offer_frame,
+            inputs=not external_frames,
         )
         out = topics["outputs"]
         self.pub_traj = self.create_publisher(Path, out["trajectory"], qos.reliable_qos())

@@ -35,6 +35,8 @@ class FrameSource:
         lidar: Subscribe to the LiDAR and call ``on_frame`` with each assembled frame.
         on_frame: ``on_frame(frame, conversion_ms, missed=0)``; required with ``lidar``
             (``missed``: sweeps that never reached this reader before this one).
+        inputs: Subscribe to the inputs at all; False when frames come assembled from the
+            inference node (shared mode), leaving the output-message helpers.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class FrameSource:
         group: Any,
         lidar: bool,
         on_frame: Any | None = None,
+        inputs: bool = True,
     ) -> None:
         from vla_edge.frame_assembly import FrameAssembler
 
@@ -60,28 +63,31 @@ class FrameSource:
         self.assembler = FrameAssembler(
             load_config(str(cfg["frame_config"])), load_config(str(cfg["calibration_config"]))
         )
+        self._diag_pub = None
+        if not inputs:  # frames come from elsewhere (shared mode): output helpers only
+            return
         from nav_msgs.msg import Odometry, Path
 
-        inputs = topics["inputs"]
+        names = topics["inputs"]
         node.create_subscription(
-            Odometry, inputs["odometry"], self._on_odom, qos.sensor_qos(), callback_group=group
+            Odometry, names["odometry"], self._on_odom, qos.sensor_qos(), callback_group=group
         )
         node.create_subscription(
-            Path, inputs["reference_path"], self._on_path, qos.sensor_qos(), callback_group=group
+            Path, names["reference_path"], self._on_path, qos.sensor_qos(), callback_group=group
         )
         camera = str(cfg["camera"])
         if camera == "raw":
             from sensor_msgs.msg import Image
 
             node.create_subscription(
-                Image, inputs["camera_front"], self._on_image, qos.sensor_qos(), callback_group=group
+                Image, names["camera_front"], self._on_image, qos.sensor_qos(), callback_group=group
             )
         elif camera == "compressed":
             from sensor_msgs.msg import CompressedImage
 
             node.create_subscription(
                 CompressedImage,
-                inputs["camera_front_compressed"],
+                names["camera_front_compressed"],
                 self._on_image,
                 qos.sensor_qos(),
                 callback_group=group,
@@ -95,9 +101,8 @@ class FrameSource:
 
             # Depth 1: when assembly is slower than the sweep rate, the newest sweep wins.
             node.create_subscription(
-                PointCloud2, inputs["lidar"], self._on_lidar, qos.sensor_qos(depth=1), callback_group=group
+                PointCloud2, names["lidar"], self._on_lidar, qos.sensor_qos(depth=1), callback_group=group
             )
-        self._diag_pub = None
         self._subscribe_tf_static(node, group)
 
     def _subscribe_tf_static(self, node: Any, group: Any) -> None:
