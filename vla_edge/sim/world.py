@@ -410,6 +410,9 @@ def build_ground(
     allp = np.concatenate(pts)
     lo = allp.min(0) - margin
     hi = allp.max(0) + margin
+    # Long routes: coarsen the raster so memory stays bounded (~7 bytes per pixel).
+    area = float((hi[0] - lo[0]) * (hi[1] - lo[1]))
+    res = max(res, float(np.sqrt(area / float(rc["map_max_pixels"]))))
     w = int(np.ceil((hi[0] - lo[0]) / res))
     h = int(np.ceil((hi[1] - lo[1]) / res))
     gm = GroundMap(
