@@ -201,7 +201,7 @@ class _Builder:
         ap = self.cfg["agents"]
         bodies = make_bodies(kind, self.classes, self.next_id, carts, float(ap["train_gap"]))
         self.next_id += len(bodies)
-        a_max = 1.0 if kind in ("crew",) else 1.2
+        a_max = float(ap["crew_accel"] if kind == "crew" else ap["vehicle_accel"])
         ag = Agent(kind, path, s, v, v0, a_max, bodies, ap, **kw)
         self.agents.append(ag)
         return ag
@@ -230,7 +230,7 @@ def _place_aircraft(
     span = cls["aircraft_wing"]["size"][1]
     x, y, ryaw = route.interp(s)
     nose_in = bool(rng.random() < 0.5)
-    gap = float(rng.uniform(8.0, 14.0))
+    gap = float(rng.uniform(*b.cfg["scenario"]["aircraft_gap"]))
     normal = np.array([-np.sin(ryaw), np.cos(ryaw)]) * side
     centre = np.array([x, y]) + normal * (road_half + gap + 0.5 * fl)
     yaw_ac = float(np.arctan2(-normal[1], -normal[0])) if nose_in else float(np.arctan2(normal[1], normal[0]))
@@ -350,7 +350,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
 
     if spec.family == "crossing_cart":
         side = float(rng.choice([-1.0, 1.0]))
-        half = 45.0
+        half = float(sc["crossing_half_length"])
         line = Polyline(np.array([e_pt + left * side * half, e_pt - left * side * half]))
         crossings.append(line)
         carts = round(_lerp(sc["crossing_train_carts"], d))
@@ -361,8 +361,8 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         t_ego = dist_ego / cruise + max(0.0, cruise - ego_v0) / (2 * float(cfg["expert"]["accel"]))
         slack = _lerp(sc["crossing_slack"], d) + float(rng.uniform(-1.0, 1.0))
         t_arr = max(2.0, t_ego - slack)
-        start_dist = float(rng.uniform(25.0, 40.0))  # head front to the near road edge
-        a = 1.2
+        start_dist = float(rng.uniform(*sc["crossing_start_dist"]))  # head front to the near road edge
+        a = float(ap["vehicle_accel"])
         t_acc = v0 / a
         d_acc = 0.5 * a * t_acc**2
         travel = t_acc + (start_dist - d_acc) / v0 if start_dist > d_acc else np.sqrt(2 * start_dist / a)
@@ -383,7 +383,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         info.update(train_carts=carts, train_speed=v0, train_start=start_time)
     elif spec.family == "crew_stepping_out":
         side = float(rng.choice([-1.0, 1.0], p=[0.7, 0.3]))  # right shoulder is the common case
-        off0 = float(rng.uniform(1.5, 3.0))
+        off0 = float(rng.uniform(*sc["crew_start_offset"]))
         # side > 0: crew start on the right shoulder and walk left across the road.
         start = e_pt - left * side * (road_half + off0)
         end = e_pt + left * side * (road_half + 2.0)
@@ -453,7 +453,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         b.agent(kind, other_lane, s_path, v0, v0, int(rng.integers(1, 4)) if kind == "cart_train" else 0)
     if not no_lead and rng.random() < _lerp(sc["lead_vehicle_prob"], d):
         kind = str(rng.choice(["tug", "cart_train"]))
-        v0 = float(rng.uniform(2.5, 4.5))
+        v0 = float(rng.uniform(*sc["lead_speed"]))
         s_lead = s_start + float(rng.uniform(*sc["lead_gap"]))
         b.agent(kind, lane, s_lead, v0, v0, int(rng.integers(1, 4)) if kind == "cart_train" else 0)
         info["lead_vehicle"] = kind
