@@ -73,9 +73,17 @@ def test_planner_failures_brake_and_lose_progress() -> None:
 def test_frame_builder_camera_and_bad_arguments() -> None:
     calib = Calibration.from_config(load_config("calibration"))
     world = make_scenario(ScenarioSpec("crossing_cart", 2, 0.5), CFG, 5.0)
-    frame = FrameBuilder(CFG, calib, lidar=False, camera=True).build(world, 0)
-    assert frame.images["front"].shape == (CFG["camera"]["height"], CFG["camera"]["width"], 3)
-    assert frame.points.shape == (0, 4) and frame.is_fresh
+    builder = FrameBuilder(CFG, calib, lidar=False, camera=True)
+    frame = builder.build(world, 0)
+    assert frame.images["camera_front"].shape == (CFG["camera"]["height"], CFG["camera"]["width"], 3)
+    assert frame.points.shape == (0, 4) and frame.is_fresh, frame.stale
+    # Frames come from the runtime FrameAssembler: path clipped per frame.yaml, ages reported.
+    lookahead = load_config("frame")["reference_path"]["lookahead_m"]
+    assert np.hypot(*frame.reference_path[-1]) == pytest.approx(lookahead, abs=1.5)
+    assert frame.ages["odometry"] == 0.0 and frame.ages["reference_path"] == 0.0
+    world.step(0.1, 0.0, 0.0)
+    later = builder.build(world, 1)
+    assert later.ages["reference_path"] == pytest.approx(0.1)  # path republished once per second
     with pytest.raises(SimError, match="seconds"):
         run_suite(straight, 1, seconds=0.0, cfg=CFG)
     with pytest.raises(SimError, match="unknown scenario family"):

@@ -208,7 +208,6 @@ def generate_scenario(
     n_steps = round(seconds / physics_dt)
     per_path = max(1, round(float(tc["path_period"]) / physics_dt))
     rp = cfg["reference_path"]
-    path_ahead = float(rp["ahead"]) + float(cfg["expert"]["cruise_speed"]) * float(tc["path_period"]) + 10.0
     frames_by_step = {fr.step: fr for fr in log.frames}
     lcfg = cfg["lidar"]
     organized = bool(lcfg["organized"])
@@ -223,7 +222,9 @@ def generate_scenario(
             bag.write(tin["odometry"], "nav_msgs/msg/Odometry", mk.odometry(stamp, log.ego[i]), stamp)
             if i % per_path == 0:
                 s_e = float(log.ego_s[i])
-                pts = world.lane.resample(float(rp["step"]), s_e - float(rp["behind"]), s_e + path_ahead)
+                pts = world.lane.resample(
+                    float(rp["step"]), s_e - float(rp["behind"]), s_e + float(rp["ahead"])
+                )
                 bag.write(
                     tin["reference_path"],
                     "nav_msgs/msg/Path",

@@ -198,13 +198,19 @@ def plan_to_trajectory(plan: Plan, world: World, stamp: float, n: int = 8, dt: f
 
 
 class FrameBuilder:
-    """Builds planner Frames from the simulated sensors.
+    """Builds planner Frames from the simulated sensors through the runtime's FrameAssembler.
+
+    Every frame the ego state goes into the assembler's odometry buffer, the reference path is
+    "published" (odom frame) every ``time.path_period`` like the bags do, the LiDAR sweep is
+    handed over in the sensor frame and the camera image as a ``sensor_msgs/Image``; the
+    :class:`~vla_edge.frame_assembly.FrameAssembler` (``config/frame.yaml``) then transforms,
+    clips, ages and flags exactly as on the vehicle and in replay / training.
 
     Args:
         cfg: The ``sim`` config.
         calib: Sensor extrinsics.
         lidar: Render LiDAR points (else ``points`` is empty).
-        camera: Render the front camera into ``images``.
+        camera: Render the front camera into ``images`` (key ``camera_<name>``).
         lidar_preset: LiDAR preset name.
     """
 
@@ -216,51 +222,56 @@ class FrameBuilder:
         camera: bool,
         lidar_preset: str | None = None,
     ) -> None:
+        from vla_edge.config import load_config
+        from vla_edge.msgfactory import RosbagsFactory
+
         self.cfg = cfg
         self.calib = calib
         self.lidar = Lidar(cfg["lidar"], calib, lidar_preset) if lidar else None
         self.camera = Camera(cfg["camera"], calib) if camera else None
-        self.base = str(cfg["frames"]["base_link"])
+        self.camera_key = f"camera_{cfg['camera']['name']}"
+        self.lidar_frame = calib.sensor_frame("lidar")
+        self.odom = str(cfg["frames"]["odom"])
+        self.frame_cfg = load_config("frame")
+        self.factory = RosbagsFactory()
+        self.asm: Any = None
+        self._world: World | None = None
+        self._last_path = -np.inf
+
+    def _reset(self, world: World) -> None:
+        from vla_edge.frame_assembly import FrameAssembler
+
+        self.asm = FrameAssembler(self.frame_cfg, self.calib)
+        self._world = world
+        self._last_path = -np.inf
 
     def build(self, world: World, frame_index: int) -> Frame:
         """The Frame the vehicle would assemble now."""
+        from vla_edge.conversions import rgb_to_image
+
+        if world is not self._world:
+            self._reset(world)
         e = world.ego
         pose = np.array([e.x, e.y, e.yaw])
         stamp = world.stamp
+        self.asm.add_ego_state(EgoState(stamp, e.x, e.y, e.yaw, e.v, 0.0, e.yaw_rate), self.odom)
+        tc = self.cfg["time"]
+        if world.t - self._last_path >= float(tc["path_period"]) - 1e-6:
+            rp = self.cfg["reference_path"]
+            s_e = world.ego_s()
+            pts = world.lane.resample(float(rp["step"]), s_e - float(rp["behind"]), s_e + float(rp["ahead"]))
+            self.asm.set_reference_path(pts, stamp, self.odom)
+            self._last_path = world.t
         boxes = world.boxes() if (self.lidar or self.camera) else Boxes.empty()
+        if self.camera is not None:
+            img = self.camera.render(pose, boxes, world.ground)
+            self.asm.add_image(self.camera_key, rgb_to_image(img, self.factory, stamp, self.camera.frame_id))
         if self.lidar is not None:
-            scan = self.lidar.scan(
-                pose,
-                boxes,
-                world.ground,
-                np.random.default_rng([world.seed, frame_index, 29]),
-                organized=False,
-            )
-            points = self.calib.transform_points(scan.points, self.lidar.frame_id).astype(np.float32)
+            rng = np.random.default_rng([world.seed, frame_index, 29])
+            points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False).points
         else:
             points = np.zeros((0, 4), np.float32)
-        images = {}
-        if self.camera is not None:
-            images[self.camera.name] = self.camera.render(pose, boxes, world.ground)
-        rp = self.cfg["reference_path"]
-        s_e = world.ego_s()
-        pts = world.lane.resample(float(rp["step"]), s_e - float(rp["behind"]), s_e + float(rp["ahead"]))
-        c, sn = np.cos(e.yaw), np.sin(e.yaw)
-        d = pts - pose[:2]
-        ref = np.stack([c * d[:, 0] + sn * d[:, 1], -sn * d[:, 0] + c * d[:, 1]], axis=1)
-        ages = {"odometry": 0.0, "reference_path": 0.0}
-        if self.camera is not None:
-            ages[self.camera.name] = 0.0
-        return Frame(
-            stamp,
-            points,
-            EgoState(stamp, e.x, e.y, e.yaw, e.v, e.a, e.yaw_rate),
-            ref,
-            images,
-            ages,
-            set(),
-            self.base,
-        )
+        return self.asm.make_frame_from_points(stamp, points, self.lidar_frame)
 
 
 def _ttc_violation(world: World, horizon: float, step: float) -> float:
