@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="graph: arbiter assembles its own frames (as under ros2 launch)",
     )
+    p.add_argument("--config", default=None, help="drive params file for the graph (default: shipped)")
     p.add_argument(
         "--launch-style",
         action="store_true",
@@ -100,7 +101,9 @@ def graph_mode(args: argparse.Namespace) -> str:
 def graph_commands(args: argparse.Namespace) -> list[list[str]]:
     """One ``vla-edge drive`` process, or (``--launch-style``) one process per node as ros2 launch does."""
     if args.launch_style:
-        ros = ["--ros-args", "-p", f"backend:={args.backend}"] if args.backend else []
+        ros = ["--ros-args"]
+        ros += ["--params-file", args.config] if args.config else []
+        ros += ["-p", f"backend:={args.backend}"] if args.backend else []
         return [
             [sys.executable, "-m", "vla_edge.nodes.inference_node", *ros],
             [sys.executable, "-m", "vla_edge.nodes.arbiter_node", *ros],
@@ -108,6 +111,8 @@ def graph_commands(args: argparse.Namespace) -> list[list[str]]:
     cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
     if args.separate_frames:
         cmd.append("--separate-frames")
+    if args.config:
+        cmd += ["--config", args.config]
     if args.backend:
         cmd += ["--backend", args.backend]
     return [cmd]
