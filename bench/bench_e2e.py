@@ -123,6 +123,8 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
 
+    from tqdm import tqdm
+
     from vla_edge.config import load_config
     from vla_edge.nodes.feeder import SensorFeeder, load_scan
     from vla_edge.nodes.graph import spin_in_thread
@@ -179,7 +181,8 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         published: dict[float, float] = {}
         n_info0 = len(monitor.infos)
         t_next = time.monotonic()
-        for _ in range(args.frames):
+        sweeps = tqdm(range(args.frames), desc=f"{n_points} pts", unit="sweep", leave=False, disable=None)
+        for _ in sweeps:
             stamp = round(feeder.clock_now(), 6)
             published[stamp] = feeder.publish_cloud(stamp)
             t_next += period
