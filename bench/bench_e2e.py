@@ -122,7 +122,6 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
     """Start the graph, feed ``args.frames`` sweeps of ``n_points``, return the figures."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-
     from tqdm import tqdm
 
     from vla_edge.config import load_config
