@@ -156,3 +156,66 @@ def test_node_executables_take_what_ros2_launch_passes(
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_arbiter_process_alone_falls_back_without_inference(shared_data: Path, tmp_path: Path) -> None:
+    """Separate processes, DDS only: with no inference node at all, every sweep still gets a
+    (fallback) plan from the arbiter's own frame assembly and its deadline timer."""
+    from vla_edge.nodes.feeder import SensorFeeder, load_scan
+    from vla_edge.nodes.frames import default_lidar_frame
+    from vla_edge.nodes.monitor import GraphMonitor
+
+    scan = load_scan(str(shared_data / "lidar" / "kitti_000008.bin"))
+    log = tmp_path / "arbiter.log"
+    cmd = [sys.executable, "-m", "vla_edge.nodes.arbiter_node"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+    ctx = Context()
+    rclpy.init(context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    try:
+        topics = load_config("topics")
+        feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
+        monitor = GraphMonitor(topics, context=ctx)
+        executor.add_node(feeder)
+        executor.add_node(monitor)
+        end = time.monotonic() + 60
+        while not (feeder.readers()["lidar"] >= 1 and monitor.sub_traj.get_publisher_count() >= 1):
+            assert proc.poll() is None and time.monotonic() < end, log.read_text()[-3000:]
+            executor.spin_once(timeout_sec=0.05)
+        feeder.set_cloud(scan)
+        sent = []
+        for k in range(40):  # 2 s: odometry at 20 Hz, a sweep every 0.2 s
+            now = feeder.clock_now()
+            feeder.publish_odometry(now)
+            if k % 10 == 0:
+                feeder.publish_reference_path(now)
+            if k % 4 == 3:
+                stamp = round(now, 6)
+                feeder.publish_cloud(stamp)
+                sent.append(stamp)
+            t_end = time.monotonic() + 0.05
+            while time.monotonic() < t_end:
+                executor.spin_once(timeout_sec=0.01)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+            with monitor.lock:
+                if {round(d["frame_stamp"], 6) for d in monitor.decisions} >= set(sent[2:]):
+                    break
+        with monitor.lock:
+            decided = [d for d in monitor.decisions if round(d["frame_stamp"], 6) in set(sent)]
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert len({round(d["frame_stamp"], 6) for d in decided}) >= len(sent) // 2, log.read_text()[-2000:]
+    for d in decided:
+        assert d["candidate_stamp"] is None and d["choice"] != "student"
+        assert d["trigger"] in ("watchdog", "superseded", "cycle") and "student_missing" in d["reasons"]
