@@ -73,7 +73,9 @@ def _train_cmd(
         cmd += ["--labels", str(labels)]
     if args.cpu:
         cmd.append("--cpu")
-    if args.batch_size:
+    if preset == args.teacher_preset and args.teacher_batch_size:
+        cmd += ["--batch-size", str(args.teacher_batch_size)]
+    elif args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     if args.epochs and preset != args.teacher_preset:
         cmd += ["--epochs", str(args.epochs)]
