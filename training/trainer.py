@@ -254,7 +254,7 @@ def train(
         projector = FeatureProjector(modelio.bev_channels(model), c_t, (h_t, w_t)).to(info.device)
     net = _Student(model, projector)
     if info.distributed:
-        if info.device.type == "cuda" and tc.get("sync_bn", False):
+        if info.device.type == "cuda" and bool(tc["sync_bn"]):
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net = DistributedDataParallel(
             net, device_ids=[info.device.index] if info.device.type == "cuda" else None
