@@ -13,6 +13,7 @@ import pytest
 from vla_edge.config import load_config
 from vla_edge.conversions import poses_to_path, trajectory_to_path, xyzi_to_pointcloud2
 from vla_edge.conversions.odometry import yaw_to_quaternion
+from vla_edge.frame_assembly import FRONT_CAMERA
 from vla_edge.msgfactory import RosbagsFactory
 from vla_edge.recording import Recorder, divergence
 from vla_edge.types import Trajectory
@@ -220,4 +221,4 @@ def test_explain_simulator_bag_recomputes_the_student(tmp_path: Path) -> None:
     assert all(r["decision"] is None and r["final"] is None for r in rows)
     # The simulator logs each camera frame just after its sweep, so from the second sweep on
     # the assembler holds a camera image (as the vehicle's would).
-    assert all("front" in r["frame"]["ages"] for r in rows[1:])
+    assert all(FRONT_CAMERA in r["frame"]["ages"] for r in rows[1:])

@@ -41,6 +41,10 @@ from vla_edge.errors import FrameError, ImageError
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import EgoState, Frame
 
+# Key of the front camera in Frame.images / Frame.ages: its calibration sensor name. Every
+# frame builder (nodes, replay, explain, training, sim harness) must use this one name.
+FRONT_CAMERA = "camera_front"
+
 
 @dataclass(frozen=True)
 class FrameAssemblyConfig:

@@ -28,12 +28,13 @@ import numpy as np
 
 from vla_edge.bagio import BagMessage
 from vla_edge.errors import BagError, VlaEdgeError
+from vla_edge.frame_assembly import FRONT_CAMERA
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import Frame, Trajectory
 
 LOG = logging.getLogger(__name__)
 
-CAMERA_NAME = "front"  # camera name the drive nodes give the assembler (vla_edge/nodes/frames.py)
+CAMERA_NAME = FRONT_CAMERA  # same key the drive nodes give the assembler
 _SPLIT_RE = re.compile(r"^(?P<session>.+)_(?P<index>\d{6})$")
 
 

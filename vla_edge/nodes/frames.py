@@ -17,11 +17,12 @@ import numpy as np
 from vla_edge.config import load_config
 from vla_edge.diagnostics import SweepGaps
 from vla_edge.errors import ConfigError, VlaEdgeError
+from vla_edge.frame_assembly import FRONT_CAMERA
 from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 from vla_edge.nodes import messages, qos
 from vla_edge.types import Frame, Trajectory
 
-CAMERA_NAME = "camera_front"  # calibration sensor name; key in Frame.images / ages
+CAMERA_NAME = FRONT_CAMERA  # calibration sensor name; key in Frame.images / ages
 
 
 class FrameSource:

@@ -181,8 +181,8 @@ def iter_run_frames(
         ReplayError: A bag lacks the LiDAR or odometry topic (after remapping).
     """
     from vla_edge.bagio import open_bag
+    from vla_edge.frame_assembly import FRONT_CAMERA as CAMERA_NAME
     from vla_edge.frame_assembly import FrameAssembler
-    from vla_edge.nodes.frames import CAMERA_NAME  # the name the drive nodes use (no rclpy import)
 
     asm = FrameAssembler(dict(frame_cfg), dict(calibration_cfg))
     roles = input_roles(topics, camera)
