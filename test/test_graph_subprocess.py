@@ -35,7 +35,9 @@ def test_drive_subprocess_plans_on_real_scans(shared_data: Path, tmp_path: Path)
     scans = [load_scan(str(p)) for p in sorted((shared_data / "lidar").iterdir())]
     log = tmp_path / "drive.log"
     env = os.environ.copy()  # carries ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE from conftest
+    rec_dir = tmp_path / "rec"
     cmd = [sys.executable, "-m", "vla_edge", "drive", "--backend", "onnxruntime", "--duration", "90"]
+    cmd += ["--record", "--record-dir", str(rec_dir)]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     ctx = Context()
@@ -111,6 +113,14 @@ def test_drive_subprocess_plans_on_real_scans(shared_data: Path, tmp_path: Path)
         text = log.read_text()
         assert rc == 0, f"vla-edge drive exited {rc}:\n{text[-3000:]}"
         assert "drive graph stopped" in text
+        # The composed recorder wrote where --record-dir said, as readable rosbag2 splits.
+        from vla_edge.bagio import open_bag
+
+        splits = sorted(p for p in (rec_dir / "splits").iterdir() if not p.name.startswith("_"))
+        assert splits, f"recorder wrote no split under {rec_dir}"
+        with open_bag(splits[0]) as bag:
+            seen = {m.topic for m in bag.messages(None, raw=True)}
+        assert seen & {topics["inputs"]["lidar"], topics["outputs"]["trajectory"]}, seen
     finally:
         stop.set()
         if spinner is not None:

@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backend", default=None, help="override 'backend' (onnxruntime | tensorrt | torch_cuda)")
     p.add_argument("--engine", default=None, help="override 'engine_path' (student ONNX file)")
     p.add_argument("--record", action="store_true", default=None, help="also run the recorder node")
+    p.add_argument("--record-dir", default=None, help="override 'output_dir' of the recorder (with --record)")
     p.add_argument("--use-sim-time", action="store_true", default=None, help="follow /clock (bag replay)")
     p.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)"
@@ -49,6 +50,7 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend,
         "engine_path": args.engine,
         "record": args.record,
+        "output_dir": args.record_dir,
         "use_sim_time": args.use_sim_time,
     }
     return resolve_overrides(args.config, cli)
