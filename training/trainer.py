@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from training import distributed as dist_utils
 from training import modelio
@@ -333,6 +334,7 @@ def train(
         return m
 
     net.train()
+    bar = tqdm(total=plan["total"], initial=step, desc=spec.name, unit="step", disable=not info.is_main)
     epoch = step // max(1, steps_per_epoch)
     stop = step >= plan["total"]
     while not stop:
@@ -373,6 +375,7 @@ def train(
             opt.step()
             sched.step()
             step += 1
+            bar.update(1)
             if not budget_checked and step == 10:
                 t_ten = time.monotonic()  # steps 1-10 include kernel autotuning: time 10-30 instead
             if not budget_checked and step == 30:
@@ -381,6 +384,7 @@ def train(
                 fit = int(dist_utils.all_reduce_min(float(fit), info))
                 if fit < plan["total"]:
                     plan["total"] = max(step + 1, fit)
+                    bar.total = plan["total"]
                     if info.is_main:
                         log.info("%s: %.3f s/step, budget fits %d steps", spec.name, per_step, plan["total"])
                 budget_checked = True
@@ -411,6 +415,7 @@ def train(
             epoch += 1
             continue
         break
+    bar.close()
     final = validate()
     if info.is_main:
         checkpoint(last_path)
