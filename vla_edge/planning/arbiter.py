@@ -160,6 +160,7 @@ class ArbiterParams:
     max_dt: float
     min_confidence: float
     max_lateral_deviation: float
+    corridor: ck.Corridor
     ttc_min: float
     ttc_buffer: float
     continuity_window: float
@@ -205,6 +206,7 @@ class ArbiterParams:
             max_dt=float(require(a, "student", "max_dt")),
             min_confidence=float(require(a, "student", "min_confidence")),
             max_lateral_deviation=float(require(a, "corridor", "max_lateral_deviation")),
+            corridor=ck.Corridor.from_config(cfg),
             ttc_min=float(require(a, "collision", "ttc_min")),
             ttc_buffer=float(require(a, "collision", "ttc_buffer")),
             continuity_window=float(require(a, "continuity", "window")),
@@ -342,9 +344,12 @@ class Arbiter:
         if corridor:
             if inp.ref is None:
                 out[f"{name}.lateral_deviation"] = CheckResult(ck.BIG, p.max_lateral_deviation, False)
+                out[f"{name}.corridor"] = CheckResult(ck.BIG, p.corridor.tolerance, False)
             else:
                 dev = ck.lateral_deviation(traj, inp.ref)
                 out[f"{name}.lateral_deviation"] = at_most(dev, p.max_lateral_deviation)
+                edge = ck.corridor_check(traj, inp.ref, p.corridor)
+                out[f"{name}.corridor"] = at_most(edge, p.corridor.tolerance)
         if continuity:
             out[f"{name}.continuity"] = at_most(
                 ck.continuity(traj, inp.previous, p.continuity_window), p.max_position_jump

@@ -9,9 +9,12 @@ Values are always finite: non-finite inputs are reported by :func:`nonfinite_cou
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from vla_edge.config import require
 from vla_edge.planning.kinematics import Profile
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
@@ -45,6 +48,34 @@ def nonfinite_count(*arrays: np.ndarray | None) -> Measured:
             first = int(np.argmax(rows))
         total += n
     return float(total), first
+
+
+@dataclass(frozen=True)
+class Corridor:
+    """Drivable corridor around the reference path (``arbiter.yaml`` ``corridor``).
+
+    Attributes:
+        left: Drivable width left of the reference path (m).
+        right: Drivable width right of the reference path (m).
+        half_width: Half the vehicle body width (m), so the body edge is what is checked.
+        tolerance: Allowed excess (m).
+    """
+
+    left: float
+    right: float
+    half_width: float
+    tolerance: float
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Corridor:
+        """From the merged config (``arbiter.corridor`` and ``vehicle.width``)."""
+        c = require(cfg, "arbiter", "corridor", where="arbiter.yaml")
+        return cls(
+            left=float(require(c, "left_width")),
+            right=float(require(c, "right_width")),
+            half_width=0.5 * float(require(cfg, "vehicle", "width", where="vehicle.yaml")),
+            tolerance=float(require(c, "tolerance")),
+        )
 
 
 def max_of(values: np.ndarray) -> Measured:
@@ -177,6 +208,39 @@ def lateral_deviation(traj: Trajectory, ref: ReferencePath) -> Measured:
     """Max |d| of the poses from the reference path (local-window projection)."""
     _, d = ref.project_trajectory(traj.poses[:, :2])
     return max_abs_of(d)
+
+
+def corridor_excess(d: np.ndarray, d0: float, corridor: Corridor) -> np.ndarray:
+    """How far the body edge leaves the corridor beyond where the ego already is (m).
+
+    Args:
+        d: Lateral offsets of the rear-axle points from the reference path, any shape
+            ``[..., T]`` (left positive).
+        d0: Lateral offset of the ego now.
+        corridor: Drivable widths left and right of the reference path and half the body width.
+
+    Returns:
+        ``[...]``: max over ``T`` of the edge excess minus the ego's current excess (when
+        the ego is already outside, e.g. after an evasive manoeuvre, a plan may stay as far
+        out but not go further); <= 0 means the plan keeps the body inside the corridor.
+    """
+    hw = corridor.half_width
+    excess = np.maximum(d + hw - corridor.left, hw - d - corridor.right)
+    now = max(d0 + hw - corridor.left, hw - d0 - corridor.right, 0.0)
+    return excess.max(axis=-1) - now
+
+
+def corridor_check(traj: Trajectory, ref: ReferencePath, corridor: Corridor) -> Measured:
+    """:func:`corridor_excess` of a trajectory (value in m, index of the worst pose)."""
+    _, d = ref.project_trajectory(traj.poses[:, :2])
+    if d.size == 0:
+        return 0.0, -1
+    _, d0 = ref.ego_frenet()
+    hw = corridor.half_width
+    excess = np.maximum(d + hw - corridor.left, hw - d - corridor.right)
+    now = max(d0 + hw - corridor.left, hw - d0 - corridor.right, 0.0)
+    i = int(np.argmax(excess))
+    return finite_value(excess[i] - now), i
 
 
 def continuity(traj: Trajectory, previous: Trajectory | None, window: float) -> Measured:

@@ -4,6 +4,9 @@ Contract (``docs/architecture.md``)::
 
     cycle = PlanningCycle.from_config()          # loads config/{vehicle,planner,arbiter,obstacles}.yaml
     decision = cycle.step(frame, student, student_stamp, now, student_scores=None)
+    # or split, as the arbiter node does (frame work while the model runs):
+    prepared = cycle.prepare(frame, now)         # obstacles, tracking, reference path, Frenet
+    decision = cycle.decide(prepared, student, student_stamp, now, student_scores=None)
 
 The cycle keeps the previous published trajectory (and the ego pose it was expressed in) so
 the next cycle can shift it into the new ego frame for the continuity check, for
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +57,41 @@ def load_planning_config(cfg: dict[str, Any] | None = None) -> dict[str, Any]:
         else:
             merged[name] = require(load_config(name), name, where=f"config/{name}.yaml")
     return merged
+
+
+@dataclass
+class PreparedFrame:
+    """Student-independent part of a cycle (:meth:`PlanningCycle.prepare`).
+
+    Attributes:
+        frame: The frame.
+        stamp: Frame stamp used by the cycle (s).
+        ego: Sanitised ego state (None only when ``error`` is set).
+        ego_ok: False when the ego state was unusable.
+        pose: Ego pose in odom ``(x, y, yaw)``, None when the ego state was unusable.
+        reasons: Input reason codes (``points_invalid``, ``reference_path_stale``...).
+        obstacles: Inflated, tracked obstacles, or None.
+        ref: Reference path, or None.
+        frenet: The Frenet plan, or None.
+        summary: Frenet planner statistics, or None.
+        frenet_reason: Why there is no Frenet plan ('' when there is one).
+        timing: ``obstacles``, ``reference_path``, ``frenet``, ``prepare`` (ms).
+        error: Exception raised by a stage (the decision is then a straight stop).
+    """
+
+    frame: Frame
+    stamp: float
+    ego: EgoState | None = None
+    ego_ok: bool = False
+    pose: tuple[float, float, float] | None = None
+    reasons: list[str] = field(default_factory=list)
+    obstacles: Obstacles | None = None
+    ref: ReferencePath | None = None
+    frenet: Trajectory | None = None
+    summary: dict[str, Any] | None = None
+    frenet_reason: str = ""
+    timing: dict[str, float] = field(default_factory=dict)
+    error: Exception | None = None
 
 
 class PlanningCycle:
@@ -99,6 +138,36 @@ class PlanningCycle:
         v = float(np.clip(last.v, 0.0, p.max_valid_speed)) if last is not None else 0.0
         return EgoState(stamp, 0.0, 0.0, 0.0, v, 0.0, 0.0), False
 
+    def _planning_start(
+        self, ego: EgoState, pose: tuple[float, float, float] | None, stamp: float
+    ) -> EgoState:
+        """Ego state the Frenet plan starts from: the planned acceleration while tracking.
+
+        Starting each plan from the *measured* acceleration closes a loop through the speed
+        controller (the ego follows the plan's braking, the next plan starts from that
+        braking, ...) that brakes a cruising tug to a stop on an empty road. As in Werling's
+        replanning, while the ego tracks the previous (non-emergency) plan within
+        ``continuity.max_start_speed_jump`` the start acceleration is the planned one.
+        """
+        prev = self._prev
+        if prev is None or pose is None or prev.speeds is None or len(prev.speeds) < 2:
+            return ego
+        if self.arbiter.last_choice not in ("student", "frenet", "hold_previous"):
+            return ego
+        elapsed = stamp - prev.stamp
+        times = prev.times
+        if not (0.0 <= elapsed <= times[-2]):
+            return ego
+        speeds = np.asarray(prev.speeds, dtype=np.float64)
+        v_plan = float(np.interp(elapsed, times, speeds))
+        if not np.isfinite(v_plan) or abs(v_plan - ego.v) > self.arbiter.params.max_start_speed_jump:
+            return ego
+        accel = np.diff(speeds) / np.diff(times)
+        a_plan = float(np.interp(elapsed, 0.5 * (times[:-1] + times[1:]), accel))
+        if not np.isfinite(a_plan):
+            return ego
+        return replace(ego, a=a_plan)
+
     def _pose_at(self, stamp: float | None) -> tuple[float, float, float] | None:
         if stamp is None or not np.isfinite(stamp):
             return None
@@ -117,7 +186,7 @@ class PlanningCycle:
         now: float,
         student_scores: np.ndarray | None = None,
     ) -> ArbiterDecision:
-        """Run one planning cycle on ``frame`` and return the arbiter's decision.
+        """Run one planning cycle on ``frame``: :meth:`prepare` then :meth:`decide`.
 
         Args:
             frame: Assembled frame (points in base_link, ego state, reference path).
@@ -129,18 +198,66 @@ class PlanningCycle:
         Returns:
             The :class:`ArbiterDecision`; its trajectory is always finite.
         """
+        prepared = self.prepare(frame, now)
+        return self.decide(prepared, student, student_stamp, now, student_scores)
+
+    def prepare(self, frame: Frame, now: float) -> PreparedFrame:
+        """Frame-only work, done when the frame arrives (while the model runs).
+
+        Ego sanity, obstacle extraction and tracking, reference path and the Frenet plan:
+        everything that does not depend on the student. Call once per frame, in frame order,
+        and pass the result to :meth:`decide` (the tracker advances here).
+
+        Args:
+            frame: Assembled frame.
+            now: Current time (s); only used when the frame stamp is not finite.
+
+        Returns:
+            A :class:`PreparedFrame`; a stage that raised is stored in it and :meth:`decide`
+            turns it into a straight emergency stop.
+        """
         t_all = time.perf_counter()
         try:
-            return self._step(frame, student, student_stamp, now, student_scores, t_all)
+            return self._prepare(frame, now, t_all)
+        except Exception as exc:  # last resort: a planning bug must still yield a stop
+            log.exception("planning cycle failed in prepare; the decision will be a straight stop")
+            return PreparedFrame(frame=frame, stamp=_stamp(frame, now), error=exc)
+
+    def decide(
+        self,
+        prepared: PreparedFrame,
+        student: Trajectory | None,
+        student_stamp: float | None,
+        now: float,
+        student_scores: np.ndarray | None = None,
+    ) -> ArbiterDecision:
+        """Student checks and arbitration on a :meth:`prepare` result (a few ms).
+
+        Args:
+            prepared: Result of :meth:`prepare` for the frame being decided.
+            student: Student trajectory (ego frame at ``student.stamp``) or None.
+            student_stamp: When the student output was produced (s) or None.
+            now: Current time (s) used for staleness and latency.
+            student_scores: Optional student mode scores (logits).
+
+        Returns:
+            The :class:`ArbiterDecision`; its trajectory is always finite. ``timing_ms`` has
+            the prepare stages, ``decide`` (this call) and ``total`` (prepare + decide).
+        """
+        t_all = time.perf_counter()
+        if prepared.error is not None:
+            return self._fail_safe(prepared.frame, now, prepared.error, t_all)
+        try:
+            return self._decide(prepared, student, student_stamp, now, student_scores, t_all)
         except Exception as exc:  # last resort: a planning bug must still yield a stop
             log.exception("planning cycle failed; publishing a straight emergency stop")
-            return self._fail_safe(frame, now, exc, t_all)
+            return self._fail_safe(prepared.frame, now, exc, t_all)
 
     def _fail_safe(self, frame: Frame, now: float, exc: Exception, t_all: float) -> ArbiterDecision:
         """Straight jerk-limited stop from the last valid speed, used only if a stage raised."""
         e = self.arbiter.params.emergency
         v0 = self._last_ego.v if self._last_ego is not None else 0.0
-        stamp = float(frame.stamp) if np.isfinite(frame.stamp) else float(now)
+        stamp = _stamp(frame, now)
         s, v, _ = stop_profile(v0, 0.0, e)
         self.reset()
         self.arbiter.last_choice = "emergency_stop"
@@ -153,18 +270,10 @@ class PlanningCycle:
             stamp=stamp,
         )
 
-    def _step(
-        self,
-        frame: Frame,
-        student: Trajectory | None,
-        student_stamp: float | None,
-        now: float,
-        student_scores: np.ndarray | None,
-        t_all: float,
-    ) -> ArbiterDecision:
+    def _prepare(self, frame: Frame, now: float, t_all: float) -> PreparedFrame:
         timing: dict[str, float] = {}
         reasons: list[str] = []
-        stamp = float(frame.stamp) if np.isfinite(frame.stamp) else float(now)
+        stamp = _stamp(frame, now)
         if not np.isfinite(frame.stamp):
             reasons.append("frame_stamp_invalid")
         ego, ego_ok = self._sanitize_ego(frame.ego, stamp)
@@ -183,17 +292,6 @@ class PlanningCycle:
         ref = self._reference(frame, reasons)
         timing["reference_path"] = (time.perf_counter() - t) * 1e3
 
-        previous = previous_start = previous_age = None
-        if self._prev is not None and self._prev_pose is not None and pose is not None:
-            shifted = shift_trajectory(self._prev, self._prev_pose, pose, stamp, self.dt)
-            if shifted is not None:
-                previous_start = shifted[1]
-                previous = reanchor(shifted[0], shifted[1], self.arbiter.params.hold_blend_time)
-                previous_age = stamp - self._prev_origin
-        safe_path = None
-        if pose is not None and self._safe_world is not None:
-            safe_path = se2_inverse_apply(pose, self._safe_world)
-
         t = time.perf_counter()
         frenet = summary = None
         frenet_reason = ""
@@ -204,12 +302,53 @@ class PlanningCycle:
         elif obstacles is None:
             frenet_reason = "frenet_no_obstacles"
         else:
+            plan_ego = self._planning_start(ego, pose, stamp)
             with np.errstate(all="ignore"):
-                result = self.planner.plan(ref, ego, obstacles, stamp, self._prev_d1)
+                result = self.planner.plan(ref, plan_ego, obstacles, stamp, self._prev_d1)
             frenet, summary = result.trajectory, result.summary()
             if frenet is None:
                 frenet_reason = "frenet_no_feasible_candidate"
         timing["frenet"] = (time.perf_counter() - t) * 1e3
+        timing["prepare"] = (time.perf_counter() - t_all) * 1e3
+        return PreparedFrame(
+            frame=frame,
+            stamp=stamp,
+            ego=ego,
+            ego_ok=ego_ok,
+            pose=pose,
+            reasons=reasons,
+            obstacles=obstacles,
+            ref=ref,
+            frenet=frenet,
+            summary=summary,
+            frenet_reason=frenet_reason,
+            timing=timing,
+        )
+
+    def _decide(
+        self,
+        prep: PreparedFrame,
+        student: Trajectory | None,
+        student_stamp: float | None,
+        now: float,
+        student_scores: np.ndarray | None,
+        t_all: float,
+    ) -> ArbiterDecision:
+        timing = dict(prep.timing)
+        stamp, ego, pose = prep.stamp, prep.ego, prep.pose
+        reasons = list(prep.reasons)  # a frame may be decided more than once
+        assert ego is not None  # set whenever prepare succeeded
+
+        previous = previous_start = previous_age = None
+        if self._prev is not None and self._prev_pose is not None and pose is not None:
+            shifted = shift_trajectory(self._prev, self._prev_pose, pose, stamp, self.dt)
+            if shifted is not None:
+                previous_start = shifted[1]
+                previous = reanchor(shifted[0], shifted[1], self.arbiter.params.hold_blend_time)
+                previous_age = stamp - self._prev_origin
+        safe_path = None
+        if pose is not None and self._safe_world is not None:
+            safe_path = se2_inverse_apply(pose, self._safe_world)
 
         t = time.perf_counter()
         student_pose = None
@@ -223,19 +362,19 @@ class PlanningCycle:
             student_stamp=student_stamp,
             student_scores=_scores(student_scores),
             student_pose=student_pose,
-            frenet=frenet,
-            frenet_summary=summary,
-            frenet_reason=frenet_reason,
-            obstacles=obstacles,
-            ref=ref,
+            frenet=prep.frenet,
+            frenet_summary=prep.summary,
+            frenet_reason=prep.frenet_reason,
+            obstacles=prep.obstacles,
+            ref=prep.ref,
             previous=previous,
             previous_start=previous_start,
             previous_age=previous_age,
             last_safe_path=safe_path,
-            stale_inputs=set(frame.stale),
+            stale_inputs=set(prep.frame.stale),
             input_reasons=reasons,
             ego_pose_odom=pose,
-            ego_valid=ego_ok,
+            ego_valid=prep.ego_ok,
         )
         decision = self.arbiter.decide(inp)
         timing["arbiter"] = (time.perf_counter() - t) * 1e3
@@ -244,14 +383,17 @@ class PlanningCycle:
             self._prev_origin = stamp  # a held plan keeps the age of the plan it holds
         self._prev = decision.trajectory
         self._prev_pose = pose
+        summary = prep.summary
         self._prev_d1 = summary["params"].get("d1") if (summary and decision.choice == "frenet") else None
         if pose is not None:
-            self._history.append((stamp, pose))
+            if not self._history or self._history[-1][0] != stamp:
+                self._history.append((stamp, pose))
             if decision.choice != "emergency_stop":
                 self._safe_world = se2_apply(pose, decision.trajectory.with_origin()[:, :2])
         else:
             self._safe_world = None
-        timing["total"] = (time.perf_counter() - t_all) * 1e3
+        timing["decide"] = (time.perf_counter() - t_all) * 1e3
+        timing["total"] = timing.get("prepare", 0.0) + timing["decide"]
         decision.timing_ms = timing
         return decision
 
@@ -280,6 +422,11 @@ class PlanningCycle:
         except (PlanningError, ValueError, TypeError):
             reasons.append("reference_path_invalid")
             return None
+
+
+def _stamp(frame: Frame, now: float) -> float:
+    """The frame stamp, or ``now`` when the stamp is not finite."""
+    return float(frame.stamp) if np.isfinite(frame.stamp) else float(now)
 
 
 def _scores(scores: Any) -> np.ndarray | None:

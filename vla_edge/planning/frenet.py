@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.config import require
-from vla_edge.planning.checks import collision_levels
+from vla_edge.planning.checks import Corridor, collision_levels, corridor_excess
 from vla_edge.planning.kinematics import profile
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
@@ -59,6 +59,7 @@ class FrenetParams:
     w_clearance: float
     ttc_buffer: float
     ttc_min: float
+    corridor: Corridor
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> FrenetParams:
@@ -96,6 +97,7 @@ class FrenetParams:
             w_clearance=float(require(c, "clearance")),
             ttc_buffer=float(require(cfg, "arbiter", "collision", "ttc_buffer", where="arbiter.yaml")),
             ttc_min=float(require(cfg, "arbiter", "collision", "ttc_min", where="arbiter.yaml")),
+            corridor=Corridor.from_config(cfg),
         )
 
     @property
@@ -270,7 +272,7 @@ class FrenetPlanner:
             yaw = np.take_along_axis(yaw, last, axis=1)
         jerk2 = sddd[vi, hi, 1:] ** 2 + lat_jerk**2
         return {
-            "x": x, "y": y, "yaw": yaw, "speed": speed,
+            "x": x, "y": y, "yaw": yaw, "speed": speed, "d": D, "d0": float(lat[0]),
             "jerk_int": jerk2.sum(axis=1) * p.dt,
             "d1": p.offsets[di], "v1": p.speeds[vi], "T": p.horizons[hi],
             "n_total": nd * nv * nh, "n_prefiltered": nd * int(np.count_nonzero(~lon_ok)),
@@ -315,6 +317,8 @@ class FrenetPlanner:
             "yaw_rate": (np.abs(prof.yaw_rate) > p.max_yaw_rate).any(1),
             "curvature": (np.abs(prof.curvature) > p.max_curvature).any(1),
             "nonfinite": ~np.isfinite(xy).all(axis=(1, 2)) | ~np.isfinite(c["yaw"]).all(1),
+            # Body edge must stay on the drivable corridor (or not leave it further).
+            "corridor": corridor_excess(c["d"], c["d0"], p.corridor) > p.corridor.tolerance,
         }
         ok = np.ones(n, dtype=bool)
         for bad in fails.values():
