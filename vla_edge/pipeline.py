@@ -136,18 +136,37 @@ class DrivePipeline:
         cand = Candidate(out.trajectory, frame.stamp, np.asarray(out.scores, dtype=np.float64), timing)
         return InferenceResult(frame.stamp, cand, timing)
 
-    def plan(self, frame: Frame, candidate: Candidate | None, now: float) -> Any:
+    def prepare(self, frame: Frame, now: float) -> Any:
+        """Frame-only planning work (obstacles, tracking, Frenet), run while the model runs.
+
+        Returns:
+            The :class:`~vla_edge.planning.cycle.PreparedFrame` to pass to :meth:`plan`.
+        """
+        if self.cycle is None:
+            raise RuntimeError("DrivePipeline built without a PlanningCycle; use with_cycle=True")
+        return self.cycle.prepare(frame, now)
+
+    def plan(self, frame: Frame, candidate: Candidate | None, now: float, prepared: Any | None = None) -> Any:
         """Run the planning cycle with the latest candidate (or None) at time ``now`` (s).
+
+        Args:
+            frame: The frame to decide.
+            candidate: The latest student candidate, or None.
+            now: Current time (s).
+            prepared: :meth:`prepare` result for ``frame`` (only the arbitration then runs);
+                None runs the whole cycle.
 
         Returns:
             The :class:`~vla_edge.planning.cycle.ArbiterDecision`.
         """
         if self.cycle is None:
             raise RuntimeError("DrivePipeline built without a PlanningCycle; use with_cycle=True")
+        if prepared is None or prepared.frame is not frame:
+            prepared = self.cycle.prepare(frame, now)
         if candidate is None:
-            return self.cycle.step(frame, None, None, now)
-        return self.cycle.step(
-            frame, candidate.trajectory, candidate.stamp, now, student_scores=candidate.scores
+            return self.cycle.decide(prepared, None, None, now)
+        return self.cycle.decide(
+            prepared, candidate.trajectory, candidate.stamp, now, student_scores=candidate.scores
         )
 
     def step(self, frame: Frame, now: float | None = None) -> tuple[InferenceResult, Any]:

@@ -15,6 +15,9 @@ Callback groups (all mutually exclusive, served by a MultiThreadedExecutor):
 * ``deadline``: the watchdog timer and a guard condition woken by new frames and by
   in-process candidates (so decisions never run in another node's callback thread).
 
+When a frame arrives the frame-only half of the cycle (obstacles, tracking, Frenet:
+``PlanningCycle.prepare``) runs at once in the deadline group, while the model runs; the
+candidate then only waits for the student checks and arbitration (``decide``, a few ms).
 A cycle runs as soon as the candidate of the newest frame arrives (or the inference node
 reports it has none), else when ``arbiter.deadline_ms`` after the sweep have passed (the
 watchdog: it then plans with the latest older candidate, which the cycle judges by age, or
@@ -87,6 +90,7 @@ class ArbiterNode(Node):
         self._frame_conversion_ms: float | None = None
         self._superseded: tuple[Frame, float, float | None] | None = None  # (frame, rx, conversion)
         self._planned_stamp: float | None = None
+        self._prepared: Any = None  # PlanningCycle.prepare() of the newest frame (while the model runs)
         self._last_plan = -np.inf
         self._last_waiting = -np.inf
         self._candidate: Candidate | None = None
@@ -174,9 +178,28 @@ class ArbiterNode(Node):
             pending, self._superseded = self._superseded, None
             if pending is not None and self._planned_stamp != pending[0].stamp:
                 self._plan("superseded", slot=pending)
+            self._prepare_newest()
             trigger = self._ready_trigger()
         if trigger:
             self._plan(trigger)
+
+    def _prepare_newest(self) -> None:
+        """Obstacles, tracking and Frenet of the newest frame, before its candidate arrives.
+
+        Runs in the deadline group right after the frame arrives, in parallel with the model
+        (ONNX Runtime releases the GIL), so a cycle triggered by the candidate only runs the
+        student checks and the arbitration (``PlanningCycle.decide``).
+        """
+        frame = self._frame
+        if frame is None or self._planned_stamp == frame.stamp:
+            return
+        if self._prepared is not None and self._prepared.frame is frame:
+            return
+        try:
+            self._prepared = self.pipeline.prepare(frame, self._now())
+        except Exception as exc:  # noqa: BLE001 - a planner bug must not kill the node
+            self._prepared = None
+            self.get_logger().error(f"planning prepare failed: {type(exc).__name__}: {exc}")
 
     def _ready_trigger(self) -> str:
         """``candidate``/``no_candidate`` when the newest undecided frame can be decided, else ''."""
@@ -299,7 +322,8 @@ class ArbiterNode(Node):
             now = self._now()
             t0 = time.perf_counter()
             try:
-                decision = self.pipeline.plan(frame, cand, now)
+                # plan() re-prepares when the prepared frame is not this one.
+                decision = self.pipeline.plan(frame, cand, now, prepared=self._prepared)
             except Exception as exc:  # noqa: BLE001 - a planner bug must not kill the node
                 self._publish_status(error_status("arbiter", exc, frame.stamp, self.th), now)
                 self.get_logger().error(f"planning cycle failed: {type(exc).__name__}: {exc}")
@@ -356,7 +380,7 @@ class ArbiterNode(Node):
             "conversion": conversion_ms,
             "pillarization": timing.get("pillarize"),
             "inference": timing.get("inference"),
-            "arbiter": arbiter_ms,
+            "arbiter": arbiter_ms,  # after the candidate: decide (+ prepare if not done ahead)
         }
         statuses = [
             decision_status(d, self.th),
