@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,7 @@ class TorchCudaBackend(InferenceBackend):
         self.use_graphs = bool(require(sec, "cuda_graphs", where="inference.yaml torch_cuda"))
         self.device_index = int(require(sec, "device", where="inference.yaml torch_cuda"))
         self.jit_optimize = bool(require(sec, "jit_optimize", where="inference.yaml torch_cuda"))
+        self.deterministic = bool(require(sec, "deterministic", where="inference.yaml torch_cuda"))
         self.capture_error = ""  # why the CUDA graph could not be captured ("" = captured or off)
         self.mode = ""  # "half" | "autocast" | "fp32", set by load
         self._torch: Any = None
@@ -206,10 +208,20 @@ class TorchCudaBackend(InferenceBackend):
 
     # -- lifecycle
     def _load(self) -> None:
+        if self.deterministic:
+            # cuBLAS reads this once, at its first use in the process.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         t = import_torch_cuda()
+        if self.deterministic:
+            t.use_deterministic_algorithms(True)
         self._torch = t
         dev = t.device("cuda", self.device_index)
         base = _load_module(t, self.artefact, dev)
+        if self.precision == "fp32":
+            # Ampere+ run FP32 convs/matmuls as TF32 by default (~1e-2 m error on the H200);
+            # "fp32" must mean FP32. Process-wide flags: this backend owns its process's GPU.
+            t.backends.cuda.matmul.allow_tf32 = False
+            t.backends.cudnn.allow_tf32 = False
         modes = ["half", "autocast", "fp32"] if self.precision == "fp16" else ["fp32"]
         errors = []
         for mode in modes:
