@@ -237,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['candidates']} candidates ({r['feasible']} feasible)"
         )
         print("  cycle stage       p50 ms   p90 ms")
-        for key in ("obstacles", "reference_path", "frenet", "arbiter", "total"):
-            print(f"  {key:<16} {st[key]['p50']:8.2f} {st[key]['p90']:8.2f}")
+        notes = {"prepare": "  (frame only: runs while the model runs)", "decide": "  (after the candidate)"}
+        for key in ("obstacles", "reference_path", "frenet", "prepare", "arbiter", "decide", "total"):
+            print(f"  {key:<16} {st[key]['p50']:8.2f} {st[key]['p90']:8.2f}{notes.get(key, '')}")
         fa = r["frenet_alone_ms"]
         print(f"  frenet planner   {fa['p50']:8.2f} {fa['p90']:8.2f}   (ours, numpy)")
         if "frenetix_ms" in r:

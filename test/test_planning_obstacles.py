@@ -130,6 +130,21 @@ def test_dilate_matches_disc():
     np.testing.assert_array_equal(d, (yy - 10) ** 2 + (xx - 10) ** 2 <= 9)
 
 
+@pytest.mark.parametrize("density", [0.002, 0.05, 0.4])
+@pytest.mark.parametrize("radius", [0.5, 1.0, 2.5, 6.0, 6.5])
+def test_dilate_equals_brute_force_disc_on_sparse_and_dense_grids(density, radius):
+    # Sparse grids take the stamping path, dense ones the row-span path: both exact.
+    g = np.random.default_rng(int(radius * 10)).random((60, 50)) < density
+    r = int(np.ceil(radius))
+    ref = np.zeros_like(g)
+    for y, x in zip(*np.nonzero(g)):
+        for oy in range(-r, r + 1):
+            for ox in range(-r, r + 1):
+                if oy * oy + ox * ox <= radius * radius and 0 <= y + oy < 60 and 0 <= x + ox < 50:
+                    ref[y + oy, x + ox] = True
+    np.testing.assert_array_equal(dilate(g, radius), ref)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((10, 2)), np.zeros(12), np.zeros((2, 3, 4))])
 def test_bad_cloud_shape_raises(params, bad):
     with pytest.raises(PlanningError, match="N x 3"):
