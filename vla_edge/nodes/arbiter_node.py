@@ -84,7 +84,8 @@ class ArbiterNode(Node):
         self.markers_max_obstacles = int(arb["markers_max_obstacles"])
         self._last_markers = -np.inf
 
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # slots: frame, candidate, infos, planned stamp
+        self._cycle_lock = threading.Lock()  # PlanningCycle state (prepare / decide); after _lock
         self._frame: Frame | None = None
         self._frame_rx = 0.0  # node-clock time (s) the frame arrived
         self._frame_conversion_ms: float | None = None
@@ -178,7 +179,8 @@ class ArbiterNode(Node):
             pending, self._superseded = self._superseded, None
             if pending is not None and self._planned_stamp != pending[0].stamp:
                 self._plan("superseded", slot=pending)
-            self._prepare_newest()
+        self._prepare_newest()  # outside the slot lock: candidates can still be taken meanwhile
+        with self._lock:
             trigger = self._ready_trigger()
         if trigger:
             self._plan(trigger)
@@ -188,18 +190,23 @@ class ArbiterNode(Node):
 
         Runs in the deadline group right after the frame arrives, in parallel with the model
         (ONNX Runtime releases the GIL), so a cycle triggered by the candidate only runs the
-        student checks and the arbitration (``PlanningCycle.decide``).
+        student checks and the arbitration (``PlanningCycle.decide``). Holds only the cycle
+        lock, so candidates and frames are still accepted meanwhile.
         """
-        frame = self._frame
-        if frame is None or self._planned_stamp == frame.stamp:
-            return
-        if self._prepared is not None and self._prepared.frame is frame:
-            return
-        try:
-            self._prepared = self.pipeline.prepare(frame, self._now())
-        except Exception as exc:  # noqa: BLE001 - a planner bug must not kill the node
-            self._prepared = None
-            self.get_logger().error(f"planning prepare failed: {type(exc).__name__}: {exc}")
+        with self._lock:
+            frame = self._frame
+            if frame is None or self._planned_stamp == frame.stamp:
+                return
+            if self._prepared is not None and self._prepared.frame is frame:
+                return
+        with self._cycle_lock:
+            if self._prepared is not None and self._prepared.frame is frame:
+                return
+            try:
+                # Stored under the cycle lock, which _plan() holds while it reads it.
+                self._prepared = self.pipeline.prepare(frame, self._now())
+            except Exception as exc:  # noqa: BLE001 - a planner bug must not kill the node
+                self.get_logger().error(f"planning prepare failed: {type(exc).__name__}: {exc}")
 
     def _ready_trigger(self) -> str:
         """``candidate``/``no_candidate`` when the newest undecided frame can be decided, else ''."""
@@ -323,7 +330,8 @@ class ArbiterNode(Node):
             t0 = time.perf_counter()
             try:
                 # plan() re-prepares when the prepared frame is not this one.
-                decision = self.pipeline.plan(frame, cand, now, prepared=self._prepared)
+                with self._cycle_lock:
+                    decision = self.pipeline.plan(frame, cand, now, prepared=self._prepared)
             except Exception as exc:  # noqa: BLE001 - a planner bug must not kill the node
                 self._publish_status(error_status("arbiter", exc, frame.stamp, self.th), now)
                 self.get_logger().error(f"planning cycle failed: {type(exc).__name__}: {exc}")
