@@ -2,12 +2,13 @@
 
 Per bag (one worker process each, tqdm over bags):
 
-1. read the vehicle topics of ``config/topics.yaml`` with :func:`vla_edge.bagio.read_raw`
-   (MCAP or sqlite3, synthetic or real) in log order;
-2. rebuild one :class:`~vla_edge.types.Frame` per LiDAR sweep with the runtime's
+1. read the vehicle topics of ``config/topics.yaml`` (MCAP or sqlite3, synthetic or real) in
+   log order through :class:`~vla_edge.bag_frames.BagFrames`, the loop explain and replay use;
+2. rebuild one :class:`~vla_edge.types.Frame` per kept LiDAR sweep (every
+   ``dataset.frame_stride``-th) with the runtime's
    :class:`~vla_edge.frame_assembly.FrameAssembler` (same conversions, sync and staleness rules
-   as on the vehicle; camera images are not decoded — the model does not use them);
-3. keep every ``dataset.frame_stride``-th frame; attach the ground-truth future (T poses at
+   as on the vehicle; camera images are not read — the model does not use them);
+3. attach the ground-truth future (T poses at
    dt from ``config/model.yaml``, ego frame) from the bag's own future odometry and drop bad
    segments (:mod:`training.segments`: ``end_of_bag``, ``gap``, ``teleport``, ``stationary``,
    plus ``stale_input`` for frames the assembler flagged stale); the counts go into the manifest;
@@ -39,6 +40,7 @@ from tqdm import tqdm
 
 from training.data import FORMAT, MANIFEST, DatasetError
 from training.segments import REASONS, OdometryTrack, SegmentFilter, classify_window, future_trajectory
+from vla_edge.bag_frames import BagFrames, bag_topics, frame_roles
 from vla_edge.errors import VlaEdgeError
 
 log = logging.getLogger(__name__)
@@ -109,12 +111,6 @@ class BagResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _deserializer() -> Any:
-    from vla_edge.bagio import default_typestore
-
-    return default_typestore()
-
-
 def _expert_poses(msg: Any, horizon: int, dt: float) -> np.ndarray | None:
     """A ``/sim/expert_trajectory`` Path (base_link, poses at stamp + k·dt) as ``[T, 3]``, or None."""
     from vla_edge.conversions import path_to_trajectory
@@ -130,9 +126,6 @@ def _expert_poses(msg: Any, horizon: int, dt: float) -> np.ndarray | None:
 
 def process_bag(job: BagJob) -> BagResult:
     """Rebuild the frames of one bag and write its shard (runs in a worker process)."""
-    from vla_edge.bagio import open_bag
-    from vla_edge.frame_assembly import FrameAssembler
-    from vla_edge.msgfactory import stamp_to_sec
     from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
 
     t0 = time.monotonic()
@@ -144,55 +137,53 @@ def process_bag(job: BagJob) -> BagResult:
     stride = max(1, int(job.dataset_cfg["frame_stride"]))
     tol = float(job.dataset_cfg["label_match_tolerance"])
     cap = int(job.dataset_cfg["max_frames_per_bag"])
-    inputs, sim = job.topics["inputs"], job.topics.get("sim", {})
-    role = {inputs["lidar"]: "lidar", inputs["odometry"]: "odometry", inputs["reference_path"]: "path"}
+    sim = job.topics.get("sim", {})
+    role = frame_roles(job.topics)
     if sim.get("expert_trajectory"):
         role[sim["expert_trajectory"]] = "expert"
     if sim.get("reasoning"):
         role[sim["reasoning"]] = "reasoning"
+    have = bag_topics([job.bag])
+    missing = [t for t, k in role.items() if k in ("lidar", "odometry") and t not in have]
+    if missing:
+        raise DatasetError(
+            f"bag {job.bag} has no {missing}; it has {sorted(have)} (set the names in config/topics.yaml)"
+        )
     frame_cfg = json.loads(json.dumps(job.frame_cfg))
     frame_cfg["images"]["decode"] = False  # the model does not use images
-    asm = FrameAssembler.from_config(frame_cfg, job.calibration_cfg)
-    ts = _deserializer()
     frames: list[Any] = []
     odo: list[tuple[float, float, float, float, float]] = []
     experts: dict[int, np.ndarray] = {}
     reasons: list[tuple[float, str]] = []
     errors: list[str] = []
-    lidar_seen = 0
-    with open_bag(job.bag) as bag:
-        missing = [t for t, k in role.items() if k in ("lidar", "odometry") and t not in bag.topics]
-        if missing:
-            raise DatasetError(
-                f"bag {job.bag} has no {missing}; it has {sorted(bag.topics)} "
-                "(set the names in config/topics.yaml)"
-            )
-        records = list(bag.messages([t for t in role if t in bag.topics], raw=True))
-    for rec in records:
-        kind, msgtype, t_ns, data = role[rec.topic], rec.msgtype, rec.log_time_ns, rec.msg
-        try:
-            msg = ts.deserialize_cdr(data, msgtype)
-            if kind == "odometry":
-                st = asm.add_odometry(msg)
-                odo.append((st.stamp, st.x, st.y, st.yaw, st.v))
-            elif kind == "path":
-                asm.add_reference_path(msg)
-            elif kind == "lidar":
-                lidar_seen += 1
-                if (lidar_seen - 1) % stride == 0:
-                    frames.append(asm.assemble(msg))
-            elif kind == "expert":
-                poses = _expert_poses(msg, horizon, dt)
-                if poses is not None:
-                    experts[round(stamp_to_sec(msg.header.stamp) * 1e3)] = poses
-            elif kind == "reasoning":
-                reasons.append((t_ns * 1e-9, str(msg.data)))
-        except VlaEdgeError as exc:
-            if len(errors) < 20:
-                errors.append(f"{kind} at {t_ns * 1e-9:.3f}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a corrupt message must not kill the whole dataset
-            if len(errors) < 20:
-                errors.append(f"{kind} at {t_ns * 1e-9:.3f}: undecodable ({exc!r})")
+
+    def on_error(kind: str, t: float, exc: Exception) -> None:
+        if len(errors) < 20:
+            errors.append(f"{kind} at {t:.3f}: {exc}")
+
+    src = BagFrames(
+        [job.bag],
+        role,
+        frame_cfg,
+        job.calibration_cfg,
+        frame_stride=stride,
+        name=name,
+        on_error=on_error,
+        skip_undecodable=True,  # a corrupt message must not kill the whole dataset
+    )
+    for item in src:
+        if item.ego is not None:
+            st = item.ego
+            odo.append((st.stamp, st.x, st.y, st.yaw, st.v))
+        elif item.frame is not None:
+            frames.append(item.frame)
+        elif item.kind == "expert":
+            poses = _expert_poses(item.msg, horizon, dt)
+            if poses is not None:
+                experts[round(item.stamp * 1e3)] = poses
+        elif item.kind == "reasoning":
+            reasons.append((item.log_time, str(item.msg.data)))
+    lidar_seen = src.lidar
     counts = dict.fromkeys(REASONS, 0)
     if not odo:
         counts["end_of_bag"] = len(frames)

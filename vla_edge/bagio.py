@@ -144,6 +144,17 @@ class BagReader:
         """Last log time in seconds."""
         return self._r().end_time * 1e-9
 
+    def deserialize(self, data: bytes, msgtype: str, topic: str = "?", log_time_ns: int = 0) -> Any:
+        """CDR bytes of a ``raw=True`` message -> message, with the bag's own type definitions.
+
+        Raises:
+            BagError: The bytes are not a valid ``msgtype``.
+        """
+        try:
+            return self._r().deserialize(data, msgtype)
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several unrelated types
+            raise BagError(f"cannot deserialize a {msgtype} on {topic} at {log_time_ns} ns: {exc}") from None
+
     def messages(
         self,
         topics: Iterable[str] | None = None,
@@ -183,15 +194,7 @@ class BagReader:
             kw["stop"] = round(stop * 1e9)
         for conn, t_ns, data in reader.messages(connections=conns, **kw):
             topic = self.remap.get(conn.topic, conn.topic)
-            if raw:
-                msg: Any = bytes(data)
-            else:
-                try:
-                    msg = reader.deserialize(data, conn.msgtype)
-                except Exception as exc:  # noqa: BLE001
-                    raise BagError(
-                        f"cannot deserialize a {conn.msgtype} on {conn.topic} at {t_ns} ns: {exc}"
-                    ) from None
+            msg: Any = bytes(data) if raw else self.deserialize(data, conn.msgtype, conn.topic, t_ns)
             yield BagMessage(topic, conn.msgtype, t_ns * 1e-9, msg, int(t_ns))
 
 

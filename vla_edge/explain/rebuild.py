@@ -1,8 +1,9 @@
 """Rebuild the frames the vehicle saw from logged bags, with the vehicle's own code.
 
-Inputs (LiDAR, odometry, reference path, camera) are replayed in log order through the
-same :class:`~vla_edge.frame_assembly.FrameAssembler` calls the drive nodes make
-(``add_odometry`` / ``add_reference_path`` / ``add_image`` / ``assemble`` per sweep), so
+Inputs (LiDAR, odometry, reference path, camera) are replayed in log order through
+:class:`~vla_edge.bag_frames.BagFrames`, the loop replay and training use too, which makes
+the same :class:`~vla_edge.frame_assembly.FrameAssembler` calls the drive nodes make
+(``add_odometry`` / ``add_reference_path`` / ``add_image`` / ``make_frame`` per sweep), so
 each rebuilt :class:`~vla_edge.types.Frame` holds exactly what the node had when the
 sweep arrived. Logged outputs (candidate trajectory, decision, final trajectory) are read
 in a first, light pass and joined to frames by stamp.
@@ -26,15 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.bagio import BagMessage
+from vla_edge.bag_frames import BagFrames, count_messages, frame_roles
 from vla_edge.errors import BagError, VlaEdgeError
-from vla_edge.frame_assembly import FRONT_CAMERA
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import Frame, Trajectory
 
 LOG = logging.getLogger(__name__)
 
-CAMERA_NAME = FRONT_CAMERA  # same key the drive nodes give the assembler
 _SPLIT_RE = re.compile(r"^(?P<session>.+)_(?P<index>\d{6})$")
 
 
@@ -130,22 +129,6 @@ def _key(stamp: float) -> int:
     return round(stamp * 1e6)  # microseconds: stamps pass through float and ROS Time
 
 
-def _messages(run: Run, topics: set[str], remap: dict[str, str] | None) -> Iterator[tuple[str, BagMessage]]:
-    """``(bag name, message)`` of the wanted topics, in log order across the run's bags.
-
-    The bags of a run are consecutive recorder splits (time slices), so reading them one
-    after the other keeps log order.
-    """
-    from vla_edge.bagio import open_bag
-
-    for path in run.bags:
-        with open_bag(path, remap) as bag:
-            present = [t for t in bag.topics if t in topics]
-            if present:
-                for m in bag.messages(present):
-                    yield path.name, m
-
-
 def read_outputs(
     run: Run, topics: dict[str, Any], remap: dict[str, str] | None = None
 ) -> dict[int, LoggedOutputs]:
@@ -157,8 +140,8 @@ def read_outputs(
         out_topics["trajectory"]: "final",
     }
     logged: dict[int, LoggedOutputs] = {}
-    for _bag, m in _messages(run, set(wanted), remap):
-        kind = wanted[m.topic]
+    for m in BagFrames(run.bags, wanted, remap=remap, name=run.name):
+        kind = m.kind
         if kind == "decision":
             try:
                 dec = json.loads(m.msg.data)
@@ -180,48 +163,22 @@ def iter_frames(
     calibration_cfg: dict[str, Any],
     remap: dict[str, str] | None = None,
 ) -> Iterator[RebuiltFrame]:
-    """Second pass: replay inputs in log order through a fresh FrameAssembler.
+    """Second pass: replay inputs in log order through the shared :class:`BagFrames` loop.
 
     Yields one :class:`RebuiltFrame` per LiDAR message that assembles; a sweep the
     assembler refuses (typed error) is logged and skipped, like on the vehicle.
     """
-    from vla_edge.frame_assembly import FrameAssembler
-
-    inputs = topics["inputs"]
     logged = read_outputs(run, topics, remap)
-    asm = FrameAssembler.from_config(frame_cfg, calibration_cfg)
-    role = {
-        inputs["lidar"]: "lidar",
-        inputs["odometry"]: "odometry",
-        inputs["reference_path"]: "reference_path",
-        inputs["camera_front"]: "camera",
-        inputs["camera_front_compressed"]: "camera",
-    }
-    for bag, m in _messages(run, set(role), remap):
-        kind = role[m.topic]
-        try:
-            if kind == "odometry":
-                asm.add_odometry(m.msg)
-            elif kind == "reference_path":
-                asm.add_reference_path(m.msg)
-            elif kind == "camera":
-                asm.add_image(CAMERA_NAME, m.msg)
-            else:
-                frame = asm.assemble(m.msg)
-                yield RebuiltFrame(run.name, bag, frame, logged.get(_key(frame.stamp), LoggedOutputs()))
-        except VlaEdgeError as exc:
-            LOG.warning("%s: %s message at %.3f skipped: %s", run.name, kind, m.stamp, exc)
+    roles = frame_roles(topics, camera="both")
+    for item in BagFrames(run.bags, roles, frame_cfg, calibration_cfg, remap=remap, name=run.name):
+        if item.frame is not None:
+            frame = item.frame
+            yield RebuiltFrame(run.name, item.bag, frame, logged.get(_key(frame.stamp), LoggedOutputs()))
 
 
 def lidar_count(run: Run, topics: dict[str, Any], remap: dict[str, str] | None = None) -> int:
     """Number of LiDAR messages in a run (for progress bars)."""
-    from vla_edge.bagio import open_bag
-
-    total = 0
-    for path in run.bags:
-        with open_bag(path, remap) as bag:
-            total += bag.count(topics["inputs"]["lidar"])
-    return total
+    return count_messages(run.bags, topics["inputs"]["lidar"], remap)
 
 
 def trajectory_dict(traj: Trajectory | None) -> dict[str, Any] | None:

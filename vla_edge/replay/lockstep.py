@@ -15,13 +15,13 @@ How time is handled (the whole point of lockstep):
 * Wall-clock stage timings are measured but written to ``timing.json`` only; ``metrics.json``
   holds nothing that depends on the machine, so two runs give identical files.
 
-The bag reading here (:func:`iter_run_frames`) is shared with realtime replay, which uses
-it for the logged odometry / ground-truth tracks and the BEV snapshots.
+The bag reading here (:func:`iter_run_frames`, on the shared
+:class:`~vla_edge.bag_frames.BagFrames` loop) is shared with realtime replay, which uses it for
+the logged odometry / ground-truth tracks and the BEV snapshots.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import time
@@ -32,15 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.bag_frames import BagFrames, bag_topics, count_messages, frame_roles
 from vla_edge.config import load_config, require
 from vla_edge.errors import VlaEdgeError
-from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.replay import ReplayError
 from vla_edge.types import Frame, Trajectory
 
 log = logging.getLogger(__name__)
-
-_PRIORITY = {"odometry": 0, "reference_path": 0, "camera": 0, "objects": 0, "lidar": 1}
 
 
 # ---------------------------------------------------------------------------- config
@@ -150,14 +148,7 @@ def _objects_from_markers(msg: Any, ignore: set[str]) -> tuple[list[str], list[s
 
 def input_roles(topics: Mapping[str, Any], camera: str) -> dict[str, str]:
     """``{topic: role}`` of what replay reads: the graph's inputs plus ``/sim/objects``."""
-    inp = topics["inputs"]
-    roles = {inp["lidar"]: "lidar", inp["odometry"]: "odometry", inp["reference_path"]: "reference_path"}
-    if camera == "raw":
-        roles[inp["camera_front"]] = "camera"
-    elif camera == "compressed":
-        roles[inp["camera_front_compressed"]] = "camera"
-    roles[topics["sim"]["objects"]] = "objects"
-    return roles
+    return {**frame_roles(topics, camera), topics["sim"]["objects"]: "objects"}
 
 
 def iter_run_frames(
@@ -174,50 +165,14 @@ def iter_run_frames(
 ) -> Iterator[Frame]:
     """Frames of one run in stamp order, filling ``state`` (tracks, counts) on the way.
 
-    A sweep the assembler refuses (typed error) is counted in ``state.skipped`` and
+    The shared :class:`~vla_edge.bag_frames.BagFrames` loop in stamp order with its reorder
+    buffer. A sweep the assembler refuses (typed error) is counted in ``state.skipped`` and
     skipped, as the vehicle's node would.
 
     Raises:
         ReplayError: A bag lacks the LiDAR or odometry topic (after remapping).
     """
-    from vla_edge.bagio import open_bag
-    from vla_edge.frame_assembly import FRONT_CAMERA as CAMERA_NAME
-    from vla_edge.frame_assembly import FrameAssembler
-
-    asm = FrameAssembler(dict(frame_cfg), dict(calibration_cfg))
-    roles = input_roles(topics, camera)
-    ignore = set(ignore_classes)
-    odom_rows: list[tuple[float, float, float, float]] = []
-    heap: list[tuple[float, int, int, str, Any]] = []
-    seq = 0
-
-    def feed(kind: str, stamp: float, msg: Any) -> Frame | None:
-        try:
-            if kind == "odometry":
-                st = asm.add_odometry(msg)
-                odom_rows.append((stamp, st.x, st.y, st.yaw))
-            elif kind == "reference_path":
-                asm.add_reference_path(msg)
-            elif kind == "camera":
-                asm.add_image(CAMERA_NAME, msg)
-            elif kind == "objects":
-                ids, cls, boxes = _objects_from_markers(msg, ignore)
-                state.tracks.objects.append((stamp, ids, cls, boxes))
-            else:
-                state.lidar_count += 1
-                frame = asm.make_frame(msg)
-                state.frames += 1
-                return frame
-        except VlaEdgeError as exc:
-            if kind == "lidar":
-                state.skipped += 1
-            log.warning("%s: %s message at %.3f skipped: %s", run.name, kind, stamp, exc)
-        return None
-
-    have_all: dict[str, str] = {}
-    for bag_path in run.bags:  # a split may lack a topic (e.g. the last one); the run may not
-        with open_bag(bag_path, remap) as bag:
-            have_all.update(bag.topics)
+    have_all = bag_topics(run.bags, remap)  # a split may lack a topic (e.g. the last one); the run may not
     for need in ("lidar", "odometry"):
         topic = topics["inputs"][need]
         if topic not in have_all:
@@ -225,28 +180,29 @@ def iter_run_frames(
                 f"{run.name}: no {need} topic {topic} (bag has {sorted(have_all)}); "
                 "remap it with --remap FROM:=TO or replay.yaml remap"
             )
-    for bag_path in run.bags:
-        with open_bag(bag_path, remap) as bag:
-            have = bag.topics
-            wanted = [t for t in roles if t in have]
-            for m in bag.messages(wanted):
-                kind = roles[m.topic]
-                header = getattr(m.msg, "header", None)
-                stamp = stamp_to_sec(header.stamp) if header is not None else m.stamp
-                if kind == "objects" and m.msg.markers:
-                    stamp = stamp_to_sec(m.msg.markers[0].header.stamp)
-                heapq.heappush(heap, (stamp, _PRIORITY[kind], seq, kind, m.msg))
-                seq += 1
-                while heap and heap[0][0] <= m.stamp - reorder_window_s:
-                    s, _p, _q, k, msg = heapq.heappop(heap)
-                    frame = feed(k, s, msg)
-                    if frame is not None:
-                        yield frame
-    while heap:
-        s, _p, _q, k, msg = heapq.heappop(heap)
-        frame = feed(k, s, msg)
-        if frame is not None:
-            yield frame
+    ignore = set(ignore_classes)
+    odom_rows: list[tuple[float, float, float, float]] = []
+    src = BagFrames(
+        run.bags,
+        input_roles(topics, camera),
+        frame_cfg,
+        calibration_cfg,
+        remap=remap,
+        reorder_window_s=reorder_window_s,
+        name=run.name,
+    )
+    try:
+        for item in src:
+            if item.ego is not None:
+                odom_rows.append((item.stamp, item.ego.x, item.ego.y, item.ego.yaw))
+            elif item.kind == "objects":
+                ids, cls, boxes = _objects_from_markers(item.msg, ignore)
+                state.tracks.objects.append((item.stamp, ids, cls, boxes))
+            elif item.frame is not None:
+                state.lidar_count, state.frames, state.skipped = src.lidar, src.frames, src.skipped
+                yield item.frame
+    finally:
+        state.lidar_count, state.frames, state.skipped = src.lidar, src.frames, src.skipped
     odom = np.asarray(odom_rows, dtype=np.float64).reshape(-1, 4)
     state.tracks.odom = odom[np.argsort(odom[:, 0], kind="stable")] if len(odom) else odom
 
@@ -401,13 +357,7 @@ def run_lockstep(
 
 
 def _lidar_count(run: Any, topics: Mapping[str, Any], remap: Mapping[str, str]) -> int:
-    from vla_edge.bagio import open_bag
-
-    total = 0
-    for bag_path in run.bags:
-        with open_bag(bag_path, remap) as bag:
-            total += bag.count(topics["inputs"]["lidar"])
-    return total
+    return count_messages(run.bags, topics["inputs"]["lidar"], remap)
 
 
 def total_sweeps(bags: Sequence[str | Path], topics: Mapping[str, Any], remap: Mapping[str, str]) -> int:
