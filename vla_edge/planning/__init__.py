@@ -13,7 +13,7 @@ from vla_edge.planning.arbiter import (
     ArbiterParams,
     CheckResult,
 )
-from vla_edge.planning.cycle import PlanningCycle, load_planning_config
+from vla_edge.planning.cycle import PlanningCycle, PreparedFrame, load_planning_config
 from vla_edge.planning.emergency import EmergencyParams, emergency_stop
 from vla_edge.planning.frenet import FrenetParams, FrenetPlanner, FrenetResult
 from vla_edge.planning.obstacles import Footprint, ObstacleParams, Obstacles, extract_obstacles
@@ -36,6 +36,7 @@ __all__ = [
     "ObstacleParams",
     "Obstacles",
     "PlanningCycle",
+    "PreparedFrame",
     "ReferencePath",
     "ReferencePathParams",
     "TrackingParams",
