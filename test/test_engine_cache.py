@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from backends_helpers import FakeTensorRT, make_contract_onnx
 
+from vla_edge import fsutil
 from vla_edge.backends import engine_cache as ec
 from vla_edge.backends.engine_cache import BuildOptions, EngineCache
 from vla_edge.backends.manifest import load_manifest, manifest_path_for
@@ -175,7 +176,7 @@ def test_crash_during_write_leaves_no_engine(onnx: Path, monkeypatch: pytest.Mon
     def crash(src: str, dst: str) -> None:
         raise OSError("simulated power loss during rename")
 
-    monkeypatch.setattr(ec.os, "replace", crash)
+    monkeypatch.setattr(fsutil.os, "replace", crash)
     with pytest.raises(OSError, match="simulated power loss"):
         cache.get(onnx, load_manifest(onnx), FP16)
     monkeypatch.undo()
@@ -187,14 +188,14 @@ def test_crash_during_write_leaves_no_engine(onnx: Path, monkeypatch: pytest.Mon
 def test_engine_without_sidecar_after_crash_is_rebuilt(onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trt = FakeTensorRT()
     cache = _cache(onnx, trt)
-    real = ec.atomic_write_bytes
+    real = ec.atomic_write
 
     def crash_on_sidecar(path: Path, data: bytes) -> None:
         if path.suffix == ".json":
             raise OSError("crash before the sidecar")
         real(path, data)
 
-    monkeypatch.setattr(ec, "atomic_write_bytes", crash_on_sidecar)
+    monkeypatch.setattr(ec, "atomic_write", crash_on_sidecar)
     with pytest.raises(OSError):
         cache.get(onnx, load_manifest(onnx), FP16)
     monkeypatch.undo()

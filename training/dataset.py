@@ -42,6 +42,7 @@ from training.data import FORMAT, MANIFEST, DatasetError
 from training.segments import REASONS, OdometryTrack, SegmentFilter, classify_window, future_trajectory
 from vla_edge.bag_frames import BagFrames, bag_topics, frame_roles
 from vla_edge.errors import VlaEdgeError
+from vla_edge.fsutil import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +250,8 @@ def _write_shard(path: Path, bag: str, rows: list[dict[str, Any]], spec: Any, ho
         "expert_valid": np.array([r["expert_valid"] for r in rows], dtype=bool),
         "reasoning": np.array([r["reasoning"] for r in rows], dtype=str),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.npz", mode=0o644) as tmp:  # np.savez keeps a .npz name
+        np.savez(tmp, **arrays)
 
 
 def _spec_hash(model_cfg: dict[str, Any], dataset_cfg: dict[str, Any]) -> str:

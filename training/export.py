@@ -26,7 +26,6 @@ import logging
 import os
 import pickle
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from training.model.model import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, Stude
 from training.model.presets import PRESETS, build_model
 from vla_edge.config import engines_dir, load_config
 from vla_edge.errors import ConfigError, ModelError
+from vla_edge.fsutil import atomic_path
 from vla_edge.pillarize import pillarize, reference_path_input
 
 log = logging.getLogger("training.export")
@@ -120,18 +120,6 @@ def _tensor_specs(values: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _atomic_target(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Make the temp file world-readable (mkstemp creates 0600) and rename it into place."""
-    tmp.chmod(0o644)
-    os.replace(tmp, final)
-
-
 def export(
     model: StudentModel,
     out_dir: str | os.PathLike[str],
@@ -162,8 +150,8 @@ def export(
     inputs = example_inputs(model)
     args = tuple(inputs[n] for n in INPUT_NAMES)
     out_names = list(OUTPUT_NAMES if with_bev else OUTPUT_NAMES[:2])
-    tmp = _atomic_target(onnx_path)
-    try:
+    # published (0644: mkstemp makes 0600) only when every check below passes
+    with atomic_path(onnx_path, mode=0o644) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings: python-constant timesteps are intended
             torch.onnx.export(
@@ -183,9 +171,6 @@ def export(
         parity = {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(out_names, got, ref)}
         if max(parity.values()) > atol:
             raise ExportError(f"ONNX Runtime differs from torch by {parity} (> {atol}); not exporting")
-        _publish(tmp, onnx_path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
     extra: dict[str, Any] = {
         "training": training_info or {},
@@ -193,8 +178,7 @@ def export(
     }
     if torchscript:
         ts_path = out / f"{name}.ts"
-        ts_tmp = _atomic_target(ts_path)
-        try:
+        with atomic_path(ts_path, mode=0o644) as ts_tmp:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(wrapper, args, check_trace=False)
@@ -204,9 +188,6 @@ def export(
                 ts_err = max(float((a - b).abs().max()) for a, b in zip(reloaded(*args), ref))
             if ts_err > atol:
                 raise ExportError(f"TorchScript differs from eager by {ts_err} (> {atol})")
-            _publish(ts_tmp, ts_path)
-        finally:
-            ts_tmp.unlink(missing_ok=True)
         extra["torchscript"] = {
             "file": ts_path.name,
             "sha256": hashlib.sha256(ts_path.read_bytes()).hexdigest(),

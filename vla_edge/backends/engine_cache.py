@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Protocol
 
 from vla_edge.backends.manifest import Manifest, sha256_file, verify_onnx
 from vla_edge.errors import ModelError
+from vla_edge.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -138,21 +138,6 @@ class CachedEngine:
     built: bool
     reason: str = ""
     events: list[str] = field(default_factory=list)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def writable_dir(primary: Path, fallback: Path) -> Path:
@@ -323,8 +308,8 @@ class EngineCache:
         }
         # engine first: a crash before the sidecar lands leaves an engine without sidecar,
         # which the next start treats as unusable and rebuilds.
-        atomic_write_bytes(engine_path, data)
-        atomic_write_bytes(sidecar, (json.dumps(doc, indent=1) + "\n").encode())
+        atomic_write(engine_path, data)
+        atomic_write(sidecar, json.dumps(doc, indent=1) + "\n")
         engine = self.toolkit.deserialize(data)
         if engine is None:
             raise ModelError(f"freshly built engine {engine_path} failed to deserialize")

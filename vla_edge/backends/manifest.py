@@ -15,13 +15,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vla_edge.errors import ManifestError, ModelError
+from vla_edge.fsutil import atomic_write
 
 FORMAT = "vla_edge.manifest/1"
 MIN_OPSET = 17
@@ -205,19 +205,6 @@ def _specs(raw: Any, kind: str, where: Path | str) -> tuple[TensorSpec, ...]:
     return specs
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(
     onnx_path: str | os.PathLike[str],
     *,
@@ -281,7 +268,7 @@ def write_manifest(
         text = json.dumps(doc, indent=1, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"manifest {out}: cannot serialise: {exc}") from None
-    _atomic_write_text(out, text + "\n")
+    atomic_write(out, text + "\n")
     return out
 
 

@@ -288,9 +288,9 @@ def _make_calibrator(trt: Any, cuda: CudaApi, calib: CalibrationSet | None, cach
             return None
 
         def write_calibration_cache(self, cache: Any) -> None:
-            from vla_edge.backends.engine_cache import atomic_write_bytes
+            from vla_edge.fsutil import atomic_write
 
-            atomic_write_bytes(cache_path, bytes(cache))
+            atomic_write(cache_path, bytes(cache))
             log.info("INT8: wrote calibration cache %s", cache_path)
 
     return EntropyCalibrator()

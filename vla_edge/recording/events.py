@@ -26,6 +26,7 @@ import numpy as np
 
 from vla_edge.config import require
 from vla_edge.errors import ConfigError
+from vla_edge.fsutil import atomic_write
 from vla_edge.recording.splits import MIB, SplitInfo
 from vla_edge.types import Trajectory
 
@@ -313,9 +314,7 @@ class EventBook:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "events": [e.to_dict() for e in self.events],
         }
-        tmp = self.root / "index.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=1), "utf-8")
-        os.replace(tmp, self.root / "index.json")
+        atomic_write(self.root / "index.json", json.dumps(doc, indent=1), mode=0o644)
 
 
 def _copy_tree(src: Path, dst: Path, hardlink: bool) -> None:
