@@ -366,22 +366,9 @@ def _dataset_doc() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vla-edge-train`` and ``python -m training``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except VlaEdgeError as exc:
-        print(f"vla-edge-train {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    from vla_edge.cli import run_parser
+
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":

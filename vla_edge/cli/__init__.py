@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vla-edge`` console script."""
-    parser = build_parser()
+def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse, set up logging (``-v``: debug), run ``args.func``; typed errors -> exit code 1.
+
+    Shared by ``vla-edge`` and ``vla-edge-train`` (their parsers have ``-v`` and ``func``).
+    """
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -55,10 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VlaEdgeError as exc:
-        print(f"vla-edge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vla-edge`` console script."""
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":
