@@ -234,9 +234,7 @@ class Calibration:
         Raises:
             FrameError: Unknown frame id (never a silent identity) or a bad array shape.
         """
-        pts = np.asarray(points)
-        if pts.ndim != 2 or pts.shape[1] < 3:
-            raise FrameError(f"points must be N x k with k >= 3, got shape {pts.shape}")
+        pts = _as_points(points)
         if frame_id == self.base_frame:
             return pts
         rot, trans = self.to_base(frame_id)
@@ -248,9 +246,7 @@ class Calibration:
 
     def from_base_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Inverse of :meth:`transform_points` (base frame -> ``frame_id``), e.g. for simulators."""
-        pts = np.asarray(points)
-        if pts.ndim != 2 or pts.shape[1] < 3:
-            raise FrameError(f"points must be N x k with k >= 3, got shape {pts.shape}")
+        pts = _as_points(points)
         if frame_id == self.base_frame:
             return pts
         rot, trans = self.to_base(frame_id)
@@ -258,3 +254,15 @@ class Calibration:
         out = pts.astype(dt, copy=True)
         out[:, :3] = (pts[:, :3] - trans.astype(dt)) @ rot.astype(dt)
         return out
+
+
+def _as_points(points: np.ndarray) -> np.ndarray:
+    """``points`` as an N x k array with k >= 3 (x, y, z first).
+
+    Raises:
+        FrameError: Any other shape.
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3:
+        raise FrameError(f"points must be N x k with k >= 3, got shape {pts.shape}")
+    return pts
