@@ -79,6 +79,7 @@ class ArbiterNode(Node):
         arb = self.cfg["arbiter"]
         self.deadline_s = float(arb["deadline_ms"]) / 1000.0
         self.cycle_period_s = float(arb["cycle_period_ms"]) / 1000.0
+        self.prepare_ahead = bool(arb["prepare_ahead"])
         self.markers_on = bool(arb["markers"])
         self.markers_period_s = float(arb["markers_period_ms"]) / 1000.0
         self.markers_max_obstacles = int(arb["markers_max_obstacles"])
@@ -191,8 +192,11 @@ class ArbiterNode(Node):
         Runs in the deadline group right after the frame arrives, in parallel with the model
         (ONNX Runtime releases the GIL), so a cycle triggered by the candidate only runs the
         student checks and the arbitration (``PlanningCycle.decide``). Holds only the cycle
-        lock, so candidates and frames are still accepted meanwhile.
+        lock, so candidates and frames are still accepted meanwhile. Off with
+        ``arbiter.prepare_ahead: false`` (then the whole cycle runs after the candidate).
         """
+        if not self.prepare_ahead:
+            return
         with self._lock:
             frame = self._frame
             if frame is None or self._planned_stamp == frame.stamp:
