@@ -76,3 +76,19 @@ def test_prepare_failure_becomes_a_straight_stop(monkeypatch):
     d = cyc.decide(prepared, student_straight(V, t), t, t + 0.05)
     assert d.choice == "emergency_stop" and "internal_error_RuntimeError" in d.reasons
     assert d.trajectory.is_finite()
+
+
+def test_pipeline_plan_with_and_without_prepared_frame_agree():
+    from vla_edge.pipeline import Candidate, DrivePipeline
+
+    ahead, inline = DrivePipeline(None, cycle()), DrivePipeline(None, cycle())
+    stale = None
+    for k, (t, fr) in enumerate(_frames(8)):
+        cand = Candidate(student_straight(V, t), t) if k % 3 else None
+        # A prepared frame of another sweep is not used: plan() prepares this one itself.
+        prepared = stale if k == 5 else ahead.prepare(fr, t)
+        da = ahead.plan(fr, cand, t + 0.05, prepared=prepared)
+        db = inline.plan(fr, cand, t + 0.05)
+        assert da.choice == db.choice and da.reasons == db.reasons
+        np.testing.assert_array_equal(da.trajectory.poses, db.trajectory.poses)
+        stale = prepared
