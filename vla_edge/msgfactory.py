@@ -23,7 +23,7 @@ import numpy as np
 
 def split_stamp(stamp: float) -> tuple[int, int]:
     """Split float seconds into ``(sec, nanosec)`` without rounding nanosec to 1e9."""
-    ns = int(round(stamp * 1e9))
+    ns = int(round(stamp * 1e9))  # noqa: RUF046 - numpy scalars may round to float
     return ns // 1_000_000_000, ns % 1_000_000_000
 
 

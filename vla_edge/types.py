@@ -139,7 +139,7 @@ class Trajectory:
             A new trajectory with poses at ``dt, 2*dt, ...`` up to ``horizon``.
         """
         horizon = self.horizon if horizon is None else horizon
-        n = max(1, int(round(horizon / dt)))
+        n = max(1, int(round(horizon / dt)))  # noqa: RUF046 - numpy scalars may round to float
         t_new = dt * np.arange(1, n + 1)
         src_t = np.concatenate([[0.0], self.times])
         src = self.with_origin().copy()
