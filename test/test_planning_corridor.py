@@ -93,3 +93,31 @@ def test_corridor_check_values():
     np.testing.assert_allclose(ex[:2], [0.2, 0.1])
     # Ego already 0.5 m outside: a plan that only comes back is fine.
     np.testing.assert_allclose(ck.corridor_excess(d[2:], -1.5, corridor), [0.0])
+
+
+def _moving_car(cfg, cy):
+    """A 5 x 2 m car at (20, cy) driving towards the ego at 5 m/s, as a tracked moving cluster."""
+    rng = np.random.default_rng(1)
+    params = ObstacleParams.from_config(cfg)
+    ob = extract_obstacles(cloud(ground(rng), box(rng, 20.0, cy, 5.0, 2.0, 1.5, 8000)), 0.0, params)
+    assert ob.n_clusters == 1
+    ob.moving[:] = True
+    ob.velocities[:] = [-5.0, 0.0]
+    ob.inflate(Footprint.from_config(cfg).radius + params.margin)
+    return ob
+
+
+def test_oncoming_car_in_the_next_lane_does_not_block_the_ego_lane(cfg):
+    # The disc round a 5 m car's centroid (radius ~2.7 m) reached 0.3 m into the ego lane
+    # from the next lane's centre; the capsule keeps its real width.
+    fp = Footprint.from_config(cfg)
+    t = 0.1 * np.arange(1, 51)
+    x, y, yaw = 5.0 * t, 0.0 * t, 0.0 * t
+    next_lane = _moving_car(cfg, 3.5)
+    assert next_lane.radii[0] > 2.5  # the old disc model would have hit
+    assert not ck.collision_levels(x, y, yaw, t, next_lane, fp)[0].any()
+    own_lane = _moving_car(cfg, 0.5)
+    hit = ck.collision_levels(x, y, yaw, t, own_lane, fp)[0]
+    assert hit.any() and t[np.argmax(hit)] < 2.5  # closing at 10 m/s from 20 m
+    _, axis, radius, _ = own_lane.moving_capsules()
+    assert abs(axis[0, 0]) > 1.0 and axis[0, 1] == 0.0 and radius[0] < 1.6  # long axis along x

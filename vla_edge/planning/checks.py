@@ -57,7 +57,8 @@ class Corridor:
     Attributes:
         left: Drivable width left of the reference path (m).
         right: Drivable width right of the reference path (m).
-        half_width: Half the vehicle body width (m), so the body edge is what is checked.
+        half_width: Half the vehicle body width plus the edge margin (m), so the body edge
+            (kept ``edge_margin`` inside) is what is checked.
         tolerance: Allowed excess (m).
     """
 
@@ -73,7 +74,8 @@ class Corridor:
         return cls(
             left=float(require(c, "left_width")),
             right=float(require(c, "right_width")),
-            half_width=0.5 * float(require(cfg, "vehicle", "width", where="vehicle.yaml")),
+            half_width=0.5 * float(require(cfg, "vehicle", "width", where="vehicle.yaml"))
+            + float(require(c, "edge_margin")),
             tolerance=float(require(c, "tolerance")),
         )
 
@@ -137,7 +139,7 @@ def collision_levels(
 
     A pose collides when a footprint circle centre lies in a static cell inflated by the
     footprint radius + margin (+ ``extra``), or within the predicted (constant-velocity)
-    disc of a moving cluster grown by the same amount.
+    capsule of a moving cluster (:meth:`Obstacles.moving_capsules`) grown by the same amount.
 
     Args:
         x, y, yaw: Poses of shape ``[..., T]`` (ego frame).
@@ -152,13 +154,14 @@ def collision_levels(
     cx, cy = footprint.centres(x, y, yaw)
     codes = np.bitwise_or.reduce(obstacles.codes_at(cx, cy, extras), axis=-1)  # any circle
     masks = [((codes >> i) & 1).astype(bool) for i in range(len(extras))]
-    cen, vel, rad = obstacles.moving_state()
+    cen, axis, rad, vel = obstacles.moving_capsules()
     if not len(cen):
         return masks
-    reach = rad + obstacles.inflation_radius + max(extras)  # [M]
-    px = cen[:, 0, None] + vel[:, 0, None] * t  # [M, T] predicted centroids
+    half_len = np.hypot(axis[:, 0], axis[:, 1])
+    reach = half_len + rad + obstacles.inflation_radius + max(extras)  # [M]
+    px = cen[:, 0, None] + vel[:, 0, None] * t  # [M, T] predicted capsule centres
     py = cen[:, 1, None] + vel[:, 1, None] * t
-    # Prune: only (cluster, step) pairs whose disc meets the box spanned by all footprint
+    # Prune: only (cluster, step) pairs whose capsule meets the box spanned by all footprint
     # circles at that step are evaluated, so many (or mis-tracked) clusters stay cheap.
     axes = (*range(cx.ndim - 2), cx.ndim - 1)  # all but the time axis
     bx0, bx1 = cx.min(axis=axes), cx.max(axis=axes)  # [T]
@@ -167,9 +170,13 @@ def collision_levels(
     near &= (py + reach[:, None] >= by0) & (py - reach[:, None] <= by1)
     for m in np.flatnonzero(near.any(axis=1)):
         steps = np.flatnonzero(near[m])
-        d2 = (
-            (cx[..., steps, :] - px[m, steps, None]) ** 2 + (cy[..., steps, :] - py[m, steps, None]) ** 2
-        ).min(-1)
+        dx = cx[..., steps, :] - px[m, steps, None]
+        dy = cy[..., steps, :] - py[m, steps, None]
+        ux, uy = axis[m]
+        if half_len[m] > 0.0:  # distance to the capsule's axis segment
+            k = np.clip((dx * ux + dy * uy) / half_len[m] ** 2, -1.0, 1.0)
+            dx, dy = dx - k * ux, dy - k * uy
+        d2 = (dx**2 + dy**2).min(-1)
         for i, e in enumerate(extras):
             masks[i][..., steps] |= d2 < (rad[m] + obstacles.inflation_radius + e) ** 2
     return masks
