@@ -126,16 +126,24 @@ def test_stale_student_falls_back():
     assert d.checks["student.age"].threshold == pytest.approx(0.3)
 
 
+NO_SMOOTHING = {"enabled": False}
+
+
 @pytest.mark.parametrize(
-    ("poses_fn", "failing"),
+    ("poses_fn", "failing", "smoothing"),
     [
-        (lambda t: np.stack([V * t + 3.0 * t**2, 0 * t, 0 * t], 1), "student_lon_accel_max"),  # 6 m/s^2
-        (lambda t: np.stack([V * t, 1.5 * np.sin(4 * t), 0 * t], 1), "student_lat_accel"),  # slalom
-        (lambda t: np.stack([V * t, 0 * t, 1.2 * t], 1), "student_yaw_rate"),  # spins in place
+        (lambda t: np.stack([V * t + 3.0 * t**2, 0 * t, 0 * t], 1), "student_lon_accel_max", {}),  # 6 m/s^2
+        (lambda t: np.stack([V * t + 3.0 * t**2, 0 * t, 0 * t], 1), "student_lon_accel_max", NO_SMOOTHING),
+        # slalom
+        (lambda t: np.stack([V * t, 1.5 * np.sin(4 * t), 0 * t], 1), "student_lat_accel", NO_SMOOTHING),
+        # smoothing cannot fit a 1.5 m slalom at 0.6 Hz: the residual check rejects it
+        (lambda t: np.stack([V * t, 1.5 * np.sin(4 * t), 0 * t], 1), "student_smoothing_residual", {}),
+        (lambda t: np.stack([V * t, 0 * t, 1.2 * t], 1), "student_yaw_rate", NO_SMOOTHING),  # spins in place
+        (lambda t: np.stack([V * t, 0 * t, 1.2 * t], 1), "student_yaw_rate", {}),
     ],
 )
-def test_kinematically_infeasible_student_falls_back(poses_fn, failing):
-    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+def test_kinematically_infeasible_student_falls_back(poses_fn, failing, smoothing):
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}, "student_smoothing": smoothing})
     t = 0.5 * np.arange(1, 9)
     d = _drive(cyc, 1, _static_scene(5), lambda k, s: Trajectory(poses_fn(t), 0.5, s, None, "student"))[0]
     assert d.choice == "frenet"
@@ -295,12 +303,19 @@ def test_active_student_is_dropped_when_the_ego_state_turns_invalid():
 
 
 def test_sideways_student_fails_heading_check():
-    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    # Without smoothing the yaw column is published, so it must agree with the motion.
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}, "student_smoothing": NO_SMOOTHING})
     t = 0.5 * np.arange(1, 9)
     crab = np.stack([V * t, 2.5 * t, 0 * t], 1)  # drifts left at 2.5 m/s with the nose straight ahead
     d = _drive(cyc, 1, _static_scene(17), lambda k, s: Trajectory(crab, 0.5, s, None, "student"))[0]
     assert d.choice == "frenet" and "student_heading_error" in d.reasons
     assert d.checks["student.heading_error"].value >= np.arctan2(2.5, V) - 0.02  # the crab angle (or more)
+    # With smoothing the heading comes from the fitted motion (never sideways); the crab becomes
+    # a turn out of the ego lane, which the corridor check still rejects.
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    d = _drive(cyc, 1, _static_scene(17), lambda k, s: Trajectory(crab, 0.5, s, None, "student"))[0]
+    assert d.choice == "frenet" and "student_corridor" in d.reasons
+    assert d.checks["student.heading_error"].value < 0.05
 
 
 def test_late_frame_holds_then_stops():

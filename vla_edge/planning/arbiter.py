@@ -31,6 +31,7 @@ from vla_edge.planning.emergency import EmergencyParams, emergency_stop, stop_pr
 from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resample, trajectory_profile
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
+from vla_edge.planning.smoothing import SmoothingParams, smooth_student
 from vla_edge.types import EgoState, Trajectory
 
 CHOICES = ("student", "frenet", "emergency_stop", "hold_previous")
@@ -177,6 +178,7 @@ class ArbiterParams:
     max_valid_speed: float
     max_valid_accel: float
     emergency: EmergencyParams
+    smoothing: SmoothingParams
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ArbiterParams:
@@ -223,6 +225,7 @@ class ArbiterParams:
             max_valid_speed=float(require(a, "ego", "max_valid_speed")),
             max_valid_accel=float(require(a, "ego", "max_valid_accel")),
             emergency=EmergencyParams.from_config(cfg),
+            smoothing=SmoothingParams.from_config(cfg),
         )
 
 
@@ -393,9 +396,16 @@ class Arbiter:
             if traj is None:
                 out["student.frame_known"] = CheckResult(1.0, 0.0, False)
                 return None
+        v0, w0 = float(inp.ego.v), float(inp.ego.yaw_rate)
         try:
             with np.errstate(all="ignore"):
-                traj = smooth_resample(traj, p.dt, float(inp.ego.v), float(inp.ego.yaw_rate))
+                if p.smoothing.enabled:  # fit, then check and publish the fit (docs/safety.md)
+                    a0 = float(np.clip(inp.ego.a, p.min_lon_accel, p.max_lon_accel))
+                    lat0 = float(np.clip(v0 * w0, -p.max_lat_accel, p.max_lat_accel))
+                    traj, res, i = smooth_student(traj, p.dt, v0, a0, lat0, p.smoothing)
+                    out["student.smoothing_residual"] = at_most((res, i), p.smoothing.max_residual_m)
+                else:
+                    traj = smooth_resample(traj, p.dt, v0, w0)
         except (np.linalg.LinAlgError, ValueError):
             out["student.finite"] = CheckResult(1.0, 0.0, False)
             return None
