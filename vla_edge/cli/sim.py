@@ -75,9 +75,10 @@ def register(subparsers: Any) -> None:
     e.add_argument(
         "--planner",
         default="expert",
-        choices=["expert", "straight", "stack", "frenet"],
-        help="expert (privileged), straight (constant-speed baseline), stack (student + arbiter), "
-        "frenet (arbiter without the student); default expert",
+        choices=["expert", "straight", "student", "stack", "frenet"],
+        help="expert (privileged), straight (constant-speed baseline), student (the raw student's best "
+        "mode drives, no arbiter), stack (student + arbiter), frenet (arbiter without the student); "
+        "default expert",
     )
     e.add_argument("--scenarios", type=int, default=5, help="number of scenarios (default 5)")
     e.add_argument(
@@ -91,9 +92,11 @@ def register(subparsers: Any) -> None:
     e.add_argument(
         "--config", default=None, help="drive params file for stack/frenet (default config/drive.yaml)"
     )
-    e.add_argument("--engine", default=None, help="student model for --planner stack (default from config)")
     e.add_argument(
-        "--backend", default=None, help="inference backend for --planner stack (default from config)"
+        "--engine", default=None, help="student model for --planner student/stack (default from config)"
+    )
+    e.add_argument(
+        "--backend", default=None, help="inference backend for --planner student/stack (default from config)"
     )
     e.add_argument("--camera", action="store_true", help="render the front camera into Frame.images")
     e.add_argument(
@@ -180,7 +183,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, dict[str, int]]:
-    """The planner callable for ``--planner`` and a counter of arbiter choices."""
+    """The planner callable for ``--planner`` and a counter of arbiter choices.
+
+    ``student`` returns a :class:`~vla_edge.sim.student_planner.StudentPlanner` (its ``stats()``
+    go into the output beside the scores).
+    """
     import numpy as np
 
     from vla_edge.types import Frame, Trajectory
@@ -202,6 +209,10 @@ def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, di
     from vla_edge.pipeline import DrivePipeline
 
     values = resolve_overrides(args.config, {"engine_path": args.engine, "backend": args.backend})
+    if args.planner == "student":
+        from vla_edge.sim.student_planner import StudentPlanner
+
+        return StudentPlanner.from_config(unflatten(dict(values))), choices
     pipe = DrivePipeline.from_config(unflatten(dict(values)), with_runner=args.planner == "stack")
 
     def stack(frame: Frame) -> Trajectory:
@@ -243,10 +254,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     if choices:
         print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))
+    raw = planner.stats() if hasattr(planner, "stats") else {}
+    if raw:
+        worst = ", ".join(f"{k} {v}" for k, v in list(raw["raw_failed_checks"].items())[:4]) or "none"
+        print(
+            f"raw student plans passing the arbiter's kinematic/comfort checks unsmoothed: "
+            f"{raw['raw_pass_fraction']:.3f} of {raw['raw_plans']} (most failed: {worst})"
+        )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         d = res.to_dict()
         d["planner"] = args.planner
         d["choices"] = choices
+        d.update(raw)
         args.out.write_text(json.dumps(d, indent=1))
     return 0

@@ -279,6 +279,28 @@ class ArbiterInputs:
     ego_valid: bool = True
 
 
+def kinematic_checks(name: str, traj: Trajectory, v0: float, p: ArbiterParams) -> dict[str, CheckResult]:
+    """Kinematic and comfort checks of one (finite) plan at ego speed ``v0``.
+
+    The same checks run on every candidate in :meth:`Arbiter.decide`; ``vla-edge sim
+    evaluate --planner student`` uses them alone to count raw student plans that pass.
+    """
+    prof = trajectory_profile(traj, p.min_speed_for_curvature)
+    kin = ck.kinematics(prof)
+    return {
+        f"{name}.max_speed": at_most(kin["max_speed"], max(p.max_speed, v0) + p.speed_margin),
+        f"{name}.min_speed": at_least(kin["min_speed"], p.min_speed),
+        f"{name}.lon_accel_max": at_most(kin["max_lon_accel"], p.max_lon_accel),
+        f"{name}.lon_accel_min": at_least(kin["min_lon_accel"], p.min_lon_accel),
+        f"{name}.jerk": at_most(kin["jerk"], p.max_jerk),
+        f"{name}.lat_accel": at_most(kin["lat_accel"], p.max_lat_accel),
+        f"{name}.yaw_rate": at_most(kin["yaw_rate"], p.max_yaw_rate),
+        f"{name}.curvature": at_most(kin["curvature"], p.max_curvature),
+        f"{name}.heading_error": at_most(kin["heading_error"], p.max_heading_error),
+        f"{name}.start_speed": at_most(ck.start_speed_jump(prof, v0), p.max_start_speed_jump),
+    }
+
+
 class Arbiter:
     """Stateful arbiter (hysteresis and hold counters live here)."""
 
@@ -325,19 +347,7 @@ class Arbiter:
         if out[f"{name}.finite"].value > 0:
             return
         out[f"{name}.horizon"] = at_least((traj.horizon, -1), min_horizon)
-        prof = trajectory_profile(traj, p.min_speed_for_curvature)
-        kin = ck.kinematics(prof)
-        v0 = float(inp.ego.v)
-        out[f"{name}.max_speed"] = at_most(kin["max_speed"], max(p.max_speed, v0) + p.speed_margin)
-        out[f"{name}.min_speed"] = at_least(kin["min_speed"], p.min_speed)
-        out[f"{name}.lon_accel_max"] = at_most(kin["max_lon_accel"], p.max_lon_accel)
-        out[f"{name}.lon_accel_min"] = at_least(kin["min_lon_accel"], p.min_lon_accel)
-        out[f"{name}.jerk"] = at_most(kin["jerk"], p.max_jerk)
-        out[f"{name}.lat_accel"] = at_most(kin["lat_accel"], p.max_lat_accel)
-        out[f"{name}.yaw_rate"] = at_most(kin["yaw_rate"], p.max_yaw_rate)
-        out[f"{name}.curvature"] = at_most(kin["curvature"], p.max_curvature)
-        out[f"{name}.heading_error"] = at_most(kin["heading_error"], p.max_heading_error)
-        out[f"{name}.start_speed"] = at_most(ck.start_speed_jump(prof, v0), p.max_start_speed_jump)
+        out.update(kinematic_checks(name, traj, float(inp.ego.v), p))
         if inp.obstacles is None:  # no usable LiDAR: a plan cannot be shown collision-free
             out[f"{name}.collision"] = CheckResult(ck.BIG, 0.0, False)
         else:

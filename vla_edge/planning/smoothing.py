@@ -193,3 +193,32 @@ def _with_heading(q: np.ndarray, traj: Trajectory, dt: float, min_speed: float) 
     held = np.where(last >= 0, direction[np.maximum(last, 0)], 0.0)
     yaw = np.unwrap(np.concatenate([[0.0], wrap(held)]))[1:]
     return np.column_stack([pos[1:], yaw])
+
+
+def fit_operator(
+    raw_times: tuple[float, ...], raw_dt: float, dt: float, w_jerk: float, w_accel: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fit of :func:`smooth_student`, read back at the raw times, as a linear map.
+
+    ``fit(raw)[k] = F @ raw + G @ known`` with ``known`` the three fixed grid poses
+    ``[g_-2, g_-1, p_0]`` (ghosts from the ego state, origin). The student model applies this
+    same operator to its output (``training/model/smooth.py``), so its raw plans are smooth by
+    construction and the arbiter's fit of them moves them by almost nothing.
+
+    Returns:
+        ``(F [K, K], G [K, 3])`` for ``K = len(raw_times)``.
+    """
+    n = max(1, int(np.floor(raw_times[-1] / dt + 1e-9)))
+    N_inv, B, S = _system(tuple(raw_times), float(raw_dt), n, float(dt), float(w_jerk), float(w_accel))
+    S_known, S_free = S[:, :3], S[:, 3:]
+    F = raw_dt * S_free @ N_inv @ S_free.T
+    G = S_known - S_free @ N_inv @ B
+    return F, G
+
+
+def ghost_poses(v0: np.ndarray, a0: np.ndarray, lat_a0: np.ndarray, dt: float) -> np.ndarray:
+    """Known grid poses ``[..., 3, 2]`` (t = -2dt, -dt, 0) from the ego's speed and accelerations."""
+    v0, a0, lat = np.asarray(v0), np.asarray(a0), np.asarray(lat_a0)
+    x = np.stack([-2.0 * v0 * dt + 2.0 * a0 * dt * dt, -v0 * dt + 0.5 * a0 * dt * dt, 0.0 * v0], -1)
+    y = np.stack([2.0 * lat * dt * dt, 0.5 * lat * dt * dt, 0.0 * lat], -1)
+    return np.stack([x, y], -1)
