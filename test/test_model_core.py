@@ -164,6 +164,8 @@ def test_tiny_overfit_reduces_focal_and_l1() -> None:
     x = example_inputs(model)
     x = {k: v.expand(2, *v.shape[1:]).contiguous() for k, v in x.items()}
     target = model.head.anchors[[3, 11]].clone() + torch.tensor([0.5, -0.3, 0.02])
+    with torch.no_grad():  # a target the smooth output layer can reach (starts at the ego state)
+        target = model.head.smooth(target[:, None], x["ego_state"])[:, 0]
     weights = model.cfg.loss
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
@@ -179,3 +181,31 @@ def test_tiny_overfit_reduces_focal_and_l1() -> None:
         history.append({k: float(v.detach()) for k, v in terms.items()})
     assert history[-1]["cls"] < 0.5 * history[0]["cls"]
     assert history[-1]["reg"] < 0.5 * history[0]["reg"]
+
+
+def test_smooth_output_is_the_arbiters_fit() -> None:
+    """The model's output layer equals vla_edge's smooth_student fit at the raw times."""
+    import numpy as np
+    import torch
+
+    from training.model.config import ModelConfig
+    from training.model.smooth import SmoothOutput
+    from vla_edge.config import load_config
+    from vla_edge.planning.smoothing import SmoothingParams, smooth_student
+    from vla_edge.types import Trajectory
+
+    cfg = ModelConfig.from_config(load_config("model"), "tiny")
+    assert cfg.smoothing["enabled"]
+    layer = SmoothOutput(cfg)
+    rng = np.random.default_rng(4)
+    t = cfg.dt * np.arange(1, cfg.num_poses + 1)
+    raw = np.stack([6.0 * t + rng.normal(0, 0.4, len(t)), rng.normal(0, 0.4, len(t)), np.zeros(len(t))], 1)
+    v, a, r = 6.0, 0.5, 0.1
+    ego = torch.tensor([[v / cfg.spec.ego_scale[0], a / cfg.spec.ego_scale[1], r / cfg.spec.ego_scale[2], 0, 0, 0]])
+    out = layer(torch.tensor(raw, dtype=torch.float32)[None, None], ego)[0, 0].numpy()
+    sc = cfg.smoothing
+    params = SmoothingParams(True, "jerk_ls", sc["jerk_weight"], sc["accel_weight"], 1.0, 0.5)
+    fit, _, _ = smooth_student(Trajectory(raw, cfg.dt, 0.0, None, "s"), sc["grid_dt"], v, a, v * r, params)
+    step = round(cfg.dt / sc["grid_dt"])
+    np.testing.assert_allclose(out[:, :2], fit.poses[step - 1 :: step, :2], atol=1e-4)
+    assert np.abs(np.diff(out[:, 0], 3)).max() < np.abs(np.diff(raw[:, 0], 3)).max()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vla_edge.config import load_config, require
@@ -52,6 +52,7 @@ class ModelConfig:
     norm_offset: tuple[float, float, float]
     norm_scale: tuple[float, float, float]
     loss: dict[str, float]
+    smoothing: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None = None, preset: str | None = None) -> ModelConfig:
@@ -100,6 +101,7 @@ class ModelConfig:
                 norm_offset=tuple(float(v) for v in tr["norm_offset"]),  # type: ignore[arg-type]
                 norm_scale=tuple(float(v) for v in tr["norm_scale"]),  # type: ignore[arg-type]
                 loss={k: float(v) for k, v in require(cfg, "loss", where=where).items()},
+                smoothing=dict(tr.get("smoothing") or {"enabled": False}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: bad value for preset '{preset}': {exc!r}") from None

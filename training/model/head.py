@@ -17,6 +17,7 @@ from training.model.config import ModelConfig
 from training.model.decoder import DecoderLayer
 from training.model.ego_encoder import mlp
 from training.model.scheduler import DDIMScheduler
+from training.model.smooth import SmoothOutput
 
 
 class Sinusoid(nn.Module):
@@ -64,6 +65,7 @@ class DiffusionHead(nn.Module):
         self.layers = nn.ModuleList(
             DecoderLayer(d, n.num_heads, n.ffn_dim, cfg.num_poses, rng) for _ in range(n.decoder_layers)
         )
+        self.smooth = SmoothOutput(cfg)
 
     def normalize(self, traj: Tensor) -> Tensor:
         """Metres/radians -> normalised diffusion space."""
@@ -94,6 +96,7 @@ class DiffusionHead(nn.Module):
         trajs, logits = [], []
         for layer in self.layers:
             query, traj, score = layer(query, traj, bev_value, ego["ego_tokens"], t_emb)
+            traj = self.smooth(traj, ego["ego_state"])
             trajs.append(traj)
             logits.append(score)
             traj = traj.detach()

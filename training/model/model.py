@@ -53,6 +53,7 @@ class StudentModel(nn.Module):
             "bev_value": self.bev_proj(bev),
             "ego_query": query,
             "ego_tokens": tokens,
+            "ego_state": inputs["ego_state"],
         }
 
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
