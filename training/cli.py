@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     p.add_argument("--speedup", type=float, default=None, help="GPU teacher/student speedup to record")
     p.set_defaults(func=_pipeline)
+
+    from training.onpolicy.commands import register as register_onpolicy
+
+    register_onpolicy(sub)
     return ap
 
 

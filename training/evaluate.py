@@ -59,6 +59,8 @@ class ModelPlanner:
         self.dt = dt
         self.spec: PillarSpec = model.cfg.spec
         self.noise = modelio.fixed_noise(model, 1, runtime_noise_seed(), device)
+        self.raw_plans = self.raw_pass = 0
+        self._params: Any = None
 
     def __call__(self, frame: Any) -> Any:
         from vla_edge.pillarize import ego_state_input, pillarize, reference_path_input
@@ -77,7 +79,20 @@ class ModelPlanner:
             out = modelio.infer(self.model, batch, self.noise)
         best = int(out["scores"][0].argmax())
         poses = out["trajectories"][0, best].float().cpu().numpy()
-        return Trajectory(poses=poses, dt=self.dt, stamp=frame.stamp, source="student")
+        traj = Trajectory(poses=poses, dt=self.dt, stamp=frame.stamp, source="student")
+        self._count_raw(traj, frame)
+        return traj
+
+    def _count_raw(self, traj: Any, frame: Any) -> None:
+        """Count plans passing the arbiter's kinematic/comfort checks unsmoothed."""
+        from vla_edge.planning.arbiter import ArbiterParams
+        from vla_edge.planning.cycle import load_planning_config
+        from vla_edge.sim.student_planner import raw_plan_failures
+
+        if self._params is None:
+            self._params = ArbiterParams.from_config(load_planning_config(None))
+        self.raw_plans += 1
+        self.raw_pass += not raw_plan_failures(traj, float(frame.ego.v), float(frame.ego.yaw_rate), self._params)
 
 
 def heldout_specs(n: int, seed: int, sim_cfg: dict[str, Any] | None = None) -> list[Any]:
@@ -115,8 +130,11 @@ def _closed_loop_job(job: tuple[str, str | None, Any, bool, dict[str, Any], floa
             _MODELS[ckpt] = ModelPlanner(model, dev, float(model.cfg.dt))
         planner = _MODELS[ckpt]
     t0 = time.monotonic()
+    raw0 = (getattr(planner, "raw_plans", 0), getattr(planner, "raw_pass", 0))
     res = harness.run_suite(planner, [spec], cfg=sim_cfg, seconds=seconds or None)
     row = asdict(res.scenarios[0])
+    row["raw_plans"] = getattr(planner, "raw_plans", 0) - raw0[0]
+    row["raw_pass"] = getattr(planner, "raw_pass", 0) - raw0[1]
     row["min_ttc"] = None if not np.isfinite(row["min_ttc"]) else row["min_ttc"]
     row["collisions"] = [list(map(str, c)) for c in row["collisions"]]
     return {"model": name, "seconds": time.monotonic() - t0, **row}
@@ -151,6 +169,10 @@ def closed_loop(
         }
         agg["collision_rate"] = float(np.mean([1.0 if r["collisions"] else 0.0 for r in mine]))
         agg["planner_failures"] = int(sum(r["planner_failures"] for r in mine))
+        agg["offroad_scenarios"] = int(sum(1 for r in mine if r["dac"] < 1.0))
+        agg["collision_scenarios"] = int(sum(1 for r in mine if r["collisions"]))
+        plans = sum(r["raw_plans"] for r in mine)
+        agg["raw_pass_fraction"] = sum(r["raw_pass"] for r in mine) / plans if plans else None
         out[name] = {**agg, "scenarios": mine}
     return out
 

@@ -212,6 +212,8 @@ class FrameBuilder:
         lidar: Render LiDAR points (else ``points`` is empty).
         camera: Render the front camera into ``images`` (key ``camera_<name>``).
         lidar_preset: LiDAR preset name.
+        sensor_calib: Where the LiDAR really sits, when it differs from ``calib`` (what the
+            vehicle believes): training randomises mounts and calibration errors this way.
     """
 
     def __init__(
@@ -221,13 +223,14 @@ class FrameBuilder:
         lidar: bool,
         camera: bool,
         lidar_preset: str | None = None,
+        sensor_calib: Calibration | None = None,
     ) -> None:
         from vla_edge.config import load_config
         from vla_edge.msgfactory import RosbagsFactory
 
         self.cfg = cfg
         self.calib = calib
-        self.lidar = Lidar(cfg["lidar"], calib, lidar_preset) if lidar else None
+        self.lidar = Lidar(cfg["lidar"], sensor_calib or calib, lidar_preset) if lidar else None
         self.camera = Camera(cfg["camera"], calib) if camera else None
         self.camera_key = f"camera_{cfg['camera']['name']}"
         self.lidar_frame = calib.sensor_frame("lidar")

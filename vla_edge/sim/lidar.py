@@ -66,6 +66,10 @@ class Lidar:
         ca, sa = np.cos(self.azim)[None, :], np.sin(self.azim)[None, :]
         self.dirs = np.stack(np.broadcast_arrays(ce * ca, ce * sa, se), axis=-1).reshape(-1, 3)
         self.ring = np.repeat(np.arange(self.beams, dtype=np.uint16), self.columns)
+        az_deg = np.degrees(np.tile(self.azim, self.beams))
+        self.blocked = np.zeros(len(self.dirs), dtype=bool)
+        for lo_deg, hi_deg in cfg["blocked_sectors"]:  # degraded sensor: dirt, a mount bracket
+            self.blocked |= ((az_deg - float(lo_deg)) % 360.0) <= ((float(hi_deg) - float(lo_deg)) % 360.0)
         self.min_range = float(cfg["min_range"])
         self.max_range = float(cfg["max_range"])
         # Tilted mounts shift a box's azimuth a little per beam: widen the column cull.
@@ -111,6 +115,7 @@ class Lidar:
             self._boxes(boxes, origin, rw, dw, rng_t, hit, refl, cosi)
         valid = (rng_t >= self.min_range) & (rng_t <= self.max_range)
         valid &= rng.random(n) >= float(cfg["dropout"])
+        valid &= ~self.blocked
         vi = np.flatnonzero(valid)
         r_v = rng_t[vi]
         noisy = r_v + rng.normal(0.0, float(cfg["range_noise"]), len(vi))

@@ -1,0 +1,1 @@
+"""On-policy distillation (DAgger) from the simulator's privileged expert."""

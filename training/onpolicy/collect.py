@@ -1,0 +1,213 @@
+"""One scenario of on-policy data: drive (expert with DART noise, or the student), label with the expert.
+
+Runs in a worker process (:func:`run_job`). Every kept frame stores exactly what the
+vehicle's model would be fed, built by the runtime's own code (``FrameBuilder`` →
+``FrameAssembler`` → ``vla_edge.pillarize`` input helpers), except that the points stay
+*sparse* (quantised to 1 cm, int16) and are pillarized later on the GPU, batched
+(:func:`training.model.pillars.pillarize_batch`). The label is the privileged expert's plan
+from the visited state, whoever drives.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vla_edge.calibration import Calibration
+from vla_edge.config import load_config
+from vla_edge.pillarize import ModelInputError, PillarSpec, ego_state_input, reference_path_input
+from vla_edge.sim.ego import Plan, plan_from_trajectory
+from vla_edge.sim.expert import Expert
+from vla_edge.sim.harness import FrameBuilder, _ttc_violation, plan_to_trajectory
+from vla_edge.sim.rollout import run_closed_loop
+from vla_edge.sim.scenarios import ScenarioSpec, make_scenario
+from vla_edge.sim.world import SimError, World
+from vla_edge.types import Trajectory
+
+#: Points are stored as int16 in units of this many metres (1 cm; +-327 m range).
+POINT_QUANTUM = 0.01
+
+
+@dataclass(frozen=True)
+class CollectJob:
+    """One scenario to collect.
+
+    Attributes:
+        spec: Scenario family, seed and difficulty.
+        iteration: DAgger iteration (0 = expert only).
+        policy: ``"expert"`` (DART-perturbed expert drives) or ``"student"``.
+        checkpoint: Student checkpoint for ``policy="student"``.
+        oc: The ``onpolicy`` section of the train config in use.
+        checkpoint: Student checkpoint for ``policy="student"``.
+        force_cpu: Run the student on the CPU even when CUDA exists.
+    """
+
+    spec: ScenarioSpec
+    iteration: int
+    policy: str
+    oc: dict[str, Any]
+    checkpoint: str | None = None
+    force_cpu: bool = True
+
+
+def quantise_points(points: np.ndarray, spec: PillarSpec) -> np.ndarray:
+    """Finite in-range points ``[N, 4]`` as int16 (x, y, z, intensity in units of ``POINT_QUANTUM``)."""
+    p = np.asarray(points, dtype=np.float64)[:, :4]
+    lo, hi = np.array(spec.point_cloud_range[:3]), np.array(spec.point_cloud_range[3:])
+    keep = np.all(np.isfinite(p), axis=1) & np.all((p[:, :3] >= lo) & (p[:, :3] < hi), axis=1)
+    q = np.round(p[keep] / POINT_QUANTUM)
+    return np.clip(q, -32767, 32767).astype(np.int16)
+
+
+def randomised_sensors(
+    sim_cfg: dict[str, Any], calib_cfg: dict[str, Any], rnd: dict[str, Any], rng: np.random.Generator
+) -> tuple[dict[str, Any], Calibration, Calibration]:
+    """A per-scenario LiDAR: noise, dropout, mount and calibration error, maybe a blocked sector.
+
+    Returns:
+        ``(sim_cfg, believed calibration, true sensor calibration)``.
+    """
+    cfg = copy.deepcopy(sim_cfg)
+    lid = cfg["lidar"]
+    lid["dropout"] = float(rng.uniform(*rnd["dropout"]))
+    lid["range_noise"] = float(rng.uniform(*rnd["range_noise"]))
+    if rng.random() < float(rnd["blocked_sector_prob"]):
+        start = float(rng.uniform(-180.0, 180.0))
+        lid["blocked_sectors"] = [[start, start + float(rng.uniform(*rnd["blocked_sector_deg"]))]]
+    believed, true = copy.deepcopy(calib_cfg), copy.deepcopy(calib_cfg)
+    dz = float(rng.uniform(*rnd["mount_height"]))
+    pitch = np.radians(float(rng.uniform(*rnd["mount_pitch_deg"])))
+    err = np.radians(float(rng.uniform(*rnd["pitch_error_deg"])))
+    for c, extra in ((believed, 0.0), (true, err)):
+        s = c["sensors"]["lidar"]
+        s["xyz"] = [float(s["xyz"][0]), float(s["xyz"][1]), float(s["xyz"][2]) + dz]
+        s["rpy"] = [float(s["rpy"][0]), float(s["rpy"][1]) + pitch + extra, float(s["rpy"][2])]
+    return cfg, Calibration.from_config(believed), Calibration.from_config(true)
+
+
+def _perturbed(traj: Trajectory, lateral: float, speed_scale: float) -> Trajectory:
+    """The expert's plan pushed sideways (ramped in over 2 s) and re-timed by ``speed_scale``."""
+    poses = traj.with_origin()
+    t = np.concatenate([[0.0], traj.times])
+    tq = np.clip(traj.times * speed_scale, 0.0, t[-1])
+    x, y = np.interp(tq, t, poses[:, 0]), np.interp(tq, t, poses[:, 1])
+    yaw = np.interp(tq, t, np.unwrap(poses[:, 2]))
+    ramp = np.minimum(1.0, traj.times / 2.0) * lateral
+    out = np.column_stack([x - np.sin(yaw) * ramp, y + np.cos(yaw) * ramp, yaw])
+    return Trajectory(out, traj.dt, traj.stamp, None, "expert_dart")
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def _student(checkpoint: str, force_cpu: bool) -> Any:
+    """The student as a planner (cached per worker process)."""
+    if checkpoint not in _MODELS:
+        import torch
+
+        from training.evaluate import ModelPlanner
+        from training.teachers.learned import load_model
+
+        torch.set_num_threads(1)
+        dev = torch.device("cuda" if torch.cuda.is_available() and not force_cpu else "cpu")
+        model = load_model(checkpoint, load_config("model"), dev)
+        _MODELS[checkpoint] = ModelPlanner(model, dev, float(model.cfg.dt))
+    return _MODELS[checkpoint]
+
+
+def run_job(job: CollectJob) -> dict[str, Any]:
+    """Drive one scenario and return its samples (``arrays``) and what happened (``stats``)."""
+    oc = job.oc
+    sim_cfg = load_config("sim")
+    spec = PillarSpec.from_config(load_config("model"))
+    seconds = float(oc["seconds"])
+    rng = np.random.default_rng([job.spec.seed, job.iteration, 17])
+    cfg, believed, true = randomised_sensors(sim_cfg, load_config("calibration"), oc["randomize"], rng)
+    builder = FrameBuilder(cfg, believed, lidar=True, camera=False, sensor_calib=true)
+    world = make_scenario(job.spec, cfg, seconds)
+    expert = Expert(cfg)
+    student = _student(job.checkpoint, job.force_cpu) if job.policy == "student" else None
+    dart, take = oc["dart"], oc["takeover"]
+    frame_dt = float(cfg["time"]["frame_dt"])
+    decay = float(np.exp(-frame_dt / float(dart["lateral_tau"])))
+    state = {"k": 0, "lateral": 0.0, "scale": 1.0, "expert_left": 0}
+    rows: dict[str, list[Any]] = {k: [] for k in ("points", "ego", "path", "gt", "t", "expert_drove")}
+    takeovers = 0
+
+    def policy(w: World) -> tuple[Plan | None, dict[str, Any]]:
+        nonlocal takeovers
+        k = state["k"]
+        state["k"] += 1
+        frame = builder.build(w, k)
+        dec = expert.plan(w)
+        label = plan_to_trajectory(dec.plan, w, frame.stamp)
+        expert_drives = student is None or state["expert_left"] > 0 or rng.random() < float(oc["beta"])
+        if student is not None and not expert_drives:
+            _, d = w.lane.project(w.ego.xy()[None, :], w.ego_s() - 10.0, w.ego_s() + 10.0)
+            heading = abs((w.ego.yaw - w.lane.interp(w.ego_s())[2] + np.pi) % (2 * np.pi) - np.pi)
+            near_fail = (
+                abs(float(d[0])) > float(take["lateral"])
+                or heading > float(take["heading"])
+                or _ttc_violation(w, float(take["ttc"]), 0.1) < float(take["ttc"])
+            )
+            if near_fail:
+                state["expert_left"] = int(take["frames"])
+                takeovers += 1
+                expert_drives = True
+        state["expert_left"] = max(0, state["expert_left"] - 1)
+        if k % int(oc["stride"]) == 0:
+            try:
+                path_in = reference_path_input(frame.reference_path, spec)
+                rows["points"].append(quantise_points(frame.points, spec))
+                rows["ego"].append(ego_state_input(frame.ego, spec))
+                rows["path"].append(path_in)
+                rows["gt"].append(label.poses.astype(np.float32))
+                rows["t"].append(w.t)
+                rows["expert_drove"].append(expert_drives)
+            except ModelInputError:
+                pass  # no usable reference path yet: the vehicle would not run the model either
+        if student is None:
+            state["lateral"] = state["lateral"] * decay + float(dart["lateral_sigma"]) * np.sqrt(
+                1 - decay * decay
+            ) * float(rng.standard_normal())
+            if k % round(3.0 / frame_dt) == 0:
+                state["scale"] = float(np.clip(1 + float(dart["speed_sigma"]) * rng.standard_normal(), 0.6, 1.3))
+            calm = dec.safe and dec.action in ("cruise", "accelerate", "follow", "nudge")
+            if calm and dec.plan.path is not None:
+                pert = _perturbed(label, state["lateral"], state["scale"])
+                return plan_from_trajectory(pert, w.ego, w.t), {}
+            return dec.plan, {}
+        if expert_drives:
+            return dec.plan, {}
+        try:
+            return plan_from_trajectory(student(frame), w.ego, w.t), {}
+        except (SimError, ModelInputError):
+            return dec.plan, {}
+
+    log = run_closed_loop(world, policy, seconds, cfg)
+    counts = np.array([len(p) for p in rows["points"]], dtype=np.int64)
+    n = len(counts)
+    K, T = spec.num_path_points, len(rows["gt"][0]) if n else 8
+    arrays = {
+        "points": np.concatenate(rows["points"]) if n else np.zeros((0, 4), np.int16),
+        "counts": counts,
+        "ego": np.asarray(rows["ego"], dtype=np.float32).reshape(n, 6),
+        "path": np.asarray(rows["path"], dtype=np.float32).reshape(n, K, 2),
+        "gt": np.asarray(rows["gt"], dtype=np.float32).reshape(n, T, 3),
+        "t": np.asarray(rows["t"], dtype=np.float32),
+        "expert_drove": np.asarray(rows["expert_drove"], dtype=bool),
+    }
+    stats = {
+        "family": job.spec.family,
+        "seed": job.spec.seed,
+        "difficulty": job.spec.difficulty,
+        "policy": job.policy,
+        "frames": n,
+        "takeovers": takeovers,
+        "collisions": len([c for c in log.collisions if c[3] >= 0.05]),
+        "offroad": bool(log.offroad.any()),
+    }
+    return {"arrays": arrays, "stats": stats}
