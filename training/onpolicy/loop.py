@@ -56,10 +56,10 @@ def per_iteration(values: Any, k: int) -> float:
 
 
 def plan_jobs(oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: bool) -> list[CollectJob]:
-    """Scenario jobs of iteration ``k``: DART expert only at k=0, then mostly the student."""
+    """Scenario jobs of iteration ``k``: the DART expert only until a student exists, then mostly the student."""
     n = int(per_iteration(oc["scenarios"], k))
     specs = suite(n, int(oc["train_seed"]) + 100 * k, None, oc["difficulty"])
-    n_expert = n if (k == 0 or checkpoint is None) else round(n * float(oc["expert_share"]))
+    n_expert = n if checkpoint is None else round(n * float(oc["expert_share"]))
     return [
         CollectJob(
             s, k, "expert" if i < n_expert else "student", oc, checkpoint if i >= n_expert else None, force_cpu
