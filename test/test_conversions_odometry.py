@@ -246,7 +246,7 @@ def test_add_odometry_message(factory, cfg):
     f=st.floats(0.0, 1.0),
 )
 def test_property_interpolated_yaw_between_neighbours(yaws, f):
-    buf = EgoStateBuffer(OdometryBufferConfig(2.0, 100, 0.1, 0.2, 3))
+    buf = EgoStateBuffer(OdometryBufferConfig(2.0, 100, 0.1, 0.2, 3, 0.05, 10.0))
     for k, y in enumerate(yaws):
         buf.add(EgoState(0.1 * k, 0, 0, y, 1.0))
     k = len(yaws) - 2

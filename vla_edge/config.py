@@ -114,3 +114,31 @@ def require(cfg: dict[str, Any], *keys: str, where: str = "config") -> Any:
             raise ConfigError(f"{where}: missing key '{'.'.join(keys[: i + 1])}'")
         node = node[key]
     return node
+
+
+def check_range(
+    value: Any,
+    where: str,
+    key: str,
+    lo: float = -float("inf"),
+    hi: float = float("inf"),
+    lo_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite float inside ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``).
+
+    Minimal load-time range check (NaN, inf and out-of-range values are refused); the
+    message names the file, the key and the allowed range.
+
+    Raises:
+        ConfigError: The value is not a number, not finite or out of range.
+    """
+    left = "(" if lo_open else "["
+    allowed = f"{left}{lo:g}, {hi:g}]"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be a number in {allowed}, got {value!r}") from None
+    ok = v == v and abs(v) != float("inf") and (v > lo if lo_open else v >= lo) and v <= hi
+    if not ok:
+        raise ConfigError(f"{where}: {key} must be in {allowed}, got {value!r}")
+    return v

@@ -13,7 +13,8 @@ Status names (``DiagnosticArray`` on ``/diagnostics``):
   model execution time;
 * ``vla_edge/inputs`` - input ages, stale inputs, LiDAR frame-drop ratio;
 * ``vla_edge/candidate`` - per-frame student result on ``candidate_info``;
-* ``vla_edge/input_error`` - a skipped frame (malformed cloud, unassemblable frame, model error).
+* ``vla_edge/input_error`` - a skipped frame (malformed cloud, unassemblable frame, model error);
+* ``vla_edge/lidar`` - a sweep whose points are unusable (``points_invalid``: controlled stop).
 """
 
 from __future__ import annotations
@@ -225,6 +226,12 @@ def error_status(
     return status("vla_edge/input_error", ERROR, f"{stage}: frame skipped: {error}", values, th.hardware_id)
 
 
+def points_status(problem: str, stamp: float | None, th: Thresholds) -> dict[str, Any]:
+    """ERROR status of a sweep whose points are unusable (planned on as a controlled stop)."""
+    values = {"error_type": "points_invalid", "stamp": "n/a" if stamp is None else f"{stamp:.9f}"}
+    return status("vla_edge/lidar", ERROR, f"{problem}; controlled stop", values, th.hardware_id)
+
+
 class DropCounter:
     """Rolling LiDAR frame-drop ratio over the last ``window`` sweeps received."""
 
@@ -259,20 +266,31 @@ class SweepGaps:
     DDS queue (or lost upstream) are invisible to callbacks; a gap of ``k`` periods between
     consecutive stamps means ``k - 1`` sweeps were missed. The period is the median of the
     recent intervals, so no sensor rate has to be configured.
+
+    The count is bounded by ``max_missed``: a larger gap is a clock jump or a bad stamp
+    (stamp 0 after 2026 would be 1.7e10 "missed" sweeps, and callers loop over the count),
+    not a loss; it counts 0 and is reported through :attr:`jumps`.
     """
 
-    def __init__(self, history: int = 20) -> None:
+    def __init__(self, history: int = 20, max_missed: int = 50) -> None:
         self._intervals: deque[float] = deque(maxlen=history)
         self._last: float | None = None
+        self.max_missed = int(max_missed)
+        self.jumps = 0  # gaps too large to be lost sweeps (clock jumps, bad stamps)
 
     def missed(self, stamp: float) -> int:
-        """Record ``stamp`` (s); return how many sweeps are missing before it."""
+        """Record ``stamp`` (s); return how many sweeps are missing before it (<= max_missed)."""
         last, self._last = self._last, stamp
-        if last is None or stamp <= last:
+        if last is None or not math.isfinite(stamp) or stamp <= last:
             return 0
         dt = stamp - last
         period = sorted(self._intervals)[len(self._intervals) // 2] if len(self._intervals) >= 5 else None
-        self._intervals.append(dt)
         if period is None or period <= 0:
+            self._intervals.append(dt)
             return 0
-        return max(0, round(dt / period) - 1)
+        k = round(dt / period) - 1 if dt / period < 1e9 else 1 << 62
+        if k > self.max_missed:
+            self.jumps += 1  # not an interval of this sensor: keep it out of the median
+            return 0
+        self._intervals.append(dt)
+        return max(0, k)

@@ -31,6 +31,10 @@ class FrameError(VlaEdgeError):
     """A frame cannot be assembled (unknown frame id, no odometry, ...)."""
 
 
+class StampError(FrameError):
+    """A header stamp is too far from the receiving node's clock to be trusted."""
+
+
 class ModelError(VlaEdgeError):
     """A model file is unknown, corrupt, truncated or does not match its manifest."""
 

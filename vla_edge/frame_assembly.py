@@ -32,18 +32,29 @@ from typing import Any
 import numpy as np
 
 from vla_edge.calibration import Calibration
-from vla_edge.config import load_config, require
+from vla_edge.config import check_range, load_config, require
 from vla_edge.conversions.image import SUPPORTED_ENCODINGS, to_rgb
 from vla_edge.conversions.odometry import EgoStateBuffer, OdometryBufferConfig
 from vla_edge.conversions.pointcloud import pointcloud2_to_xyzi
 from vla_edge.conversions.trajectory import path_to_poses
-from vla_edge.errors import FrameError, ImageError
+from vla_edge.errors import ConfigError, FrameError, ImageError, StampError
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import EgoState, Frame
 
 # Key of the front camera in Frame.images / Frame.ages: its calibration sensor name. Every
 # frame builder (nodes, replay, explain, training, sim harness) must use this one name.
 FRONT_CAMERA = "camera_front"
+
+
+@dataclass(frozen=True)
+class LidarChecks:
+    """``lidar`` section of ``frame.yaml``: which sweeps are refused or flagged unusable."""
+
+    max_stamp_skew_s: float
+    min_valid_points: int
+    min_range_m: float
+    max_range_m: float
+    min_plausible_ratio: float
 
 
 @dataclass(frozen=True)
@@ -56,20 +67,47 @@ class FrameAssemblyConfig:
     image_buffer_size: int
     decode_images: bool
     max_age_s: dict[str, float]
+    lidar: LidarChecks
+    max_decoded_pixels: int
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> FrameAssemblyConfig:
-        """Read the whole ``frame.yaml`` mapping (raises ConfigError naming a missing key)."""
-        ages = require(cfg, "max_age_s", where="frame.yaml")
+        """Read the whole ``frame.yaml`` mapping.
+
+        Raises:
+            ConfigError: A key is missing or a value is out of its range (names file, key, range).
+        """
+        where = "frame.yaml"
+
+        def num(*keys: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
+            value = require(cfg, *keys, where=where)
+            return check_range(value, where, ".".join(keys), lo, hi, lo_open)
+
+        ages = require(cfg, "max_age_s", where=where)
         for key in ("odometry", "reference_path", "camera"):
             require(ages, key, where="frame.yaml max_age_s")
+        if not isinstance(ages, dict):
+            raise ConfigError(f"{where}: max_age_s must be a mapping of input name -> seconds")
+        min_range = num("lidar", "min_range_m", lo=0.0, hi=10.0)
+        lidar = LidarChecks(
+            max_stamp_skew_s=num("lidar", "max_stamp_skew_s", lo=0.0, hi=3600.0, lo_open=True),
+            min_valid_points=int(num("lidar", "min_valid_points", lo=0, hi=1e7)),
+            min_range_m=min_range,
+            max_range_m=num("lidar", "max_range_m", lo=min_range, hi=1e4, lo_open=True),
+            min_plausible_ratio=num("lidar", "min_plausible_ratio", lo=0.0, hi=1.0),
+        )
         return cls(
             odometry=OdometryBufferConfig.from_config(cfg),
-            behind_m=float(require(cfg, "reference_path", "behind_m", where="frame.yaml")),
-            lookahead_m=float(require(cfg, "reference_path", "lookahead_m", where="frame.yaml")),
-            image_buffer_size=int(require(cfg, "images", "buffer_size", where="frame.yaml")),
-            decode_images=bool(require(cfg, "images", "decode", where="frame.yaml")),
-            max_age_s={str(k): float(v) for k, v in ages.items()},
+            behind_m=num("reference_path", "behind_m", lo=0.0, hi=1e4),
+            lookahead_m=num("reference_path", "lookahead_m", lo=0.0, hi=1e5, lo_open=True),
+            image_buffer_size=int(num("images", "buffer_size", lo=1, hi=1000)),
+            decode_images=bool(require(cfg, "images", "decode", where=where)),
+            max_age_s={
+                str(k): check_range(v, where, f"max_age_s.{k}", 0.0, 3600.0, lo_open=True)
+                for k, v in ages.items()
+            },
+            lidar=lidar,
+            max_decoded_pixels=int(num("images", "max_decoded_pixels", lo=1, hi=1e9)),
         )
 
     def limit(self, name: str) -> float:
@@ -115,6 +153,47 @@ class _PathEntry:
     poses: np.ndarray  # M x 3 odom frame
 
 
+def check_stamp_skew(stamp: float, now: float, max_skew_s: float) -> None:
+    """Refuse a sweep stamped far from the receiving node's clock.
+
+    One absurd stamp (0, 2038, an hour ahead) would otherwise poison every count and
+    order derived from stamps (gap counts, newest-candidate logic) until time caught up.
+    ``now <= 0`` means the clock is not running yet (use_sim_time before ``/clock``): no check.
+
+    Raises:
+        StampError: ``|stamp - now| > max_skew_s``.
+    """
+    if now <= 0.0:
+        return
+    skew = stamp - now
+    if not math.isfinite(skew) or abs(skew) > max_skew_s:
+        raise StampError(
+            f"LiDAR sweep stamped {stamp:.3f} is {skew:+.3f} s from the node clock {now:.3f}; "
+            f"allowed +-{max_skew_s} s (frame.yaml lidar.max_stamp_skew_s); sweep refused "
+            "(clock not synchronised, or a bad stamp)"
+        )
+
+
+def points_plausibility(points: np.ndarray, checks: LidarChecks) -> tuple[int, float]:
+    """``(plausible count, plausible / finite ratio)`` of a sensor-frame N x 3+ cloud.
+
+    Plausible: finite and ``min_range_m <= range <= max_range_m`` from the sensor. Catches
+    empty and all-NaN clouds and data decoded with the wrong byte order (denormal or huge
+    coordinates). NaN/Inf rows count in neither.
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3 or len(pts) == 0:
+        return 0, 0.0
+    xyz = pts[:, :3].astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r2 = np.einsum("ij,ij->i", xyz, xyz)
+    finite = np.isfinite(r2)
+    n_finite = int(finite.sum())
+    ok = finite & (r2 >= checks.min_range_m**2) & (r2 <= checks.max_range_m**2)
+    n_ok = int(ok.sum())
+    return n_ok, (n_ok / n_finite if n_finite else 0.0)
+
+
 class FrameAssembler:
     """Buffers odometry, reference path and images; :meth:`make_frame` per LiDAR sweep.
 
@@ -140,6 +219,7 @@ class FrameAssembler:
         self._path: _PathEntry | None = None
         self._images: dict[str, list[tuple[float, Any]]] = {}
         self.image_errors: dict[str, str] = {}  # last decode error per camera, for diagnostics
+        self.points_problem = ""  # why the last sweep's points are unusable ("" when usable)
         self.frames = 0
 
     @classmethod
@@ -217,9 +297,21 @@ class FrameAssembler:
 
     def make_frame_from_points(self, stamp: float, points: np.ndarray, frame_id: str) -> Frame:
         """Like :meth:`make_frame` for an already converted N x 4 cloud in ``frame_id``."""
+        n_ok, ratio = points_plausibility(points, self.cfg.lidar)
         pts = self.calibration.transform_points(points, frame_id)
         ages: dict[str, float] = {}
         stale: set[str] = set()
+        self.points_problem = ""
+        if n_ok < self.cfg.lidar.min_valid_points or ratio < self.cfg.lidar.min_plausible_ratio:
+            # Unusable sweep: flagged, never planned on as if the road were clear
+            # (PlanningCycle turns "lidar" in Frame.stale into points_invalid -> stop).
+            stale.add("lidar")
+            lc = self.cfg.lidar
+            self.points_problem = (
+                f"points_invalid: {n_ok} plausible returns of {len(points)} ({100 * ratio:.0f}%); need "
+                f">= {lc.min_valid_points} and >= {100 * lc.min_plausible_ratio:.0f}% "
+                f"within [{lc.min_range_m}, {lc.max_range_m}] m (frame.yaml lidar)"
+            )
 
         sample = self.odometry.sample(stamp)
         if sample.state is None:
@@ -258,7 +350,7 @@ class FrameAssembler:
                 stale.add(name)
             if self.cfg.decode_images:
                 try:
-                    images[name] = to_rgb(msg)
+                    images[name] = to_rgb(msg, self.cfg.max_decoded_pixels)
                     self.image_errors.pop(name, None)
                 except ImageError as exc:
                     self.image_errors[name] = str(exc)

@@ -109,14 +109,51 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return px[:, :, :3].copy()  # never alias the message buffer
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
+# JPEG start-of-frame markers (baseline, progressive, lossless...; not DHT C4, JPG C8, DAC CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_dimensions(data: Any) -> tuple[int, int] | None:
+    """``(width, height)`` declared by a PNG IHDR or JPEG SOF header, without decoding.
+
+    Returns None when neither a PNG nor a JPEG header with a frame size is found.
+    """
+    b = bytes(_buffer(data)[:65536])  # the SOF segment sits in the first few kB
+    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24 and b[12:16] == b"IHDR":
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(b):
+            if b[i] != 0xFF:
+                i += 1  # padding / entropy-coded bytes: resync on the next marker
+                continue
+            marker = b[i + 1]
+            if marker == 0xFF:
+                i += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2  # markers without a length
+                continue
+            seg_len = int.from_bytes(b[i + 2 : i + 4], "big")
+            if marker in _JPEG_SOF and i + 9 <= len(b):
+                return int.from_bytes(b[i + 7 : i + 9], "big"), int.from_bytes(b[i + 5 : i + 7], "big")
+            if seg_len < 2:
+                break
+            i += 2 + seg_len
+    return None
+
+
+def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to H x W x 3 uint8 RGB.
 
     ``format`` may be a bare ``"jpeg"``/``"png"`` or image_transport's
-    ``"<enc>; jpeg compressed bgr8"`` form.
+    ``"<enc>; jpeg compressed bgr8"`` form. The size declared by the header is checked
+    against ``max_pixels`` *before* decoding, so a hostile header (65500 x 65500) cannot
+    make OpenCV allocate gigabytes or raise; any decoder error becomes an ImageError.
 
     Raises:
-        ImageError: Unsupported format (e.g. compressedDepth), empty or undecodable data.
+        ImageError: Unsupported format (e.g. compressedDepth), empty data, a declared size
+            above ``max_pixels`` or of zero, or undecodable data.
     """
     fmt = str(msg.format).lower()
     kind = next((k for k in ("jpeg", "jpg", "png") if k in fmt), None)
@@ -128,8 +165,25 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     buf = _buffer(msg.data)
     if buf.size == 0:
         raise ImageError(f"CompressedImage ({msg.format}) has no data")
+    dims = compressed_dimensions(buf)
+    if dims is None:
+        raise ImageError(
+            f"CompressedImage ({msg.format}, {buf.size} B) could not be decoded: no PNG/JPEG header "
+            "declaring its size; data is corrupt or not the declared format"
+        )
+    w, h = dims
+    if w == 0 or h == 0 or (max_pixels is not None and w * h > max_pixels):
+        raise ImageError(
+            f"CompressedImage ({msg.format}) declares {w}x{h} pixels; allowed 1..{max_pixels} "
+            "(frame.yaml images.max_decoded_pixels); not decoded"
+        )
     cv2 = _cv2()
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own limits and codec failures
+        raise ImageError(
+            f"CompressedImage ({msg.format}, {buf.size} B) could not be decoded: {str(exc).strip()}"
+        ) from None
     if bgr is None:
         raise ImageError(
             f"CompressedImage ({msg.format}, {buf.size} B) could not be decoded; data is corrupt or "
@@ -138,12 +192,21 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def to_rgb(msg: Any) -> np.ndarray:
-    """Convert an Image or a CompressedImage (told apart by ``encoding``/``format``)."""
+def to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+    """Convert an Image or a CompressedImage (told apart by ``encoding``/``format``).
+
+    ``max_pixels`` bounds the declared width x height (ImageError above it).
+    """
     if hasattr(msg, "encoding"):
+        w, h = int(msg.width), int(msg.height)
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageError(
+                f"Image declares {w}x{h} pixels; allowed up to {max_pixels} "
+                "(frame.yaml images.max_decoded_pixels)"
+            )
         return image_to_rgb(msg)
     if hasattr(msg, "format"):
-        return compressed_to_rgb(msg)
+        return compressed_to_rgb(msg, max_pixels)
     raise ImageError(f"{type(msg).__name__} is neither a sensor_msgs/Image nor a CompressedImage")
 
 

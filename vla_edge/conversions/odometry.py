@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vla_edge.config import require
+from vla_edge.config import check_range, require
 from vla_edge.errors import ConversionError, FrameError
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import EgoState
@@ -39,7 +39,11 @@ class OdometryExtrapolationError(FrameError):
 
 def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
     """Yaw (rotation about z, radians in [-pi, pi]) of a quaternion; need not be unit."""
-    # w^2 + x^2 - y^2 - z^2 instead of 1 - 2(y^2 + z^2): exact for non-unit quaternions too.
+    # Scaled by the largest component first so huge (1e200) components cannot overflow to
+    # inf/NaN; w^2 + x^2 - y^2 - z^2 instead of 1 - 2(y^2 + z^2): exact for non-unit ones too.
+    m = max(abs(x), abs(y), abs(z), abs(w))
+    if m > 0.0 and math.isfinite(m):
+        x, y, z, w = x / m, y / m, z / m, w / m
     return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
 
 
@@ -119,17 +123,26 @@ class OdometryBufferConfig:
     max_extrapolation_s: float
     accel_window_s: float
     backward_jump_samples: int
+    quaternion_norm_tolerance: float
+    max_yaw_rate: float
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> OdometryBufferConfig:
         """Read from the whole ``frame.yaml`` mapping."""
         sec = require(cfg, "odometry", where="frame.yaml")
+
+        def num(key: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
+            value = require(sec, key, where="frame.yaml odometry")
+            return check_range(value, "frame.yaml", f"odometry.{key}", lo, hi, lo_open)
+
         return cls(
-            buffer_span_s=float(require(sec, "buffer_span_s", where="frame.yaml odometry")),
-            max_samples=int(require(sec, "max_samples", where="frame.yaml odometry")),
-            max_extrapolation_s=float(require(sec, "max_extrapolation_s", where="frame.yaml odometry")),
-            accel_window_s=float(require(sec, "accel_window_s", where="frame.yaml odometry")),
-            backward_jump_samples=int(require(sec, "backward_jump_samples", where="frame.yaml odometry")),
+            buffer_span_s=num("buffer_span_s", 0.0, 600.0, lo_open=True),
+            max_samples=int(num("max_samples", 1, 1e6)),
+            max_extrapolation_s=num("max_extrapolation_s", 0.0, 10.0),
+            accel_window_s=num("accel_window_s", 0.0, 10.0, lo_open=True),
+            backward_jump_samples=int(num("backward_jump_samples", 1, 1e6)),
+            quaternion_norm_tolerance=num("quaternion_norm_tolerance", 0.0, 1.0, lo_open=True),
+            max_yaw_rate=num("max_yaw_rate", 0.0, 100.0, lo_open=True),
         )
 
 
@@ -168,8 +181,28 @@ class EgoStateBuffer:
         self._old_in_row = 0
 
     def add_odometry(self, msg: Any) -> EgoState:
-        """Convert and add one Odometry message; returns the converted state."""
+        """Convert and add one Odometry message; returns the converted state.
+
+        Raises:
+            OdometryError: Non-finite values, a quaternion whose norm is not 1 within
+                ``quaternion_norm_tolerance``, or ``|yaw rate| > max_yaw_rate``.
+        """
         state = odometry_to_ego_state(msg)
+        q = msg.pose.pose.orientation
+        qs = [float(q.x), float(q.y), float(q.z), float(q.w)]
+        m = max(abs(c) for c in qs)
+        norm = m * math.sqrt(sum((c / m) ** 2 for c in qs))  # scaled: 1e200 does not overflow
+        if abs(norm - 1.0) > self.cfg.quaternion_norm_tolerance:
+            raise OdometryError(
+                f"Odometry at {state.stamp:.3f}: orientation quaternion norm {norm:.6g} is not 1 "
+                f"(frame.yaml odometry.quaternion_norm_tolerance {self.cfg.quaternion_norm_tolerance}); "
+                "the localization output is invalid"
+            )
+        if abs(state.yaw_rate) > self.cfg.max_yaw_rate:
+            raise OdometryError(
+                f"Odometry at {state.stamp:.3f}: yaw rate {state.yaw_rate:.6g} rad/s exceeds "
+                f"frame.yaml odometry.max_yaw_rate {self.cfg.max_yaw_rate} rad/s; implausible, ignored"
+            )
         self.add(state)
         return state
 

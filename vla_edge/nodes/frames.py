@@ -153,14 +153,20 @@ class FrameSource:
 
     def _report(self, stage: str, exc: BaseException, msg: Any) -> None:
         """Bad input never kills the node: log (throttled) and publish an ERROR status."""
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        from vla_edge.diagnostics import Thresholds, error_status
+        from vla_edge.diagnostics import error_status
 
         self.errors += 1
         stamp = stamp_to_sec(msg.header.stamp) if hasattr(msg, "header") else None
-        th = getattr(self.node, "th", None) or Thresholds.from_config(self.node.cfg)
-        st = error_status(stage, exc, stamp, th)
+        self._publish(error_status(stage, exc, stamp, self._thresholds()), stamp)
+
+    def _thresholds(self) -> Any:
+        from vla_edge.diagnostics import Thresholds
+
+        return getattr(self.node, "th", None) or Thresholds.from_config(self.node.cfg)
+
+    def _publish(self, st: dict[str, Any], stamp: float | None) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
         st["values"]["node"] = self.node.get_name()
         if self._diag_pub is None:
             self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
@@ -174,11 +180,20 @@ class FrameSource:
         The cloud is converted outside the lock so odometry keeps flowing meanwhile.
         """
         from vla_edge.conversions import pointcloud2_to_xyzi
+        from vla_edge.frame_assembly import check_stamp_skew
 
-        pts = pointcloud2_to_xyzi(cloud_msg)
         stamp = stamp_to_sec(cloud_msg.header.stamp)
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        check_stamp_skew(stamp, now, self.assembler.cfg.lidar.max_stamp_skew_s)
+        pts = pointcloud2_to_xyzi(cloud_msg)
         with self._lock:
-            return self.assembler.make_frame_from_points(stamp, pts, str(cloud_msg.header.frame_id))
+            frame = self.assembler.make_frame_from_points(stamp, pts, str(cloud_msg.header.frame_id))
+            problem = self.assembler.points_problem
+        if problem:  # planned on as a controlled stop; say why on /diagnostics
+            from vla_edge.diagnostics import points_status
+
+            self._publish(points_status(problem, stamp, self._thresholds()), stamp)
+        return frame
 
     def path_msg(self, traj: Trajectory) -> Any:
         """``nav_msgs/Path`` in ``base_link`` at the trajectory stamp, poses at stamp + k*dt."""

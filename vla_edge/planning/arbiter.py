@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.config import require
+from vla_edge.config import check_range, require
 from vla_edge.planning import checks as ck
 from vla_edge.planning.emergency import EmergencyParams, emergency_stop, stop_profile, straight_stop
 from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resample, trajectory_profile
@@ -185,6 +185,15 @@ class ArbiterParams:
         """Build from the merged config (``arbiter`` and ``vehicle`` sections)."""
         a = require(cfg, "arbiter", where="arbiter.yaml")
         v = require(cfg, "vehicle", where="vehicle.yaml")
+        for key, lo, hi, lo_open in _ARBITER_RANGES:  # load-time range check (file, key, range)
+            check_range(
+                require(a, *key.split("."), where="arbiter.yaml"),
+                "arbiter.yaml",
+                f"arbiter.{key}",
+                lo,
+                hi,
+                lo_open,
+            )
         return cls(
             dt=float(require(a, "dt")),
             max_lat_accel=float(require(a, "limits", "max_lat_accel")),
@@ -227,6 +236,40 @@ class ArbiterParams:
             emergency=EmergencyParams.from_config(cfg),
             smoothing=SmoothingParams.from_config(cfg),
         )
+
+
+# Minimal ranges of arbiter.yaml values that otherwise disable a check or hang a loop
+# (NaN/inf compare False; zero/negative steps and windows). The full schema is separate.
+_INF = float("inf")
+_ARBITER_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("dt", 0.0, 1.0, True),
+    ("limits.max_lat_accel", 0.0, 100.0, True),
+    ("limits.max_lon_accel", 0.0, 100.0, True),
+    ("limits.min_lon_accel", -100.0, 0.0, False),
+    ("limits.max_jerk", 0.0, 1000.0, True),
+    ("limits.max_yaw_rate", 0.0, 100.0, True),
+    ("limits.speed_margin", 0.0, 100.0, False),
+    ("timing.student_max_age", 0.0, 60.0, True),
+    ("timing.frame_deadline", 0.0, 60.0, True),
+    ("timing.stamp_tolerance", 0.0, 1.0, False),
+    ("student.min_horizon", 0.0, 60.0, True),
+    ("student.max_horizon", 0.0, 600.0, True),
+    ("student.min_dt", 0.0, 10.0, True),
+    ("student.max_dt", 0.0, 10.0, True),
+    ("student.min_confidence", 0.0, 1.0, False),
+    ("collision.ttc_min", 0.0, 60.0, False),
+    ("continuity.window", 0.0, 60.0, False),
+    ("hysteresis.student_good_cycles", 0.0, 1e6, False),
+    ("hysteresis.release_emergency_cycles", 0.0, 1e6, False),
+    ("hold_previous.max_age", 0.0, 60.0, False),
+    ("hold_previous.max_cycles", 0.0, 1e6, False),
+    ("emergency.decel", 0.0, 100.0, True),
+    ("emergency.jerk", 0.0, 1000.0, True),
+    ("emergency.horizon", 0.0, 60.0, True),
+    ("emergency.integration_dt", 0.0, 1.0, True),
+    ("ego.max_valid_speed", 0.0, _INF, True),
+    ("ego.max_valid_accel", 0.0, _INF, True),
+)
 
 
 @dataclass

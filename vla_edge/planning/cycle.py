@@ -400,6 +400,12 @@ class PlanningCycle:
     def _obstacles(
         self, frame: Frame, stamp: float, pose: tuple[float, float, float] | None, reasons: list[str]
     ) -> Obstacles | None:
+        if "lidar" in frame.stale:
+            # The assembler found the sweep unusable (too few / implausible returns): an
+            # empty cloud must never read as "no obstacles" - no plan can be shown safe.
+            reasons.append("points_invalid")
+            self.tracker.reset()
+            return None
         try:
             obstacles = extract_obstacles(frame.points, stamp, self.obstacle_params)
         except (PlanningError, ValueError, TypeError):
