@@ -24,6 +24,7 @@ Errors are :class:`vla_edge.errors.BagError` with what to do.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from vla_edge.errors import BagError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BagMessage",
@@ -80,6 +83,7 @@ class BagReader:
         self.path = Path(path)
         self.remap = dict(remap or {})
         self._reader: Any = None
+        self.problems: list[str] = []  # damaged places skipped ("<file> at byte <offset>: ...")
 
     def __enter__(self) -> BagReader:
         from rosbags.highlevel import AnyReader
@@ -92,10 +96,7 @@ class BagReader:
         except BagError:
             raise
         except Exception as exc:  # noqa: BLE001 - rosbags raises several unrelated types
-            raise BagError(
-                f"cannot read {self.path} as a rosbag2 (MCAP or sqlite3): {exc}; "
-                "check it is a complete bag directory with metadata.yaml"
-            ) from None
+            reader = self._salvage(exc)
         self._reader = reader
         targets = [self.remap.get(c.topic, c.topic) for c in reader.connections]
         dup = {
@@ -113,6 +114,29 @@ class BagReader:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _salvage(self, exc: BaseException) -> Any:
+        """A damaged MCAP (corrupt record, cut short): read its intact part record by record.
+
+        Raises:
+            BagError: Not an MCAP, or nothing readable in it (names file and offset).
+        """
+        from vla_edge.mcap_scan import mcap_files
+
+        files = mcap_files(self.path)
+        if not files or any(f.suffix != ".mcap" for f in files):
+            raise BagError(
+                f"cannot read {self.path} as a rosbag2 (MCAP or sqlite3): {exc}; "
+                "check it is a complete bag directory with metadata.yaml"
+            ) from None
+        reader = SalvageReader(files)
+        if not reader.count_all:
+            where = "; ".join(str(p) for p in reader.problems) or str(exc)
+            raise BagError(f"no readable message in {self.path}: {where}") from None
+        for p in reader.problems:
+            self.problems.append(str(p))
+            log.error("damaged bag, reading the intact part only: %s", p)
+        return reader
 
     def close(self) -> None:
         """Close the underlying reader."""
@@ -192,10 +216,97 @@ class BagReader:
             kw["start"] = round(start * 1e9)
         if stop is not None:
             kw["stop"] = round(stop * 1e9)
-        for conn, t_ns, data in reader.messages(connections=conns, **kw):
+        last_ns = -1
+        it = reader.messages(connections=conns, **kw)
+        while True:
+            try:
+                conn, t_ns, data = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                if isinstance(reader, SalvageReader):
+                    raise
+                yield from self._salvage_rest(exc, {c.topic for c in conns}, last_ns, kw, raw)
+                return
+            last_ns = t_ns
             topic = self.remap.get(conn.topic, conn.topic)
             msg: Any = bytes(data) if raw else self.deserialize(data, conn.msgtype, conn.topic, t_ns)
             yield BagMessage(topic, conn.msgtype, t_ns * 1e-9, msg, int(t_ns))
+
+    def _salvage_rest(
+        self, exc: BaseException, topics: set[str], after_ns: int, kw: dict[str, int], raw: bool
+    ) -> Iterator[BagMessage]:
+        """Continue a read that hit a corrupt record with the salvage scan (later messages)."""
+        from vla_edge.mcap_scan import mcap_files
+
+        files = mcap_files(self.path)
+        if not files or any(f.suffix != ".mcap" for f in files):
+            raise BagError(f"{self.path}: reading failed after {after_ns} ns: {exc}") from None
+        salvage = SalvageReader(files)
+        for p in salvage.problems:
+            self.problems.append(str(p))
+            log.error("damaged bag, reading the intact part only: %s", p)
+        conns = [c for c in salvage.connections if c.topic in topics]
+        for conn, t_ns, data in salvage.messages(connections=conns, **kw):
+            if t_ns <= after_ns:
+                continue
+            topic = self.remap.get(conn.topic, conn.topic)
+            msg: Any = bytes(data) if raw else self.deserialize(data, conn.msgtype, conn.topic, t_ns)
+            yield BagMessage(topic, conn.msgtype, t_ns * 1e-9, msg, int(t_ns))
+
+
+class _SalvageConnection(NamedTuple):
+    topic: str
+    msgtype: str
+    msgcount: int
+
+
+class SalvageReader:
+    """Minimal AnyReader stand-in over :class:`~vla_edge.mcap_scan.McapScan` (damaged MCAP).
+
+    Messages come in file order (a recording's chunks are already in time order) and are
+    deserialized with the default typestore (the recorded types are standard ROS types).
+    """
+
+    def __init__(self, files: list[Path]) -> None:
+        from vla_edge.mcap_scan import McapScan
+
+        self.files = files
+        self.problems: list[Any] = []
+        counts: dict[tuple[str, str], int] = {}
+        times: list[int] = []
+        for f in files:  # one metadata pass: topics, counts, time range, damage
+            scan = McapScan(f)
+            for m in scan.messages():
+                counts[(m.topic, m.msgtype)] = counts.get((m.topic, m.msgtype), 0) + 1
+                times.append(m.log_time_ns)
+            self.problems.extend(scan.problems)
+        self.connections = [_SalvageConnection(t, mt, n) for (t, mt), n in counts.items()]
+        self.count_all = sum(counts.values())
+        self.start_time = min(times, default=0)
+        self.end_time = max(times, default=0)
+        self._typestore = default_typestore()
+
+    def messages(self, connections: Any = None, start: int | None = None, stop: int | None = None) -> Any:
+        """``(connection, log_time_ns, data)`` like rosbags' ``AnyReader.messages``."""
+        from vla_edge.mcap_scan import McapScan
+
+        want = {c.topic: c for c in (connections or self.connections)}
+        for f in self.files:
+            for m in McapScan(f).messages():
+                conn = want.get(m.topic)
+                if conn is None or (start is not None and m.log_time_ns < start):
+                    continue
+                if stop is not None and m.log_time_ns >= stop:
+                    continue
+                yield conn, m.log_time_ns, m.data
+
+    def deserialize(self, data: bytes, msgtype: str) -> Any:
+        """CDR -> message with the default typestore."""
+        return self._typestore.deserialize_cdr(data, msgtype)
+
+    def close(self) -> None:
+        """Nothing held open between reads."""
 
 
 def open_bag(path: str | os.PathLike[str], remap: Mapping[str, str] | None = None) -> BagReader:
@@ -259,6 +370,29 @@ class BagWriter:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _salvage(self, exc: BaseException) -> Any:
+        """A damaged MCAP (corrupt record, cut short): read its intact part record by record.
+
+        Raises:
+            BagError: Not an MCAP, or nothing readable in it (names file and offset).
+        """
+        from vla_edge.mcap_scan import mcap_files
+
+        files = mcap_files(self.path)
+        if not files or any(f.suffix != ".mcap" for f in files):
+            raise BagError(
+                f"cannot read {self.path} as a rosbag2 (MCAP or sqlite3): {exc}; "
+                "check it is a complete bag directory with metadata.yaml"
+            ) from None
+        reader = SalvageReader(files)
+        if not reader.count_all:
+            where = "; ".join(str(p) for p in reader.problems) or str(exc)
+            raise BagError(f"no readable message in {self.path}: {where}") from None
+        for p in reader.problems:
+            self.problems.append(str(p))
+            log.error("damaged bag, reading the intact part only: %s", p)
+        return reader
 
     def close(self) -> None:
         """Finish the bag (writes metadata.yaml)."""

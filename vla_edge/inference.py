@@ -217,3 +217,38 @@ class StudentRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StudentDisabledError(ModelError):
+    """The student is disabled for this run (missing, corrupt or tampered engine)."""
+
+
+class _NoBackend:
+    """``backend`` of a :class:`DisabledStudent` (for the nodes' log lines)."""
+
+    name = "disabled"
+    onnx_path = None
+
+
+class DisabledStudent:
+    """Stands in for a :class:`StudentRunner` whose engine could not be loaded.
+
+    The drive graph then runs on the Frenet fallback only: every :meth:`run` raises
+    :class:`StudentDisabledError` with the reason, so the inference node publishes an
+    ERROR status per sweep (``candidate_info`` and ``/diagnostics``) and the arbiter plans
+    at once without a candidate. The bad engine is never used.
+
+    Args:
+        reason: Why the student is disabled (the load error's text).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.backend = _NoBackend()
+
+    def run(self, frame: Frame, noise_seed: int | None = None) -> StudentOutput:
+        """Always raises: there is no usable student."""
+        raise StudentDisabledError(f"student disabled, Frenet fallback only: {self.reason}")
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vla_edge.config import load_config, require, resolve_path
+from vla_edge.errors import ModelError
 from vla_edge.types import Frame, Trajectory
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class DrivePipeline:
         drive_cfg: dict[str, Any],
         *,
         with_runner: bool = True,
+        allow_disabled: bool = False,
         with_cycle: bool = True,
         runner: StudentRunner | None = None,
     ) -> DrivePipeline:
@@ -97,9 +99,10 @@ class DrivePipeline:
             with_runner: Load the student (inference node, lockstep replay).
             with_cycle: Build the planning cycle (arbiter node, lockstep replay).
             runner: Use this runner instead of loading one (tests, wrappers).
+            allow_disabled: See :func:`load_runner` (the live inference node).
         """
         if with_runner and runner is None:
-            runner = load_runner(drive_cfg)
+            runner = load_runner(drive_cfg, allow_disabled=allow_disabled)
         cycle = load_cycle(drive_cfg) if with_cycle else None
         return cls(runner if with_runner else None, cycle)
 
@@ -181,15 +184,32 @@ class DrivePipeline:
         return result, decision
 
 
-def load_runner(drive_cfg: dict[str, Any]) -> StudentRunner:
-    """Load the StudentRunner named by ``backend``/``engine_path``/``model_config``."""
-    from vla_edge.inference import StudentRunner
+def load_runner(drive_cfg: dict[str, Any], allow_disabled: bool = False) -> Any:
+    """Load the StudentRunner named by ``backend``/``engine_path``/``model_config``.
+
+    Args:
+        drive_cfg: Nested drive parameters.
+        allow_disabled: On a vehicle: a missing, corrupt or tampered engine (any
+            :class:`~vla_edge.errors.ModelError`) gives a
+            :class:`~vla_edge.inference.DisabledStudent` instead of an exception, so the
+            Frenet fallback still drives (the reason goes out as ERROR with every sweep).
+            Offline tools keep the exception.
+    """
+    from vla_edge.inference import DisabledStudent, StudentRunner
 
     model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")))
     inf_cfg = load_config(str(require(drive_cfg, "inference_config", where="drive.yaml")))
     backend = str(require(drive_cfg, "backend", where="drive.yaml"))
     backend = backend or str(require(inf_cfg, "backend", where="inference.yaml"))
-    return StudentRunner.from_config(model_cfg, backend, engine_path(drive_cfg), inf_cfg)
+    try:
+        return StudentRunner.from_config(model_cfg, backend, engine_path(drive_cfg), inf_cfg)
+    except ModelError as exc:
+        if not allow_disabled:
+            raise
+        log.error(
+            "student engine refused (%s: %s); driving on the Frenet fallback only", type(exc).__name__, exc
+        )
+        return DisabledStudent(f"{type(exc).__name__}: {exc}")
 
 
 def load_cycle(drive_cfg: dict[str, Any]) -> PlanningCycle:

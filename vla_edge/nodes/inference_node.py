@@ -83,7 +83,13 @@ class InferenceNode(Node):
         self.cfg = declare_drive_parameters(self)
         self.th = Thresholds.from_config(self.cfg)
         topics = load_config(self.cfg["topics_config"])
-        self.pipeline = DrivePipeline.from_config(self.cfg, with_cycle=False, runner=runner)
+        # A bad engine disables the student only: the graph still drives on the fallback.
+        self.pipeline = DrivePipeline.from_config(
+            self.cfg, with_cycle=False, runner=runner, allow_disabled=True
+        )
+        disabled = getattr(self.pipeline.runner, "reason", None)
+        if disabled:
+            self.get_logger().error(f"student disabled, Frenet fallback only: {disabled}")
         self._owns_runner = runner is None
         self.deadline_s = float(self.cfg["inference"]["deadline_ms"]) / 1000.0
         self.frames = FrameSource(self, self.cfg, topics, group=MutuallyExclusiveCallbackGroup(), lidar=False)
