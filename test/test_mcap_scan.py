@@ -57,7 +57,7 @@ def test_intact_bag_scans_like_rosbags(tmp_path: Path) -> None:
 
 def test_corrupt_chunk_skips_one_chunk_and_names_offset(tmp_path: Path) -> None:
     mcap = _write(tmp_path / "bag")
-    off, n = _chunks(mcap)[1]
+    off, _ = _chunks(mcap)[1]
     data = bytearray(mcap.read_bytes())
     (clen,) = struct.unpack_from("<I", data, off + 9 + 28)
     first = off + 9 + 32 + clen + 8  # first record inside the second chunk

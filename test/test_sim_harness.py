@@ -76,7 +76,8 @@ def test_frame_builder_camera_and_bad_arguments() -> None:
     builder = FrameBuilder(CFG, calib, lidar=False, camera=True)
     frame = builder.build(world, 0)
     assert frame.images["camera_front"].shape == (CFG["camera"]["height"], CFG["camera"]["width"], 3)
-    assert frame.points.shape == (0, 4) and frame.is_fresh, frame.stale
+    # No LiDAR: an empty cloud is flagged unusable (issue 14.2), everything else is fresh.
+    assert frame.points.shape == (0, 4) and frame.stale == {"lidar"}, frame.stale
     # Frames come from the runtime FrameAssembler: path clipped per frame.yaml, ages reported.
     lookahead = load_config("frame")["reference_path"]["lookahead_m"]
     assert np.hypot(*frame.reference_path[-1]) == pytest.approx(lookahead, abs=1.5)

@@ -196,6 +196,8 @@ def process_bag(job: BagJob) -> BagResult:
     e_keys = np.array(sorted(experts)) if experts else np.zeros(0, dtype=np.int64)
     rows = []
     for fr in frames:
+        # A sweep with 0 (or too few plausible) points is flagged stale ("lidar") by the
+        # FrameAssembler, so it never becomes a training row (issue 14.9).
         reason = "stale_input" if fr.stale else classify_window(track, fr.stamp, horizon * dt, filt)
         counts[reason] += 1
         if reason != "ok" or (cap and len(rows) >= cap):

@@ -95,6 +95,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     metrics = replay_to_dir(args, args.bags, args.out, engine=args.engine, config=args.config)
     _print_summary(metrics)
+    return _exit_code(metrics)
+
+
+def _exit_code(metrics: dict[str, Any]) -> int:
+    """1 when no sweep of the bags became a decided frame (empty or all-rejected bag)."""
+    runs = metrics.get("bags") or []
+    decided = sum(int(r.get("decided", r.get("frames", 0)) or 0) for r in runs)
+    if decided == 0:
+        sweeps = sum(int(r.get("sweeps", 0) or 0) for r in runs)
+        skipped = sum(int(r.get("skipped", 0) or 0) for r in runs)
+        print(
+            f"vla-edge replay: no frame was decided ({sweeps} LiDAR sweeps, {skipped} skipped); "
+            "the bag is empty, has no LiDAR topic or every sweep was rejected",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -351,9 +351,25 @@ class SplitStore:
             self.events.close_all()
 
     def abort(self) -> None:
-        """Stop after a failure: drop the open split, never raise."""
+        """Stop after a failure (disk full...): keep the open split if at all possible; never raise.
+
+        The open split is first closed cleanly (summary, metadata, rename): what was
+        recorded before the failure stays a normal readable split. Only when that fails
+        too is it left in ``splits/_open`` cut short; :mod:`vla_edge.mcap_scan` (used by
+        ``open_bag``) still reads every complete chunk of it.
+        """
         cur, self.current = self.current, None
-        if cur is not None:
+        if cur is not None and cur.messages:
+            try:
+                info = cur.close()
+            except Exception as exc:  # noqa: BLE001 - the disk is already failing
+                LOG.error("open split %s could not be closed (%s); left in %s", cur.name, exc, self.staging)
+                cur.abort()
+            else:
+                self.closed.append(info)
+                with contextlib.suppress(Exception):
+                    self.events.on_split_closed(info)
+        elif cur is not None:
             cur.abort()
         with contextlib.suppress(Exception):  # the disk is already failing
             self.events.close_all()
