@@ -130,12 +130,12 @@ class DrivePipeline:
             )
         timing = {k: float(v) for k, v in out.timing_ms.items()}
         elapsed = time.perf_counter() - t0
-        if deadline_s is not None and elapsed > deadline_s:
-            return InferenceResult(frame.stamp, None, timing, deadline_missed=True)
-        if not out.trajectory.is_finite():
+        if not out.trajectory.is_finite():  # reported before lateness: the worse fault wins
             return InferenceResult(
                 frame.stamp, None, timing, error="NonFiniteOutput: student trajectory has NaN/Inf"
             )
+        if deadline_s is not None and elapsed > deadline_s:
+            return InferenceResult(frame.stamp, None, timing, deadline_missed=True)
         cand = Candidate(out.trajectory, frame.stamp, np.asarray(out.scores, dtype=np.float64), timing)
         return InferenceResult(frame.stamp, cand, timing)
 

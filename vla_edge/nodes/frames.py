@@ -189,6 +189,13 @@ class FrameSource:
         with self._lock:
             frame = self.assembler.make_frame_from_points(stamp, pts, str(cloud_msg.header.frame_id))
             problem = self.assembler.points_problem
+            image_errors = dict(self.assembler.image_errors)
+        for name, err in image_errors.items():  # camera flagged stale; say why (throttled log)
+            from vla_edge.diagnostics import error_status
+
+            self._publish(
+                error_status(f"camera {name}", f"ImageError: {err}", stamp, self._thresholds()), stamp
+            )
         if problem:  # planned on as a controlled stop; say why on /diagnostics
             from vla_edge.diagnostics import points_status
 

@@ -1,0 +1,674 @@
+"""Fault matrix (issue 14): hostile input against the live drive graph, one row per fault.
+
+One graph (arbiter with its own LiDAR subscription, as under ``ros2 launch``; inference
+node in the same process; real DDS on loopback, real ONNX student, real planner) serves
+every row. Each graph row injects its fault, then sends good sweeps, and asserts:
+
+1. no crash, no hang: the good sweeps after the fault are decided again;
+2. no non-finite or unsafe plan: every trajectory published meanwhile is finite and sane,
+   and no sweep with unusable points is planned on by the student or Frenet;
+3. fallback or controlled stop within the stated time (``expect`` of the row);
+4. a diagnostic naming the fault (``diag`` regex on ``/diagnostics`` or ``candidate_info``).
+
+Offline rows (config, bags, disk) assert the load-time / read-time equivalent. Test
+doubles are named as such (``RaisingBackend``, ``SlowBackend``, ``NaNBackend``). Rows
+that need the core-loop branch (issue 14.3/14.5/14.6) are xfail(strict=False) and run
+last, since today they can take the graph down. ``FAULT_MATRIX_OUT=<file>`` writes the
+measured value of every row (for docs/safety.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+import rclpy
+from rclpy.context import Context
+from test_graph_live import LOAD_SLACK_S, Harness, RaisingBackend, SlowBackend
+
+from vla_edge.config import load_config
+from vla_edge.errors import ConfigError
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(90)]
+
+CYCLE_S = 0.1
+MEASURED: dict[str, str] = {}
+
+
+class NaNBackend:
+    """Test double: runs the real ORT backend, then poisons its trajectories with NaN."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.name = "nan-test-double"
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.real, item)
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> Any:
+        out = self.real.infer(inputs)
+        out.trajectories = np.full_like(out.trajectories, np.nan)
+        return out
+
+
+class FaultHarness(Harness):
+    """The live-graph harness with the compressed camera on and a switchable path feed."""
+
+    def __init__(self, ctx: Context, scans: list[np.ndarray]) -> None:
+        from vla_edge.nodes import params as params_mod
+
+        real = params_mod.resolve_overrides
+        params_mod.resolve_overrides = lambda f, cli=None, node_name=None: real(
+            f, {**(cli or {}), "camera": "compressed"}, node_name
+        )
+        self.path_on = threading.Event()
+        self.path_on.set()
+        try:
+            super().__init__(ctx, scans, share_frames=False)
+        finally:
+            params_mod.resolve_overrides = real
+        self.values = params_mod.resolve_overrides(None, {"backend": "onnxruntime", "camera": "compressed"})
+        from diagnostic_msgs.msg import DiagnosticStatus
+        from nav_msgs.msg import Path as PathMsg
+        from sensor_msgs.msg import CompressedImage
+
+        from vla_edge.nodes import qos
+
+        out, inp = self.topics["outputs"], self.topics["inputs"]
+        self.pub_image = self.feeder.create_publisher(
+            CompressedImage, inp["camera_front_compressed"], qos.sensor_qos()
+        )
+        self.pub_cand = self.feeder.create_publisher(PathMsg, out["candidate_trajectory"], qos.reliable_qos())
+        self.pub_info = self.feeder.create_publisher(
+            DiagnosticStatus, out["candidate_info"], qos.reliable_qos()
+        )
+
+    def _inputs_loop(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            now = self.feeder.clock_now()
+            if self.odom_on.is_set():
+                self.feeder.publish_odometry(now)
+            if k % 4 == 0 and self.path_on.is_set():
+                self.feeder.publish_reference_path(now)
+            k += 1
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def fh(shared_data: Path) -> Iterator[FaultHarness]:
+    from vla_edge.nodes.feeder import load_scan
+
+    scans = [load_scan(str(p)) for p in sorted((shared_data / "lidar").iterdir())]
+    ctx = Context()
+    rclpy.init(context=ctx)
+    h = None
+    try:
+        h = FaultHarness(ctx, scans)
+        h.wait_matched()
+        h.drive(5)  # warm-up: buffers, hysteresis, tracker
+        yield h
+    finally:
+        if h is not None:
+            h.close()
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+        out = os.environ.get("FAULT_MATRIX_OUT")
+        if out:
+            Path(out).write_text(json.dumps(MEASURED, indent=1) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------ injection helpers
+def _cloud(h: FaultHarness, points: np.ndarray) -> Any:
+    from vla_edge.conversions import xyzi_to_pointcloud2
+    from vla_edge.msgfactory import RclpyFactory
+
+    return xyzi_to_pointcloud2(np.asarray(points, np.float32), RclpyFactory(), 0.0, h.feeder.lidar_frame)
+
+
+def _send(
+    h: FaultHarness, msg: Any = None, n: int = 3, stamp_fn: Callable[[float], float] | None = None
+) -> list:
+    """Publish ``n`` sweeps (``msg`` or the good scan) at 10 Hz; return [(stamp, wall)]."""
+    sent = []
+    for i in range(n):
+        if msg is None:
+            h.feeder.set_cloud(h.scans[i % len(h.scans)])
+        now = round(h.feeder.clock_now(), 6)
+        stamp = round(stamp_fn(now), 6) if stamp_fn else now
+        sent.append((stamp, h.feeder.publish_cloud(stamp, msg=msg)))
+        time.sleep(CYCLE_S)
+    return sent
+
+
+def _odom(h: FaultHarness, **fields: float) -> Any:
+    from nav_msgs.msg import Odometry
+
+    from vla_edge.nodes import messages
+
+    msg = Odometry()
+    msg.header = messages.header_msg(h.feeder.clock_now(), h.feeder.odom_frame)
+    msg.child_frame_id = "base_link"
+    msg.pose.pose.orientation.w = 1.0
+    for k, v in fields.items():
+        obj = msg
+        *parents, leaf = k.split(".")
+        for p in parents:
+            obj = getattr(obj, p)
+        setattr(obj, leaf, v)
+    return msg
+
+
+def _bad_odom(**fields: float) -> Callable[[FaultHarness], list]:
+    def inject(h: FaultHarness) -> list:
+        for _ in range(3):
+            h.feeder.pub_odom.publish(_odom(h, **fields))
+            time.sleep(0.02)
+        return _send(h, n=3)
+
+    return inject
+
+
+def _image(h: FaultHarness, data: bytes, fmt: str = "jpeg") -> Any:
+    from sensor_msgs.msg import CompressedImage
+
+    from vla_edge.nodes import messages
+
+    msg = CompressedImage(format=fmt, data=list(data) if False else data)
+    msg.header = messages.header_msg(h.feeder.clock_now(), "camera_front")
+    return msg
+
+
+def _good_jpeg() -> bytes:
+    import cv2
+
+    ok, enc = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))
+    assert ok
+    return enc.tobytes()
+
+
+def _bad_image(make: Callable[[], bytes], fmt: str = "jpeg") -> Callable[[FaultHarness], list]:
+    def inject(h: FaultHarness) -> list:
+        sent = []
+        for _ in range(3):
+            h.pub_image.publish(_image(h, make(), fmt))
+            sent += _send(h, n=1)
+        h.pub_image.publish(_image(h, _good_jpeg()))  # clean camera buffer for the next rows
+        return sent
+
+    return inject
+
+
+def _huge_jpeg() -> bytes:
+    """A real JPEG whose SOF0 header is patched to declare 65500 x 65500 pixels."""
+    b = bytearray(_good_jpeg())
+    i = b.index(b"\xff\xc0")
+    struct.pack_into(">HH", b, i + 5, 65500, 65500)
+    return bytes(b)
+
+
+def _swap_backend(make: Callable[[Any], Any], delay_after: float = 0.0) -> Callable[[FaultHarness], list]:
+    def inject(h: FaultHarness) -> list:
+        h.runner.backend = make(h.real_backend)
+        try:
+            return _send(h, n=4)
+        finally:
+            h.runner.backend = h.real_backend
+            time.sleep(delay_after)
+
+    return inject
+
+
+def _swap_runner(make_path: Callable[[Path], Path]) -> Callable[[FaultHarness], list]:
+    """Replace the student with what ``load_runner`` gives for a bad engine file."""
+
+    def inject(h: FaultHarness) -> list:
+        from vla_edge.inference import DisabledStudent
+        from vla_edge.nodes.params import unflatten
+        from vla_edge.pipeline import load_runner
+
+        tmp = Path(os.environ.get("PYTEST_TMP", "/tmp")) / f"faults_engine_{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        path = make_path(tmp)
+        runner = load_runner(unflatten({**h.values, "engine_path": str(path)}), allow_disabled=True)
+        assert isinstance(runner, DisabledStudent), "a bad engine was loaded"
+        pipe = h.graph.inference.pipeline
+        pipe.runner = runner
+        try:
+            return _send(h, n=4)
+        finally:
+            pipe.runner = h.runner
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return inject
+
+
+def _tampered(tmp: Path) -> Path:
+    from vla_edge.config import engines_dir
+
+    for f in ("student.onnx", "student.json"):
+        shutil.copy(engines_dir() / f, tmp / f)
+    data = bytearray((tmp / "student.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp / "student.onnx").write_bytes(bytes(data))
+    return tmp / "student.onnx"
+
+
+def _path_msg(h: FaultHarness, frame: str, xs: list[float]) -> Any:
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Path as PathMsg
+
+    from vla_edge.nodes import messages
+
+    now = h.feeder.clock_now()
+    msg = PathMsg(header=messages.header_msg(now, frame))
+    for x in xs:
+        ps = PoseStamped(header=messages.header_msg(now, frame))
+        ps.pose.position.x = float(x)
+        ps.pose.orientation.w = 1.0
+        msg.poses.append(ps)
+    return msg
+
+
+def _bad_path(frame: str, xs: list[float]) -> Callable[[FaultHarness], list]:
+    def inject(h: FaultHarness) -> list:
+        h.path_on.clear()
+        try:
+            time.sleep(0.25)
+            h.feeder.pub_path.publish(_path_msg(h, frame, xs))
+            time.sleep(0.05)
+            return _send(h, n=3)
+        finally:
+            h.path_on.set()
+            time.sleep(0.25)
+
+    return inject
+
+
+def _cand(h: FaultHarness, stamp: float, poses: np.ndarray) -> Any:
+    from vla_edge.conversions import trajectory_to_path
+    from vla_edge.msgfactory import RclpyFactory
+    from vla_edge.types import Trajectory
+
+    traj = Trajectory(poses=poses, dt=0.5, stamp=stamp)
+    return trajectory_to_path(traj, RclpyFactory(), frame_id="base_link")
+
+
+def _hostile_candidate(h: FaultHarness) -> list:
+    msg = _cand(h, h.feeder.clock_now(), np.zeros((8, 3)))
+    msg.poses[3].pose.position.x = float("nan")
+    h.pub_cand.publish(msg)
+    return _send(h, n=3)
+
+
+def _future_candidate(h: FaultHarness) -> list:
+    poses = np.column_stack([np.arange(1, 9) * 2.0, np.zeros(8), np.zeros(8)])
+    h.pub_cand.publish(_cand(h, h.feeder.clock_now() + 3600.0, poses))
+    time.sleep(0.1)
+    return _send(h, n=8)
+
+
+def _bad_info(h: FaultHarness) -> list:
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    st = DiagnosticStatus(name="vla_edge/candidate", message="hostile")
+    st.values = [
+        KeyValue(key="stamp", value=f"{h.feeder.clock_now():.6f}"),
+        KeyValue(key="scores", value="{not json"),
+    ]
+    h.pub_info.publish(st)
+    return _send(h, n=3)
+
+
+def _flood(h: FaultHarness) -> list:
+    h.feeder.set_cloud(h.scans[0])
+    sent = []
+    for _ in range(100):  # 100 Hz for 1 s
+        stamp = round(h.feeder.clock_now(), 6)
+        sent.append((stamp, h.feeder.publish_cloud(stamp)))
+        time.sleep(0.01)
+    return []  # no per-sweep expectation: drops must be reported, the graph must live
+
+
+# ------------------------------------------------------------------ offline rows
+def _cfg_nan_cycle(_: Any) -> str:
+    from vla_edge.nodes.params import resolve_overrides
+
+    with pytest.raises(ConfigError, match=r"arbiter\.cycle_period_ms must be in \(0, 10000\], got nan"):
+        resolve_overrides(None, {"arbiter.cycle_period_ms": float("nan")})
+    return "refused at load: arbiter.cycle_period_ms must be in (0, 10000]"
+
+
+def _cfg_negative_span(_: Any) -> str:
+    from vla_edge.frame_assembly import FrameAssemblyConfig
+
+    cfg = load_config("frame")
+    cfg["odometry"]["buffer_span_s"] = -1.0
+    with pytest.raises(ConfigError, match=r"frame\.yaml: odometry\.buffer_span_s must be in \(0, 600\]"):
+        FrameAssemblyConfig.from_config(cfg)
+    return "refused at load: frame.yaml odometry.buffer_span_s must be in (0, 600]"
+
+
+def _cfg_arbiter_nan(_: Any) -> str:
+    from vla_edge.planning.arbiter import ArbiterParams
+
+    cfg = {**load_config("arbiter"), **load_config("vehicle")}
+    cfg["arbiter"] = json.loads(json.dumps(cfg["arbiter"]))
+    cfg["arbiter"]["timing"]["frame_deadline"] = float("nan")
+    with pytest.raises(ConfigError, match=r"arbiter\.yaml: arbiter\.timing\.frame_deadline must be in"):
+        ArbiterParams.from_config(cfg)
+    return "refused at load: arbiter.yaml arbiter.timing.frame_deadline range"
+
+
+def _bag(tmp: Path) -> Path:
+    from vla_edge.bagio import BagWriter
+    from vla_edge.conversions import xyzi_to_pointcloud2
+    from vla_edge.msgfactory import RosbagsFactory
+
+    f = RosbagsFactory()
+    rng = np.random.default_rng(0)
+    with BagWriter(tmp / "bag") as w:
+        for i in range(24):
+            pts = rng.uniform(-20, 20, (8000, 4)).astype(np.float32)
+            w.write(
+                "/l", "sensor_msgs/msg/PointCloud2", xyzi_to_pointcloud2(pts, f, i, "lidar"), float(i + 1)
+            )
+    return next((tmp / "bag").glob("*.mcap"))
+
+
+def _bag_cut_short(tmp: Path) -> str:
+    from vla_edge.bagio import open_bag
+
+    mcap = _bag(tmp)
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size * 2 // 3])
+    with open_bag(tmp / "bag") as bag:
+        n = sum(1 for _ in bag.messages())
+        assert bag.problems and re.search(r"\.mcap at byte \d+: .*cut short", bag.problems[0]), bag.problems
+    assert n >= 8
+    return f"{n}/24 messages read; problem names file and byte offset"
+
+
+def _bag_garbage(tmp: Path) -> str:
+    from vla_edge.bagio import open_bag
+    from vla_edge.errors import BagError
+
+    mcap = _bag(tmp)
+    mcap.write_bytes(b"\x89MCAP0\r\n" + bytes(100))
+    with pytest.raises(BagError, match=r"no readable message in .*at byte 8"):
+        open_bag(tmp / "bag").__enter__()
+    return "BagError naming file and offset (no traceback)"
+
+
+def _disk_unwritable(tmp: Path) -> str:
+    from vla_edge.recording import Recorder
+
+    cfg = load_config("recorder")
+    cfg["ring"]["min_free_mb"] = 1
+    (tmp / "file").write_text("x")
+    rec = Recorder.from_config(cfg, "topics", tmp / "file" / "log")
+    assert not rec.start()
+    assert not rec.record("/sensing/lidar/points", "sensor_msgs/msg/PointCloud2", b"\x00\x01\x00\x00")
+    st = rec.status()
+    assert st.level == "ERROR", st
+    return f"recorder off, ERROR: {st.message[:60]}"
+
+
+# ------------------------------------------------------------------ the matrix
+@dataclass(frozen=True)
+class Row:
+    """One fault: how to inject it, what must happen, which diagnostic names it."""
+
+    name: str
+    inject: Callable[[Any], Any]
+    expect: str  # stop | fallback | refused | ignored | alive | offline
+    diag: str = ""  # regex over /diagnostics + candidate_info messages and values
+    xfail: str = ""
+
+
+def _pts(n: int, fill: float | None = None, scale: float = 1.0) -> Callable[[FaultHarness], list]:
+    def inject(h: FaultHarness) -> list:
+        pts = h.scans[0][:n].copy() if n >= 0 else h.scans[0].copy()
+        if fill is not None:
+            pts[:, :3] = fill
+        pts[:, :3] *= scale
+        return _send(h, _cloud(h, pts if n != 0 else np.zeros((0, 4), np.float32)))
+
+    return inject
+
+
+def _big_endian(h: FaultHarness) -> list:
+    msg = _cloud(h, h.scans[0])
+    msg.is_bigendian = True  # little-endian data flagged big-endian
+    return _send(h, msg)
+
+
+def _no_xyz(h: FaultHarness) -> list:
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    bad = PointCloud2(height=1, width=100, point_step=16, row_step=1600, is_dense=True)
+    bad.fields = [PointField(name="intensity", offset=0, datatype=PointField.FLOAT32, count=1)]
+    bad.data = bytes(1600)
+    bad.header.frame_id = h.feeder.lidar_frame
+    return _send(h, bad)
+
+
+def _short_data(h: FaultHarness) -> list:
+    msg = _cloud(h, h.scans[0])
+    msg.data = bytes(msg.data)[: len(msg.data) // 2]
+    return _send(h, msg)
+
+
+def _unknown_frame(h: FaultHarness) -> list:
+    msg = _cloud(h, h.scans[0])
+    msg.header.frame_id = "no_such_lidar"
+    return _send(h, msg)
+
+
+def _stamp(fn: Callable[[float], float]) -> Callable[[FaultHarness], list]:
+    def inject(h: FaultHarness) -> list:
+        msg = _cloud(h, h.scans[0])
+        return _send(h, msg, stamp_fn=fn)
+
+    return inject
+
+
+def _odom_stopped(h: FaultHarness) -> list:
+    h.odom_on.clear()
+    try:
+        time.sleep(0.6)
+        return _send(h, n=4)
+    finally:
+        h.odom_on.set()
+        time.sleep(0.3)
+
+
+ROWS = [
+    # clouds
+    Row("cloud_empty", _pts(0), "stop", r"points_invalid: 0 plausible"),
+    Row("cloud_all_nan", _pts(-1, fill=float("nan")), "stop", r"points_invalid"),
+    Row("cloud_endianness_flag_wrong", _big_endian, "stop", r"points_invalid"),
+    Row("cloud_10_points", _pts(10), "stop", r"points_invalid: 10 plausible"),
+    Row("cloud_coords_1e30", _pts(-1, scale=1e30), "stop", r"points_invalid"),
+    Row("cloud_missing_xyz_fields", _no_xyz, "refused", r"PointCloudError"),
+    Row("cloud_data_truncated", _short_data, "refused", r"PointCloudError"),
+    Row("cloud_unknown_frame_id", _unknown_frame, "refused", r"no_such_lidar"),
+    # stamps and clock
+    Row("stamp_zero", _stamp(lambda now: 0.0), "refused", r"max_stamp_skew_s"),
+    Row("stamp_2038", _stamp(lambda now: 2.0**31 - 1.0), "refused", r"max_stamp_skew_s"),
+    Row("stamp_one_hour_ahead", _stamp(lambda now: now + 3600.0), "refused", r"max_stamp_skew_s"),
+    Row("clock_jump_back_1_5s", _stamp(lambda now: now - 1.5), "fallback", r"time_jump_reset"),
+    Row("lidar_flood_100hz", _flood, "alive", r"dropping \d+% of sweeps"),
+    # odometry
+    Row("odom_nan_position", _bad_odom(**{"pose.pose.position.x": float("nan")}), "ignored", r"non-finite"),
+    Row("odom_quaternion_1e200", _bad_odom(**{"pose.pose.orientation.w": 1e200}), "ignored", r"norm 1e\+200"),
+    Row("odom_quaternion_zero", _bad_odom(**{"pose.pose.orientation.w": 0.0}), "ignored", r"all zeros"),
+    Row("odom_yaw_rate_1e30", _bad_odom(**{"twist.twist.angular.z": 1e30}), "ignored", r"max_yaw_rate"),
+    Row("odom_stopped", _odom_stopped, "fallback", r"stale: .*odometry"),
+    # reference path
+    Row(
+        "path_wrong_frame",
+        _bad_path("map", list(range(-10, 100))),
+        "refused",
+        r"reference path is in frame 'map'",
+    ),
+    Row("path_empty", _bad_path("odom", []), "fallback", r"reference_path"),
+    # camera (compressed)
+    Row("jpeg_header_65500x65500", _bad_image(_huge_jpeg), "ignored", r"65500x65500.*max_decoded_pixels"),
+    Row("jpeg_garbage", _bad_image(lambda: b"\xff\xd8" + bytes(range(256)) * 4), "ignored", r"ImageError"),
+    Row("png_truncated", _bad_image(lambda: _png()[:60], "png"), "ignored", r"ImageError"),
+    Row("image_format_tiff", _bad_image(lambda: b"II*\x00" + bytes(64), "tiff"), "ignored", r"unsupported"),
+    # engine
+    Row("model_raises", _swap_backend(RaisingBackend), "fallback", r"RaisingBackend"),
+    Row("model_past_deadline", _swap_backend(lambda r: SlowBackend(r, 0.25), 0.3), "fallback", r"deadline"),
+    Row("model_nan_output", _swap_backend(NaNBackend), "fallback", r"non-finite outputs"),
+    Row("engine_missing", _swap_runner(lambda t: t / "missing.onnx"), "fallback", r"student disabled"),
+    Row("engine_tampered", _swap_runner(_tampered), "fallback", r"student disabled.*(sha256|Manifest)"),
+    # hostile peers
+    Row("peer_candidate_nan_pose", _hostile_candidate, "ignored", r"non-finite"),
+    # config, bags, disk (load/read time)
+    Row("config_cycle_period_nan", _cfg_nan_cycle, "offline"),
+    Row("config_negative_buffer_span", _cfg_negative_span, "offline"),
+    Row("config_arbiter_nan", _cfg_arbiter_nan, "offline"),
+    Row("bag_cut_short", _bag_cut_short, "offline"),
+    Row("bag_garbage_records", _bag_garbage, "offline"),
+    Row("disk_output_unwritable", _disk_unwritable, "offline"),
+    # needs the core-loop branch (issue 14.3 / 14.6); last, they can take the graph down today
+    Row(
+        "peer_info_scores_not_json", _bad_info, "ignored", r"scores|candidate", xfail="needs core-loop branch"
+    ),
+    Row(
+        "peer_candidate_one_hour_ahead",
+        _future_candidate,
+        "ignored",
+        r"candidate",
+        xfail="needs core-loop branch",
+    ),
+]
+
+
+def _png() -> bytes:
+    import cv2
+
+    ok, enc = cv2.imencode(".png", np.full((90, 160, 3), 77, np.uint8))
+    assert ok
+    return enc.tobytes()
+
+
+def _params() -> list[Any]:
+    out = []
+    for r in ROWS:
+        marks = [pytest.mark.xfail(reason=r.xfail, strict=False)] if r.xfail else []
+        out.append(pytest.param(r, id=r.name, marks=marks))
+    return out
+
+
+def _sane(poses: np.ndarray) -> None:
+    assert poses.size and np.all(np.isfinite(poses)), "non-finite trajectory published"
+    steps = np.linalg.norm(np.diff(np.vstack([np.zeros((1, 2)), poses[:, :2]]), axis=0), axis=1)
+    assert np.all(steps < 3.0), "step longer than 30 m/s x 0.1 s"
+    assert poses[-1, 0] >= -0.5, "plan ends behind the ego"
+
+
+@pytest.mark.parametrize("row", _params())
+def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
+    if row.expect == "offline":
+        MEASURED[row.name] = row.inject(tmp_path)
+        return
+    h, mon = fh, fh.monitor
+    assert h.graph._thread is None or h.graph._thread.is_alive(), "graph thread died in an earlier row"
+    with mon.lock:
+        marks = (len(mon.trajectories), len(mon.decisions), len(mon.diagnostics), len(mon.infos))
+    t_start = time.time()
+    sent = row.inject(h)
+    fault = {s for s, _ in sent}
+    t_end = time.time()
+    # 1. no crash / no hang: good sweeps are decided again
+    good = _send(h, n=4)
+    done = h.wait_decided([s for s, _ in good], timeout=8.0)
+    assert done, f"{row.name}: graph stopped deciding after the fault"
+    time.sleep(0.2)
+    with mon.lock:
+        trajs = mon.trajectories[marks[0] :]
+        decs = mon.decisions[marks[1] :]
+        diags = mon.diagnostics[marks[2] :] + mon.infos[marks[3] :]
+    # 2. nothing non-finite or unsafe
+    for t in trajs:
+        _sane(t["poses"])
+    by_stamp: dict[float, list[dict[str, Any]]] = {}
+    for d in decs:
+        by_stamp.setdefault(round(d["frame_stamp"], 6), []).append(d)
+    fault_decs = [d for s in fault for d in by_stamp.get(s, [])]
+    limit = h.cfg["arbiter"]["deadline_ms"] / 1000.0 + CYCLE_S + LOAD_SLACK_S
+    # 3. fallback / controlled stop within the stated time
+    if row.expect == "stop":
+        assert fault_decs, f"{row.name}: no decision for the faulty sweeps"
+        for d in fault_decs:
+            assert d["choice"] in ("emergency_stop", "hold_previous"), f"planned on unusable points: {d}"
+            assert "points_invalid" in d["reasons"], d["reasons"]
+        first = min(d["now"] - d["frame_rx"] for d in fault_decs)  # arbiter clock, as test_graph_live
+        assert first < limit, f"stop {first:.3f} s after the sweep"
+        estop = any(d["choice"] == "emergency_stop" for d in fault_decs)
+        MEASURED[row.name] = (
+            f"{'e-stop' if estop else 'hold'} after {1000 * first:.0f} ms, reason points_invalid"
+        )
+    elif row.expect == "fallback":
+        assert fault_decs, f"{row.name}: no decision for the faulty sweeps"
+        assert all(d["choice"] != "student" for d in fault_decs), [d["choice"] for d in fault_decs]
+        waits = [d["now"] - d["frame_rx"] for d in fault_decs]
+        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep"
+        choices = sorted({d["choice"] for d in fault_decs})
+        MEASURED[row.name] = f"{'/'.join(choices)} within {1000 * max(waits):.0f} ms"
+    elif row.expect == "refused":
+        assert not fault_decs, f"{row.name}: a refused sweep was planned on: {fault_decs[0]}"
+        rx = sorted(t["rx"] for t in trajs if t_start <= t["rx"] <= t_end)
+        gap = max(np.diff([t_start, *rx, t_end])) if rx else t_end - t_start
+        assert gap < CYCLE_S + 0.5, f"no trajectory for {gap:.3f} s while sweeps were refused"
+        MEASURED[row.name] = f"sweep refused; plans every cycle (max gap {1000 * gap:.0f} ms)"
+    elif row.expect == "ignored":
+        ok = [
+            d for d in fault_decs if d["choice"] in ("student", "frenet", "hold_previous", "emergency_stop")
+        ]
+        assert ok or not fault, f"{row.name}: faulty input stopped the graph"
+        MEASURED[row.name] = "message refused, graph drives on: " + ", ".join(
+            sorted({d["choice"] for d in fault_decs}) or ["decided"]
+        )
+    else:  # alive (flood)
+        MEASURED[row.name] = f"alive; {len(decs)} decisions during/after the flood"
+    # 4. a diagnostic naming the fault
+    if row.diag:
+        pat = re.compile(row.diag)
+        hits = [
+            st
+            for st in diags
+            if pat.search(st["message"]) or any(pat.search(str(v)) for v in st["values"].values())
+        ]
+        seen = sorted({s["message"][:70] for s in diags})[:12]
+        assert hits, f"{row.name}: no diagnostic matching {row.diag!r}; saw {seen}"
+        MEASURED[row.name] += f"; diag: {hits[0]['message'][:90]}"
+    if row.name == "stamp_one_hour_ahead":  # the student is not locked out afterwards
+        cand = h.graph.arbiter._candidate
+        assert cand is None or cand.stamp < time.time() + 5.0, f"candidate slot holds {cand.stamp}"
+        good_stamps = {f"{s:.9f}"[:-3] for s, _ in good}
+        seen = {st["values"].get("stamp", "")[:-3] for st in diags}
+        assert good_stamps & seen, "the student produced nothing for the sweeps after the bad stamp"
+
+
+def test_matrix_size() -> None:
+    assert len(ROWS) >= 30 and len({r.name for r in ROWS}) == len(ROWS)
+    assert math.isfinite(LOAD_SLACK_S)
