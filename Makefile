@@ -6,7 +6,7 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 VENV ?= .venv
 PYTEST_ARGS ?= -n 2 --timeout 600
 
-.PHONY: demo test test-jazzy lint format colcon bench clean help
+.PHONY: demo test test-jazzy lint format colcon bench soak clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -41,6 +41,12 @@ colcon:  ## prove the package builds as an ament_python package and the share fi
 bench:  ## run the CPU benchmarks (prints ratios)
 	@scripts/bootstrap.sh ros,train,dev
 	for b in bench/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+SOAK_S ?= 1800
+soak:  ## live graph at 10 Hz for SOAK_S s (default 30 min): RSS growth, latency drift, drops
+	@scripts/bootstrap.sh ros,dev
+	SOAK_S=$(SOAK_S) SOAK_REPORT=soak_report.txt $(VENV)/bin/python -m pytest -p no:randomly -s -n 0 --timeout 0 test/test_soak.py
+	@cat soak_report.txt
 
 clean:
 	rm -rf build install log .pytest_cache
