@@ -209,3 +209,28 @@ def test_bad_engine_disables_only_the_student(tmp_path) -> None:
     assert "sha256" in runner.reason or "Manifest" in runner.reason, runner.reason
     with pytest.raises(StudentDisabledError):
         runner.run(None)  # type: ignore[arg-type]
+
+
+def test_replay_exits_nonzero_when_every_sweep_is_rejected(tmp_path, capsys) -> None:
+    from vla_edge.bagio import BagWriter
+    from vla_edge.cli import main
+    from vla_edge.conversions import xyzi_to_pointcloud2
+    from vla_edge.msgfactory import RosbagsFactory
+    from vla_edge.nodes.frames import default_lidar_frame
+    from vla_edge.sim.bag_writer import _Messages
+
+    f = RosbagsFactory()
+    topics = load_config("topics")
+    mk = _Messages(load_config("sim"), topics, f)
+    pts = np.random.default_rng(0).uniform(-20, 20, (3000, 4)).astype(np.float32)
+    assert default_lidar_frame() != "no_such_lidar"
+    with BagWriter(tmp_path / "bag") as w:  # every sweep in an unknown frame: all rejected
+        for i in range(20):
+            t = 1.0 + 0.05 * i
+            w.write(topics["inputs"]["odometry"], "nav_msgs/msg/Odometry", mk.odometry(t, np.zeros(6)), t)
+            if i % 4 == 2:
+                msg = xyzi_to_pointcloud2(pts, f, t, "no_such_lidar")
+                w.write(topics["inputs"]["lidar"], "sensor_msgs/msg/PointCloud2", msg, t)
+    args = ["replay", str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--backend", "onnxruntime"]
+    assert main([*args, "--no-report", "--no-progress"]) == 1
+    assert "no frame was decided (5 LiDAR sweeps" in capsys.readouterr().err
