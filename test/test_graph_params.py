@@ -101,7 +101,9 @@ def test_node_declares_every_key_with_description_and_refuses_runtime_changes(rc
         node.destroy_node()
 
 
-def test_drive_cli_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_drive_cli_bad_inputs_fail_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     pytest.importorskip("rclpy")
     from vla_edge.cli import main
 
@@ -109,9 +111,13 @@ def test_drive_cli_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.Captur
     bad_cfg.write_text("/**:\n  ros__parameters:\n    arbiter:\n      deadlin_ms: 50\n")
     assert main(["drive", "--config", str(bad_cfg), "--duration", "0.1"]) == 1
     assert "unknown parameter 'arbiter.deadlin_ms'" in capsys.readouterr().err
-    assert main(["drive", "--engine", str(tmp_path / "missing.onnx"), "--duration", "0.1"]) == 1
-    err = capsys.readouterr().err
-    assert "missing.onnx" in err and "error" in err
+    # Issue 14.8: a missing engine disables the student only; the Frenet fallback still drives
+    # and the reason is an ERROR (log here, /diagnostics per sweep: test_fault_matrix).
+    with caplog.at_level("ERROR"):
+        assert main(["drive", "--engine", str(tmp_path / "missing.onnx"), "--duration", "0.1"]) == 0
+    assert any(
+        "missing.onnx" in r.getMessage() and "Frenet fallback only" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_wrong_type_from_params_file_is_config_error(rclpy_context: object) -> None:
