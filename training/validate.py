@@ -89,8 +89,8 @@ def validate_pipeline(args: argparse.Namespace, cfg: dict[str, Any], model_cfg: 
     _check_number(problems, "--train-scenarios", args.train_scenarios, 1)
     _check_number(problems, "--heldout-scenarios", args.heldout_scenarios, 1)
     _check_number(problems, "--duration", args.duration, 1.0)
-    _check_number(problems, "--teacher-minutes", args.teacher_minutes, 0.01)
-    _check_number(problems, "--student-minutes", args.student_minutes, 0.01)
+    _check_number(problems, "--teacher-minutes", args.teacher_minutes, 0.0)  # 0 = no budget
+    _check_number(problems, "--student-minutes", args.student_minutes, 0.0)
     _check_number(problems, "--closed-loop", args.closed_loop, -1)
     _check_number(problems, "--workers", args.workers, 0)
     _check_number(problems, "--batch-size", args.batch_size, 1)
@@ -135,7 +135,7 @@ def validate_train(
     ):
         if value and not Path(value).is_file():
             problems.append(f"{flag} {value}: no such file")
-    _check_number(problems, "--minutes", args.minutes, 0.01)
+    _check_number(problems, "--minutes", args.minutes, 0.0)  # 0 = no budget (train.max_minutes)
     _check_number(problems, "--epochs", args.epochs, 1)
     _check_number(problems, "--lr", args.lr, 1e-9, 1.0)
     _check_number(problems, "--batch-size", args.batch_size, 1)
