@@ -27,13 +27,13 @@ test-jazzy:  ## run the ROS-facing tests against the ROS 2 Jazzy rclpy wheels (.
 	@VENV=.venv-jazzy scripts/bootstrap.sh jazzy,dev
 	.venv-jazzy/bin/python -m pytest -rs -p no:cacheprovider $(JAZZY_TESTS)
 
-lint:  ## ruff check + format check
-	@scripts/bootstrap.sh dev
+lint:  ## ruff check + format check (bootstraps .venv with the dev tools if ruff is missing)
+	@test -x $(VENV)/bin/ruff || scripts/bootstrap.sh dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 format:  ## apply ruff formatting and safe fixes
-	@scripts/bootstrap.sh dev
+	@test -x $(VENV)/bin/ruff || scripts/bootstrap.sh dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
