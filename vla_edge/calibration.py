@@ -323,7 +323,7 @@ def apply_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     presets = mounting_presets(cfg)
     if name not in presets:
         raise ConfigError(
-            f"calibration.yaml: unknown mounting preset '{name}' (lidar_preset / --calibration-preset); "
+            f"calibration.yaml: unknown mounting preset '{name}' (key lidar_preset or preset=); "
             f"known: {', '.join(sorted(presets)) or 'none'}"
         )
     lidar = dict(require(cfg, "sensors", "lidar", where="calibration.yaml"))
