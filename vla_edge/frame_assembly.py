@@ -297,8 +297,11 @@ class FrameAssembler:
 
     def make_frame_from_points(self, stamp: float, points: np.ndarray, frame_id: str) -> Frame:
         """Like :meth:`make_frame` for an already converted N x 4 cloud in ``frame_id``."""
-        n_ok, ratio = points_plausibility(points, self.cfg.lidar)
-        pts = self.calibration.transform_points(points, frame_id)
+        # Self-returns are cropped in the sensor frame, before the transform (as Autoware);
+        # plausibility is judged on what is left, in the sensor frame (ranges from the sensor).
+        cropped = self.calibration.crop_self_returns(points, frame_id)
+        n_ok, ratio = points_plausibility(cropped, self.cfg.lidar)
+        pts = self.calibration.transform_points(cropped, frame_id)
         ages: dict[str, float] = {}
         stale: set[str] = set()
         self.points_problem = ""
