@@ -196,7 +196,10 @@ def audit(path: str | Path) -> AuditReport:
                 report.problems.append(f"{where}: reduction '{red}' unsupported")
         elif op == "Cast" and int(_attr(node, "to", 1)) not in TRT_TYPES:
             report.problems.append(f"{where}: cast to type {_attr(node, 'to')} TensorRT does not have")
-    inferred = onnx.shape_inference.infer_shapes(model).graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # noqa: BLE001 - unknown custom ops stop inference; count what the file has
+        inferred = graph
     for vi in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
         dtype = vi.type.tensor_type.elem_type
         if dtype == 7:
