@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--processes",
         type=str,
         default="1,2",
-        help="comma list of `vla-edge drive --processes` layouts to run side by side (default 1,2)",
+        help="comma list of layouts run side by side: `vla-edge drive --processes` counts, each optionally "
+        "`N:PARAMS.yaml` with its own drive params file (e.g. a baseline's inference_config) (default 1,2)",
     )
     p.add_argument(
         "--alone-iters", type=int, default=100, help="runs of the student alone per cloud size (0 = skip)"
@@ -101,21 +102,28 @@ def _pct(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(arr, q)) if arr.size else float("nan")
 
 
-def graph_mode(args: argparse.Namespace, processes: int) -> str:
+def parse_layout(item: str) -> tuple[int, str | None]:
+    """``"2"`` -> (2, None); ``"1:before.yaml"`` -> (1, "before.yaml")."""
+    procs, _, config = item.partition(":")
+    return int(procs), config or None
+
+
+def graph_mode(args: argparse.Namespace, processes: int, config: str | None = None) -> str:
     """Short name of how the graph runs."""
+    tail = f", {Path(config).name}" if config else ""
     if processes != 1:
-        return f"{processes} processes"
-    return "1 process, separate frames" if args.separate_frames else "1 process, shared frames"
+        return f"{processes} processes{tail}"
+    return ("1 process, separate frames" if args.separate_frames else "1 process, shared frames") + tail
 
 
-def graph_commands(args: argparse.Namespace, processes: int) -> list[list[str]]:
+def graph_commands(args: argparse.Namespace, processes: int, config: str | None = None) -> list[list[str]]:
     """The ``vla-edge drive`` command of one layout."""
     cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
     cmd += ["--processes", str(processes)]
     if args.separate_frames:
         cmd.append("--separate-frames")
-    if args.config:
-        cmd += ["--config", args.config]
+    if config or args.config:
+        cmd += ["--config", config or args.config]
     if args.backend:
         cmd += ["--backend", args.backend]
     return [cmd]
@@ -143,7 +151,9 @@ def model_alone(args: argparse.Namespace, n_points: int) -> dict:
     return {"alone_p50_ms": _pct(totals, 50), "alone_p99_ms": _pct(totals, 99)}
 
 
-def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str, processes: int) -> dict:
+def run_size(
+    args: argparse.Namespace, n_points: int, lidar_frame: str, processes: int, config: str | None = None
+) -> dict:
     """Start the graph, feed ``args.frames`` sweeps of ``n_points``, return the figures."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -158,7 +168,7 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str, processe
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_e2e_graph_", suffix=".log", delete=False)  # noqa: SIM115
     procs = [
         subprocess.Popen(cmd, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, text=True)
-        for cmd in graph_commands(args, processes)
+        for cmd in graph_commands(args, processes, config)
     ]
     rclpy.init()
     # One thread: a MultiThreadedExecutor's dispatch loop took ~40 % of a core here (profile in
@@ -261,7 +271,7 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str, processe
             "dropped": args.frames - int(lat.size),
             "no_candidate": args.frames - candidates,
             "decisions": choices,
-            "graph": graph_mode(args, processes),
+            "graph": graph_mode(args, processes, config),
             "processes": processes,
         }
         res["ratio_e2e_model_p99"] = res["e2e_p99_ms"] / res["model_p99_ms"] if model else float("nan")
@@ -290,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     from vla_edge.nodes.frames import default_lidar_frame
 
     lidar_frame = args.lidar_frame or default_lidar_frame()
-    layouts = [int(x) for x in args.processes.split(",") if x]
+    layouts = [parse_layout(x) for x in args.processes.split(",") if x]
     sizes = [int(x) for x in args.points.split(",") if x]
     print(f"bench_e2e: {args.frames} sweeps at {args.rate:g} Hz, layouts {layouts} (processes), DDS loopback")
     alone = {n: model_alone(args, n) if args.alone_iters > 0 else {} for n in sizes}
@@ -299,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     tail = f" {'mdl/aln':>7} {'e2e/cmp':>7} {'dropped':>7} {'no cand':>7}"
     print(f"{'points':>8} {'procs':>5} " + " ".join(f"{c:>8}" for c in cols) + tail)
     for n in sizes:
-        for procs in layouts:
-            r = run_size(args, n, lidar_frame, procs)
+        for procs, config in layouts:
+            r = run_size(args, n, lidar_frame, procs, config)
             r.update(alone[n])
             a99 = r.get("alone_p99_ms", float("nan"))
             r["ratio_model_graph_alone_p99"] = r["model_p99_ms"] / a99
@@ -310,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['model_p50_ms']:>8.1f} {r['model_p99_ms']:>8.1f} {a99:>8.1f} "
                 f"{r['compute_p99_ms']:>8.1f} "
                 f"{r['ratio_model_graph_alone_p99']:>7.2f} {r['ratio_e2e_compute_p99']:>7.2f} "
-                f"{r['dropped']:>7} {r['no_candidate']:>7}   decisions {r['decisions']}",
+                f"{r['dropped']:>7} {r['no_candidate']:>7}   {r['graph']}; decisions {r['decisions']}",
                 flush=True,
             )
     print(

@@ -203,7 +203,9 @@ def unflatten(values: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def node_commands(values: dict[str, Any], params_file: str, record: bool) -> dict[str, list[str]]:
+def node_commands(
+    values: dict[str, Any], params_file: str, record: bool, ros_args: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """The command of each node process: what ``ros2 launch`` runs, with one params file.
 
     ``values`` (written to ``params_file`` by :class:`NodeProcesses`) are complete, so every
@@ -236,10 +238,16 @@ class NodeProcesses:
         record: Also start the recorder node.
         workdir: Where the params file goes (a temporary folder by default).
         output: File object the children's stdout/stderr go to (None = inherit).
+        ros_args: More ROS arguments for every process (e.g. ``["--log-level", "warn"]``).
     """
 
     def __init__(
-        self, values: dict[str, Any], record: bool = False, workdir: str | None = None, output: Any = None
+        self,
+        values: dict[str, Any],
+        record: bool = False,
+        workdir: str | None = None,
+        output: Any = None,
+        ros_args: Sequence[str] = (),
     ) -> None:
         import os
         import subprocess
@@ -252,7 +260,7 @@ class NodeProcesses:
         self.params_file = os.path.join(folder, "drive_params.yaml")
         with open(self.params_file, "w", encoding="utf-8") as fh:
             yaml.safe_dump({"/**": {"ros__parameters": unflatten(values)}}, fh, sort_keys=False)
-        self.commands = node_commands(values, self.params_file, record)
+        self.commands = node_commands(values, self.params_file, record, ros_args)
         self.procs: dict[str, subprocess.Popen] = {}
         try:
             for name, cmd in self.commands.items():
