@@ -34,6 +34,25 @@ SCANS = ROOT.parent / "shared" / "data" / "lidar"
 GOAL_RATIO = 1.5
 
 
+def load_scan(path: str, n_points: int | None = None) -> np.ndarray:
+    """A real scan as N x 4 float32, tiled (3 cm jitter) to ``n_points``; no rclpy needed."""
+    if path.endswith(".pcd"):
+        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
+
+        return np.ascontiguousarray(pcd_to_xyzi(read_pcd(path)), dtype=np.float32)
+    raw = np.fromfile(path, dtype=np.float32)
+    pts = np.ascontiguousarray(raw.reshape(-1, 5 if "nuscenes" in path else 4)[:, :4])
+    if n_points is None:
+        return pts
+    reps = -(-n_points // len(pts))
+    rng = np.random.default_rng(0)
+    tiled = np.concatenate(
+        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
+    )
+    tiled[:, 3] = np.tile(pts[:, 3], reps)
+    return np.ascontiguousarray(tiled[:n_points])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=200, help="timed frames per mode and size (default 200)")
@@ -60,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     from vla_edge.backends.torch_pillarize import pillarize_torch
     from vla_edge.config import load_config
     from vla_edge.inference import StudentRunner
-    from vla_edge.nodes.feeder import load_scan
     from vla_edge.pillarize import PillarSpec, pillarize
     from vla_edge.types import EgoState, Frame
 
@@ -99,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, mode {dev.mode}, "
               f"CUDA graph {'on' if dev._graph is not None else 'off'}")  # fmt: skip
         for n in [int(x) for x in args.points.split(",") if x]:
-            frame = Frame(stamp=0.0, points=load_scan(str(scans[-1]), n), ego=ego, reference_path=path)
+            pts = load_scan(str(SCANS / "nuscenes_lidar_top_1532402927647951.bin"), n)
+            frame = Frame(stamp=0.0, points=pts, ego=ego, reference_path=path)
             outs = {m: r.run(frame) for m, r in runners.items()}
             if not np.array_equal(outs["cpu-pillars"].trajectories, outs["gpu-pillars"].trajectories):
                 d = float(np.abs(outs["cpu-pillars"].trajectories - outs["gpu-pillars"].trajectories).max())

@@ -12,6 +12,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_scan(path: str) -> np.ndarray:
+    """KITTI (4 floats) / nuScenes (5 floats) ``.bin`` as N x 4 float32 (no rclpy on GPU hosts)."""
+    if path.endswith(".pcd"):
+        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
+
+        return np.ascontiguousarray(pcd_to_xyzi(read_pcd(path)), dtype=np.float32)
+    raw = np.fromfile(path, dtype=np.float32)
+    return np.ascontiguousarray(raw.reshape(-1, 5 if "nuscenes" in path else 4)[:, :4])
+
+
 def test_module_imports_without_torch() -> None:
     """The vehicle runtime may import the module; torch loads only when a function runs."""
     code = (
@@ -31,7 +41,6 @@ def test_gpu_pillars_are_the_numpy_pillars(shared_data: Path) -> None:
     torch = _cuda()
     from vla_edge.backends.torch_pillarize import pillarize_torch
     from vla_edge.config import load_config
-    from vla_edge.nodes.feeder import load_scan
     from vla_edge.pillarize import PillarSpec, pillarize
 
     spec = PillarSpec.from_config(load_config("model"))
@@ -48,7 +57,6 @@ def test_runner_gives_the_same_plan_with_gpu_pillars(shared_data: Path) -> None:
     _cuda()
     from vla_edge.config import load_config
     from vla_edge.inference import StudentRunner
-    from vla_edge.nodes.feeder import load_scan
     from vla_edge.types import EgoState, Frame
 
     model_cfg = load_config("model")
