@@ -124,10 +124,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def preflight(values: dict[str, Any]) -> None:
+    """Refuse here, with the reason, what every node process would refuse on its own stderr.
+
+    Checks the student model file and its manifest (sha256), the most common start failure.
+
+    Raises:
+        ModelError / ConfigError: Missing or tampered model, unreadable inference config.
+    """
+    from vla_edge.backends.base import open_model
+    from vla_edge.config import load_config, require, resolve_path
+
+    engine = str(values.get("engine_path") or "")
+    if not engine:
+        inf = load_config(str(values.get("inference_config") or "inference"))
+        engine = str(require(inf, "engine", where="inference.yaml"))
+    open_model(resolve_path(engine))
+
+
 def run_processes(values: dict[str, Any], record: bool, duration: float | None) -> int:
     """One process per node until Ctrl-C / ``duration`` / a node exits; 1 if one failed."""
     from vla_edge.nodes.graph import NodeProcesses
 
+    preflight(values)
     procs = NodeProcesses(values, record=record)
     log.info(
         "drive graph up as %d processes (%s); Ctrl-C to stop",
