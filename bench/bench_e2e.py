@@ -13,8 +13,14 @@ e2e p99 to both, dropped sweeps (no final trajectory for that sweep's stamp) and
 without a student candidate.
 Goals: no drops at 10 Hz with 32k points; ratio <= 1.5.
 
-    python bench/bench_e2e.py                 # 300 frames at 32k and 262k points
-    python bench/bench_e2e.py --frames 50 --points 32768
+Layouts side by side: ``--processes 1,2`` runs each cloud size once with every node in one
+``vla-edge drive`` process and once with one process per node (what ``ros2 launch`` and the
+default ``vla-edge drive`` run), in the same invocation, so the ratios compare like with like
+on a shared machine. Before the graphs start, the same student runs alone in this process on
+the same cloud ("alone" columns), for the in-graph / alone ratio.
+
+    python bench/bench_e2e.py                 # 300 frames at 32k and 262k points, layouts 1 and 2
+    python bench/bench_e2e.py --frames 50 --points 32768 --processes 2
 """
 
 from __future__ import annotations
@@ -67,9 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--config", default=None, help="drive params file for the graph (default: shipped)")
     p.add_argument(
-        "--launch-style",
-        action="store_true",
-        help="run inference_node and arbiter_node as two processes (what ros2 launch does)",
+        "--processes",
+        type=str,
+        default="1,2",
+        help="comma list of layouts run side by side: `vla-edge drive --processes` counts, each optionally "
+        "`N:PARAMS.yaml` with its own drive params file (e.g. a baseline's inference_config) (default 1,2)",
+    )
+    p.add_argument(
+        "--alone-iters", type=int, default=100, help="runs of the student alone per cloud size (0 = skip)"
     )
     p.add_argument(
         "--backend", default=None, help="graph backend override (default: drive.yaml / inference.yaml)"
@@ -91,37 +102,61 @@ def _pct(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(arr, q)) if arr.size else float("nan")
 
 
-def graph_mode(args: argparse.Namespace) -> str:
+def parse_layout(item: str) -> tuple[int, str | None]:
+    """``"2"`` -> (2, None); ``"1:before.yaml"`` -> (1, "before.yaml")."""
+    procs, _, config = item.partition(":")
+    return int(procs), config or None
+
+
+def graph_mode(args: argparse.Namespace, processes: int, config: str | None = None) -> str:
     """Short name of how the graph runs."""
-    if args.launch_style:
-        return "launch-style (2 processes)"
-    return "drive --separate-frames" if args.separate_frames else "drive (shared frames)"
+    tail = f", {Path(config).name}" if config else ""
+    if processes != 1:
+        return f"{processes} processes{tail}"
+    return ("1 process, separate frames" if args.separate_frames else "1 process, shared frames") + tail
 
 
-def graph_commands(args: argparse.Namespace) -> list[list[str]]:
-    """One ``vla-edge drive`` process, or (``--launch-style``) one process per node as ros2 launch does."""
-    if args.launch_style:
-        ros = ["--ros-args"]
-        ros += ["--params-file", args.config] if args.config else []
-        ros += ["-p", f"backend:={args.backend}"] if args.backend else []
-        return [
-            [sys.executable, "-m", "vla_edge.nodes.inference_node", *ros],
-            [sys.executable, "-m", "vla_edge.nodes.arbiter_node", *ros],
-        ]
+def graph_commands(args: argparse.Namespace, processes: int, config: str | None = None) -> list[list[str]]:
+    """The ``vla-edge drive`` command of one layout."""
     cmd = [sys.executable, "-m", "vla_edge", "drive", "--duration", str(args.frames / args.rate + 60)]
+    cmd += ["--processes", str(processes)]
     if args.separate_frames:
         cmd.append("--separate-frames")
-    if args.config:
-        cmd += ["--config", args.config]
+    if config or args.config:
+        cmd += ["--config", config or args.config]
     if args.backend:
         cmd += ["--backend", args.backend]
     return [cmd]
 
 
-def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
+def model_alone(args: argparse.Namespace, n_points: int) -> dict:
+    """p50/p99 of the student (pillarize + inference, ``total``) alone in this process, same cloud."""
+    from vla_edge.config import load_config
+    from vla_edge.inference import StudentRunner
+    from vla_edge.nodes.feeder import load_scan
+    from vla_edge.types import EgoState, Frame
+
+    runner = StudentRunner.from_config(load_config("model"), args.backend or "auto", None)
+    try:
+        pts = load_scan(args.scan, n_points)
+        path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
+        frame = Frame(
+            stamp=0.0, points=pts, ego=EgoState(0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0), reference_path=path
+        )
+        for _ in range(5):
+            runner.run(frame)
+        totals = [runner.run(frame).timing_ms["total"] for _ in range(args.alone_iters)]
+    finally:
+        runner.close()
+    return {"alone_p50_ms": _pct(totals, 50), "alone_p99_ms": _pct(totals, 99)}
+
+
+def run_size(
+    args: argparse.Namespace, n_points: int, lidar_frame: str, processes: int, config: str | None = None
+) -> dict:
     """Start the graph, feed ``args.frames`` sweeps of ``n_points``, return the figures."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from tqdm import tqdm
 
     from vla_edge.config import load_config
@@ -133,10 +168,12 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_e2e_graph_", suffix=".log", delete=False)  # noqa: SIM115
     procs = [
         subprocess.Popen(cmd, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, text=True)
-        for cmd in graph_commands(args)
+        for cmd in graph_commands(args, processes, config)
     ]
     rclpy.init()
-    executor = MultiThreadedExecutor(num_threads=2)
+    # One thread: a MultiThreadedExecutor's dispatch loop took ~40 % of a core here (profile in
+    # docs/profiling.md), stolen from the graph it measures.
+    executor = SingleThreadedExecutor()
     stop = threading.Event()
     spin = None
     try:
@@ -162,7 +199,7 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
         end = time.monotonic() + args.startup_timeout
         while time.monotonic() < end:
             r = feeder.readers()
-            readers = 2 if args.separate_frames or args.launch_style else 1
+            readers = 2 if args.separate_frames or processes != 1 else 1
             alive = all(p.poll() is None for p in procs)
             if r["lidar"] >= readers and r["odometry"] >= readers and monitor.matched() and alive:
                 break
@@ -234,7 +271,8 @@ def run_size(args: argparse.Namespace, n_points: int, lidar_frame: str) -> dict:
             "dropped": args.frames - int(lat.size),
             "no_candidate": args.frames - candidates,
             "decisions": choices,
-            "graph": graph_mode(args),
+            "graph": graph_mode(args, processes, config),
+            "processes": processes,
         }
         res["ratio_e2e_model_p99"] = res["e2e_p99_ms"] / res["model_p99_ms"] if model else float("nan")
         res["ratio_e2e_compute_p99"] = res["e2e_p99_ms"] / res["compute_p99_ms"] if compute else float("nan")
@@ -262,25 +300,33 @@ def main(argv: list[str] | None = None) -> int:
     from vla_edge.nodes.frames import default_lidar_frame
 
     lidar_frame = args.lidar_frame or default_lidar_frame()
+    layouts = [parse_layout(x) for x in args.processes.split(",") if x]
+    sizes = [int(x) for x in args.points.split(",") if x]
+    print(f"bench_e2e: {args.frames} sweeps at {args.rate:g} Hz, layouts {layouts} (processes), DDS loopback")
+    alone = {n: model_alone(args, n) if args.alone_iters > 0 else {} for n in sizes}
     results = []
-    mode = "2 node processes (launch style)" if args.launch_style else "1 `vla-edge drive` process"
-    print(f"bench_e2e: {args.frames} sweeps at {args.rate:g} Hz, graph = {mode}, DDS loopback")
-    cols = ("e2e p50", "e2e p99", "mdl p50", "mdl p99", "cmp p99")
-    tail = f" {'e2e/mdl':>7} {'e2e/cmp':>7} {'dropped':>7} {'no cand':>7}"
-    print(f"{'points':>8} " + " ".join(f"{c:>8}" for c in cols) + tail)
-    for n in [int(x) for x in args.points.split(",") if x]:
-        r = run_size(args, n, lidar_frame)
-        results.append(r)
-        print(
-            f"{n:>8} {r['e2e_p50_ms']:>8.1f} {r['e2e_p99_ms']:>8.1f} {r['model_p50_ms']:>8.1f} "
-            f"{r['model_p99_ms']:>8.1f} {r['compute_p99_ms']:>8.1f} {r['ratio_e2e_model_p99']:>7.2f} "
-            f"{r['ratio_e2e_compute_p99']:>7.2f} {r['dropped']:>7} "
-            f"{r['no_candidate']:>7}"
-            f"   decisions {r['decisions']}"
-        )
+    cols = ("e2e p50", "e2e p99", "mdl p50", "mdl p99", "alone99", "cmp p99")
+    tail = f" {'mdl/aln':>7} {'e2e/cmp':>7} {'dropped':>7} {'no cand':>7}"
+    print(f"{'points':>8} {'procs':>5} " + " ".join(f"{c:>8}" for c in cols) + tail)
+    for n in sizes:
+        for procs, config in layouts:
+            r = run_size(args, n, lidar_frame, procs, config)
+            r.update(alone[n])
+            a99 = r.get("alone_p99_ms", float("nan"))
+            r["ratio_model_graph_alone_p99"] = r["model_p99_ms"] / a99
+            results.append(r)
+            print(
+                f"{n:>8} {procs:>5} {r['e2e_p50_ms']:>8.1f} {r['e2e_p99_ms']:>8.1f} "
+                f"{r['model_p50_ms']:>8.1f} {r['model_p99_ms']:>8.1f} {a99:>8.1f} "
+                f"{r['compute_p99_ms']:>8.1f} "
+                f"{r['ratio_model_graph_alone_p99']:>7.2f} {r['ratio_e2e_compute_p99']:>7.2f} "
+                f"{r['dropped']:>7} {r['no_candidate']:>7}   {r['graph']}; decisions {r['decisions']}",
+                flush=True,
+            )
     print(
-        "ms columns; mdl = student only (pillarize + inference), cmp = student + planning cycle of the\n"
-        "same sweep (pure compute, no transport); goals: 0 dropped at 32k points, e2e/mdl p99 <= 1.5"
+        "ms columns; mdl = student in the graph (pillarize + inference), alone99 = the same student alone\n"
+        "in this process before the graphs ran, cmp = student + planning cycle of the same sweep (pure\n"
+        "compute); goals: 0 dropped at 32k points, mdl/aln p99 <= 1.3, e2e/cmp p99 <= 1.5"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

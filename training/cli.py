@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speedup", type=float, default=None, help="GPU teacher/student speedup to record")
     p.set_defaults(func=_pipeline)
 
+    from training.quantize import add_parser as register_quantize
+
+    register_quantize(sub)
+
     from training.onpolicy.commands import register as register_onpolicy
 
     register_onpolicy(sub)

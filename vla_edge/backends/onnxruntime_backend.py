@@ -82,8 +82,9 @@ class OnnxRuntimeBackend(InferenceBackend):
     """Runs the exported ONNX with onnxruntime.
 
     Config keys (``config/inference.yaml``, section ``onnxruntime``): ``intra_op_threads``,
-    ``inter_op_threads``, ``graph_optimization``, ``providers``, ``trt_fp16``; and
-    ``tensorrt.cache_dir`` for the TensorRT execution provider's engine cache.
+    ``inter_op_threads``, ``allow_spinning``, ``graph_optimization``, ``save_optimized``,
+    ``providers``, ``trt_fp16``; and ``tensorrt.cache_dir`` for the TensorRT execution
+    provider's engine cache and the saved optimised graph.
     """
 
     name = "onnxruntime"
@@ -92,6 +93,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         super().__init__(onnx_path, cfg)
         self._session: Any = None
         self.providers: list[str] = []
+        self.optimized_source: Path | None = None  # saved optimised graph loaded, if any
 
     def _session_options(self, ort: Any) -> Any:
         sec = require(self.cfg, "onnxruntime", where="inference.yaml")
@@ -104,8 +106,53 @@ class OnnxRuntimeBackend(InferenceBackend):
                 f"inference.yaml: onnxruntime.graph_optimization '{level}' not in {list(_OPT_LEVELS)}"
             )
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        spin = require(sec, "allow_spinning", where="inference.yaml onnxruntime")
+        if not isinstance(spin, bool):
+            raise ConfigError(f"inference.yaml: onnxruntime.allow_spinning must be true/false, got {spin!r}")
+        # Idle intra-op threads busy-wait for the next operator unless told not to; on a small
+        # CPU that spinning takes the core the graph's own threads need (docs/profiling.md).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         opts.log_severity_level = 3  # errors only; our own log says what was chosen
         return opts
+
+    def _optimized_cache(self, ort: Any, level: str, providers: list[str]) -> tuple[Path, Path] | None:
+        """``(optimised graph, sidecar)`` paths in the engine cache, or None when not used.
+
+        Only for the CPU provider alone: a graph optimised at "extended"/"all" holds
+        CPU-specific fused kernels, so the key covers the ONNX sha256, the ORT version, the
+        level and the machine; the sidecar holds the saved file's sha256 (tamper check).
+        """
+        import platform
+
+        from vla_edge.backends.tensorrt_backend import cache_dir_from_config
+
+        sec = self.cfg["onnxruntime"]
+        save = require(sec, "save_optimized", where="inference.yaml onnxruntime")
+        if not isinstance(save, bool):
+            raise ConfigError(f"inference.yaml: onnxruntime.save_optimized must be true/false, got {save!r}")
+        if not save or providers != [PROVIDER_NAMES["cpu"]] or level == "disable":
+            return None
+        tag = f"{self.manifest.sha256[:16]}.ort{ort.__version__}.{level}.{platform.machine()}"
+        folder = cache_dir_from_config(self.cfg)
+        return folder / f"{self.onnx_path.stem}.{tag}.onnx", folder / f"{self.onnx_path.stem}.{tag}.json"
+
+    def _cached_optimized(self, paths: tuple[Path, Path] | None) -> Path | None:
+        """The saved optimised graph when its sidecar vouches for it, else None."""
+        import json
+
+        from vla_edge.backends.manifest import sha256_file
+
+        if paths is None or not paths[0].is_file() or not paths[1].is_file():
+            return None
+        try:
+            want = json.loads(paths[1].read_text())["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            want = None
+        if want != sha256_file(paths[0]):
+            log.warning("optimised graph %s does not match its sidecar; optimising again", paths[0])
+            return None
+        return paths[0]
 
     def _provider_options(self, providers: list[str]) -> list[dict[str, Any]]:
         sec = self.cfg["onnxruntime"]
@@ -132,9 +179,16 @@ class OnnxRuntimeBackend(InferenceBackend):
         priority = list(require(self.cfg, "onnxruntime", "providers", where="inference.yaml"))
         available = list(ort.get_available_providers())
         providers = choose_providers(priority, available)
+        level = str(self.cfg["onnxruntime"]["graph_optimization"])
+        cache = self._optimized_cache(ort, level, providers)
+        source = self._cached_optimized(cache)
+        if source is not None:  # already optimised: skip the rewrites at load
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        elif cache is not None:
+            opts.optimized_model_filepath = str(cache[0])
         try:
             session = ort.InferenceSession(
-                str(self.onnx_path),
+                str(source or self.onnx_path),
                 sess_options=opts,
                 providers=providers,
                 provider_options=self._provider_options(providers),
@@ -146,15 +200,27 @@ class OnnxRuntimeBackend(InferenceBackend):
                 "(corrupt or truncated file? re-export with `python -m training.export`)"
             ) from None
         self._check_session(session)
+        if cache is not None and source is None and cache[0].is_file():
+            import json
+
+            from vla_edge.backends.manifest import sha256_file
+            from vla_edge.fsutil import atomic_path
+
+            with atomic_path(cache[1]) as tmp:
+                Path(tmp).write_text(
+                    json.dumps({"sha256": sha256_file(cache[0]), "onnx": self.onnx_path.name})
+                )
         self._session = session
+        self.optimized_source = source
         self.providers = list(session.get_providers())
         log.info(
-            "onnxruntime %s: providers %s (configured %s, available %s), %d intra-op threads",
+            "onnxruntime %s: providers %s (configured %s, available %s), %d intra-op threads%s",
             ort.__version__,
             self.providers,
             priority,
             available,
             opts.intra_op_num_threads,
+            f", optimised graph from {source}" if source else "",
         )
 
     def _check_session(self, session: Any) -> None:

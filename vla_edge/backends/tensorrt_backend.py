@@ -357,7 +357,9 @@ class TensorRTToolkit:
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
         config.builder_optimization_level = int(options.optimization_level)
-        self._set_precision(config, options.precision)
+        # A QDQ graph (vla-edge-train quantize, manifest precision "int8") carries its scales:
+        # explicit quantisation, no calibrator.
+        self._set_precision(config, options.precision, explicit=manifest.extra.get("precision") == "int8")
         log.info(
             "TensorRT %s: building %s engine from %s (workspace %d MiB, opt level %d), this can take minutes",
             self.version,
@@ -373,13 +375,15 @@ class TensorRTToolkit:
             )
         return bytes(serialized)
 
-    def _set_precision(self, config: Any, precision: str) -> None:
+    def _set_precision(self, config: Any, precision: str, explicit: bool = False) -> None:
         trt = self.trt
         if precision == "fp32":
             return
         config.set_flag(trt.BuilderFlag.FP16)  # int8/fp8 fall back to fp16 where a layer cannot quantize
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
+            if explicit:
+                return
             if self.calib_cache is None:
                 raise ModelError("INT8 build needs a calibration cache path")
             if self.calibration is None and not self.calib_cache.exists():

@@ -30,12 +30,13 @@ import contextlib
 import importlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vla_edge.backends.base import InferenceBackend
+from vla_edge.backends.base import InferenceBackend, InferenceInputError, InferenceResult, validate_inputs
 from vla_edge.backends.manifest import sha256_file
 from vla_edge.config import require, resolve_path
 from vla_edge.errors import BackendUnavailableError, ManifestError, ModelError
@@ -167,6 +168,13 @@ class TorchCudaBackend(InferenceBackend):
         self.device_index = int(require(sec, "device", where="inference.yaml torch_cuda"))
         self.jit_optimize = bool(require(sec, "jit_optimize", where="inference.yaml torch_cuda"))
         self.deterministic = bool(require(sec, "deterministic", where="inference.yaml torch_cuda"))
+        gpu_pillars = require(sec, "pillarize_on_gpu", where="inference.yaml torch_cuda")
+        if not isinstance(gpu_pillars, bool):
+            raise ModelError(
+                f"inference.yaml: torch_cuda.pillarize_on_gpu must be true/false, got {gpu_pillars!r}"
+            )
+        #: StudentRunner hands this backend the raw points (infer_points) instead of pillars.
+        self.pillarize_on_device = gpu_pillars
         self.capture_error = ""  # why the CUDA graph could not be captured ("" = captured or off)
         self.mode = ""  # "half" | "autocast" | "fp32", set by load
         self._torch: Any = None
@@ -304,6 +312,52 @@ class TorchCudaBackend(InferenceBackend):
                 outs = self._forward(self._static_in)
             host = [o.float().cpu().numpy() for o in outs]  # .cpu() synchronises the stream
         return dict(zip(self.manifest.output_names, host))
+
+    def infer_points(
+        self, points: np.ndarray, spec: Any, inputs: dict[str, np.ndarray]
+    ) -> tuple[InferenceResult, int]:
+        """Pillarize ``points`` on the GPU into the static input buffers, then infer.
+
+        Only the N x 4 points cross to the device (not the P x M x C features); the
+        pillarizer is :func:`vla_edge.backends.torch_pillarize.pillarize_torch`, bit-identical
+        to the numpy one. ``inputs`` holds the other contract inputs (ego state, reference
+        path, noise). Returns the result (``timing_ms["pillarize"]`` = upload + GPU
+        pillarization) and the pillar count.
+        """
+        from vla_edge.backends.torch_pillarize import pillarize_torch
+
+        if not self.loaded:
+            self.load()
+        t = self._torch
+        pillar_names = ("pillar_features", "pillar_coords", "pillar_count")
+        rest = tuple(s for s in self.input_specs if s.name not in pillar_names)
+        validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
+        t0 = time.perf_counter()
+        dev = t.device("cuda", self.device_index)
+        with t.no_grad():
+            pts = t.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).to(dev)
+            feats, coords, count = pillarize_torch(pts, spec)
+            bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
+            want = tuple(bufs["pillar_features"].shape[1:])
+            if tuple(feats.shape) != want:
+                raise InferenceInputError(
+                    f"GPU pillars {tuple(feats.shape)} do not fit model input pillar_features {want}"
+                )
+            bufs["pillar_features"][0].copy_(feats)
+            bufs["pillar_coords"][0].copy_(coords)
+            bufs["pillar_count"].fill_(count)
+            t1 = time.perf_counter()
+            for spec_ in rest:
+                bufs[spec_.name].copy_(t.from_numpy(np.ascontiguousarray(inputs[spec_.name])))
+            if self._graph is not None:
+                self._graph.replay()
+                outs = self._static_out
+            else:
+                outs = self._forward(self._static_in)
+            host = [o.float().cpu().numpy() for o in outs]
+        t2 = time.perf_counter()
+        timing = {"pillarize": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1)}
+        return self._result(dict(zip(self.manifest.output_names, host)), timing), int(count)
 
     def _close(self) -> None:
         self._graph = None

@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--calib", default=None, help="INT8 calibration set .npz ([N, *shape] array per input)")
     p.add_argument("--force", action="store_true", help="rebuild even if a valid cached engine exists")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="only check the ONNX against onnx-tensorrt's supported ops and restrictions (no TensorRT or "
+        "GPU needed); exit 1 when an op would not import",
+    )
     p.add_argument("--config", default="inference", help="inference config name or YAML path")
     p.set_defaults(func=run)
 
@@ -50,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     onnx_path, manifest = open_model(onnx)
     sha = manifest.sha256[:16]
     print(f"model: {onnx_path} (sha256 {sha}..., preset {manifest.preset}, {manifest.weights})")
+    if args.audit:
+        from vla_edge.backends.trt_audit import audit
+
+        report = audit(onnx_path)
+        print(report.text())
+        return 0 if report.ok else 1
     try:
         cache, options, _ = tensorrt_backend.make_cache(cfg, onnx_path, manifest, args.precision, args.calib)
     except BackendUnavailableError as exc:

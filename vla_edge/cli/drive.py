@@ -1,17 +1,24 @@
-"""``vla-edge drive``: the live drive graph in one process (no ``ros2 launch`` needed).
+"""``vla-edge drive``: the live drive graph (no ``ros2 launch`` needed).
 
-Composes the same node classes that ``launch/drive.launch.py`` starts (inference node,
-arbiter node, and the recorder node with ``--record``) on one MultiThreadedExecutor, with
-the parameters of the same ``config/drive.yaml`` params file.
+Runs the same node classes that ``launch/drive.launch.py`` starts (inference node, arbiter
+node, and the recorder node with ``--record``) with the parameters of the same
+``config/drive.yaml`` params file, either composed in one process on one
+MultiThreadedExecutor (``--processes 1``) or one process per node as ``ros2 launch`` does
+(``--processes 2``, 3 with ``--record``), which is the default: on 2 cores it kept the
+model's latency in the graph close to the model alone (docs/profiling.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: Default of ``--processes``; 0 stands for "one per node" (2, or 3 with --record).
+DEFAULT_PROCESSES = 0
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +46,14 @@ def register(subparsers: Any) -> None:
         help="arbiter subscribes to the sensors and assembles its own frames (as under ros2 launch) "
         "instead of reusing the inference node's",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=DEFAULT_PROCESSES,
+        help="1 = every node in this process (shared frames possible); N = one process per node as "
+        f"ros2 launch does (N = 2, or 3 with --record) (default {DEFAULT_PROCESSES}: measured in "
+        "docs/profiling.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,10 +78,23 @@ def run(args: argparse.Namespace) -> int:
     from vla_edge.nodes.graph import DriveGraph
 
     values = cli_values(args)
+    record = bool(values.get("record"))
+    per_node = 3 if record else 2
+    if args.processes not in (0, 1, per_node):
+        print(
+            f"error: --processes {args.processes}: use 1 (one process) or {per_node} (one per node"
+            f"{', with the recorder' if record else ''})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.processes != 1:
+        if args.separate_frames:
+            log.info("--separate-frames is implied with one process per node")
+        return run_processes(values, record, args.duration)
     rclpy.init()
     graph = None
     try:
-        graph = DriveGraph(values, record=bool(values.get("record")), share_frames=not args.separate_frames)
+        graph = DriveGraph(values, record=record, share_frames=not args.separate_frames)
         log.info("drive graph up (%s); Ctrl-C to stop", ", ".join(n.get_name() for n in graph.nodes))
         graph.spin(duration=args.duration)
         arb = graph.arbiter.stats
@@ -93,4 +121,48 @@ def run(args: argparse.Namespace) -> int:
             graph.destroy()
         if rclpy.ok():
             rclpy.shutdown()
+    return 0
+
+
+def preflight(values: dict[str, Any]) -> None:
+    """Refuse here, with the reason, what every node process would refuse on its own stderr.
+
+    Checks the student model file and its manifest (sha256), the most common start failure.
+
+    Raises:
+        ModelError / ConfigError: Missing or tampered model, unreadable inference config.
+    """
+    from vla_edge.backends.base import open_model
+    from vla_edge.config import load_config, require, resolve_path
+
+    engine = str(values.get("engine_path") or "")
+    if not engine:
+        inf = load_config(str(values.get("inference_config") or "inference"))
+        engine = str(require(inf, "engine", where="inference.yaml"))
+    open_model(resolve_path(engine))
+
+
+def run_processes(values: dict[str, Any], record: bool, duration: float | None) -> int:
+    """One process per node until Ctrl-C / ``duration`` / a node exits; 1 if one failed."""
+    from vla_edge.nodes.graph import NodeProcesses
+
+    preflight(values)
+    procs = NodeProcesses(values, record=record)
+    log.info(
+        "drive graph up as %d processes (%s); Ctrl-C to stop",
+        len(procs.procs),
+        ", ".join(f"{n} pid {p.pid}" for n, p in procs.procs.items()),
+    )
+    ended: dict[str, int] = {}
+    try:
+        ended = procs.wait(duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        codes = procs.stop()
+    failed = {n: c for n, c in {**codes, **ended}.items() if c != 0}
+    if failed:
+        log.error("drive graph: node processes failed: %s", failed)
+        return 1
+    log.info("drive graph stopped (%d node processes)", len(codes))
     return 0

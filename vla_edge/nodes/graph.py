@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 #: Executor threads: LiDAR/odom callbacks, inference, arbiter candidate + deadline timer, recorder.
 EXECUTOR_THREADS = 6
 
+#: Executor of a node that has a process to itself (``ros2 launch``, ``vla-edge drive --processes N``).
+#: Single-threaded: py-spy showed rclpy's MultiThreadedExecutor dispatch loop re-polling the
+#: wait set while a callback group is busy, holding the GIL and a core about as long as the
+#: model ran (docs/profiling.md); a lone node gains nothing from its worker threads.
+PROCESS_EXECUTOR = "single"
+
 
 class DriveGraph:
     """The inference and arbiter nodes (and the recorder when asked) on one executor.
@@ -117,18 +123,32 @@ class DriveGraph:
         self.nodes = []
 
 
-def spin_nodes(node_classes: Sequence[type], args: list[str] | None = None) -> int:
-    """Run node classes on a MultiThreadedExecutor until Ctrl-C (console scripts).
+def make_executor(kind: str, context: Any | None = None) -> Any:
+    """``"single"`` -> SingleThreadedExecutor, ``"multi"`` -> MultiThreadedExecutor(EXECUTOR_THREADS)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    if kind == "single":
+        return SingleThreadedExecutor(context=context)
+    if kind == "multi":
+        return MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=context)
+    raise ValueError(f"executor kind {kind!r} not in ('single', 'multi')")
+
+
+def spin_nodes(
+    node_classes: Sequence[type], args: list[str] | None = None, executor_kind: str = PROCESS_EXECUTOR
+) -> int:
+    """Run node classes on one executor until Ctrl-C (console scripts, one process per node).
 
     ``args`` are the ROS arguments (``--ros-args --params-file ...``) that ``ros2 launch``
-    passes; rclpy reads parameter overrides from them.
+    passes; rclpy reads parameter overrides from them. ``executor_kind`` is
+    :data:`PROCESS_EXECUTOR` unless a caller knows better (see :func:`make_executor`).
     """
     rclpy.init(args=args)
     nodes: list[Any] = []
     executor = None
     try:
         nodes = [cls() for cls in node_classes]
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor = make_executor(executor_kind)
         for node in nodes:
             executor.add_node(node)
         executor.spin()
@@ -161,3 +181,122 @@ def spin_in_thread(executor: Any, stop: threading.Event, timeout_sec: float = 0.
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     return thread
+
+
+#: Node executables of the drive graph, in start order (the recorder only with ``record``).
+NODE_MODULES = {
+    "inference_node": "vla_edge.nodes.inference_node",
+    "arbiter_node": "vla_edge.nodes.arbiter_node",
+    "recorder_node": "vla_edge.nodes.recorder_node",
+}
+
+
+def unflatten(values: dict[str, Any]) -> dict[str, Any]:
+    """Dotted ROS parameter names back to nested mappings (``a.b: 1`` -> ``a: {b: 1}``)."""
+    tree: dict[str, Any] = {}
+    for name, value in values.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def node_commands(
+    values: dict[str, Any], params_file: str, record: bool, ros_args: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """The command of each node process: what ``ros2 launch`` runs, with one params file.
+
+    ``values`` (written to ``params_file`` by :class:`NodeProcesses`) are complete, so every
+    process sees exactly the parameters a one-process ``vla-edge drive`` would.
+    """
+    names = [n for n in NODE_MODULES if record or n != "recorder_node"]
+    return {
+        n: [
+            sys.executable,
+            "-m",
+            NODE_MODULES[n],
+            "--ros-args",
+            "-r",
+            f"__node:={n}",
+            "--params-file",
+            params_file,
+        ]
+        for n in names
+    }
+
+
+class NodeProcesses:
+    """The drive graph as one process per node, as ``ros2 launch`` starts it.
+
+    Each process runs its node on a :data:`PROCESS_EXECUTOR` executor, with its own GIL,
+    so the model's process never waits for the arbiter's Python (docs/profiling.md).
+
+    Args:
+        values: Flat parameter values (``resolve_overrides``), written to one params file.
+        record: Also start the recorder node.
+        workdir: Where the params file goes (a temporary folder by default).
+        output: File object the children's stdout/stderr go to (None = inherit).
+        ros_args: More ROS arguments for every process (e.g. ``["--log-level", "warn"]``).
+    """
+
+    def __init__(
+        self,
+        values: dict[str, Any],
+        record: bool = False,
+        workdir: str | None = None,
+        output: Any = None,
+        ros_args: Sequence[str] = (),
+    ) -> None:
+        import os
+        import subprocess
+        import tempfile
+
+        import yaml
+
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="vla_edge_drive_")
+        folder = workdir or self._tmp.name  # type: ignore[union-attr]
+        self.params_file = os.path.join(folder, "drive_params.yaml")
+        with open(self.params_file, "w", encoding="utf-8") as fh:
+            yaml.safe_dump({"/**": {"ros__parameters": unflatten(values)}}, fh, sort_keys=False)
+        self.commands = node_commands(values, self.params_file, record, ros_args)
+        self.procs: dict[str, subprocess.Popen] = {}
+        try:
+            for name, cmd in self.commands.items():
+                self.procs[name] = subprocess.Popen(cmd, env=os.environ.copy(), stdout=output, stderr=output)
+        except BaseException:
+            self.stop()
+            raise
+
+    def poll(self) -> dict[str, int]:
+        """Exit codes of the processes that have ended (empty while all run)."""
+        return {n: rc for n, p in self.procs.items() if (rc := p.poll()) is not None}
+
+    def wait(self, duration: float | None = None) -> dict[str, int]:
+        """Block until ``duration`` s pass (None = forever) or a process ends; return ``poll()``."""
+        end = None if duration is None else time.monotonic() + duration
+        while not self.poll() and (end is None or time.monotonic() < end):
+            time.sleep(0.1)
+        return self.poll()
+
+    def stop(self, timeout: float = 15.0) -> dict[str, int]:
+        """SIGINT every process (as Ctrl-C under ros2 launch), kill stragglers; return exit codes."""
+        import signal
+        import subprocess
+
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        codes: dict[str, int] = {}
+        for n, p in self.procs.items():
+            try:
+                codes[n] = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killed", n, timeout)
+                p.kill()
+                codes[n] = p.wait(timeout=5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        return codes

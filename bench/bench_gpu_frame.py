@@ -1,0 +1,205 @@
+"""GPU per-frame time of the student as the drive loop runs it, against the bare graph replay.
+
+For each cloud size (a real nuScenes sweep tiled to N points) it runs
+``StudentRunner.run(frame)`` with the torch-CUDA backend, as the inference node and the
+closed-loop simulator call it, in two modes side by side (interleaved, same process):
+
+* ``cpu-pillars``: numpy pillarization on the CPU, P x M x C features copied to the GPU;
+* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are copied and
+  pillarized on the GPU (``vla_edge/backends/torch_pillarize.py``);
+
+and times the CUDA-graph replay alone (static inputs, what ``bench_model_gpu.py`` reports).
+Printed: median / p99 per-frame ms, replay ms, and the ratio per-frame / replay (goal <= 1.5).
+
+Before timing it checks, and exits 1 otherwise, that GPU pillarization is bit-identical to
+the numpy pillarizer on every scan and that both modes give identical trajectories.
+Skips cleanly (exit 0) without torch or a CUDA device.
+
+    python bench/bench_gpu_frame.py [--iters 200] [--points 32768,210000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SCANS = Path(os.environ.get("VLA_EDGE_SHARED_DATA", ROOT.parent / "shared" / "data")) / "lidar"
+GOAL_RATIO = 1.5
+
+
+def tile(pts: np.ndarray, n_points: int) -> np.ndarray:
+    """``pts`` repeated (3 cm jitter after the first copy) to exactly ``n_points`` rows."""
+    reps = -(-n_points // len(pts))
+    rng = np.random.default_rng(0)
+    tiled = np.concatenate(
+        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
+    )
+    tiled[:, 3] = np.tile(pts[:, 3], reps)
+    return np.ascontiguousarray(tiled[:n_points])
+
+
+def load_scan(path: str, n_points: int | None = None) -> np.ndarray:
+    """A real scan as N x 4 float32, tiled (3 cm jitter) to ``n_points``; no rclpy needed."""
+    if path.endswith(".pcd"):
+        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
+
+        return np.ascontiguousarray(pcd_to_xyzi(read_pcd(path)), dtype=np.float32)
+    raw = np.fromfile(path, dtype=np.float32)
+    pts = np.ascontiguousarray(raw.reshape(-1, 5 if "nuscenes" in path else 4)[:, :4])
+    if n_points is None:
+        return pts
+    reps = -(-n_points // len(pts))
+    rng = np.random.default_rng(0)
+    tiled = np.concatenate(
+        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
+    )
+    tiled[:, 3] = np.tile(pts[:, 3], reps)
+    return np.ascontiguousarray(tiled[:n_points])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iters", type=int, default=200, help="timed frames per mode and size (default 200)")
+    p.add_argument("--points", default="32768,210000", help="cloud sizes (default 32768,210000)")
+    p.add_argument("--engine", default=None, help="student ONNX (default: engine of inference.yaml)")
+    p.add_argument("--json", default=None, help="also write the figures here")
+    return p.parse_args(argv)
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("torch not installed: GPU frame benchmark skipped")
+        return 0
+    if not torch.cuda.is_available():
+        print("no CUDA device: GPU frame benchmark skipped")
+        return 0
+    from vla_edge.backends.torch_pillarize import pillarize_torch
+    from vla_edge.config import load_config
+    from vla_edge.inference import StudentRunner
+    from vla_edge.pillarize import PillarSpec, pillarize
+    from vla_edge.types import EgoState, Frame
+
+    model_cfg = load_config("model")
+    spec = PillarSpec.from_config(model_cfg)
+    scans = sorted(SCANS.iterdir()) if SCANS.is_dir() else []
+    if scans:
+        clouds = {p.name: load_scan(str(p)) for p in scans}
+        big = next((p for p in scans if "nuscenes" in p.name), scans[-1])
+        source = f"real scans of {SCANS}"
+    else:  # device hosts may not carry ../shared/data: a seeded synthetic cloud instead
+        rng = np.random.default_rng(0)
+        synth = rng.uniform([-60, -60, -2, 0], [60, 60, 3, 255], (60000, 4)).astype(np.float32)
+        clouds, big, source = {"synthetic": synth}, None, f"a seeded synthetic cloud ({SCANS} not found)"
+    print(f"clouds: {source}")
+
+    # 1. Parity: GPU pillars == numpy pillars, bit for bit, on every real scan.
+    for name, pts in clouds.items():
+        f_np, c_np, n_np = pillarize(pts, spec)
+        f_t, c_t, n_t = pillarize_torch(torch.from_numpy(pts).cuda(), spec)
+        same = (
+            n_np == n_t
+            and np.array_equal(f_np, f_t.cpu().numpy())
+            and np.array_equal(c_np, c_t.cpu().numpy())
+        )
+        print(f"parity {name}: {n_np} pillars, GPU == numpy: {same}")
+        if not same:
+            print("MISMATCH: GPU pillarization differs from vla_edge.pillarize", file=sys.stderr)
+            return 1
+
+    runners = {}
+    for mode, on_gpu in (("cpu-pillars", False), ("gpu-pillars", True)):
+        inf = load_config("inference")
+        inf["torch_cuda"]["pillarize_on_gpu"] = on_gpu
+        runners[mode] = StudentRunner.from_config(model_cfg, "torch_cuda", args.engine, inf)
+    path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
+    ego = EgoState(0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0)
+    results = []
+    try:
+        dev = runners["gpu-pillars"].backend
+        print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, mode {dev.mode}, "
+              f"CUDA graph {'on' if dev._graph is not None else 'off'}")  # fmt: skip
+        for n in [int(x) for x in args.points.split(",") if x]:
+            pts = load_scan(str(big), n) if big is not None else tile(clouds["synthetic"], n)
+            frame = Frame(stamp=0.0, points=pts, ego=ego, reference_path=path)
+            outs = {m: r.run(frame) for m, r in runners.items()}
+            if not np.array_equal(outs["cpu-pillars"].trajectories, outs["gpu-pillars"].trajectories):
+                d = float(np.abs(outs["cpu-pillars"].trajectories - outs["gpu-pillars"].trajectories).max())
+                print(
+                    f"MISMATCH at {n} points: trajectories differ by {d:.2e} m between modes", file=sys.stderr
+                )
+                return 1
+            times: dict[str, list[float]] = {m: [] for m in runners}
+            pil: dict[str, list[float]] = {m: [] for m in runners}
+            for _ in range(5):
+                for r in runners.values():
+                    r.run(frame)
+            for _ in range(args.iters):  # interleaved: any drift hits both modes alike
+                for m, r in runners.items():
+                    t0 = time.perf_counter()
+                    out = r.run(frame)
+                    times[m].append(1e3 * (time.perf_counter() - t0))
+                    pil[m].append(out.timing_ms["pillarize"])
+            replay = []
+            be = runners["gpu-pillars"].backend
+            for _ in range(args.iters):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                if be._graph is not None:
+                    be._graph.replay()
+                else:
+                    be._forward(be._static_in)
+                torch.cuda.synchronize()
+                replay.append(1e3 * (time.perf_counter() - t0))
+            rep = float(np.median(replay))
+            for m in runners:
+                row = {
+                    "points": n,
+                    "mode": m,
+                    "frame_p50_ms": _pct(times[m], 50),
+                    "frame_p99_ms": _pct(times[m], 99),
+                    "pillarize_p50_ms": _pct(pil[m], 50),
+                    "replay_p50_ms": rep,
+                    "ratio_frame_replay_p50": _pct(times[m], 50) / rep,
+                }
+                results.append(row)
+    finally:
+        for r in runners.values():
+            r.close()
+    head = ("points", "mode", "frame p50", "frame p99", "pillar p50", "replay", "ratio")
+    print(" ".join(f"{h:>10}" for h in head))
+    for r in results:
+        keys = ("frame_p50_ms", "frame_p99_ms", "pillarize_p50_ms", "replay_p50_ms", "ratio_frame_replay_p50")
+        print(f"{r['points']:>10} {r['mode']:>10} " + " ".join(f"{r[k]:>10.2f}" for k in keys))
+    print(f"ms; ratio = per-frame p50 / CUDA-graph replay p50 (goal <= {GOAL_RATIO})")
+    try:
+        import onnxruntime as ort
+
+        eps = ort.get_available_providers()
+        has = "CUDAExecutionProvider" in eps
+        print(
+            f"onnxruntime {ort.__version__} providers {eps}: " + ("CUDA EP present" if has else "no CUDA EP")
+        )
+    except ImportError:
+        print("onnxruntime not installed")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

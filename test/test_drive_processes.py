@@ -1,0 +1,160 @@
+"""``vla-edge drive --processes N``: one process per node, as ``ros2 launch`` runs the graph."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_edge.nodes.params import default_params_file, flatten, load_params_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_params_file_round_trip_keeps_every_value(tmp_path: Path) -> None:
+    """What the child processes read back is exactly what the parent resolved."""
+    pytest.importorskip("rclpy")
+    from vla_edge.nodes.graph import node_commands, unflatten
+
+    values = load_params_file(default_params_file())
+    values["arbiter.deadline_ms"] = 55.5
+    values["backend"] = "onnxruntime"
+    assert flatten(unflatten(values)) == values
+    cmds = node_commands(values, str(tmp_path / "p.yaml"), record=False)
+    assert list(cmds) == ["inference_node", "arbiter_node"]
+    assert "recorder_node" in node_commands(values, "p.yaml", record=True)
+    for name, cmd in cmds.items():
+        assert cmd[:2] == [sys.executable, "-m"] and f"__node:={name}" in cmd and "--params-file" in cmd
+
+
+def test_processes_count_must_match_the_nodes() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vla_edge", "drive", "--processes", "5", "--duration", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--processes 5" in proc.stderr
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(180)
+def test_one_process_per_node_publishes_student_trajectories(shared_data: Path, tmp_path: Path) -> None:
+    """Two processes, DDS only between them: sweeps get student candidates that reach the arbiter
+    in the other process, and final trajectories come out."""
+    pytest.importorskip("rclpy")
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from vla_edge.config import load_config
+    from vla_edge.nodes.feeder import SensorFeeder, load_scan
+    from vla_edge.nodes.frames import default_lidar_frame
+    from vla_edge.nodes.monitor import GraphMonitor
+
+    # Deadlines far above any model time, so a loaded machine cannot turn the check into a
+    # timing test: this is about the layout, bench/bench_e2e.py measures the timing.
+    params = tmp_path / "drive.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters:\n    backend: onnxruntime\n"
+        "    inference:\n      deadline_ms: 2000.0\n    arbiter:\n      deadline_ms: 1500.0\n"
+    )
+    log = tmp_path / "drive.log"
+    cmd = [sys.executable, "-m", "vla_edge", "drive", "--processes", "2", "--config", str(params)]
+    cmd += ["--duration", "120"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+    ctx = Context()
+    rclpy.init(context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    stop = threading.Event()
+    spinner: threading.Thread | None = None
+    try:
+        topics = load_config("topics")
+        feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
+        monitor = GraphMonitor(topics, context=ctx)
+        executor.add_node(feeder)
+        executor.add_node(monitor)
+
+        def loop() -> None:
+            k = 0
+            while not stop.is_set():
+                executor.spin_once(timeout_sec=0.01)
+                now = feeder.clock_now()
+                if k % 5 == 0:
+                    feeder.publish_odometry(now)
+                if k % 20 == 0:
+                    feeder.publish_reference_path(now)
+                k += 1
+
+        spinner = threading.Thread(target=loop, daemon=True)
+        spinner.start()
+        end = time.monotonic() + 90.0
+        while time.monotonic() < end:
+            r = feeder.readers()
+            # Two LiDAR readers: the arbiter assembles its own frames in its own process.
+            if r["lidar"] >= 2 and r["odometry"] >= 2 and monitor.matched():
+                break
+            assert proc.poll() is None, f"drive exited early:\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"graph did not match in 90 s: {feeder.readers()}\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+        feeder.set_cloud(load_scan(str(shared_data / "lidar" / "kitti_000008.bin")))
+        sent = []
+        for _ in range(8):
+            stamp = round(feeder.clock_now(), 6)
+            feeder.publish_cloud(stamp)
+            sent.append(stamp)
+            time.sleep(0.6)
+        want = set(sent[1:])
+        end = time.monotonic() + 20.0
+        while time.monotonic() < end:
+            with monitor.lock:
+                with_student = {
+                    round(d["frame_stamp"], 6)
+                    for d in monitor.decisions
+                    if d.get("candidate_stamp") is not None
+                    and round(d["candidate_stamp"], 6) == round(d["frame_stamp"], 6)
+                }
+            if want <= with_student:
+                break
+            time.sleep(0.1)
+        with monitor.lock:
+            finals = {t["stamp"] for t in monitor.trajectories}
+            cands = [i for i in monitor.infos if i["name"] == "vla_edge/candidate"]
+            for t in monitor.trajectories:
+                assert t["frame_id"] == "base_link" and np.all(np.isfinite(t["poses"]))
+        assert cands, "no candidate_info from the inference process"
+        assert len(want & with_student) >= len(want) - 1, (
+            f"student candidates reached the arbiter for {len(want & with_student)}/{len(want)} sweeps\n"
+            + log.read_text()[-3000:]
+        )
+        assert len(want & finals) >= len(want) - 1, f"final trajectories for {len(want & finals)}/{len(want)}"
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=40)
+        text = log.read_text()
+        assert rc == 0, f"vla-edge drive exited {rc}:\n{text[-3000:]}"
+        assert "as 2 processes" in text and "drive graph stopped (2 node processes)" in text
+    finally:
+        stop.set()
+        if spinner is not None:
+            spinner.join(timeout=5)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        executor.shutdown(timeout_sec=2.0)
+        if ctx.ok():
+            rclpy.shutdown(context=ctx)

@@ -1,0 +1,129 @@
+"""Torch pillarization, bit-identical to :func:`vla_edge.pillarize.pillarize`, on any device.
+
+The torch-CUDA backend pillarizes on the GPU with it (``torch_cuda.pillarize_on_gpu``), so a
+frame crosses to the GPU as its N x 4 points instead of the P x M x C feature tensor, and the
+training loop batches it over sparse clouds (``training.model.pillars`` re-exports it).
+torch is imported inside the functions: the vehicle runtime never imports torch unless this
+backend is chosen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vla_edge.pillarize import ModelInputError, PillarSpec
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+def pillarize_torch(points: Tensor, spec: PillarSpec) -> tuple[Tensor, Tensor, int]:
+    """Torch twin of :func:`vla_edge.pillarize.pillarize` (same rules, float64 arithmetic).
+
+    Args:
+        points: N x >=4 tensor (x, y, z, intensity), any float dtype, on any device.
+        spec: The pillar spec.
+
+    Returns:
+        ``(features [P, M, C] float32, coords [P, 2] int32, count)`` on ``points.device``.
+    """
+    import torch
+
+    if points.ndim != 2 or points.shape[1] < 4:
+        raise ModelInputError(f"pillarize needs N x 4 points, got shape {tuple(points.shape)}")
+    offsets = torch.tensor([0, points.shape[0]], dtype=torch.long, device=points.device)
+    feats, coords, count = pillarize_batch(points, offsets, spec)
+    return feats[0], coords[0], int(count[0])
+
+
+def pillarize_batch(points: Tensor, offsets: Tensor, spec: PillarSpec) -> tuple[Tensor, Tensor, Tensor]:
+    """Pillarize B clouds at once (the training loop does this on the GPU from sparse points).
+
+    Same rules as :func:`vla_edge.pillarize.pillarize`, applied per cloud: pillars are keyed
+    by ``cloud * H * W + row * W + col``, so one stable sort groups every cloud's pillars in
+    linear-index order and the nearest-``P`` selection ranks inside each cloud.
+
+    Args:
+        points: ``[N, >=4]`` points of all clouds, concatenated.
+        offsets: ``[B + 1]`` int64, cloud ``b`` is ``points[offsets[b]:offsets[b + 1]]``.
+        spec: The pillar spec.
+
+    Returns:
+        ``(features [B, P, M, C] float32, coords [B, P, 2] int32, count [B] int32)``.
+    """
+    import torch
+
+    dev = points.device
+    B = int(offsets.shape[0]) - 1
+    P, M, C = spec.max_pillars, spec.max_points, spec.num_features
+    H, W = spec.grid_size
+    features = torch.zeros((B, P, M, C), dtype=torch.float32, device=dev)
+    coords = torch.zeros((B, P, 2), dtype=torch.int32, device=dev)
+    count = torch.zeros((B,), dtype=torch.int32, device=dev)
+    sizes = (offsets[1:] - offsets[:-1]).long()
+    cloud = torch.repeat_interleave(torch.arange(B, device=dev), sizes, output_size=int(points.shape[0]))
+    p = points[:, :4].to(torch.float64)
+    lo = torch.tensor(spec.point_cloud_range[:3], dtype=torch.float64, device=dev)
+    hi = torch.tensor(spec.point_cloud_range[3:], dtype=torch.float64, device=dev)
+    keep = torch.isfinite(p).all(1) & ((p[:, :3] >= lo) & (p[:, :3] < hi)).all(1)
+    p, cloud = p[keep], cloud[keep]
+    if p.shape[0] == 0:
+        return features, coords, count
+    vx, vy, vz = spec.voxel_size
+    col = torch.clamp(torch.floor((p[:, 0] - lo[0]) / vx).long(), max=W - 1)
+    row = torch.clamp(torch.floor((p[:, 1] - lo[1]) / vy).long(), max=H - 1)
+    key = cloud * (H * W) + row * W + col
+
+    key_s, order = torch.sort(key, stable=True)
+    uniq, group, counts = torch.unique_consecutive(key_s, return_inverse=True, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts
+    g_cloud = uniq // (H * W)
+    g_lin = uniq % (H * W)
+    # Rank each cloud's pillars by (centre distance, linear index); keep the first P per cloud.
+    cx = spec.point_cloud_range[0] + ((g_lin % W).to(torch.float64) + 0.5) * vx
+    cy = spec.point_cloud_range[1] + ((g_lin // W).to(torch.float64) + 0.5) * vy
+    by_d = torch.sort(cx * cx + cy * cy, stable=True).indices  # ties keep linear-index order
+    by_d = by_d[torch.sort(g_cloud[by_d], stable=True).indices]  # then group by cloud
+    g_per_cloud = torch.bincount(g_cloud, minlength=B)
+    g_first = torch.cumsum(g_per_cloud, 0) - g_per_cloud
+    d_rank = torch.empty_like(by_d)
+    d_rank[by_d] = torch.arange(by_d.shape[0], device=dev) - g_first[g_cloud[by_d]]
+    kept = d_rank < P
+    kept_cum = torch.cumsum(kept.long(), 0)
+    kept_before_cloud = (kept_cum - kept.long())[g_first.clamp(max=max(0, uniq.shape[0] - 1))]
+    slot_of_group = kept_cum - 1 - kept_before_cloud[g_cloud]
+    rank = torch.arange(key_s.shape[0], device=dev) - first[group]
+    use = kept[group] & (rank < M)
+    q = p[order[use]]
+    g_use = group[use]
+    slot = slot_of_group[g_use]
+    rank = rank[use]
+    b_use = g_cloud[g_use]
+
+    kg = torch.nonzero(kept).squeeze(1)  # kept groups, cloud-major then linear-index order
+    n_pts = torch.clamp(counts[kg], max=M).to(torch.float64)
+    flat_slot = torch.zeros(uniq.shape[0], dtype=torch.long, device=dev)
+    flat_slot[kg] = torch.arange(kg.shape[0], device=dev)
+    sums = torch.zeros((kg.shape[0], 3), dtype=torch.float64, device=dev).index_add_(
+        0, flat_slot[g_use], q[:, :3]
+    )
+    mean = sums / n_pts[:, None]
+    kl = g_lin[kg]
+    centre = torch.stack(
+        [
+            lo[0] + ((kl % W).to(torch.float64) + 0.5) * vx,
+            lo[1] + ((kl // W).to(torch.float64) + 0.5) * vy,
+            torch.full((kg.shape[0],), float(lo[2] + 0.5 * vz), dtype=torch.float64, device=dev),
+        ],
+        dim=1,
+    )
+    fs = flat_slot[g_use]
+    feat = torch.cat(
+        [q[:, :3], q[:, 3:4] / spec.intensity_scale, q[:, :3] - mean[fs], q[:, :3] - centre[fs]], dim=1
+    )
+    features[b_use, slot, rank] = feat.to(torch.float32)
+    kb, ks = g_cloud[kg], slot_of_group[kg]
+    coords[kb, ks, 0] = (kl // W).to(torch.int32)
+    coords[kb, ks, 1] = (kl % W).to(torch.int32)
+    count = torch.bincount(kb, minlength=B).to(torch.int32)
+    return features, coords, count
