@@ -185,8 +185,8 @@ def load_runner(drive_cfg: dict[str, Any]) -> StudentRunner:
     """Load the StudentRunner named by ``backend``/``engine_path``/``model_config``."""
     from vla_edge.inference import StudentRunner
 
-    model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")))
-    inf_cfg = load_config(str(require(drive_cfg, "inference_config", where="drive.yaml")))
+    model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")), kind="model")
+    inf_cfg = load_config(str(require(drive_cfg, "inference_config", where="drive.yaml")), kind="inference")
     backend = str(require(drive_cfg, "backend", where="drive.yaml"))
     backend = backend or str(require(inf_cfg, "backend", where="inference.yaml"))
     return StudentRunner.from_config(model_cfg, backend, engine_path(drive_cfg), inf_cfg)
@@ -198,7 +198,7 @@ def load_cycle(drive_cfg: dict[str, Any]) -> PlanningCycle:
     name = str(require(drive_cfg, "planning_config", where="drive.yaml"))
     from vla_edge.planning.cycle import PlanningCycle
 
-    return PlanningCycle.from_config(load_config(name) if name else None)
+    return PlanningCycle.from_config(load_config(name, kind="planning") if name else None)
 
 
 def engine_path(drive_cfg: dict[str, Any]) -> Path | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_edge.config import config_dir, load_yaml
+from vla_edge.config_schema import validate_drive_params
 from vla_edge.errors import ConfigError
 
 #: Parameters that rclpy declares itself and that must not be declared again.
@@ -162,6 +163,8 @@ def resolve_overrides(
                     f"{where}: unknown parameter '{name}' (known: {', '.join(sorted(shipped))})"
                 )
             values[name] = coerce_like(value, shipped[name], name)
+    where = " + ".join(w for w, _ in layers) or str(default_params_file())
+    validate_drive_params(unflatten(values), where)  # ranges: NaN periods, negative deadlines...
     return values
 
 
@@ -205,6 +208,7 @@ def declare_drive_parameters(node: Any, params_file: str | Path | None = None) -
             ) from None
         values[name] = param.value
     values["use_sim_time"] = bool(node.get_parameter("use_sim_time").value)
+    validate_drive_params(unflatten(values), f"parameters of node '{node.get_name()}'")
     frozen = set(values) - ROS_OWNED
     node.add_on_set_parameters_callback(lambda params: _refuse_runtime_change(params, frozen))
     return unflatten(values)
