@@ -139,7 +139,9 @@ def load_config(name: str, kind: str | None = None) -> dict[str, Any]:
     return validate_config(kind, data, path)
 
 
-def load_planning_sections(override: dict[str, Any] | None, where: str | Path = "planning config") -> dict[str, Any]:
+def load_planning_sections(
+    override: dict[str, Any] | None, where: str | Path = "planning config"
+) -> dict[str, Any]:
     """The four planning sections (vehicle, planner, arbiter, obstacles), validated.
 
     Each section of ``override`` is deep-merged over ``config/<section>.yaml`` (one key can
