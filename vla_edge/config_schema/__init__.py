@@ -100,7 +100,10 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 def validate_config(kind: str, data: Any, where: str | Path) -> dict[str, Any]:
-    """Check ``data`` against the schema of ``kind``; return it normalised (ints -> floats).
+    """Check ``data`` against the schema of ``kind``; return ``data`` itself once it passed.
+
+    The mapping is returned as read (not the model's dump) so readers see the YAML's values
+    unchanged; :func:`parse_config` gives the typed model.
 
     Raises:
         ConfigError: Naming ``where``, each bad key path, what is wrong and the allowed range.
@@ -108,14 +111,22 @@ def validate_config(kind: str, data: Any, where: str | Path) -> dict[str, Any]:
     model = KINDS.get(kind)
     if model is None:
         raise ConfigError(f"no config schema named '{kind}' (known: {', '.join(sorted(KINDS))})")
-    obj = validate(model, data, str(where))
-    return obj.model_dump(by_alias=True, exclude_unset=True)
+    validate(model, data, str(where))
+    return data
+
+
+def parse_config(kind: str, data: Any, where: str | Path) -> Any:
+    """The typed model of ``kind`` built from ``data`` (attribute access, ranges checked)."""
+    model = KINDS.get(kind)
+    if model is None:
+        raise ConfigError(f"no config schema named '{kind}' (known: {', '.join(sorted(KINDS))})")
+    return validate(model, data, str(where))
 
 
 def validate_drive_params(params: dict[str, Any], where: str | Path) -> dict[str, Any]:
     """Check nested drive parameters (the ``ros__parameters`` mapping) against the schema."""
-    obj = validate(DriveParams, params, str(where))
-    return obj.model_dump(by_alias=True, exclude_unset=True)
+    validate(DriveParams, params, str(where))
+    return params
 
 
 # ----------------------------------------------------------------------------- JSON schema
@@ -190,6 +201,7 @@ __all__ = [
     "PLANNING_SECTIONS",
     "deep_merge",
     "json_schema",
+    "parse_config",
     "validate_config",
     "validate_drive_params",
     "yaml_comments",

@@ -99,6 +99,8 @@ def _bounds(metadata: list[Any]) -> str:
                     lo = f"{val} {op} "
                 else:
                     hi = f" {op} {val}"
+        if getattr(m, "pattern", None) is not None:
+            return f"matching {m.pattern}"
         if getattr(m, "min_length", None) is not None:
             length[0] = m.min_length
         if getattr(m, "max_length", None) is not None:

@@ -162,7 +162,10 @@ def resolve_overrides(
                 raise ConfigError(
                     f"{where}: unknown parameter '{name}' (known: {', '.join(sorted(shipped))})"
                 )
-            values[name] = coerce_like(value, shipped[name], name)
+            try:
+                values[name] = coerce_like(value, shipped[name], name)
+            except ConfigError:
+                values[name] = value  # the schema check below names file, key and allowed range
     where = " + ".join(w for w, _ in layers) or str(default_params_file())
     validate_drive_params(unflatten(values), where)  # ranges: NaN periods, negative deadlines...
     return values
