@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from vla_edge.errors import ConfigError
 
 PACKAGE = "vla_edge"
+T = TypeVar("T")
 
 
 def _share_dir() -> Path | None:
@@ -171,3 +173,27 @@ def require(cfg: dict[str, Any], *keys: str, where: str = "config") -> Any:
             raise ConfigError(f"{where}: missing key '{'.'.join(keys[: i + 1])}'")
         node = node[key]
     return node
+
+
+def at(path: str) -> Any:
+    """Dataclass field whose value is the config key ``path`` (dotted); see :func:`build`.
+
+    The YAML path sits next to the field, so a new parameter is one field line here plus
+    one line in its schema model, and no hand-written mapping.
+    """
+    return field(metadata={"config": path})
+
+
+def build(cls: type[T], cfg: dict[str, Any], where: str, **derived: Any) -> T:
+    """Instantiate dataclass ``cls`` from a validated config: each :func:`at` field reads its key.
+
+    Lists become tuples (frozen parameter objects). ``derived`` gives the fields computed
+    from several keys (``max_curvature``) or built by other parameter classes.
+    """
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        path = f.metadata.get("config")
+        if path is not None:
+            value = require(cfg, *path.split("."), where=where)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values, **derived)
