@@ -252,7 +252,7 @@ def run_compare(args: argparse.Namespace) -> int:
         a, b = sides
     else:
         a, b = load_metrics(a_arg), load_metrics(b_arg)
-    gate_cfg = load_config(args.gate) if args.gate else load_config("replay")
+    gate_cfg = load_config(args.gate or "replay", kind="replay")  # a gate-only file merges over replay.yaml
     if "gate" not in gate_cfg:
         raise ReplayError(f"{args.gate or 'config/replay.yaml'} has no 'gate' section")
     cmp = compare(a, b, gate_cfg["gate"])
