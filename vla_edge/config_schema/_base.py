@@ -204,9 +204,10 @@ def format_errors(exc: ValidationError, model: type[BaseModel], where: str, pref
             known = sorted(_fields(holder)) if holder is not None else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            home = f"{holder.__module__.replace('.', '/')}.py, class {holder.__name__}" if holder else ""
             lines.append(
                 f"{where}: unknown key '{key}'{hint} (allowed here: {', '.join(known)}); "
-                "remove it or fix its spelling"
+                f"remove it or fix its spelling (a new key needs one line in {home})"
             )
             continue
         if kind == "missing":
