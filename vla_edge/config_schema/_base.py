@@ -29,6 +29,7 @@ __all__ = [
     "Pos",
     "Section",
     "format_errors",
+    "irng",
     "ordered",
     "rng",
 ]
