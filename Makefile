@@ -4,7 +4,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 80 + 10 )))
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 VENV ?= .venv
-PYTEST_ARGS ?= -n 2 --timeout 600
+# -rs: every skipped test prints its reason (e.g. optional KITTI/nuScenes data, no GPU).
+PYTEST_ARGS ?= -n 2 --timeout 600 -rs
 
 .PHONY: demo test test-jazzy lint format colcon bench clean help
 
@@ -24,13 +25,15 @@ JAZZY_TESTS ?= test/test_conversions_dds.py test/test_graph_live.py test/test_gr
 	test/test_recorder_node.py test/test_frame_assembly.py
 test-jazzy:  ## run the ROS-facing tests against the ROS 2 Jazzy rclpy wheels (.venv-jazzy)
 	@VENV=.venv-jazzy scripts/bootstrap.sh jazzy,dev
-	.venv-jazzy/bin/python -m pytest -p no:cacheprovider $(JAZZY_TESTS)
+	.venv-jazzy/bin/python -m pytest -rs -p no:cacheprovider $(JAZZY_TESTS)
 
-lint:  ## ruff check + format check
+lint:  ## ruff check + format check (bootstraps .venv with the dev tools if ruff is missing)
+	@test -x $(VENV)/bin/ruff || scripts/bootstrap.sh dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 format:  ## apply ruff formatting and safe fixes
+	@test -x $(VENV)/bin/ruff || scripts/bootstrap.sh dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
@@ -42,5 +45,5 @@ bench:  ## run the CPU benchmarks (prints ratios)
 	@scripts/bootstrap.sh ros,train,dev
 	for b in bench/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done
 
-clean:
+clean:  ## remove colcon/pytest build output (build install log .pytest_cache)
 	rm -rf build install log .pytest_cache

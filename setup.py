@@ -36,7 +36,9 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/schema", glob("config/schema/*.json")),
-        (f"share/{PACKAGE}/engines", glob("engines/*.onnx") + glob("engines/*.json")),
+        # Every engine artefact a backend may load: ONNX (onnxruntime, TensorRT), its manifest,
+        # TorchScript (torch-CUDA). test/test_install_files.py checks this list against the backends.
+        (f"share/{PACKAGE}/engines", glob("engines/*.onnx") + glob("engines/*.json") + glob("engines/*.ts")),
     ],
     install_requires=[
         "setuptools",

@@ -27,9 +27,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA: GPU benchmark skipped")
         return 0
+    from training.model.anchors import kinematic_anchors
     from training.model.pillars import pillarize_batch
     from training.modelio import build, train_forward
-    from training.model.anchors import kinematic_anchors
     from vla_edge.config import load_config
     from vla_edge.pillarize import PillarSpec
 
@@ -38,7 +38,9 @@ def main() -> int:
     spec = PillarSpec.from_config(mcfg)
     rng = np.random.default_rng(0)
     B, N = args.batch, args.points
-    pts = torch.from_numpy(rng.uniform([-40, -40, -2, 0], [40, 40, 2, 255], (B * N, 4)).astype(np.float32)).to(dev)
+    pts = torch.from_numpy(
+        rng.uniform([-40, -40, -2, 0], [40, 40, 2, 255], (B * N, 4)).astype(np.float32)
+    ).to(dev)
     off = torch.arange(0, B * N + 1, N, device=dev)
     for _ in range(3):
         pillarize_batch(pts, off, spec)
@@ -51,11 +53,17 @@ def main() -> int:
     anchors = kinematic_anchors(20, 8, 0.5)
     model = build(args.preset, mcfg, anchors).to(dev)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    batch = {"pillar_features": f, "pillar_coords": c, "pillar_count": n,
-             "ego_state": torch.zeros(B, 6, device=dev), "reference_path": torch.zeros(B, 16, 2, device=dev)}
+    batch = {
+        "pillar_features": f,
+        "pillar_coords": c,
+        "pillar_count": n,
+        "ego_state": torch.zeros(B, 6, device=dev),
+        "reference_path": torch.zeros(B, 16, 2, device=dev),
+    }
     tt = torch.randint(0, 50, (B,), device=dev)
     noise = torch.randn(B, 20, 8, 3, device=dev)
     torch.backends.cudnn.benchmark = True
+
     def step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = train_forward(model, batch, tt, noise)
@@ -63,6 +71,7 @@ def main() -> int:
         opt.zero_grad()
         loss.backward()
         opt.step()
+
     for _ in range(5):
         step()
     torch.cuda.synchronize()
@@ -71,9 +80,11 @@ def main() -> int:
         step()
     torch.cuda.synchronize()
     t_step = (time.perf_counter() - t0) / args.steps
-    print(f"{torch.cuda.get_device_name()}: pillarize_batch {B}x{N} pts {1e3 * t_pil:.1f} ms; "
-          f"{args.preset} train step (bf16, batch {B}) {1e3 * t_step:.1f} ms; "
-          f"{B / (t_pil + t_step):.0f} frames/s")
+    print(
+        f"{torch.cuda.get_device_name()}: pillarize_batch {B}x{N} pts {1e3 * t_pil:.1f} ms; "
+        f"{args.preset} train step (bf16, batch {B}) {1e3 * t_step:.1f} ms; "
+        f"{B / (t_pil + t_step):.0f} frames/s"
+    )
     return 0
 
 

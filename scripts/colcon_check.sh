@@ -16,7 +16,7 @@ git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t 
 )
 SHARE="$WS/install/vla_edge/share/vla_edge"
 fail=0
-for f in package.xml launch/drive.launch.py config/drive.yaml config/model.yaml engines/student.onnx engines/student.json; do
+for f in package.xml launch/drive.launch.py config/drive.yaml config/model.yaml engines/student.onnx engines/student.json engines/student.ts; do
   if [ -f "$SHARE/$f" ]; then echo "ok   share/vla_edge/$f"; else echo "MISSING share/vla_edge/$f"; fail=1; fi
 done
 [ -f "$WS/install/vla_edge/share/ament_index/resource_index/packages/vla_edge" ] && echo "ok   ament resource marker" || { echo "MISSING ament resource marker"; fail=1; }

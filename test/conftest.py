@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -22,7 +23,15 @@ _worker_idx = int(_worker[2:]) if _worker.startswith("gw") and _worker[2:].isdig
 os.environ["ROS_DOMAIN_ID"] = str(min(_base_domain + _worker_idx * 7, 101))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Optional non-commercial scans (KITTI, nuScenes): scripts/fetch_test_data.sh puts them here.
 SHARED_DATA = Path(os.environ.get("VLA_EDGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+# Permissively licensed real scans shipped with the repository (see test/data/README.md).
+REPO_DATA = REPO_ROOT / "test" / "data"
+COMMITTED_SCAN = REPO_DATA / "lidar" / "hesai_qt64_1673401196087570870.pcd"
+SHARED_DATA_SKIP = (
+    f"optional KITTI/nuScenes scans (CC BY-NC-SA) not found at {SHARED_DATA}: "
+    "run scripts/fetch_test_data.sh or set VLA_EDGE_SHARED_DATA"
+)
 
 
 def _have(module: str) -> bool:
@@ -47,12 +56,33 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Directory of the real sensor files (``../shared/data``); never copied into the repo."""
+    """Directory of the optional KITTI/nuScenes files (``../shared/data``); never copied into the repo."""
     if not SHARED_DATA.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"real sensor data missing at {SHARED_DATA}; CI must have ../shared/data")
-        pytest.skip(f"real sensor data not found at {SHARED_DATA} (set VLA_EDGE_SHARED_DATA)")
+        pytest.skip(SHARED_DATA_SKIP)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def committed_scan_path() -> Path:
+    """The Apache-2.0 Hesai QT64 scan shipped in ``test/data`` (always present)."""
+    assert COMMITTED_SCAN.is_file(), f"{COMMITTED_SCAN} missing from the checkout"
+    return COMMITTED_SCAN
+
+
+@pytest.fixture(scope="session")
+def committed_scan(committed_scan_path: Path) -> np.ndarray:
+    """The committed real scan as N x 4 float32 (x, y, z, intensity = 0: the PCD has xyz only)."""
+    from vla_edge.nodes.feeder import load_scan
+
+    return load_scan(str(committed_scan_path))
+
+
+def real_scan_paths() -> list[Path]:
+    """Every real scan available: the committed one, plus the optional shared ones when fetched."""
+    shared = sorted((SHARED_DATA / "lidar").iterdir()) if (SHARED_DATA / "lidar").is_dir() else []
+    return [COMMITTED_SCAN, *(p for p in shared if p.name != COMMITTED_SCAN.name)]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.ros, requires_rclpy, pytest.mark.timeout(60)]
 
 
 @pytest.mark.parametrize("layout", ["ouster", "velodyne"])
-def test_pointcloud_over_dds(rclpy_context, shared_data, layout):
+def test_pointcloud_over_dds(rclpy_context, committed_scan, layout):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import qos_profile_sensor_data
@@ -21,7 +21,8 @@ def test_pointcloud_over_dds(rclpy_context, shared_data, layout):
     from vla_edge.conversions import pointcloud2_to_structured, pointcloud2_to_xyzi, xyzi_to_pointcloud2
     from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 
-    pts = np.fromfile(shared_data / "lidar" / "kitti_000008.bin", np.float32).reshape(-1, 4)
+    pts = committed_scan.copy()
+    pts[:, 3] = np.linspace(0.0, 1.0, len(pts), dtype=np.float32)  # the PCD has no intensity
     ring = (np.arange(len(pts)) % 64).astype(np.uint16)
     extra = {"ring": ring}
     topic = f"/test/conversions/points_{layout}"

@@ -125,8 +125,8 @@ def _bytes(msg) -> bytes:
     return np.asarray(msg.data, dtype=np.uint8).tobytes() if not isinstance(msg.data, bytes) else msg.data
 
 
-def test_hesai_pcd_xyz_only(shared_data, factory, rosbags_store):
-    cloud = read_pcd(shared_data / "lidar" / "hesai_qt64_1673401196087570870.pcd")
+def test_hesai_pcd_xyz_only(committed_scan_path, factory, rosbags_store):
+    cloud = read_pcd(committed_scan_path)
     assert cloud.dtype.names == ("x", "y", "z") and cloud.shape == (34158,)
     xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1)
     msg = xyzi_to_pointcloud2(xyz, factory, 0.0, "hesai", layout="xyz")

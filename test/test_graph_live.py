@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import real_scan_paths
 
 pytest.importorskip("rclpy")
 
@@ -168,12 +168,12 @@ class Harness:
 
 
 @pytest.fixture(scope="module", params=["own_frames", "shared_frames"])
-def harness(request: pytest.FixtureRequest, shared_data: Path) -> Iterator[Harness]:
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     """own_frames: the arbiter assembles from DDS (as under ros2 launch); shared_frames: in-process
     frame and candidate hand-off (as in `vla-edge drive`)."""
     from vla_edge.nodes.feeder import load_scan
 
-    scans = [load_scan(str(p)) for p in sorted((shared_data / "lidar").iterdir())]
+    scans = [load_scan(str(p)) for p in real_scan_paths()]  # committed Hesai (+ KITTI/nuScenes if fetched)
     ctx = Context()
     rclpy.init(context=ctx)
     h = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_scan_paths
 
 pytest.importorskip("rclpy")
 
@@ -27,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 CHOICES = {"student", "frenet", "emergency_stop", "hold_previous"}
 
 
-def test_drive_subprocess_plans_on_real_scans(shared_data: Path, tmp_path: Path) -> None:
+def test_drive_subprocess_plans_on_real_scans(tmp_path: Path) -> None:
     from vla_edge.nodes.feeder import SensorFeeder, load_scan
     from vla_edge.nodes.frames import default_lidar_frame
     from vla_edge.nodes.monitor import GraphMonitor
 
-    scans = [load_scan(str(p)) for p in sorted((shared_data / "lidar").iterdir())]
+    scans = [load_scan(str(p)) for p in real_scan_paths()]  # committed Hesai (+ KITTI/nuScenes if fetched)
     log = tmp_path / "drive.log"
     env = os.environ.copy()  # carries ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE from conftest
     rec_dir = tmp_path / "rec"
@@ -168,14 +169,16 @@ def test_node_executables_take_what_ros2_launch_passes(
             proc.wait(timeout=10)
 
 
-def test_arbiter_process_alone_falls_back_without_inference(shared_data: Path, tmp_path: Path) -> None:
+def test_arbiter_process_alone_falls_back_without_inference(
+    committed_scan_path: Path, tmp_path: Path
+) -> None:
     """Separate processes, DDS only: with no inference node at all, every sweep still gets a
     (fallback) plan from the arbiter's own frame assembly and its deadline timer."""
     from vla_edge.nodes.feeder import SensorFeeder, load_scan
     from vla_edge.nodes.frames import default_lidar_frame
     from vla_edge.nodes.monitor import GraphMonitor
 
-    scan = load_scan(str(shared_data / "lidar" / "kitti_000008.bin"))
+    scan = load_scan(str(committed_scan_path))
     log = tmp_path / "arbiter.log"
     cmd = [sys.executable, "-m", "vla_edge.nodes.arbiter_node"]
     with log.open("w") as out:

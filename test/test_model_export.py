@@ -25,13 +25,12 @@ def exported(tmp_path_factory):
     return model, out, summary
 
 
-def _real_inputs(model, shared_data) -> dict:
+def _real_inputs(model, pts: np.ndarray) -> dict:
     import torch
 
     from vla_edge.pillarize import ego_state_input, pillarize, reference_path_input
 
     spec = model.cfg.spec
-    pts = np.fromfile(shared_data / "lidar" / "kitti_000008.bin", dtype=np.float32).reshape(-1, 4)
     f, c, n = pillarize(pts, spec)
     path = reference_path_input(np.stack([np.linspace(-2, 30, 20), np.linspace(0, 3, 20)], 1), spec)
     gen = torch.Generator().manual_seed(3)
@@ -57,12 +56,12 @@ def test_onnx_checker_and_contract_names(exported) -> None:
     assert summary["bytes"] <= 16 * 2**20
 
 
-def test_onnxruntime_matches_torch_on_real_scan(exported, shared_data) -> None:
+def test_onnxruntime_matches_torch_on_real_scan(exported, committed_scan) -> None:
     import onnxruntime as ort
     import torch
 
     model, out, _ = exported
-    feed = _real_inputs(model, shared_data)
+    feed = _real_inputs(model, committed_scan)
     sess = ort.InferenceSession(str(out / "student.onnx"), providers=["CPUExecutionProvider"])
     got = sess.run(CONTRACT_OUTPUTS, feed)
     with torch.no_grad():
@@ -73,7 +72,7 @@ def test_onnxruntime_matches_torch_on_real_scan(exported, shared_data) -> None:
     assert np.array_equal(again, got[0]), "fixed noise -> identical output"
 
 
-def test_torchscript_artefact_matches_eager(exported, shared_data) -> None:
+def test_torchscript_artefact_matches_eager(exported, committed_scan) -> None:
     import hashlib
 
     import torch
@@ -87,7 +86,7 @@ def test_torchscript_artefact_matches_eager(exported, shared_data) -> None:
     assert ts_path.name == "student.ts"
     assert hashlib.sha256(ts_path.read_bytes()).hexdigest() == entry["sha256"]
     ts = torch.jit.load(str(ts_path))
-    feed = {k: torch.from_numpy(v) for k, v in _real_inputs(model, shared_data).items()}
+    feed = {k: torch.from_numpy(v) for k, v in _real_inputs(model, committed_scan).items()}
     with torch.no_grad():
         got = ts(*(feed[n] for n in CONTRACT_INPUTS))
         ref = model(feed)

@@ -38,6 +38,11 @@ def test_identical_on_real_kitti_scan(shared_data, spec: PillarSpec) -> None:
     _both(pts, spec)
 
 
+def test_identical_on_committed_hesai_scan(committed_scan: np.ndarray, spec: PillarSpec) -> None:
+    assert committed_scan.shape == (34158, 4)
+    _both(committed_scan, spec)
+
+
 def test_identical_with_truncation_and_junk(shared_data, spec: PillarSpec) -> None:
     pts = np.fromfile(shared_data / "lidar" / "kitti_000008.bin", dtype=np.float32).reshape(-1, 4)
     pts = pts.copy()

@@ -70,8 +70,16 @@ def test_spec_missing_key_names_it(cfg: dict) -> None:
         PillarSpec.from_config(bad)
 
 
-def test_kitti_shapes_and_determinism(shared_data, spec: PillarSpec) -> None:
-    pts = _kitti(shared_data)
+@pytest.fixture(params=["committed_hesai", "kitti"])
+def real_points(request: pytest.FixtureRequest) -> np.ndarray:
+    """The committed Hesai scan always; KITTI when fetched (skips with the fetch hint otherwise)."""
+    if request.param == "kitti":
+        return _kitti(request.getfixturevalue("shared_data"))
+    return request.getfixturevalue("committed_scan")
+
+
+def test_real_scan_shapes_and_determinism(real_points: np.ndarray, spec: PillarSpec) -> None:
+    pts = real_points
     f, c, n = pillarize(pts, spec)
     assert f.shape == (spec.max_pillars, spec.max_points, spec.num_features) and f.dtype == np.float32
     assert c.shape == (spec.max_pillars, 2) and c.dtype == np.int32

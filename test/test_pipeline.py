@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,10 +59,8 @@ def runner(cfg: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-def frame(shared_data: Path) -> Frame:
-    from vla_edge.nodes.feeder import load_scan
-
-    pts = load_scan(str(shared_data / "lidar" / "kitti_000008.bin"))
+def frame(committed_scan: np.ndarray) -> Frame:
+    pts = committed_scan
     path = np.stack([np.linspace(-5, 80, 86), np.zeros(86)], axis=1)
     return Frame(stamp=100.0, points=pts, ego=EgoState(100.0, 0.0, 0.0, 0.0, 4.0), reference_path=path)
 

@@ -34,7 +34,9 @@ def _closed_splits(out: Path) -> list[Path]:
     return sorted(p for p in splits.iterdir() if p.is_dir() and p.name != "_open") if splits.is_dir() else []
 
 
-def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object, shared_data: Path) -> None:
+def test_sigkill_loses_only_the_open_split(
+    tmp_path: Path, rclpy_context: object, committed_scan: np.ndarray
+) -> None:
     from nav_msgs.msg import Odometry
     from rclpy.node import Node
     from rosbags.highlevel import AnyReader
@@ -70,7 +72,7 @@ def test_sigkill_loses_only_the_open_split(tmp_path: Path, rclpy_context: object
             spin=lambda: ex.spin_once(timeout_sec=0.05),
         )
         assert matched, f"recorder never subscribed: {proc.poll()=}"
-        points = np.fromfile(shared_data / "lidar" / "kitti_000008.bin", dtype=np.float32).reshape(-1, 4)[::4]
+        points = committed_scan[::4]
         factory = RclpyFactory()
         rgb = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
         sent = 0

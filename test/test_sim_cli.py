@@ -152,3 +152,28 @@ def test_evaluate_runs_the_vehicle_fallback_planner(tmp_path: Path) -> None:
     )
     d = json.loads(out.read_text())
     assert sum(d["choices"].values()) == 15  # the arbiter decided every frame
+
+
+def test_evaluate_workers_give_the_same_scores_in_scenario_order(tmp_path: Path) -> None:
+    """--workers splits the scenarios over processes; scores, order and arbiter choices are unchanged."""
+    docs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.json"
+        argv = [
+            "sim",
+            "evaluate",
+            "--planner",
+            "frenet",
+            "--scenarios",
+            "3",
+            "--seconds",
+            "1.5",
+            "--seed",
+            "5",
+        ]
+        assert main([*argv, "--workers", str(workers), "--no-progress", "--out", str(out)]) == 0
+        docs.append(json.loads(out.read_text()))
+    one, two = docs
+    assert [s["name"] for s in one["scenarios"]] == [s["name"] for s in two["scenarios"]]
+    assert one["aggregate"] == two["aggregate"] and one["choices"] == two["choices"]
+    assert sum(two["choices"].values()) == 3 * 15

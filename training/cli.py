@@ -23,6 +23,26 @@ def _cfg(args: argparse.Namespace) -> tuple[dict, dict]:
     return load_config(args.config), load_config("model")
 
 
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    """Scalar leaves of a nested dict as ``a.b`` keys (lists and long values left out)."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, str, bool)) and len(str(v)) <= 80:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def print_report(title: str, rows: dict[str, object], json_path: object) -> None:
+    """A short key/value table and where the full JSON is (instead of hundreds of JSON lines)."""
+    print(f"\n{title}")
+    width = max((len(k) for k in rows), default=0)
+    for k, v in rows.items():
+        print(f"  {k:<{width}}  {f'{v:.4g}' if isinstance(v, float) else v}")
+    print(f"  full results (JSON): {json_path}")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", default="train", help="train config name or YAML path (default: config/train.yaml)"
@@ -37,7 +57,7 @@ def _dataset(args: argparse.Namespace) -> int:
     man = build_dataset(
         args.bags, args.out, cfg, mcfg, force=args.force, split_name=args.split_name, workers=args.workers
     )
-    print(json.dumps(man["totals"], indent=1))
+    print_report("dataset", _flat(man["totals"]), f"{args.out}/manifest.json")
     return 0
 
 
@@ -89,8 +109,10 @@ def _learned(checkpoint, dataset, split, cfg, mcfg, name, cpu):
 # ---------------------------------------------------------------- train / distill
 def _train(args: argparse.Namespace, distill: bool = False) -> int:
     from training.runs import run_training
+    from training.validate import validate_train
 
     cfg, mcfg = _cfg(args)
+    validate_train(args, cfg, mcfg, distill)
     if args.batch_size:
         cfg["train"]["batch_size"] = args.batch_size
     summary = run_training(
@@ -111,11 +133,17 @@ def _train(args: argparse.Namespace, distill: bool = False) -> int:
         anchors_path=args.anchors,
     )
     if summary is not None:
-        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+        keys = ("name", "preset", "steps", "planned_steps", "seconds", "device")
+        rows = {k: summary[k] for k in keys if k in summary}
+        rows.update(_flat({"best_val": summary.get("best_val") or {}}))
+        print_report("training run", rows, f"{args.out}/summary.json")
     return 0
 
 
 def _distill(args: argparse.Namespace) -> int:
+    from training.validate import validate_train
+
+    validate_train(args, *_cfg(args), distill=True)
     if args.progressive:
         from training.progressive import run_progressive
 
@@ -188,11 +216,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from training.pipeline import run_pipeline
+    from training.validate import validate_pipeline
 
     cfg, mcfg = _cfg(args)
+    validate_pipeline(args, cfg, mcfg)  # before any bag is generated
     res = run_pipeline(args, cfg, mcfg)
-    print(json.dumps(res, indent=1, default=str))
+    if res.get("table"):
+        print("\n" + str(res["table"]))
+    rows: dict[str, object] = {"chosen student": res.get("chosen", "?"), "total_s": res.get("total_s", 0.0)}
+    rows.update({f"stage {k} done at": v for k, v in (res.get("stages") or {}).items()})
+    if res.get("export"):
+        rows["exported"] = res["export"].get("onnx", "?")
+    print_report("pipeline", rows, Path(args.workdir) / "pipeline_state.json")
     return 0
 
 
@@ -357,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     from training.onpolicy.commands import register as register_onpolicy
 
     register_onpolicy(sub)
+    # `vla-edge-train COMMAND --help` opens with a description line: the listing's help text
+    # where the subcommand gave none.
+    for action in sub._choices_actions:  # argparse keeps the help texts only here
+        parser = sub.choices[action.dest]
+        if not parser.description and action.help:
+            parser.description = action.help[0].upper() + action.help[1:] + "."
     return ap
 
 

@@ -92,7 +92,9 @@ class ModelPlanner:
         if self._params is None:
             self._params = ArbiterParams.from_config(load_planning_config(None))
         self.raw_plans += 1
-        self.raw_pass += not raw_plan_failures(traj, float(frame.ego.v), float(frame.ego.yaw_rate), self._params)
+        self.raw_pass += not raw_plan_failures(
+            traj, float(frame.ego.v), float(frame.ego.yaw_rate), self._params
+        )
 
 
 def heldout_specs(n: int, seed: int, sim_cfg: dict[str, Any] | None = None) -> list[Any]:

@@ -82,13 +82,38 @@ def _train_cmd(
     return cmd
 
 
-def _run_parallel(cmds: dict[str, list[str]], logdir: Path) -> None:
+def last_progress_line(log_path: Path, tail_bytes: int = 4096) -> str:
+    """The newest line of a run's log (tqdm rewrites its bar with ``\\r``), for the console."""
+    try:
+        with log_path.open("rb") as fh:
+            fh.seek(max(0, log_path.stat().st_size - tail_bytes))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in text.replace("\r", "\n").split("\n")]
+    return next((p for p in reversed(parts) if p), "")
+
+
+def _run_parallel(cmds: dict[str, list[str]], logdir: Path, poll_s: float = 1.0) -> None:
     logdir.mkdir(parents=True, exist_ok=True)
     procs = {}
     for name, cmd in cmds.items():
         fh = (logdir / f"{name}.log").open("w")
         procs[name] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), fh)
-        log.info("started %s: %s", name, " ".join(cmd))
+        log.info("started %s: %s (log %s)", name, " ".join(cmd), logdir / f"{name}.log")
+    # The runs log to files (so parallel bars do not interleave); one console line per run
+    # mirrors the newest line of its log, i.e. its training progress bar.
+    bars = {
+        name: tqdm(total=0, position=i, bar_format="{desc}", desc=f"{name}: starting", leave=True)
+        for i, name in enumerate(procs)
+    }
+    while any(p.poll() is None for p, _ in procs.values()):
+        for name, bar in bars.items():
+            bar.set_description_str(f"{name}: {last_progress_line(logdir / f'{name}.log')}"[:200])
+        time.sleep(poll_s)
+    for name, bar in bars.items():
+        bar.set_description_str(f"{name}: {last_progress_line(logdir / f'{name}.log')}"[:200])
+        bar.close()
     failed = []
     for name, (p, fh) in procs.items():
         rc = p.wait()

@@ -26,6 +26,12 @@ def fit_anchors(dataset_dir: str | Path, model_cfg: dict[str, Any], seed: int) -
     if gt is None or len(gt) == 0:
         raise DatasetError(f"{dataset_dir}: no training frames to fit anchors on")
     k = int(model_cfg["trajectory"]["num_anchors"])
+    if len(gt) < k:  # worded for the user instead of k-means' ValueError
+        raise DatasetError(
+            f"{dataset_dir}: the train split has {len(gt)} usable frames, but the {k} trajectory anchors "
+            "(model.yaml trajectory.num_anchors) need at least one frame each: record more or longer bags "
+            "(pipeline: --train-scenarios / --duration)"
+        )
     rng = np.random.default_rng(seed)
     sample = gt[rng.permutation(len(gt))[:20000]]  # k-means cost grows with N x k
     return kmeans_anchors(sample, k, seed=seed)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.config import require
-from vla_edge.errors import FrameError
+from vla_edge.errors import ConfigError, FrameError
 
 
 def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
@@ -92,26 +92,44 @@ class Calibration:
         sensors: Sensor name -> its main frame id (e.g. ``"lidar" -> "lidar"``).
     """
 
-    def __init__(self, base_frame: str, extrinsics: dict[str, Extrinsic], sensors: dict[str, str]) -> None:
+    def __init__(
+        self,
+        base_frame: str,
+        extrinsics: dict[str, Extrinsic],
+        sensors: dict[str, str],
+        crop_boxes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
         self.base_frame = base_frame
         self._edges: dict[str, Extrinsic] = dict(extrinsics)
         self.sensors = dict(sensors)
+        # Self-return crop boxes (sensor frame) keyed by frame id: the vehicle's own body.
+        self.crop_boxes: dict[str, tuple[np.ndarray, np.ndarray]] = dict(crop_boxes or {})
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Calibration:
+    def from_config(cls, cfg: dict[str, Any], preset: str | None = None) -> Calibration:
         """Build from the ``config/calibration.yaml`` mapping.
 
+        Args:
+            cfg: The ``calibration.yaml`` mapping.
+            preset: Name under ``mounting_presets`` whose xyz/rpy/crop_box replace those of
+                ``sensors.lidar``; None = the file's ``lidar_preset`` ("" = none).
+
         Raises:
-            ConfigError: Missing keys.
-            FrameError: A sensor has malformed xyz/rpy.
+            ConfigError: Missing keys or an unknown preset.
+            FrameError: A sensor has malformed xyz/rpy/crop_box.
         """
         base = str(require(cfg, "base_frame", where="calibration.yaml"))
-        sensors_cfg = require(cfg, "sensors", where="calibration.yaml")
+        sensors_cfg = dict(require(cfg, "sensors", where="calibration.yaml"))
+        name = str(cfg.get("lidar_preset", "") or "") if preset is None else preset
+        if name:
+            sensors_cfg["lidar"] = apply_preset(cfg, name)
         edges: dict[str, Extrinsic] = {}
         sensors: dict[str, str] = {}
+        crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, sec in sensors_cfg.items():
             where = f"calibration.yaml sensors.{name}"
+            box = _crop_box(sec.get("crop_box"), where)
             frame_ids = [str(f) for f in require(sec, "frame_ids", where=where)]
             xyz = np.asarray(require(sec, "xyz", where=where), dtype=np.float64)
             rpy = np.asarray(require(sec, "rpy", where=where), dtype=np.float64)
@@ -127,8 +145,10 @@ class Calibration:
             rot = rpy_to_matrix(*rpy)
             for fid in frame_ids:
                 edges[fid] = Extrinsic(base, fid, rot, xyz)
+                if box is not None:
+                    crops[fid] = box
             sensors[str(name)] = frame_ids[0]
-        return cls(base, edges, sensors)
+        return cls(base, edges, sensors, crops)
 
     # ------------------------------------------------------------------ overrides
 
@@ -225,6 +245,22 @@ class Calibration:
                 f"unknown sensor '{sensor}'; configured: {', '.join(sorted(self.sensors))}"
             ) from None
 
+    def crop_self_returns(self, points: np.ndarray, frame_id: str) -> np.ndarray:
+        """Drop the points of ``frame_id``'s cloud inside its self-return crop box (sensor frame).
+
+        As Autoware's ``crop_box_filter`` (negative) for the vehicle body: roof, mirrors and
+        the sensor housing would otherwise be obstacles right on the ego. Returns the input
+        when the frame has no crop box.
+        """
+        box = self.crop_boxes.get(frame_id)
+        if box is None:
+            return points
+        pts = _as_points(points)
+        lo, hi = box
+        xyz = pts[:, :3]
+        inside = np.all((xyz >= lo) & (xyz <= hi), axis=1)
+        return pts[~inside]
+
     def transform_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Map N x k points (x, y, z first; other columns kept) from ``frame_id`` into the base frame.
 
@@ -266,3 +302,48 @@ def _as_points(points: np.ndarray) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[1] < 3:
         raise FrameError(f"points must be N x k with k >= 3, got shape {pts.shape}")
     return pts
+
+
+def mounting_presets(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``mounting_presets`` section of ``calibration.yaml`` (empty when absent)."""
+    presets = cfg.get("mounting_presets") or {}
+    if not isinstance(presets, dict):
+        raise ConfigError(
+            "calibration.yaml mounting_presets: must be a mapping of name -> {xyz, rpy, crop_box}"
+        )
+    return presets
+
+
+def apply_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """``sensors.lidar`` of ``cfg`` with xyz/rpy/crop_box replaced by preset ``name``.
+
+    Raises:
+        ConfigError: Unknown preset name.
+    """
+    presets = mounting_presets(cfg)
+    if name not in presets:
+        raise ConfigError(
+            f"calibration.yaml: unknown mounting preset '{name}' (key lidar_preset or preset=); "
+            f"known: {', '.join(sorted(presets)) or 'none'}"
+        )
+    lidar = dict(require(cfg, "sensors", "lidar", where="calibration.yaml"))
+    for key in ("xyz", "rpy", "crop_box"):
+        if key in presets[name]:
+            lidar[key] = presets[name][key]
+    return lidar
+
+
+def _crop_box(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``{min: [x, y, z], max: [x, y, z]}`` -> (lo, hi); None when absent or empty (min == max)."""
+    if raw is None:
+        return None
+    try:
+        lo = np.asarray(raw["min"], dtype=np.float64)
+        hi = np.asarray(raw["max"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise FrameError(f"{where}.crop_box: need min: [x, y, z] and max: [x, y, z] in metres") from None
+    if lo.shape != (3,) or hi.shape != (3,) or not np.all(np.isfinite(np.r_[lo, hi])) or np.any(lo > hi):
+        raise FrameError(f"{where}.crop_box: min and max must be 3 finite values [m] with min <= max")
+    if np.all(lo == hi):
+        return None
+    return lo, hi

@@ -217,7 +217,10 @@ class FrameAssembler:
 
     def make_frame_from_points(self, stamp: float, points: np.ndarray, frame_id: str) -> Frame:
         """Like :meth:`make_frame` for an already converted N x 4 cloud in ``frame_id``."""
-        pts = self.calibration.transform_points(points, frame_id)
+        # Self-returns are cropped in the sensor frame, before the transform (as Autoware).
+        pts = self.calibration.transform_points(
+            self.calibration.crop_self_returns(points, frame_id), frame_id
+        )
         ages: dict[str, float] = {}
         stale: set[str] = set()
 

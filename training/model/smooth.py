@@ -32,7 +32,9 @@ class SmoothOutput(nn.Module):
             F, G = fit_operator(times, cfg.dt, self.dt, float(sc["jerk_weight"]), float(sc["accel_weight"]))
         self.register_buffer("F", torch.tensor(F, dtype=torch.float32), persistent=False)
         self.register_buffer("G", torch.tensor(G, dtype=torch.float32), persistent=False)
-        self.register_buffer("ego_scale", torch.tensor(cfg.spec.ego_scale, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "ego_scale", torch.tensor(cfg.spec.ego_scale, dtype=torch.float32), persistent=False
+        )
         lo, hi = (float(v) for v in sc.get("accel_clip", (-4.05, 2.4)))
         self.a_lo, self.a_hi, self.lat_max = lo, hi, float(sc.get("max_lat_accel", 4.89))
 

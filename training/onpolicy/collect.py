@@ -174,7 +174,9 @@ def run_job(job: CollectJob) -> dict[str, Any]:
                 1 - decay * decay
             ) * float(rng.standard_normal())
             if k % round(3.0 / frame_dt) == 0:
-                state["scale"] = float(np.clip(1 + float(dart["speed_sigma"]) * rng.standard_normal(), 0.6, 1.3))
+                state["scale"] = float(
+                    np.clip(1 + float(dart["speed_sigma"]) * rng.standard_normal(), 0.6, 1.3)
+                )
             calm = dec.safe and dec.action in ("cruise", "accelerate", "follow", "nudge")
             if calm and dec.plan.path is not None:
                 pert = _perturbed(label, state["lateral"], state["scale"])

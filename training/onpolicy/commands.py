@@ -27,10 +27,14 @@ def register(sub: Any) -> None:
         "onpolicy", help="DAgger: on-policy rollouts labelled by the expert, aggregated, retrained",
         description=ONPOLICY_DOC,
     )  # fmt: skip
-    p.add_argument("--config", default="train", help="train config name or YAML path (default: config/train.yaml)")
+    p.add_argument(
+        "--config", default="train", help="train config name or YAML path (default: config/train.yaml)"
+    )
     p.add_argument("--workdir", required=True, help="work directory (data, runs, results, export); resumable")
     p.add_argument("--preset", default="tiny", help="model preset of config/model.yaml (default: tiny)")
-    p.add_argument("--iterations", type=int, default=None, help="DAgger iterations (default: onpolicy.iterations)")
+    p.add_argument(
+        "--iterations", type=int, default=None, help="DAgger iterations (default: onpolicy.iterations)"
+    )
     p.add_argument(
         "--scenarios", default=None,
         help="scenarios per iteration, comma-separated, last repeats (default: onpolicy.scenarios)",
@@ -39,17 +43,29 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=None, help="simulated seconds per scenario")
     p.add_argument("--eval-scenarios", type=int, default=None, help="held-out scenarios per iteration row")
     p.add_argument("--batch-size", type=int, default=None, help="global batch (default: train.batch_size)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: onpolicy.workers; 0 = all cores)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes (default: onpolicy.workers; 0 = all cores)"
+    )
     p.add_argument("--init", default=None, help="checkpoint to start from (e.g. a committed one)")
     p.add_argument("--no-export", action="store_true", help="do not export the final student")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
     p.set_defaults(func=run_onpolicy)
 
-    p = sub.add_parser("promote", help="copy a candidate student into engines/ only if it scores higher", description=PROMOTE_DOC)
-    p.add_argument("candidate", help="directory with the candidate's student.onnx/.json(/.ts), e.g. WORKDIR/export")
-    p.add_argument("--engines", default=None, help="engines directory to promote into (default: the package's engines/)")
+    p = sub.add_parser(
+        "promote",
+        help="copy a candidate student into engines/ only if it scores higher",
+        description=PROMOTE_DOC,
+    )
+    p.add_argument(
+        "candidate", help="directory with the candidate's student.onnx/.json(/.ts), e.g. WORKDIR/export"
+    )
+    p.add_argument(
+        "--engines", default=None, help="engines directory to promote into (default: the package's engines/)"
+    )
     p.add_argument("--scenarios", type=int, default=30, help="held-out scenarios per engine (default: 30)")
-    p.add_argument("--seed", type=int, default=9700, help="held-out scenario seed (default: 9700; never trained on)")
+    p.add_argument(
+        "--seed", type=int, default=9700, help="held-out scenario seed (default: 9700; never trained on)"
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per scenario (default: 20)")
     p.add_argument("--difficulty", default="mixed", help="difficulty 0..1 or 'mixed' (default: mixed)")
     p.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
@@ -83,7 +99,11 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
         vals = _floats(text, key)
         if vals is not None:
             oc[key] = [int(v) for v in vals] if key == "scenarios" else vals
-    for key, val in (("seconds", args.seconds), ("eval_scenarios", args.eval_scenarios), ("workers", args.workers)):
+    for key, val in (
+        ("seconds", args.seconds),
+        ("eval_scenarios", args.eval_scenarios),
+        ("workers", args.workers),
+    ):
         if val is not None:
             oc[key] = val
     if args.batch_size is not None:
@@ -106,7 +126,10 @@ def run_onpolicy(args: argparse.Namespace) -> int:
     print(loop.table())
     print(f"results: {Path(args.workdir) / 'results.json'}")
     if "export" in res:
-        print(f"exported: {res['export']['onnx']} (promote with: vla-edge-train promote {Path(args.workdir) / 'export'})")
+        print(
+            f"exported: {res['export']['onnx']} "
+            f"(promote with: vla-edge-train promote {Path(args.workdir) / 'export'})"
+        )
     return 0
 
 
@@ -178,7 +201,9 @@ def run_promote(args: argparse.Namespace) -> int:
     dest = Path(args.engines) if args.engines else engines_dir()
     onnx, man = cand / "student.onnx", cand / "student.json"
     if not onnx.is_file() or not man.is_file():
-        raise VlaEdgeError(f"{cand}: no student.onnx + student.json; export one first (vla-edge-train onpolicy)")
+        raise VlaEdgeError(
+            f"{cand}: no student.onnx + student.json; export one first (vla-edge-train onpolicy)"
+        )
     load_manifest(man)  # tampered or incomplete manifest: refuse before any work
     specs = suite(args.scenarios, args.seed, None, args.difficulty, load_config("sim"))
     engines = {"candidate": str(onnx)}
@@ -195,12 +220,18 @@ def run_promote(args: argparse.Namespace) -> int:
     if not better and not args.force:
         print(
             f"refused: candidate {res['candidate']['score']:.3f} does not beat the current engine "
-            f"{res['current']['score']:.3f} on seed {args.seed} ({args.scenarios} scenarios); --force overrides"
+            f"{res['current']['score']:.3f} on seed {args.seed} ({args.scenarios} scenarios); "
+            "--force overrides"
         )
         return 1
     doc = json.loads(man.read_text())
     doc["promotion"] = {
-        "heldout": {"seed": args.seed, "scenarios": args.scenarios, "seconds": args.seconds, "difficulty": args.difficulty},
+        "heldout": {
+            "seed": args.seed,
+            "scenarios": args.scenarios,
+            "seconds": args.seconds,
+            "difficulty": args.difficulty,
+        },
         "candidate": res["candidate"],
         "replaced": res.get("current"),
         "forced": bool(args.force and not better),

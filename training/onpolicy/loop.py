@@ -56,13 +56,18 @@ def per_iteration(values: Any, k: int) -> float:
 
 
 def plan_jobs(oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: bool) -> list[CollectJob]:
-    """Scenario jobs of iteration ``k``: the DART expert only until a student exists, then mostly the student."""
+    """Scenario jobs of iteration ``k``: the DART expert until a student exists, then mostly the student."""
     n = int(per_iteration(oc["scenarios"], k))
     specs = suite(n, int(oc["train_seed"]) + 100 * k, None, oc["difficulty"])
     n_expert = n if checkpoint is None else round(n * float(oc["expert_share"]))
     return [
         CollectJob(
-            s, k, "expert" if i < n_expert else "student", oc, checkpoint if i >= n_expert else None, force_cpu
+            s,
+            k,
+            "expert" if i < n_expert else "student",
+            oc,
+            checkpoint if i >= n_expert else None,
+            force_cpu,
         )
         for i, s in enumerate(specs)
     ]
@@ -267,7 +272,8 @@ class OnPolicyLoop:
         """The per-iteration results table (markdown)."""
         cols = [
             ("iteration", "iter"), ("new_frames", "new frames"), ("train_frames", "train frames"),
-            ("student_scenarios", "student rollouts"), ("takeovers_per_student_scenario", "takeovers/rollout"),
+            ("student_scenarios", "student rollouts"),
+            ("takeovers_per_student_scenario", "takeovers/rollout"),
             ("steps", "steps"), ("val_ade", "val ADE m"), ("score", "score"),
             ("collision_scenarios", "collisions"), ("offroad_scenarios", "off-road"),
             ("raw_pass_fraction", "raw pass"),
@@ -286,7 +292,12 @@ class OnPolicyLoop:
 
     def write_results(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """``results.json`` and ``results.md`` in the work directory."""
-        out = {"rows": self.state["rows"], "expert": self.state.get("expert"), "config": self.oc, **(extra or {})}
+        out = {
+            "rows": self.state["rows"],
+            "expert": self.state.get("expert"),
+            "config": self.oc,
+            **(extra or {}),
+        }
         (self.dir / "results.json").write_text(json.dumps(out, indent=1, default=str))
         (self.dir / "results.md").write_text(self.table() + "\n")
         return out
@@ -303,7 +314,10 @@ class OnPolicyLoop:
                 "dataset_sha256": data.digest(),
                 "frames": len(data),
                 "scenario_seeds": sorted({int(s) for s in data.scenario}),
-                "eval_seeds": {"seed": int(self.oc["eval_seed"]), "scenarios": int(self.oc["eval_scenarios"])},
+                "eval_seeds": {
+                    "seed": int(self.oc["eval_seed"]),
+                    "scenarios": int(self.oc["eval_scenarios"]),
+                },
                 "steps": int(sum(r.get("steps", 0) for r in self.state["rows"].values())),
                 "wall_minutes": round((time.monotonic() - self.t_start) / 60.0, 2),
                 "heldout_score": row.get("score"),
@@ -312,4 +326,3 @@ class OnPolicyLoop:
             }
         }
         return export_checkpoint(self.checkpoint(k), self.dir / "export", "student", prov)
-

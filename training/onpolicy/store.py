@@ -65,7 +65,11 @@ class SparseFrames:
             path=np.concatenate([a["path"] for a in arr]),
             gt=np.concatenate([a["gt"] for a in arr]),
             scenario=np.concatenate(
-                [np.full(len(a["gt"]), r["stats"]["seed"]) for a, r in zip(arr, results) if r["stats"]["frames"]]
+                [
+                    np.full(len(a["gt"]), r["stats"]["seed"])
+                    for a, r in zip(arr, results)
+                    if r["stats"]["frames"]
+                ]
             ).astype(np.int64),
             iteration=np.full(len(counts), iteration, dtype=np.int32),
             expert_drove=np.concatenate([a["expert_drove"] for a in arr]),
@@ -86,7 +90,9 @@ class SparseFrames:
         idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask)
         starts, ends = self.offsets[idx], self.offsets[idx + 1]
         counts = ends - starts
-        sel = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        sel = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(
+            counts.sum()
+        )
         return SparseFrames(
             points=self.points[sel],
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),

@@ -174,7 +174,12 @@ def run(args: argparse.Namespace) -> int:
             executor.shutdown(timeout_sec=2.0)
         if rclpy.ok():
             rclpy.shutdown()
-    text = render(summary)
+    demo_cfg = load_config("demo")
+    text = render(summary) + "\n" + render_expectations(summary, demo_cfg, args)
+    summary["expectations"] = [
+        {"key": k, "measured": v, "expected": e, "within": ok}
+        for k, v, e, ok in expectation_rows(summary, demo_cfg)
+    ]
     print("[4/4] summary")
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +261,53 @@ def summarise(
         "bag_seconds": round(stats.bag_span_s, 1),
         "wall_seconds": round(wall, 1),
     }
+
+
+def expectation_rows(summary: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
+    """``(key, measured, expected range, within?)`` for every ``expect`` key of ``config/demo.yaml``.
+
+    ``within`` is None when the summary lacks the figure (e.g. no student decision at all
+    counts as 0 for ``decisions.*``).
+
+    Raises:
+        ConfigError: An ``expect`` entry that is not ``[min, max]``.
+    """
+    from vla_edge.config import require
+    from vla_edge.errors import ConfigError
+
+    rows = []
+    for key, bounds in require(cfg, "expect", where="demo.yaml").items():
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise ConfigError(f"demo.yaml expect.{key}: need [min, max] (null = unbounded), got {bounds!r}")
+        lo, hi = bounds
+        node: Any = summary
+        for part in str(key).split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None and str(key).startswith("decisions."):
+            node = 0  # a choice that never happened
+        expected = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+        ok = None if node is None else (lo is None or node >= lo) and (hi is None or node <= hi)
+        rows.append((str(key), node, expected, ok))
+    return rows
+
+
+def render_expectations(summary: dict[str, Any], cfg: dict[str, Any], args: argparse.Namespace) -> str:
+    """The measured figures next to the README's (``config/demo.yaml``), with the machine load."""
+    sc = cfg["scenario"]
+    lines = [f"  expectations (config/demo.yaml; measured on: {cfg['measured_on']})"]
+    if args.bag is not None or args.seed != int(sc["seed"]) or args.seconds != float(sc["seconds"]):
+        lines.append(f"    (they hold for seed {sc['seed']}, {sc['seconds']:g} s; this run differs)")
+    for key, got, expected, ok in expectation_rows(summary, cfg):
+        mark = "n/a" if ok is None else ("ok" if ok else "OUTSIDE")
+        lines.append(f"    {key:<26} {got!s:>8}   expected {expected:<12} {mark}")
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    per_core = load / cores
+    note = (
+        "  <- loaded machine: latency and drops grow" if per_core > float(cfg["load_warn_per_core"]) else ""
+    )
+    lines.append(f"    this machine: {cores} cores, load average {load:.1f} ({per_core:.2f} per core){note}")
+    return "\n".join(lines)
 
 
 def render(s: dict) -> str:

@@ -79,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
             arb["cycles"],
             arb["by_choice"],
         )
+        if inf["sweeps"] == 0:  # say why nothing happened, with the topic to check
+            log.error(
+                "no LiDAR sweep arrived on %s during the whole run (see the NO LIDAR messages above "
+                "and /diagnostics %s)",
+                graph.inference.watch.lidar_topic,
+                "vla_edge/input_watch",
+            )
     except KeyboardInterrupt:
         pass
     finally:

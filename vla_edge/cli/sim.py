@@ -106,6 +106,10 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument(
+        "--workers", type=int, default=1,
+        help="processes, each running a share of the scenarios (default 1; 0 = one per core); same scores",
+    )  # fmt: skip
     e.set_defaults(func=run_evaluate)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -226,25 +230,104 @@ def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, di
     return stack, choices
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """Score the planner; prints the table (and arbiter choices) and optionally writes JSON."""
+def _evaluate_share(
+    job: tuple[dict[str, Any], list[Any]],
+) -> tuple[list[Any], dict[str, int], dict[str, Any]]:
+    """Scores, arbiter choices and raw-plan stats of one worker's share of the scenarios."""
     from vla_edge.config import load_config
     from vla_edge.sim.harness import run_suite
 
+    args_dict, specs = job
+    args = argparse.Namespace(**args_dict)
     sim_cfg = load_config("sim")
     planner, choices = _planner(args, sim_cfg)
     res = run_suite(
         planner,
-        args.scenarios,
+        specs,
         seconds=args.seconds,
-        seed=args.seed,
-        families=args.family,
-        difficulty=args.difficulty,
         cfg=sim_cfg,
         render_camera=args.camera,
         render_lidar=False if args.no_lidar else None,
-        progress=not args.no_progress,
     )
+    raw = planner.stats() if hasattr(planner, "stats") else {}
+    return res.scenarios, choices, raw
+
+
+def _merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Raw-plan stats of several workers as one (pass fraction weighted by plans)."""
+    from collections import Counter
+
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    plans = sum(int(p["raw_plans"]) for p in parts)
+    passed = sum(float(p["raw_pass_fraction"]) * int(p["raw_plans"]) for p in parts if p["raw_plans"])
+    failed: Counter[str] = Counter()
+    for p in parts:
+        failed.update(p["raw_failed_checks"])
+    return {
+        "raw_plans": plans,
+        "raw_pass_fraction": passed / plans if plans else float("nan"),
+        "raw_failed_checks": dict(failed.most_common()),
+    }
+
+
+def _evaluate(
+    args: argparse.Namespace, sim_cfg: dict[str, Any]
+) -> tuple[Any, dict[str, int], dict[str, Any]]:
+    """Run the suite in this process or split over ``--workers`` processes (scenario order kept)."""
+    import multiprocessing as mp
+    import os
+
+    from tqdm import tqdm
+
+    from vla_edge.sim.harness import SuiteResult
+    from vla_edge.sim.scenarios import suite
+
+    specs = suite(args.scenarios, args.seed, args.family, args.difficulty, sim_cfg)
+    workers = min(len(specs), args.workers if args.workers > 0 else os.cpu_count() or 1)
+    if workers <= 1:
+        scen, choices, raw = _evaluate_share((vars(args) | {"no_progress": True}, specs))
+        return SuiteResult(scen), choices, raw
+    args_dict = {k: v for k, v in vars(args).items() if k != "func"}
+    jobs = [(args_dict, specs[i::workers]) for i in range(workers)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = list(
+            tqdm(pool.imap(_evaluate_share, jobs), total=len(jobs), desc="workers", disable=args.no_progress)
+        )
+    order = {s.name: i for i, s in enumerate(specs)}
+    scenarios = sorted((s for p in parts for s in p[0]), key=lambda s: order.get(s.name, 0))
+    choices: dict[str, int] = {}
+    for _, c, _ in parts:
+        for k, v in c.items():
+            choices[k] = choices.get(k, 0) + v
+    return SuiteResult(scenarios), choices, _merge_raw([p[2] for p in parts])
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Score the planner; prints the table (and arbiter choices) and optionally writes JSON."""
+    from vla_edge.config import load_config
+
+    sim_cfg = load_config("sim")
+    if args.workers == 1:
+        from vla_edge.sim.harness import run_suite
+
+        planner, choices = _planner(args, sim_cfg)
+        res = run_suite(
+            planner,
+            args.scenarios,
+            seconds=args.seconds,
+            seed=args.seed,
+            families=args.family,
+            difficulty=args.difficulty,
+            cfg=sim_cfg,
+            render_camera=args.camera,
+            render_lidar=False if args.no_lidar else None,
+            progress=not args.no_progress,
+        )
+        raw = planner.stats() if hasattr(planner, "stats") else {}
+    else:
+        res, choices, raw = _evaluate(args, sim_cfg)
     print(res.table())
     agg = res.aggregate
     print(
@@ -254,7 +337,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     if choices:
         print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))
-    raw = planner.stats() if hasattr(planner, "stats") else {}
     if raw:
         worst = ", ".join(f"{k} {v}" for k, v in list(raw["raw_failed_checks"].items())[:4]) or "none"
         print(

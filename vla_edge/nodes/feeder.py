@@ -16,6 +16,7 @@ from rclpy.node import Node
 
 from vla_edge.msgfactory import RclpyFactory
 from vla_edge.nodes import messages, qos
+from vla_edge.scans import load_scan  # noqa: F401 - re-exported (graph tests, benchmarks)
 
 
 class SensorFeeder(Node):
@@ -113,29 +114,3 @@ class SensorFeeder(Node):
         wall = time.time()
         self.pub_cloud.publish(cloud)
         return wall
-
-
-def load_scan(path: str, n_points: int | None = None, seed: int = 0) -> np.ndarray:
-    """A real scan as N x 4 float32 (KITTI ``.bin`` 4 floats, nuScenes ``.bin`` 5 floats, ``.pcd``).
-
-    With ``n_points``, the scan is cut or tiled (with 3 cm jitter, so points are distinct)
-    to exactly that many points.
-    """
-    if path.endswith(".pcd"):
-        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
-
-        pts = pcd_to_xyzi(read_pcd(path))
-    else:
-        raw = np.fromfile(path, dtype=np.float32)
-        cols = 5 if "nuscenes" in path else 4
-        pts = raw.reshape(-1, cols)[:, :4]
-    pts = np.ascontiguousarray(pts, dtype=np.float32)
-    if n_points is None:
-        return pts
-    reps = math.ceil(n_points / len(pts))
-    rng = np.random.default_rng(seed)
-    tiled = np.concatenate(
-        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
-    )
-    tiled[:, 3] = np.tile(pts[:, 3], reps)
-    return np.ascontiguousarray(tiled[:n_points])

@@ -30,6 +30,7 @@ from rclpy.node import Node
 from vla_edge.config import load_config
 from vla_edge.diagnostics import DropCounter, SweepGaps, Thresholds, candidate_status, error_status
 from vla_edge.errors import VlaEdgeError
+from vla_edge.input_watch import InputWatch, InputWatchConfig
 from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 from vla_edge.nodes import messages, qos
 from vla_edge.nodes.frames import FrameSource
@@ -114,6 +115,11 @@ class InferenceNode(Node):
             qos.sensor_qos(depth=1),
             callback_group=self.frames.group,
         )
+        # A silent LiDAR is reported loudly (log + /diagnostics); InputWatch decides when.
+        self.watch = InputWatch(
+            InputWatchConfig.from_config(self.cfg), topics["inputs"], self._now(), self.th.hardware_id
+        )
+        self.create_timer(0.5, self._watch_inputs, callback_group=self.frames.group)
         self.get_logger().info(
             f"inference node ready: backend={getattr(self.pipeline.runner.backend, 'name', '?')} "
             f"engine={getattr(self.pipeline.runner.backend, 'onnx_path', '?')} "
@@ -127,10 +133,25 @@ class InferenceNode(Node):
             pipeline.runner.close()
         super().destroy_node()
 
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _watch_inputs(self) -> None:
+        """Publish the InputWatch decision, if one is due (sensor group: no race with _on_lidar)."""
+        st = self.watch.poll(self._now(), odometry_seen=len(self.frames.assembler.odometry) > 0)
+        if st is None:
+            return
+        self.pub_diag.publish(messages.array_msg([st], self._now()))
+        if st["level"] > 0:
+            self.get_logger().error(st["message"])
+        else:
+            self.get_logger().info(st["message"])
+
     def _on_lidar(self, msg: Any) -> None:
         """Assemble at once (sensor group), hand the frame on, queue it for the model."""
         received = time.perf_counter()
         self.stats["sweeps"] += 1
+        self.watch.lidar(self._now())
         stamp = stamp_to_sec(msg.header.stamp)
         for _ in range(self.gaps.missed(stamp)):
             self.drops.record(True)

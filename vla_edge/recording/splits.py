@@ -7,6 +7,7 @@ message (and on idle wake-ups) whether the open split must close, and asks
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class SplitPolicy:
     max_duration_s: float
     max_bytes: int
     fsync: bool = True
+    metadata_version: int = 8  # rosbag2 metadata.yaml version (see metadata_version_for)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> SplitPolicy:
@@ -77,7 +79,8 @@ class SplitPolicy:
                 f"({size_mb}) must be > 0"
             )
         fsync = bool(require(cfg, "split", "fsync", where="recorder.yaml"))
-        return cls(duration, int(size_mb * MIB), fsync)
+        distro = str(cfg["split"].get("rosbag_distro", "auto"))
+        return cls(duration, int(size_mb * MIB), fsync, metadata_version_for(distro)[1])
 
     def should_close(self, wall_age_s: float, stamp_span_ns: int, payload_bytes: int) -> bool:
         """Decide whether the open split is due.
@@ -146,3 +149,34 @@ class RingBudget:
             victims.append(split)
             total -= split.size_bytes
         return victims
+
+
+#: rosbag2 ``metadata.yaml`` version that each distro's ``ros2 bag record`` writes. Bags move
+#: forward between distros, not back: Humble's reader knows versions up to 5 (QoS profiles as
+#: one YAML string), so a vehicle on Humble needs 5; Jazzy and later write 9 (QoS as a list).
+DISTRO_METADATA_VERSION = {"humble": 5, "iron": 8, "jazzy": 9, "kilted": 9, "rolling": 9}
+#: Used when ``auto`` finds no known ``$ROS_DISTRO``: Iron's 8, read by Iron and later.
+FALLBACK_METADATA_VERSION = 8
+
+
+def metadata_version_for(distro: str, environ: dict[str, str] | None = None) -> tuple[str, int]:
+    """``(distro, metadata version)`` for ``split.rosbag_distro`` of ``recorder.yaml``.
+
+    ``auto`` follows the running ROS (``$ROS_DISTRO``, set by ``source /opt/ros/<distro>/setup.bash``).
+
+    Raises:
+        ConfigError: A distro name that is neither ``auto`` nor known.
+    """
+    name = distro.strip().lower()
+    if name == "auto":
+        env = os.environ if environ is None else environ
+        found = env.get("ROS_DISTRO", "").strip().lower()
+        if found in DISTRO_METADATA_VERSION:
+            return found, DISTRO_METADATA_VERSION[found]
+        return "unknown", FALLBACK_METADATA_VERSION
+    if name not in DISTRO_METADATA_VERSION:
+        raise ConfigError(
+            f"recorder.yaml: split.rosbag_distro must be auto or one of {sorted(DISTRO_METADATA_VERSION)}, "
+            f"got {distro!r}"
+        )
+    return name, DISTRO_METADATA_VERSION[name]

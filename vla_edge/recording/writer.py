@@ -33,7 +33,43 @@ from vla_edge.recording.splits import RingBudget, SplitInfo, SplitPolicy
 LOG = logging.getLogger(__name__)
 
 OPEN_DIR = "_open"
-ROSBAG_VERSION = 8  # rosbags writes 8 or 9; 8 is the oldest (Iron) reader-compatible choice
+ROSBAG_VERSION = 8  # default metadata version (Iron); recorder.yaml split.rosbag_distro picks another
+#: Keys of ``rosbag2_bagfile_information`` that rosbag2 <= version 5 (Humble) decodes; later
+#: versions add custom_data, ros_distro and topic type_description_hash.
+V5_KEYS = (
+    "version", "storage_identifier", "relative_file_paths", "duration", "starting_time",
+    "message_count", "topics_with_message_count", "compression_format", "compression_mode", "files",
+)  # fmt: skip
+V5_TOPIC_KEYS = ("name", "type", "serialization_format", "offered_qos_profiles")
+
+
+def downgrade_metadata(bag_dir: Path, version: int) -> None:
+    """Rewrite ``bag_dir/metadata.yaml`` (written as version 8) as ``version`` (5: Humble).
+
+    rosbags writes versions 8 and 9 only. Version 8 already stores the QoS profiles as one
+    YAML string, as version 5 does; only the fields a Humble reader does not know are
+    dropped and the version number is set. The MCAP file's own embedded metadata record is
+    left as written (Humble's MCAP plugin does not read it).
+    """
+    import yaml
+
+    path = bag_dir / "metadata.yaml"
+    doc = yaml.safe_load(path.read_text())
+    info = doc["rosbag2_bagfile_information"]
+    if int(info["version"]) != 8 or version > 8:
+        raise RecorderError(
+            f"{path}: can only downgrade metadata version 8 to <= 8, got {info['version']} -> {version}"
+        )
+    out = {k: info[k] for k in V5_KEYS if k in info}
+    out["version"] = int(version)
+    out["topics_with_message_count"] = [
+        {
+            "topic_metadata": {k: t["topic_metadata"][k] for k in V5_TOPIC_KEYS},
+            "message_count": t["message_count"],
+        }
+        for t in info["topics_with_message_count"]
+    ]
+    path.write_text(yaml.safe_dump({"rosbag2_bagfile_information": out}, sort_keys=False))
 
 
 @dataclass(frozen=True)
@@ -153,10 +189,19 @@ class SplitFile:
         fsync: Flush the files and the folder rename to disk on close.
     """
 
-    def __init__(self, staging: Path, final_dir: Path, name: str, typestore: Any, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        staging: Path,
+        final_dir: Path,
+        name: str,
+        typestore: Any,
+        fsync: bool = True,
+        metadata_version: int = ROSBAG_VERSION,
+    ) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.name = name
+        self.metadata_version = int(metadata_version)
         self.fsync = fsync
         self.final_dir = final_dir
         self.typestore = typestore
@@ -167,7 +212,8 @@ class SplitFile:
         self.end_ns = 0
         self._conns: dict[tuple[str, str], Any] = {}
         staging.mkdir(parents=True, exist_ok=True)
-        self._writer = Writer(staging / name, version=ROSBAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+        version = 9 if self.metadata_version >= 9 else 8  # older ones: written as 8, then downgraded
+        self._writer = Writer(staging / name, version=version, storage_plugin=StoragePlugin.MCAP)
         self._writer.open()
 
     def write(self, item: Item) -> None:
@@ -196,6 +242,8 @@ class SplitFile:
         self._writer.set_custom_data("vla_edge.split", self.name)
         self._writer.close()
         src = self._writer.path
+        if self.metadata_version < 8:  # before fsync + rename: a closed split is always final
+            downgrade_metadata(src, self.metadata_version)
         dst = self.final_dir / self.name
         if self.fsync:  # data before the rename, the rename before "closed": power-loss safe
             for f in src.iterdir():
@@ -282,7 +330,12 @@ class SplitStore:
         if self.current is None:
             self.check_free_space()
             self.current = SplitFile(
-                self.staging, self.splits_dir, self._next_name(), self.typestore, self.policy.fsync
+                self.staging,
+                self.splits_dir,
+                self._next_name(),
+                self.typestore,
+                self.policy.fsync,
+                self.policy.metadata_version,
             )
         self.current.write(item)
         self.bytes_written += len(item.data)

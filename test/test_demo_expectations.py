@@ -1,0 +1,39 @@
+"""`vla-edge demo` prints its figures next to the README's (config/demo.yaml)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from vla_edge.cli.demo import expectation_rows, render_expectations
+from vla_edge.config import load_config
+from vla_edge.errors import ConfigError
+
+SUMMARY = {
+    "frames": 250,
+    "trajectories": 172,
+    "decisions": {"frenet": 104, "emergency_stop": 63},
+    "latency_ms": {"p50": 40.5, "p99": 800.0},
+}
+
+
+def test_rows_compare_each_expected_figure() -> None:
+    rows = {k: (v, ok) for k, v, _, ok in expectation_rows(SUMMARY, load_config("demo"))}
+    assert rows["frames"] == (250, True)
+    assert rows["trajectories"] == (172, False)
+    assert rows["decisions.student"] == (0, False)  # never chosen counts as 0, not missing
+    assert rows["decisions.emergency_stop"] == (63, False)
+    assert rows["latency_ms.p50"] == (40.5, True)
+
+
+def test_render_names_machine_and_other_scenarios() -> None:
+    cfg = load_config("demo")
+    text = render_expectations(SUMMARY, cfg, argparse.Namespace(bag=None, seed=3, seconds=25.0))
+    assert cfg["measured_on"] in text and "this run differs" in text and "OUTSIDE" in text
+    assert "load average" in text
+
+
+def test_bad_expectation_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"demo.yaml expect.frames: need \[min, max\]"):
+        expectation_rows(SUMMARY, {"expect": {"frames": 250}})

@@ -1,0 +1,33 @@
+"""Real LiDAR scan files as N x 4 float32 arrays (no ROS): KITTI/nuScenes ``.bin`` and ``.pcd``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def load_scan(path: str, n_points: int | None = None, seed: int = 0) -> np.ndarray:
+    """A real scan as N x 4 float32 (KITTI ``.bin`` 4 floats, nuScenes ``.bin`` 5 floats, ``.pcd``).
+
+    With ``n_points``, the scan is cut or tiled (with 3 cm jitter, so points are distinct)
+    to exactly that many points.
+    """
+    if path.endswith(".pcd"):
+        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
+
+        pts = pcd_to_xyzi(read_pcd(path))
+    else:
+        raw = np.fromfile(path, dtype=np.float32)
+        cols = 5 if "nuscenes" in path else 4
+        pts = raw.reshape(-1, cols)[:, :4]
+    pts = np.ascontiguousarray(pts, dtype=np.float32)
+    if n_points is None:
+        return pts
+    reps = math.ceil(n_points / len(pts))
+    rng = np.random.default_rng(seed)
+    tiled = np.concatenate(
+        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
+    )
+    tiled[:, 3] = np.tile(pts[:, 3], reps)
+    return np.ascontiguousarray(tiled[:n_points])
