@@ -88,6 +88,11 @@ CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
             "sensors.lidar.xyz = [1.0, 2.0]: List should have at least 3 items",
         ),
     ],
+    "demo": [
+        ({"scenario": {"seeds": 0}}, "unknown key 'scenario.seeds'; did you mean 'seed'?"),
+        ({"expect": {"frames": 250}}, "expect.frames = 250: Input should be a valid list"),
+        ({"load_warn_per_core": 0.0}, "load_warn_per_core = 0.0: ... (allowed: number, 0 < value)"),
+    ],
     "drive": [
         ({"arbiter": {"no_such_key": 1.0}}, "unknown parameter 'arbiter.no_such_key'"),
         ({"arbiter": {"markers": "maybe"}}, "arbiter.markers = 'maybe': Input should be a valid boolean"),

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from vla_edge.config_schema._base import Section, validate
 from vla_edge.config_schema.arbiter import Arbiter, ArbiterFile
 from vla_edge.config_schema.calibration import CalibrationFile
+from vla_edge.config_schema.demo import DemoFile
 from vla_edge.config_schema.drive import DriveParams
 from vla_edge.config_schema.explain import ExplainFile
 from vla_edge.config_schema.frame import FrameFile
@@ -64,6 +65,7 @@ class PlanningFile(Section):
 FILES: dict[str, type[BaseModel]] = {
     "arbiter": ArbiterFile,
     "calibration": CalibrationFile,
+    "demo": DemoFile,
     "drive": DriveFile,
     "explain": ExplainFile,
     "frame": FrameFile,

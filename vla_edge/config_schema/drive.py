@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from vla_edge.config_schema._base import Count, Frac, Pos, Section, irng, ordered
+from vla_edge.config_schema._base import Count, Frac, Pos, Section, irng, ordered, rng
 
 Level = irng(ge=0, le=2)  # diagnostic_msgs level: 0 OK, 1 WARN, 2 ERROR
 
@@ -23,6 +23,11 @@ class ArbiterParams(Section):
     markers: bool
     markers_period_ms: Pos
     markers_max_obstacles: irng(ge=0)
+
+
+class InputWatchParams(Section):
+    lidar_timeout_s: rng(ge=0.1, le=600)
+    repeat_s: rng(ge=0.1, le=3600)
 
 
 class DiagnosticsParams(Section):
@@ -66,4 +71,5 @@ class DriveParams(Section):
     camera: Literal["none", "raw", "compressed"]
     inference: InferenceParams
     arbiter: ArbiterParams
+    input_watch: InputWatchParams
     diagnostics: DiagnosticsParams

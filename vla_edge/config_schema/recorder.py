@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from vla_edge.config_schema._base import Count, NonNeg, Pos, Section, irng
@@ -11,6 +13,7 @@ class Split(Section):
     max_duration_s: Pos
     max_size_mb: Pos
     fsync: bool
+    rosbag_distro: Literal["auto", "humble", "iron", "jazzy", "kilted", "rolling"]
 
 
 class Ring(Section):
