@@ -35,6 +35,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/schema", glob("config/schema/*.json")),
         # Every engine artefact a backend may load: ONNX (onnxruntime, TensorRT), its manifest,
         # TorchScript (torch-CUDA). test/test_install_files.py checks this list against the backends.
         (f"share/{PACKAGE}/engines", glob("engines/*.onnx") + glob("engines/*.json") + glob("engines/*.ts")),
@@ -43,6 +44,7 @@ setup(
         "setuptools",
         "numpy>=1.22",
         "pyyaml>=5.4",
+        "pydantic>=2.5",  # config schema (vla_edge/config_schema): load-time checks, JSON schemas
         "opencv-python-headless>=4.6",
         "onnxruntime>=1.16",
         "rosbags>=0.10",
@@ -73,6 +75,7 @@ setup(
             "pytest-timeout>=2.1",
             "pytest-xdist>=3.3",
             "hypothesis>=6.80",
+            "jsonschema>=4.18",  # test_config_schema checks the shipped YAML against config/schema/*.json
             "ruff>=0.5",
             "colcon-common-extensions",
             "ros-ament-package",

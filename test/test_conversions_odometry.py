@@ -66,7 +66,7 @@ def _cfg(**over):
 def test_config_from_yaml(cfg):
     assert cfg.buffer_span_s > 0 and cfg.max_extrapolation_s > 0 and cfg.max_samples > 0
     partial = {"odometry": {"buffer_span_s": 1, "max_samples": 1, "max_extrapolation_s": 1}}
-    with pytest.raises(ConfigError, match=r"frame\.yaml odometry: missing key 'accel_window_s'"):
+    with pytest.raises(ConfigError, match=r"frame\.yaml: missing key 'odometry\.accel_window_s'"):
         OdometryBufferConfig.from_config(partial)
 
 

@@ -143,15 +143,15 @@ def test_odometry_plausibility() -> None:
             "frame",
             ("odometry", "buffer_span_s"),
             -1.0,
-            r"frame\.yaml: odometry\.buffer_span_s must be in \(0, 600\]",
+            r"frame\.yaml: odometry\.buffer_span_s = -1\.0: .*allowed: number, 0 < value",
         ),
-        ("frame", ("max_age_s", "odometry"), float("nan"), r"max_age_s\.odometry must be in"),
-        ("frame", ("lidar", "max_stamp_skew_s"), 0.0, r"lidar\.max_stamp_skew_s must be in \(0, 3600\]"),
+        ("frame", ("max_age_s", "odometry"), float("nan"), r"max_age_s\.odometry = NaN: .*finite"),
+        ("frame", ("lidar", "max_stamp_skew_s"), 0.0, r"lidar\.max_stamp_skew_s = 0\.0: .*0 < value <= 3600"),
         (
             "frame",
             ("images", "max_decoded_pixels"),
             0,
-            r"images\.max_decoded_pixels must be in \[1, 1e\+09\]",
+            r"images\.max_decoded_pixels = 0: .*1 <= value <= 1000000000",
         ),
     ],
 )
@@ -171,14 +171,14 @@ def test_drive_and_arbiter_ranges() -> None:
     from vla_edge.nodes.params import resolve_overrides
     from vla_edge.planning.arbiter import ArbiterParams
 
-    with pytest.raises(ConfigError, match=r"arbiter\.cycle_period_ms must be in \(0, 10000\], got nan"):
+    with pytest.raises(ConfigError, match=r"arbiter\.cycle_period_ms = NaN: .*finite"):
         resolve_overrides(None, {"arbiter.cycle_period_ms": float("nan")})
-    with pytest.raises(ConfigError, match=r"diagnostics\.drop_error_ratio must be in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"diagnostics\.drop_error_ratio = 3\.0: .*0 <= value <= 1"):
         resolve_overrides(None, {"diagnostics.drop_error_ratio": 3.0})
     cfg = {**load_config("arbiter"), **load_config("vehicle")}
     cfg["arbiter"] = json.loads(json.dumps(cfg["arbiter"]))
     cfg["arbiter"]["emergency"]["decel"] = -2.5
-    with pytest.raises(ConfigError, match=r"arbiter\.yaml: arbiter\.emergency\.decel must be in \(0, 100\]"):
+    with pytest.raises(ConfigError, match=r"arbiter\.emergency\.decel = -2\.5: .*0 < value"):
         ArbiterParams.from_config(cfg)
 
 

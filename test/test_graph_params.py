@@ -205,3 +205,22 @@ def test_camera_input_reaches_the_frame_over_dds(rclpy_context: object, shared_d
     img = frame.images[CAMERA_NAME]
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.shape[0] > 100
     assert CAMERA_NAME in frame.ages and abs(frame.ages[CAMERA_NAME]) < 0.01
+
+
+def test_out_of_range_from_params_file_is_config_error(rclpy_context: object) -> None:
+    # issue 14 item 7: what `ros2 launch ... --params-file` gives the node is range-checked too.
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from vla_edge.nodes.params import declare_drive_parameters
+
+    node = rclpy.create_node(
+        "params_probe_range",
+        context=rclpy_context,
+        parameter_overrides=[Parameter("arbiter.cycle_period_ms", value=float("nan"))],
+    )
+    try:
+        with pytest.raises(ConfigError, match=r"params_probe_range.*cycle_period_ms = NaN.*0 < value"):
+            declare_drive_parameters(node)
+    finally:
+        node.destroy_node()

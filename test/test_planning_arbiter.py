@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from planning_scenes import box, cloud, cycle, frame_at, ground, student_straight
 
+from vla_edge.config import load_config
 from vla_edge.errors import ConfigError
 from vla_edge.planning import CHOICES, PlanningCycle
 from vla_edge.planning import checks as ck
@@ -53,10 +54,17 @@ def test_from_config_without_args_loads_the_four_yaml_files():
     assert cyc.arbiter.params.emergency.jerk == pytest.approx(1.5)
 
 
-def test_missing_config_key_is_a_config_error():
-    cfg = {"arbiter": {"dt": 0.1}}
-    with pytest.raises(ConfigError, match="arbiter"):
-        PlanningCycle.from_config(cfg)
+def test_partial_arbiter_section_deep_merges_and_bad_values_fail():
+    # One key changes; every other key keeps the shipped config/arbiter.yaml value.
+    shipped = load_config("arbiter")["arbiter"]
+    cyc = PlanningCycle.from_config({"arbiter": {"limits": {"max_jerk": 5.0}}})
+    assert cyc.arbiter.params.max_jerk == 5.0
+    assert cyc.arbiter.params.max_lat_accel == shipped["limits"]["max_lat_accel"]
+    assert cyc.arbiter.params.ttc_min == shipped["collision"]["ttc_min"]
+    with pytest.raises(ConfigError, match=r"arbiter\.limits\.max_jerk = -1\.0.*0 < value"):
+        PlanningCycle.from_config({"arbiter": {"limits": {"max_jerk": -1.0}}})
+    with pytest.raises(ConfigError, match=r"unknown key 'arbiter\.limits\.max_jerkk'"):
+        PlanningCycle.from_config({"arbiter": {"limits": {"max_jerkk": 5.0}}})
 
 
 def test_good_student_is_used_after_hysteresis():

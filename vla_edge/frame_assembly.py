@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.calibration import Calibration
-from vla_edge.config import check_range, load_config, require
+from vla_edge.config import load_config, require
 from vla_edge.conversions.image import SUPPORTED_ENCODINGS, to_rgb
 from vla_edge.conversions.odometry import EgoStateBuffer, OdometryBufferConfig
 from vla_edge.conversions.pointcloud import pointcloud2_to_xyzi
@@ -77,37 +77,36 @@ class FrameAssemblyConfig:
         Raises:
             ConfigError: A key is missing or a value is out of its range (names file, key, range).
         """
-        where = "frame.yaml"
+        from vla_edge.config_schema import validate_config
 
-        def num(*keys: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
-            value = require(cfg, *keys, where=where)
-            return check_range(value, where, ".".join(keys), lo, hi, lo_open)
+        where = "frame.yaml"
+        validate_config("frame", cfg, where)  # unknown keys, types, ranges: file, key and range named
+
+        def num(*keys: str) -> float:
+            return float(require(cfg, *keys, where=where))
 
         ages = require(cfg, "max_age_s", where=where)
         for key in ("odometry", "reference_path", "camera"):
             require(ages, key, where="frame.yaml max_age_s")
         if not isinstance(ages, dict):
             raise ConfigError(f"{where}: max_age_s must be a mapping of input name -> seconds")
-        min_range = num("lidar", "min_range_m", lo=0.0, hi=10.0)
+        min_range = num("lidar", "min_range_m")
         lidar = LidarChecks(
-            max_stamp_skew_s=num("lidar", "max_stamp_skew_s", lo=0.0, hi=3600.0, lo_open=True),
-            min_valid_points=int(num("lidar", "min_valid_points", lo=0, hi=1e7)),
+            max_stamp_skew_s=num("lidar", "max_stamp_skew_s"),
+            min_valid_points=int(num("lidar", "min_valid_points")),
             min_range_m=min_range,
-            max_range_m=num("lidar", "max_range_m", lo=min_range, hi=1e4, lo_open=True),
-            min_plausible_ratio=num("lidar", "min_plausible_ratio", lo=0.0, hi=1.0),
+            max_range_m=num("lidar", "max_range_m"),
+            min_plausible_ratio=num("lidar", "min_plausible_ratio"),
         )
         return cls(
             odometry=OdometryBufferConfig.from_config(cfg),
-            behind_m=num("reference_path", "behind_m", lo=0.0, hi=1e4),
-            lookahead_m=num("reference_path", "lookahead_m", lo=0.0, hi=1e5, lo_open=True),
-            image_buffer_size=int(num("images", "buffer_size", lo=1, hi=1000)),
+            behind_m=num("reference_path", "behind_m"),
+            lookahead_m=num("reference_path", "lookahead_m"),
+            image_buffer_size=int(num("images", "buffer_size")),
             decode_images=bool(require(cfg, "images", "decode", where=where)),
-            max_age_s={
-                str(k): check_range(v, where, f"max_age_s.{k}", 0.0, 3600.0, lo_open=True)
-                for k, v in ages.items()
-            },
+            max_age_s={str(k): float(v) for k, v in ages.items()},
             lidar=lidar,
-            max_decoded_pixels=int(num("images", "max_decoded_pixels", lo=1, hi=1e9)),
+            max_decoded_pixels=int(num("images", "max_decoded_pixels")),
         )
 
     def limit(self, name: str) -> float:

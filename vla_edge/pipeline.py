@@ -197,8 +197,8 @@ def load_runner(drive_cfg: dict[str, Any], allow_disabled: bool = False) -> Any:
     """
     from vla_edge.inference import DisabledStudent, StudentRunner
 
-    model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")))
-    inf_cfg = load_config(str(require(drive_cfg, "inference_config", where="drive.yaml")))
+    model_cfg = load_config(str(require(drive_cfg, "model_config", where="drive.yaml")), kind="model")
+    inf_cfg = load_config(str(require(drive_cfg, "inference_config", where="drive.yaml")), kind="inference")
     backend = str(require(drive_cfg, "backend", where="drive.yaml"))
     backend = backend or str(require(inf_cfg, "backend", where="inference.yaml"))
     try:
@@ -218,7 +218,7 @@ def load_cycle(drive_cfg: dict[str, Any]) -> PlanningCycle:
     name = str(require(drive_cfg, "planning_config", where="drive.yaml"))
     from vla_edge.planning.cycle import PlanningCycle
 
-    return PlanningCycle.from_config(load_config(name) if name else None)
+    return PlanningCycle.from_config(load_config(name, kind="planning") if name else None)
 
 
 def engine_path(drive_cfg: dict[str, Any]) -> Path | None:

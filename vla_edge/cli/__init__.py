@@ -18,7 +18,7 @@ from vla_edge import __version__
 from vla_edge.errors import VlaEdgeError
 
 # Order is the order shown by --help.
-SUBCOMMANDS = ("demo", "drive", "replay", "explain", "sim", "build_engine", "bench")
+SUBCOMMANDS = ("demo", "drive", "replay", "explain", "sim", "build_engine", "bench", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

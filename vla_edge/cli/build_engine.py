@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_edge.config import load_config, require, resolve_path
     from vla_edge.errors import BackendUnavailableError
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, kind="inference")
     onnx = resolve_path(args.onnx or require(cfg, "engine", where="inference.yaml"))
     onnx_path, manifest = open_model(onnx)
     sha = manifest.sha256[:16]

@@ -125,21 +125,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def preflight(values: dict[str, Any]) -> None:
-    """Refuse here, with the reason, what every node process would refuse on its own stderr.
+    """Say here, once and with the reason, what the inference process would log on its own.
 
-    Checks the student model file and its manifest (sha256), the most common start failure.
+    Checks the student model file and its manifest (sha256), the most common start failure. A
+    missing or tampered model does not stop the graph (issue 14.8): the inference node runs a
+    disabled student and the arbiter drives with the Frenet fallback only.
 
     Raises:
-        ModelError / ConfigError: Missing or tampered model, unreadable inference config.
+        ConfigError: Unreadable inference config.
     """
     from vla_edge.backends.base import open_model
     from vla_edge.config import load_config, require, resolve_path
+    from vla_edge.errors import ModelError
 
     engine = str(values.get("engine_path") or "")
     if not engine:
         inf = load_config(str(values.get("inference_config") or "inference"))
         engine = str(require(inf, "engine", where="inference.yaml"))
-    open_model(resolve_path(engine))
+    try:
+        open_model(resolve_path(engine))
+    except ModelError as exc:
+        log.error("student model unusable, Frenet fallback only: %s", exc)
 
 
 def run_processes(values: dict[str, Any], record: bool, duration: float | None) -> int:
@@ -160,7 +166,11 @@ def run_processes(values: dict[str, Any], record: bool, duration: float | None) 
         pass
     finally:
         codes = procs.stop()
-    failed = {n: c for n, c in {**codes, **ended}.items() if c != 0}
+    # Only a node that ended on its own failed; exit codes after our SIGINT (even one that
+    # landed during a node's imports, before rclpy handles it) are a requested stop.
+    failed = {n: c for n, c in ended.items() if c != 0}
+    if any(c != 0 for c in codes.values()):
+        log.debug("node exit codes after stop: %s", codes)
     if failed:
         log.error("drive graph: node processes failed: %s", failed)
         return 1

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     res = explain(
         args.bags,
         args.out,
-        load_config(args.config),
+        load_config(args.config, kind="explain"),
         teacher=args.teacher,
         fmt=args.format,
         html=False if args.no_html else None,

@@ -139,7 +139,7 @@ def replay_to_dir(
     values = drive_values(config, engine, args.backend)
     settings = MetricSettings.from_config(rcfg)
     out.mkdir(parents=True, exist_ok=True)
-    topics = load_config(str(unflatten(dict(values))["topics_config"]))
+    topics = load_config(str(unflatten(dict(values))["topics_config"]), kind="topics")
     bar = tqdm(
         total=total_sweeps(bags, topics, remap), unit="sweep", disable=args.no_progress, desc=args.mode
     )
@@ -204,7 +204,7 @@ def _meta(
     cfg = unflatten(dict(values))
     eng = engine_path(cfg)
     if eng is None:
-        eng = resolve_path(str(load_config(str(cfg["inference_config"]))["engine"]))
+        eng = resolve_path(str(load_config(str(cfg["inference_config"]), kind="inference")["engine"]))
     manifest = Path(eng).with_suffix(".json")
     info: dict[str, Any] = {}
     if manifest.is_file():
@@ -268,7 +268,7 @@ def run_compare(args: argparse.Namespace) -> int:
         a, b = sides
     else:
         a, b = load_metrics(a_arg), load_metrics(b_arg)
-    gate_cfg = load_config(args.gate) if args.gate else load_config("replay")
+    gate_cfg = load_config(args.gate or "replay", kind="replay")  # a gate-only file merges over replay.yaml
     if "gate" not in gate_cfg:
         raise ReplayError(f"{args.gate or 'config/replay.yaml'} has no 'gate' section")
     cmp = compare(a, b, gate_cfg["gate"])
@@ -278,6 +278,6 @@ def run_compare(args: argparse.Namespace) -> int:
         json.dumps({**cmp.to_dict(), "a": a_arg, "b": b_arg}, indent=1, sort_keys=True) + "\n",
         encoding="utf-8",
     )
-    dpi = int(load_config(args.replay_config or "replay")["report"]["dpi"])
+    dpi = int(load_config(args.replay_config or "replay", kind="replay")["report"]["dpi"])
     write_compare_report(out, cmp, labels, dpi)  # type: ignore[arg-type]
     return 0 if cmp.passed else 1

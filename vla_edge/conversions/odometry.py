@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vla_edge.config import check_range, require
+from vla_edge.config import require
 from vla_edge.errors import ConversionError, FrameError
 from vla_edge.msgfactory import stamp_to_sec
 from vla_edge.types import EgoState
@@ -129,20 +129,19 @@ class OdometryBufferConfig:
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> OdometryBufferConfig:
         """Read from the whole ``frame.yaml`` mapping."""
+        from vla_edge.config_schema._base import validate
+        from vla_edge.config_schema.frame import Odometry
+
         sec = require(cfg, "odometry", where="frame.yaml")
-
-        def num(key: str, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
-            value = require(sec, key, where="frame.yaml odometry")
-            return check_range(value, "frame.yaml", f"odometry.{key}", lo, hi, lo_open)
-
+        validate(Odometry, sec, "frame.yaml", prefix="odometry")  # names key and allowed range
         return cls(
-            buffer_span_s=num("buffer_span_s", 0.0, 600.0, lo_open=True),
-            max_samples=int(num("max_samples", 1, 1e6)),
-            max_extrapolation_s=num("max_extrapolation_s", 0.0, 10.0),
-            accel_window_s=num("accel_window_s", 0.0, 10.0, lo_open=True),
-            backward_jump_samples=int(num("backward_jump_samples", 1, 1e6)),
-            quaternion_norm_tolerance=num("quaternion_norm_tolerance", 0.0, 1.0, lo_open=True),
-            max_yaw_rate=num("max_yaw_rate", 0.0, 100.0, lo_open=True),
+            buffer_span_s=float(sec["buffer_span_s"]),
+            max_samples=int(sec["max_samples"]),
+            max_extrapolation_s=float(sec["max_extrapolation_s"]),
+            accel_window_s=float(sec["accel_window_s"]),
+            backward_jump_samples=int(sec["backward_jump_samples"]),
+            quaternion_norm_tolerance=float(sec["quaternion_norm_tolerance"]),
+            max_yaw_rate=float(sec["max_yaw_rate"]),
         )
 
 

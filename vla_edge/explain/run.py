@@ -67,7 +67,7 @@ class StudentSource:
                 from vla_edge.inference import StudentRunner
 
                 self._runner = StudentRunner.from_config(
-                    load_config(self.model_cfg_name), self.backend, resolve_path(self.engine)
+                    load_config(self.model_cfg_name, kind="model"), self.backend, resolve_path(self.engine)
                 )
             return self._runner.run(item.frame, noise_seed=self.seed).trajectory, "recomputed"
         except ModelError as exc:
@@ -215,9 +215,9 @@ def explain(
         _require_pyarrow()  # fail before the (long) run, not after it
     html = bool(require(cfg, "output", "html", where="explain.yaml")) if html is None else html
     hcfg = require(cfg, "html", where="explain.yaml")
-    topics = load_config(require(cfg, "topics_config", where="explain.yaml"))
-    frame_cfg = load_config(require(cfg, "frame_config", where="explain.yaml"))
-    calib_cfg = load_config(require(cfg, "calibration_config", where="explain.yaml"))
+    topics = load_config(require(cfg, "topics_config", where="explain.yaml"), kind="topics")
+    frame_cfg = load_config(require(cfg, "frame_config", where="explain.yaml"), kind="frame")
+    calib_cfg = load_config(require(cfg, "calibration_config", where="explain.yaml"), kind="calibration")
     spec = teacher or str(require(cfg, "teacher", where="explain.yaml"))
     runs = group_runs(list(bags))
     out = Path(out_dir)

@@ -322,7 +322,7 @@ class LearnedTeacher:
 
         own = require(config, "teachers", "learned", where="explain.yaml")
         path = teacher_artefact_path(config)
-        model_cfg = load_config(require(config, "model_config", where="explain.yaml"))
+        model_cfg = load_config(require(config, "model_config", where="explain.yaml"), kind="model")
         self.runner = StudentRunner.from_config(
             model_cfg, str(require(own, "backend", where="explain.yaml")), path
         )

@@ -62,7 +62,8 @@ class FrameSource:
         # group, the lock keeps it so if assembly moves to another thread.
         self._lock = threading.Lock()
         self.assembler = FrameAssembler(
-            load_config(str(cfg["frame_config"])), load_config(str(cfg["calibration_config"]))
+            load_config(str(cfg["frame_config"]), kind="frame"),
+            load_config(str(cfg["calibration_config"]), kind="calibration"),
         )
         self._diag_pub = None
         if not inputs:  # frames come from elsewhere (shared mode): output helpers only
@@ -259,4 +260,4 @@ def default_lidar_frame(calibration_config: str = "calibration") -> str:
     """Main ``frame_id`` of the LiDAR in the calibration file (for feeders and benchmarks)."""
     from vla_edge.calibration import Calibration
 
-    return Calibration.from_config(load_config(calibration_config)).sensor_frame("lidar")
+    return Calibration.from_config(load_config(calibration_config, kind="calibration")).sensor_frame("lidar")

@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vla_edge.config import check_range, config_dir, load_yaml
+from vla_edge.config import config_dir, load_yaml
+from vla_edge.config_schema import validate_drive_params
 from vla_edge.errors import ConfigError
 
 #: Parameters that rclpy declares itself and that must not be declared again.
@@ -161,42 +162,13 @@ def resolve_overrides(
                 raise ConfigError(
                     f"{where}: unknown parameter '{name}' (known: {', '.join(sorted(shipped))})"
                 )
-            values[name] = coerce_like(value, shipped[name], name)
-        check_ranges(values, where)
-    check_ranges(values, str(default_params_file()))
+            try:
+                values[name] = coerce_like(value, shipped[name], name)
+            except ConfigError:
+                values[name] = value  # the schema check below names file, key and allowed range
+    where = " + ".join(w for w, _ in layers) or str(default_params_file())
+    validate_drive_params(unflatten(values), where)  # ranges: NaN periods, negative deadlines...
     return values
-
-
-# Numeric drive parameters and their allowed ranges: (lo, hi, lo_open). Minimal load-time
-# check (NaN/inf/negative periods hang or disable the watchdog); the full schema is separate.
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "inference.deadline_ms": (0.0, 10000.0, True),
-    "arbiter.deadline_ms": (0.0, 10000.0, True),
-    "arbiter.watchdog_period_ms": (0.0, 1000.0, True),
-    "arbiter.cycle_period_ms": (0.0, 10000.0, True),
-    "arbiter.markers_period_ms": (0.0, 1e6, True),
-    "arbiter.markers_max_obstacles": (0.0, 10000.0, False),
-    "diagnostics.stage_warn_ms": (0.0, 1e6, True),
-    "diagnostics.stage_error_ms": (0.0, 1e6, True),
-    "diagnostics.model_warn_ms": (0.0, 1e6, True),
-    "diagnostics.model_error_ms": (0.0, 1e6, True),
-    "diagnostics.drop_warn_ratio": (0.0, 1.0, False),
-    "diagnostics.drop_error_ratio": (0.0, 1.0, False),
-    "diagnostics.age_warn_s": (0.0, 3600.0, True),
-    "diagnostics.age_error_s": (0.0, 3600.0, True),
-    "diagnostics.window": (1.0, 1e6, False),
-}
-
-
-def check_ranges(flat: dict[str, Any], where: str = "drive.yaml") -> None:
-    """Refuse out-of-range numeric drive parameters (dotted names).
-
-    Raises:
-        ConfigError: Names the file, the key and the allowed range.
-    """
-    for name, (lo, hi, lo_open) in RANGES.items():
-        if name in flat:
-            check_range(flat[name], where, name, lo, hi, lo_open)
 
 
 def as_overrides(values: dict[str, Any]) -> list[Any]:
@@ -238,8 +210,8 @@ def declare_drive_parameters(node: Any, params_file: str | Path | None = None) -
                 f"({type(default).__name__}, e.g. {default!r})"
             ) from None
         values[name] = param.value
-    check_ranges(values, f"parameters of node '{node.get_name()}' ({path})")
     values["use_sim_time"] = bool(node.get_parameter("use_sim_time").value)
+    validate_drive_params(unflatten(values), f"parameters of node '{node.get_name()}'")
     frozen = set(values) - ROS_OWNED
     node.add_on_set_parameters_callback(lambda params: _refuse_runtime_change(params, frozen))
     return unflatten(values)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.config import check_range, require
+from vla_edge.config import at, build, load_planning_sections
 from vla_edge.planning import checks as ck
 from vla_edge.planning.emergency import EmergencyParams, emergency_stop, stop_profile, straight_stop
 from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resample, trajectory_profile
@@ -137,139 +137,64 @@ class ArbiterDecision:
 
 @dataclass(frozen=True)
 class ArbiterParams:
-    """Parameters from ``arbiter.yaml`` (and vehicle speed/steering limits)."""
+    """Parameters from ``arbiter.yaml`` (and vehicle speed/steering limits), by YAML key path."""
 
-    dt: float
-    max_lat_accel: float
-    max_lon_accel: float
-    min_lon_accel: float
-    max_jerk: float
-    max_yaw_rate: float
-    max_speed: float
-    speed_margin: float
-    min_speed: float
+    dt: float = at("arbiter.dt")
+    max_lat_accel: float = at("arbiter.limits.max_lat_accel")
+    max_lon_accel: float = at("arbiter.limits.max_lon_accel")
+    min_lon_accel: float = at("arbiter.limits.min_lon_accel")
+    max_jerk: float = at("arbiter.limits.max_jerk")
+    max_yaw_rate: float = at("arbiter.limits.max_yaw_rate")
+    max_speed: float = at("vehicle.max_speed")
+    speed_margin: float = at("arbiter.limits.speed_margin")
+    min_speed: float = at("arbiter.limits.min_speed")
+    max_heading_error: float = at("arbiter.limits.max_heading_error")
+    min_speed_for_curvature: float = at("arbiter.limits.min_speed_for_curvature")
+    student_max_age: float = at("arbiter.timing.student_max_age")
+    frame_deadline: float = at("arbiter.timing.frame_deadline")
+    stamp_tolerance: float = at("arbiter.timing.stamp_tolerance")
+    critical_inputs: tuple[str, ...] = at("arbiter.timing.critical_inputs")
+    min_horizon: float = at("arbiter.student.min_horizon")
+    max_horizon: float = at("arbiter.student.max_horizon")
+    min_dt: float = at("arbiter.student.min_dt")
+    max_dt: float = at("arbiter.student.max_dt")
+    min_confidence: float = at("arbiter.student.min_confidence")
+    max_lateral_deviation: float = at("arbiter.corridor.max_lateral_deviation")
+    ttc_min: float = at("arbiter.collision.ttc_min")
+    ttc_buffer: float = at("arbiter.collision.ttc_buffer")
+    continuity_window: float = at("arbiter.continuity.window")
+    max_position_jump: float = at("arbiter.continuity.max_position_jump")
+    max_start_speed_jump: float = at("arbiter.continuity.max_start_speed_jump")
+    max_start_offset: float = at("arbiter.continuity.max_start_offset")
+    student_good_cycles: int = at("arbiter.hysteresis.student_good_cycles")
+    trust_student_at_start: bool = at("arbiter.hysteresis.trust_student_at_start")
+    release_emergency_cycles: int = at("arbiter.hysteresis.release_emergency_cycles")
+    hold_max_age: float = at("arbiter.hold_previous.max_age")
+    hold_max_cycles: int = at("arbiter.hold_previous.max_cycles")
+    hold_min_horizon: float = at("arbiter.hold_previous.min_horizon")
+    hold_blend_time: float = at("arbiter.hold_previous.blend_time")
+    max_valid_speed: float = at("arbiter.ego.max_valid_speed")
+    max_valid_accel: float = at("arbiter.ego.max_valid_accel")
+    # derived from several keys / other parameter classes (see from_config)
     max_curvature: float
-    max_heading_error: float
-    min_speed_for_curvature: float
-    student_max_age: float
-    frame_deadline: float
-    stamp_tolerance: float
-    critical_inputs: tuple[str, ...]
-    min_horizon: float
-    max_horizon: float
-    min_dt: float
-    max_dt: float
-    min_confidence: float
-    max_lateral_deviation: float
     corridor: ck.Corridor
-    ttc_min: float
-    ttc_buffer: float
-    continuity_window: float
-    max_position_jump: float
-    max_start_speed_jump: float
-    max_start_offset: float
-    student_good_cycles: int
-    trust_student_at_start: bool
-    release_emergency_cycles: int
-    hold_max_age: float
-    hold_max_cycles: int
-    hold_min_horizon: float
-    hold_blend_time: float
-    max_valid_speed: float
-    max_valid_accel: float
     emergency: EmergencyParams
     smoothing: SmoothingParams
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ArbiterParams:
-        """Build from the merged config (``arbiter`` and ``vehicle`` sections)."""
-        a = require(cfg, "arbiter", where="arbiter.yaml")
-        v = require(cfg, "vehicle", where="vehicle.yaml")
-        for key, lo, hi, lo_open in _ARBITER_RANGES:  # load-time range check (file, key, range)
-            check_range(
-                require(a, *key.split("."), where="arbiter.yaml"),
-                "arbiter.yaml",
-                f"arbiter.{key}",
-                lo,
-                hi,
-                lo_open,
-            )
-        return cls(
-            dt=float(require(a, "dt")),
-            max_lat_accel=float(require(a, "limits", "max_lat_accel")),
-            max_lon_accel=float(require(a, "limits", "max_lon_accel")),
-            min_lon_accel=float(require(a, "limits", "min_lon_accel")),
-            max_jerk=float(require(a, "limits", "max_jerk")),
-            max_yaw_rate=float(require(a, "limits", "max_yaw_rate")),
-            max_speed=float(require(v, "max_speed")),
-            speed_margin=float(require(a, "limits", "speed_margin")),
-            min_speed=float(require(a, "limits", "min_speed")),
-            max_curvature=float(np.tan(float(require(v, "max_steer"))) / float(require(v, "wheelbase"))),
-            max_heading_error=float(require(a, "limits", "max_heading_error")),
-            min_speed_for_curvature=float(require(a, "limits", "min_speed_for_curvature")),
-            student_max_age=float(require(a, "timing", "student_max_age")),
-            frame_deadline=float(require(a, "timing", "frame_deadline")),
-            stamp_tolerance=float(require(a, "timing", "stamp_tolerance")),
-            critical_inputs=tuple(str(x) for x in require(a, "timing", "critical_inputs")),
-            min_horizon=float(require(a, "student", "min_horizon")),
-            max_horizon=float(require(a, "student", "max_horizon")),
-            min_dt=float(require(a, "student", "min_dt")),
-            max_dt=float(require(a, "student", "max_dt")),
-            min_confidence=float(require(a, "student", "min_confidence")),
-            max_lateral_deviation=float(require(a, "corridor", "max_lateral_deviation")),
+        """Build from the planning config (``arbiter`` and ``vehicle`` sections, validated)."""
+        cfg = load_planning_sections({k: cfg[k] for k in ("arbiter", "vehicle") if k in (cfg or {})})
+        v = cfg["vehicle"]
+        return build(
+            cls,
+            cfg,
+            "planning config",
+            max_curvature=float(np.tan(v["max_steer"]) / v["wheelbase"]),
             corridor=ck.Corridor.from_config(cfg),
-            ttc_min=float(require(a, "collision", "ttc_min")),
-            ttc_buffer=float(require(a, "collision", "ttc_buffer")),
-            continuity_window=float(require(a, "continuity", "window")),
-            max_position_jump=float(require(a, "continuity", "max_position_jump")),
-            max_start_speed_jump=float(require(a, "continuity", "max_start_speed_jump")),
-            max_start_offset=float(require(a, "continuity", "max_start_offset")),
-            student_good_cycles=int(require(a, "hysteresis", "student_good_cycles")),
-            trust_student_at_start=bool(require(a, "hysteresis", "trust_student_at_start")),
-            release_emergency_cycles=int(require(a, "hysteresis", "release_emergency_cycles")),
-            hold_max_age=float(require(a, "hold_previous", "max_age")),
-            hold_max_cycles=int(require(a, "hold_previous", "max_cycles")),
-            hold_min_horizon=float(require(a, "hold_previous", "min_horizon")),
-            hold_blend_time=float(require(a, "hold_previous", "blend_time")),
-            max_valid_speed=float(require(a, "ego", "max_valid_speed")),
-            max_valid_accel=float(require(a, "ego", "max_valid_accel")),
             emergency=EmergencyParams.from_config(cfg),
             smoothing=SmoothingParams.from_config(cfg),
         )
-
-
-# Minimal ranges of arbiter.yaml values that otherwise disable a check or hang a loop
-# (NaN/inf compare False; zero/negative steps and windows). The full schema is separate.
-_INF = float("inf")
-_ARBITER_RANGES: tuple[tuple[str, float, float, bool], ...] = (
-    ("dt", 0.0, 1.0, True),
-    ("limits.max_lat_accel", 0.0, 100.0, True),
-    ("limits.max_lon_accel", 0.0, 100.0, True),
-    ("limits.min_lon_accel", -100.0, 0.0, False),
-    ("limits.max_jerk", 0.0, 1000.0, True),
-    ("limits.max_yaw_rate", 0.0, 100.0, True),
-    ("limits.speed_margin", 0.0, 100.0, False),
-    ("timing.student_max_age", 0.0, 60.0, True),
-    ("timing.frame_deadline", 0.0, 60.0, True),
-    ("timing.stamp_tolerance", 0.0, 1.0, False),
-    ("student.min_horizon", 0.0, 60.0, True),
-    ("student.max_horizon", 0.0, 600.0, True),
-    ("student.min_dt", 0.0, 10.0, True),
-    ("student.max_dt", 0.0, 10.0, True),
-    ("student.min_confidence", 0.0, 1.0, False),
-    ("collision.ttc_min", 0.0, 60.0, False),
-    ("continuity.window", 0.0, 60.0, False),
-    ("hysteresis.student_good_cycles", 0.0, 1e6, False),
-    ("hysteresis.release_emergency_cycles", 0.0, 1e6, False),
-    ("hold_previous.max_age", 0.0, 60.0, False),
-    ("hold_previous.max_cycles", 0.0, 1e6, False),
-    ("emergency.decel", 0.0, 100.0, True),
-    ("emergency.jerk", 0.0, 1000.0, True),
-    ("emergency.horizon", 0.0, 60.0, True),
-    ("emergency.integration_dt", 0.0, 1.0, True),
-    ("ego.max_valid_speed", 0.0, _INF, True),
-    ("ego.max_valid_accel", 0.0, _INF, True),
-)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.config import load_config, require
+from vla_edge.config import load_planning_sections
 from vla_edge.errors import ConfigError, PlanningError
 from vla_edge.planning.arbiter import Arbiter, ArbiterDecision, ArbiterInputs, ArbiterParams
 from vla_edge.planning.emergency import stop_profile, straight_stop
@@ -40,23 +40,17 @@ log = logging.getLogger(__name__)
 
 
 def load_planning_config(cfg: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge the four planning sections; missing ones are loaded from ``config/<name>.yaml``.
+    """The four planning sections, each ``cfg`` section deep-merged over ``config/<name>.yaml``.
 
     Args:
         cfg: Mapping with any of the keys ``vehicle``, ``planner``, ``arbiter``,
-            ``obstacles`` (as in the YAML files), or None.
+            ``obstacles`` (as in the YAML files, partial sections allowed), or None.
 
     Returns:
-        ``{"vehicle": ..., "planner": ..., "arbiter": ..., "obstacles": ...}``.
+        ``{"vehicle": ..., "planner": ..., "arbiter": ..., "obstacles": ...}``, validated.
     """
-    cfg = dict(cfg or {})
-    merged: dict[str, Any] = {}
-    for name in CONFIG_NAMES:
-        if name in cfg:
-            merged[name] = cfg[name]
-        else:
-            merged[name] = require(load_config(name), name, where=f"config/{name}.yaml")
-    return merged
+    sections = {k: v for k, v in (cfg or {}).items() if k in CONFIG_NAMES}
+    return load_planning_sections(sections, "planning config")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.config import require
+from vla_edge.config import at, build
 from vla_edge.types import Trajectory
 
 
@@ -28,31 +28,20 @@ from vla_edge.types import Trajectory
 class EmergencyParams:
     """Parameters from ``arbiter.yaml`` ``arbiter.emergency`` (see the YAML for units)."""
 
-    dt: float
-    decel: float
-    jerk: float
-    release_jerk: float
-    horizon: float
-    integration_dt: float
-    max_path_offset: float
-    max_path_heading: float
-    blend_distance: float
+    dt: float = at("arbiter.dt")
+    decel: float = at("arbiter.emergency.decel")
+    jerk: float = at("arbiter.emergency.jerk")
+    release_jerk: float = at("arbiter.emergency.release_jerk")
+    horizon: float = at("arbiter.emergency.horizon")
+    integration_dt: float = at("arbiter.emergency.integration_dt")
+    max_path_offset: float = at("arbiter.emergency.max_path_offset")
+    max_path_heading: float = at("arbiter.emergency.max_path_heading")
+    blend_distance: float = at("arbiter.emergency.blend_distance")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> EmergencyParams:
-        """Build from the merged config."""
-        e = require(cfg, "arbiter", "emergency", where="arbiter.yaml")
-        return cls(
-            dt=float(require(cfg, "arbiter", "dt", where="arbiter.yaml")),
-            decel=abs(float(require(e, "decel"))),
-            jerk=abs(float(require(e, "jerk"))),
-            release_jerk=abs(float(require(e, "release_jerk"))),
-            horizon=float(require(e, "horizon")),
-            integration_dt=float(require(e, "integration_dt")),
-            max_path_offset=float(require(e, "max_path_offset")),
-            max_path_heading=float(require(e, "max_path_heading")),
-            blend_distance=float(require(e, "blend_distance")),
-        )
+        """Build from the merged config (validated: decel, jerk... are > 0 by the schema)."""
+        return build(cls, cfg, "arbiter.yaml")
 
 
 def stop_profile(v0: float, a0: float, params: EmergencyParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

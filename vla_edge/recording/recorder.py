@@ -171,8 +171,8 @@ class Recorder:
         out_dir: str | Path | None = None,
     ) -> Recorder:
         """Build from config names/paths (``config/<name>.yaml``) or loaded mappings."""
-        rc = load_config(recorder_cfg) if isinstance(recorder_cfg, str) else recorder_cfg
-        tc = load_config(topics_cfg) if isinstance(topics_cfg, str) else topics_cfg
+        rc = load_config(recorder_cfg, kind="recorder") if isinstance(recorder_cfg, str) else recorder_cfg
+        tc = load_config(topics_cfg, kind="topics") if isinstance(topics_cfg, str) else topics_cfg
         return cls(rc, tc, out_dir)
 
     # ---------------------------------------------------------------- lifecycle

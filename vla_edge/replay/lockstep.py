@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 def load_replay_config(path: str | Path | None = None) -> dict[str, Any]:
     """``config/replay.yaml`` (or ``path``), checked for the sections replay needs."""
-    cfg = load_config(str(path) if path else "replay")
+    cfg = load_config(str(path) if path else "replay", kind="replay")
     for key in ("remap", "lockstep", "realtime", "metrics", "report", "gate"):
         require(cfg, key, where="replay.yaml")
     return cfg
@@ -290,9 +290,9 @@ def run_lockstep(
     load_s = time.perf_counter() - t_load
     delay = float(replay_cfg["lockstep"]["plan_delay_ms"]) / 1000.0
     rep = replay_cfg["report"]
-    topics = load_config(str(cfg["topics_config"]))
-    frame_cfg = load_config(str(cfg["frame_config"]))
-    calib_cfg = load_config(str(cfg["calibration_config"]))
+    topics = load_config(str(cfg["topics_config"]), kind="topics")
+    frame_cfg = load_config(str(cfg["frame_config"]), kind="frame")
+    calib_cfg = load_config(str(cfg["calibration_config"]), kind="calibration")
     records: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
     states: list[RunFrames] = []

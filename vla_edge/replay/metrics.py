@@ -63,7 +63,9 @@ class MetricSettings:
         from vla_edge.planning.obstacles import Footprint
 
         m = require(dict(replay_cfg), "metrics", where="replay.yaml")
-        lim_cfg = load_config(str(require(m, "comfort_limits_config", where="replay.yaml metrics")))
+        lim_cfg = load_config(
+            str(require(m, "comfort_limits_config", where="replay.yaml metrics")), kind="arbiter"
+        )
         lim = require(lim_cfg, "arbiter", "limits", where="comfort_limits_config")
         fp = Footprint.from_config(load_planning_config())
         c = require(m, "collision", where="replay.yaml metrics")

@@ -202,7 +202,7 @@ def run_realtime(
     from vla_edge.nodes.params import unflatten
 
     cfg = unflatten(dict(values))
-    topics = load_config(str(cfg["topics_config"]))
+    topics = load_config(str(cfg["topics_config"]), kind="topics")
     roles = {t: r for t, r in input_roles(topics, str(cfg["camera"])).items() if r != "objects"}
     lidar_topic = topics["inputs"]["lidar"]
     runs = expand_runs(bags)
@@ -416,8 +416,8 @@ def _tracks_and_snapshots(
             run,
             topics=topics,
             remap=remap,
-            frame_cfg=load_config(str(cfg["frame_config"])),
-            calibration_cfg=load_config(str(cfg["calibration_config"])),
+            frame_cfg=load_config(str(cfg["frame_config"]), kind="frame"),
+            calibration_cfg=load_config(str(cfg["calibration_config"]), kind="calibration"),
             camera="none",
             reorder_window_s=float(replay_cfg["lockstep"]["reorder_window_s"]),
             state=state,

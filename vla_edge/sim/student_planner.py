@@ -51,7 +51,7 @@ class StudentPlanner:
         from vla_edge.planning.cycle import load_planning_config
 
         name = str(drive_cfg.get("planning_config") or "")
-        planning = load_planning_config(load_config(name) if name else None)
+        planning = load_planning_config(load_config(name, kind="planning") if name else None)
         return cls(load_runner(drive_cfg), ArbiterParams.from_config(planning))
 
     def __call__(self, frame: Frame) -> Trajectory:

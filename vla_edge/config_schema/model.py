@@ -1,0 +1,98 @@
+"""``config/model.yaml``: pillarization, model inputs, diffusion head, size presets."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vla_edge.config_schema._base import AnyFloat, Count, Frac, NonNeg, NonNegInt, Pos, Section, ordered, rng
+
+
+class Pillars(Section):
+    point_cloud_range: list[AnyFloat] = Field(min_length=6, max_length=6)
+    voxel_size: list[Pos] = Field(min_length=3, max_length=3)
+    max_pillars: Count
+    max_points_per_pillar: Count
+    intensity_scale: Pos
+    point_features: list[str] = Field(min_length=1)
+
+
+class RefPathInput(Section):
+    num_points: Count
+    spacing: Pos
+
+
+class EgoStateInput(Section):
+    v: Pos
+    a: Pos
+    yaw_rate: Pos
+    clip: Pos
+
+
+class Inputs(Section):
+    reference_path: RefPathInput
+    ego_state: EgoStateInput
+
+
+class Smoothing(Section):
+    enabled: bool
+    grid_dt: rng(gt=0, le=1.0)
+    jerk_weight: NonNeg
+    accel_weight: NonNeg
+    accel_clip: list[AnyFloat] = Field(min_length=2, max_length=2)
+    max_lat_accel: Pos
+
+
+class Trajectory(Section):
+    num_poses: Count
+    dt: Pos
+    num_anchors: Count
+    norm_offset: list[AnyFloat] = Field(min_length=3, max_length=3)
+    norm_scale: list[Pos] = Field(min_length=3, max_length=3)
+    smoothing: Smoothing
+
+
+class Schedule(Section):
+    start_timestep: NonNegInt
+    num_steps: Count
+
+
+class Diffusion(Section):
+    num_train_timesteps: Count
+    beta_start: rng(gt=0, lt=1)
+    beta_end: rng(gt=0, lt=1)
+    train_max_timestep: Count
+    truncated: Schedule
+    vanilla: Schedule
+    check_order = ordered(("beta_start", "beta_end"))
+
+
+class Loss(Section):
+    cls_weight: NonNeg
+    reg_weight: NonNeg
+    focal_alpha: Frac
+    focal_gamma: NonNeg
+    yaw_weight: NonNeg
+
+
+class Preset(Section):
+    # Every key optional: a preset may `extends` another and override a few keys.
+    extends: str | None = None
+    pfn_channels: Count | None = None
+    stages: list[list[Count]] | None = None
+    bev_channels: Count | None = None
+    neck_stride: Count | None = None
+    d_model: Count | None = None
+    num_heads: Count | None = None
+    ffn_dim: Count | None = None
+    decoder_layers: Count | None = None
+    vanilla: bool | None = None
+
+
+class ModelFile(Section):
+    pillars: Pillars
+    inputs: Inputs
+    trajectory: Trajectory
+    diffusion: Diffusion
+    loss: Loss
+    presets: dict[str, Preset] = Field(min_length=1)
+    default_preset: str

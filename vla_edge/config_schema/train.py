@@ -1,0 +1,158 @@
+"""``config/train.yaml``: offline training (read by training/ only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from vla_edge.config_schema._base import (
+    AnyFloat,
+    Count,
+    Frac,
+    NonNeg,
+    NonNegInt,
+    Pos,
+    Section,
+)
+
+Range = Annotated[list[AnyFloat], Field(min_length=2, max_length=2)]  # (low, high)
+
+
+class DatasetFilter(Section):
+    max_gap: Pos
+    teleport_speed: Pos
+    stationary_distance: NonNeg
+    stationary_speed: NonNeg
+
+
+class Dataset(Section):
+    frame_stride: Count
+    val_fraction: Frac
+    max_frames_per_bag: NonNegInt
+    label_match_tolerance: Pos
+    workers: NonNegInt
+    filter: DatasetFilter
+
+
+class Labels(Section):
+    bev_size: list[Count] = Field(min_length=2, max_length=2)
+    batch_size: Count
+
+
+class Loss(Section):
+    alpha: NonNeg
+    beta: NonNeg
+    gamma: NonNeg
+    delta: NonNeg
+    temperature: Pos
+    cls_weight: NonNeg
+    huber_delta: Pos
+    focal_gamma: NonNeg
+
+
+class Train(Section):
+    batch_size: Count
+    epochs: Count
+    max_minutes: NonNeg
+    lr: Pos
+    teacher_lr: Pos
+    weight_decay: NonNeg
+    warmup_steps: NonNegInt
+    min_lr_ratio: Frac
+    grad_clip: NonNeg
+    amp: Literal["bf16", "fp16", "off"]
+    log_every: Count
+    val_every: Count
+    ckpt_every: Count
+    val_max_frames: Count
+    data_on_device: bool
+    sync_bn: bool
+
+
+class Progressive(Section):
+    enabled: bool
+    stages: list[str] = Field(min_length=1)
+
+
+class LayerReduction(Section):
+    enabled: bool
+    keep_layers: list[NonNegInt] = Field(min_length=1)
+
+
+class Calibration(Section):
+    frames: Count
+    split: Literal["train", "val"]
+    seed: NonNegInt
+
+
+class Evaluate(Section):
+    closed_loop_scenarios: NonNegInt
+    closed_loop_seconds: NonNeg
+    results_dir: str = Field(min_length=1)
+
+
+class Sim(Section):
+    train_scenarios: Count
+    heldout_scenarios: Count
+    duration: Pos
+    train_seed: NonNegInt
+    heldout_seed: NonNegInt
+
+
+class Dart(Section):
+    lateral_sigma: NonNeg
+    lateral_tau: Pos
+    speed_sigma: NonNeg
+
+
+class Takeover(Section):
+    lateral: Pos
+    heading: Pos
+    ttc: NonNeg
+    frames: Count
+
+
+class Randomize(Section):
+    dropout: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    range_noise: Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
+    mount_height: Range
+    mount_pitch_deg: Range
+    pitch_error_deg: Range
+    blocked_sector_prob: Frac
+    blocked_sector_deg: Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
+
+
+class OnPolicy(Section):
+    iterations: NonNegInt
+    scenarios: list[Count] = Field(min_length=1)
+    seconds: Pos
+    stride: Count
+    difficulty: Frac | Literal["mixed"]
+    train_seed: NonNegInt
+    eval_seed: NonNegInt
+    eval_scenarios: NonNegInt
+    eval_seconds: Pos
+    val_fraction: Frac
+    workers: NonNegInt
+    minutes: list[NonNeg] = Field(min_length=1)
+    epochs: Count
+    expert_share: Frac
+    beta: Frac
+    dart: Dart
+    takeover: Takeover
+    randomize: Randomize
+
+
+class TrainFile(Section):
+    seed: NonNegInt
+    dataset: Dataset
+    labels: Labels
+    loss: Loss
+    train: Train
+    progressive: Progressive
+    layer_reduction: LayerReduction
+    calibration: Calibration
+    evaluate: Evaluate
+    sim: Sim
+    onpolicy: OnPolicy
