@@ -218,7 +218,7 @@ def test_errors(factory, kitti):
 def test_config_errors():
     cfg = load_config("frame")
     del cfg["max_age_s"]["camera"]
-    with pytest.raises(ConfigError, match="missing key 'max_age_s.camera'"):
+    with pytest.raises(ConfigError, match=r"missing key 'max_age_s\.camera'"):
         FrameAssembler(cfg)
     with pytest.raises(ConfigError, match="missing key 'reference_path'"):
         FrameAssembler({k: v for k, v in load_config("frame").items() if k != "reference_path"})
