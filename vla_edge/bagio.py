@@ -371,29 +371,6 @@ class BagWriter:
     ) -> None:
         self.close()
 
-    def _salvage(self, exc: BaseException) -> Any:
-        """A damaged MCAP (corrupt record, cut short): read its intact part record by record.
-
-        Raises:
-            BagError: Not an MCAP, or nothing readable in it (names file and offset).
-        """
-        from vla_edge.mcap_scan import mcap_files
-
-        files = mcap_files(self.path)
-        if not files or any(f.suffix != ".mcap" for f in files):
-            raise BagError(
-                f"cannot read {self.path} as a rosbag2 (MCAP or sqlite3): {exc}; "
-                "check it is a complete bag directory with metadata.yaml"
-            ) from None
-        reader = SalvageReader(files)
-        if not reader.count_all:
-            where = "; ".join(str(p) for p in reader.problems) or str(exc)
-            raise BagError(f"no readable message in {self.path}: {where}") from None
-        for p in reader.problems:
-            self.problems.append(str(p))
-            log.error("damaged bag, reading the intact part only: %s", p)
-        return reader
-
     def close(self) -> None:
         """Finish the bag (writes metadata.yaml)."""
         if self._writer is not None:

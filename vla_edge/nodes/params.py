@@ -11,7 +11,6 @@ file parsing is testable without ROS.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from vla_edge.errors import ConfigError
 #: Parameters that rclpy declares itself and that must not be declared again.
 ROS_OWNED = frozenset({"use_sim_time"})
 
-_KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_/*][\w/*.-]*):(?P<rest>.*)$")
 
 
 def default_params_file() -> Path:
@@ -90,24 +88,13 @@ def load_params_file(path: str | Path, node_name: str | None = None) -> dict[str
 
 def parse_descriptions(path: str | Path) -> dict[str, str]:
     """Map dotted parameter names to the trailing comment of their line in ``path``."""
-    descriptions: dict[str, str] = {}
-    stack: list[tuple[int, str]] = []
-    for raw in Path(path).read_text(encoding="utf-8").splitlines():
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        m = _KEY_LINE.match(raw)
-        if m is None:
-            continue
-        indent = len(m.group("indent"))
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        stack.append((indent, m.group("key")))
-        rest = m.group("rest")
-        value, _, comment = rest.partition(" #")
-        if value.strip():  # a leaf; skip '/**' and 'ros__parameters'
-            keys = [k for _, k in stack if k not in ("/**", "ros__parameters")]
-            descriptions[".".join(keys)] = comment.strip()
-    return descriptions
+    from vla_edge.config_schema import yaml_comments
+
+    skip = ("/**", "ros__parameters")
+    return {
+        ".".join(k for k in key.split(".") if k not in skip): comment
+        for key, comment in yaml_comments(Path(path)).items()
+    }
 
 
 def coerce_like(value: Any, like: Any, name: str) -> Any:
