@@ -102,3 +102,29 @@ def test_sparse_batch_equals_runtime_inputs(small_config: Path) -> None:
         np.testing.assert_array_equal(batch["pillar_features"][b].numpy(), f)
         np.testing.assert_array_equal(batch["pillar_coords"][b].numpy(), c)
     assert len(data.subset(np.array([0, 2]))) == 2
+
+
+def test_promote_refuses_a_worse_engine_and_records_provenance(tmp_path: Path) -> None:
+    """A seeded-random student must not replace the shipped one; a first promotion records its figures."""
+    from training.cli import main
+    from training.export import main as export_main
+
+    cand = tmp_path / "cand"
+    assert export_main(["--random-seed", "3", "--out-dir", str(cand), "--no-torchscript", "--no-bev"]) == 0
+    engines = tmp_path / "engines"
+    engines.mkdir()
+    for f in ("student.onnx", "student.json"):
+        shutil.copy2(REPO_ROOT / "engines" / f, engines / f)
+    shipped = (engines / "student.onnx").read_bytes()
+    args = ["promote", str(cand), "--engines", str(engines), "--scenarios", "2", "--seconds", "6"]
+    args += ["--seed", "9701", "--difficulty", "0.3", "--workers", "1"]
+    assert main(args) == 1, "a random student beat the shipped engine, or promote did not compare"
+    assert (engines / "student.onnx").read_bytes() == shipped, "a refused candidate was copied"
+
+    empty = tmp_path / "empty"
+    assert main([*args[:3], str(empty), *args[4:]]) == 0  # nothing to beat: promoted
+    doc = json.loads((empty / "student.json").read_text())
+    rec = doc["promotion"]
+    assert rec["heldout"]["seed"] == 9701 and rec["heldout"]["scenarios"] == 2
+    assert 0.0 <= rec["candidate"]["score"] <= 1.0 and rec["replaced"] is None
+    assert (empty / "student.onnx").read_bytes() == (cand / "student.onnx").read_bytes()
