@@ -220,3 +220,18 @@ def _refuse_runtime_change(params: list[Any], frozen: set[str]) -> Any:
             successful=False, reason=f"{', '.join(changed)}: read at start-up; restart the node to change"
         )
     return SetParametersResult(successful=True)
+
+
+def node_topics(topics: dict[str, Any]) -> dict[str, Any]:
+    """``topics.yaml`` names made relative (leading ``/`` dropped) for the drive nodes.
+
+    Without a namespace they resolve to the very names in ``topics.yaml`` (which replay,
+    bags and the recorder's bag topics use as is); under ``namespace:=vla`` (launch) or
+    ``--ros-args -r __ns:=/vla`` the whole graph moves to ``/vla/...``. Any single name can
+    still be remapped with the usual ``-r from:=to``.
+    """
+    out = dict(topics)
+    for section in ("inputs", "outputs", "services"):
+        if isinstance(topics.get(section), dict):
+            out[section] = {k: str(v).lstrip("/") for k, v in topics[section].items()}
+    return out
