@@ -15,7 +15,7 @@ from vla_edge import candidate as codec
 from vla_edge.candidate import Candidate
 from vla_edge.config import load_config
 from vla_edge.drive_loop import DriveLoop
-from vla_edge.nodes.params import load_params_file, unflatten
+from vla_edge.params import load_params_file, unflatten
 from vla_edge.pipeline import DrivePipeline
 
 V = 5.0

@@ -41,7 +41,7 @@ class Harness:
         from vla_edge.nodes.frames import default_lidar_frame
         from vla_edge.nodes.graph import DriveGraph
         from vla_edge.nodes.monitor import GraphMonitor
-        from vla_edge.nodes.params import resolve_overrides, unflatten
+        from vla_edge.params import resolve_overrides, unflatten
         from vla_edge.pipeline import load_runner
 
         self.topics = load_config("topics")

@@ -10,7 +10,7 @@ import pytest
 from doubles import RaisingBackend, SlowBackend
 
 from vla_edge.errors import ConfigError, ModelError
-from vla_edge.nodes.params import default_params_file, load_params_file, unflatten
+from vla_edge.params import default_params_file, load_params_file, unflatten
 from vla_edge.pipeline import DrivePipeline, engine_path, load_runner
 from vla_edge.types import EgoState, Frame
 

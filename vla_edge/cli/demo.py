@@ -122,20 +122,18 @@ def run(args: argparse.Namespace) -> int:
     span = (records[-1].timestamp_ns - records[0].timestamp_ns) * 1e-9
     print(f"      {n_sweeps} LiDAR sweeps, {len(records)} messages, {span:.1f} s of driving")
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from vla_edge.nodes.bag_player import BagPlayer
-    from vla_edge.nodes.graph import DriveGraph, spin_in_thread
+    from vla_edge.nodes.graph import DriveGraph, helper_executor, ros_session, spin_in_thread
     from vla_edge.nodes.monitor import GraphMonitor
-    from vla_edge.nodes.params import resolve_overrides
+    from vla_edge.params import resolve_overrides
 
     values = resolve_overrides(None, {"use_sim_time": True, "backend": args.backend or "onnxruntime"})
     # Keep the console for the demo's own lines; node/backend INFO logs with -v.
     verbose = bool(getattr(args, "verbose", False))
     if not verbose:
         logging.getLogger("vla_edge").setLevel(logging.WARNING)
-    rclpy.init(args=None if verbose else ["vla-edge", "--ros-args", "--log-level", "warn"])
+    session = ros_session(None if verbose else ["vla-edge", "--ros-args", "--log-level", "warn"])
+    session.__enter__()
     graph = player = monitor = executor = None
     stop = threading.Event()
     spin = None
@@ -144,8 +142,7 @@ def run(args: argparse.Namespace) -> int:
         graph = DriveGraph(values, share_frames=True).start()
         player = BagPlayer(types, rate=args.rate, clock_hz=DEMO_CLOCK_HZ)
         monitor = GraphMonitor(topics)
-        executor = SingleThreadedExecutor()
-        executor.add_node(monitor)
+        executor = helper_executor(monitor)
         spin = spin_in_thread(executor, stop)
         if not player.wait_for_subscribers(types, timeout=20.0) or not _wait(monitor.matched, 20.0):
             print("the graph's subscriptions did not match within 20 s (DDS discovery)", file=sys.stderr)
@@ -172,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
                 node.destroy_node()
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
-        if rclpy.ok():
-            rclpy.shutdown()
+        session.__exit__(None, None, None)
     text = render(summary)
     print("[4/4] summary")
     print(text)

@@ -206,7 +206,7 @@ def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, di
 
         return straight, choices
     from vla_edge.drive_loop import DriveLoop
-    from vla_edge.nodes.params import resolve_overrides, unflatten
+    from vla_edge.params import resolve_overrides, unflatten
     from vla_edge.pipeline import DrivePipeline
 
     values = resolve_overrides(args.config, {"engine_path": args.engine, "backend": args.backend})

@@ -224,7 +224,7 @@ def _json_default(obj: Any) -> Any:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``arbiter_node`` (``ros2 run vla_edge arbiter_node``)."""
-    from vla_edge.nodes.graph import spin_nodes
+    from vla_edge.nodes.spin import spin_nodes
 
     return spin_nodes([ArbiterNode], args)
 

@@ -10,23 +10,20 @@ try/finally, and KeyboardInterrupt / ExternalShutdownException end the spin clea
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-from vla_edge.errors import VlaEdgeError
 from vla_edge.nodes.params import as_overrides
+from vla_edge.nodes.spin import EXECUTOR_THREADS
 
 log = logging.getLogger(__name__)
-
-#: Executor threads: LiDAR/odom callbacks, inference, arbiter candidate + deadline timer, recorder.
-EXECUTOR_THREADS = 6
 
 
 class DriveGraph:
@@ -117,35 +114,25 @@ class DriveGraph:
         self.nodes = []
 
 
-def spin_nodes(node_classes: Sequence[type], args: list[str] | None = None) -> int:
-    """Run node classes on a MultiThreadedExecutor until Ctrl-C (console scripts).
-
-    ``args`` are the ROS arguments (``--ros-args --params-file ...``) that ``ros2 launch``
-    passes; rclpy reads parameter overrides from them.
-    """
+@contextlib.contextmanager
+def ros_session(args: list[str] | None = None) -> Iterator[None]:
+    """``rclpy.init`` ... ``rclpy.shutdown`` for the CLI (rclpy stays inside ``nodes/``)."""
     rclpy.init(args=args)
-    nodes: list[Any] = []
-    executor = None
     try:
-        nodes = [cls() for cls in node_classes]
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except VlaEdgeError as exc:  # bad config / model: say what to fix, no traceback
-        log.error("%s: %s", ", ".join(c.__name__ for c in node_classes), exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        yield
     finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        for node in nodes:
-            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+
+
+def helper_executor(*nodes: Any) -> Any:
+    """A SingleThreadedExecutor serving helper nodes (monitor, player) of the CLI and tests."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    return executor
 
 
 def spin_in_thread(executor: Any, stop: threading.Event, timeout_sec: float = 0.05) -> threading.Thread:

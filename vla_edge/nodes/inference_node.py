@@ -204,7 +204,7 @@ class InferenceNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``inference_node`` (``ros2 run vla_edge inference_node``)."""
-    from vla_edge.nodes.graph import spin_nodes
+    from vla_edge.nodes.spin import spin_nodes
 
     return spin_nodes([InferenceNode], args)
 

@@ -71,7 +71,7 @@ def parse_remaps(items: Sequence[str] | None, base: Mapping[str, str] | None = N
 
 def drive_values(config_file: str | Path | None, engine: str | None, backend: str | None) -> dict[str, Any]:
     """Flat drive parameters as ``vla-edge drive`` resolves them (shipped < file < flags)."""
-    from vla_edge.nodes.params import resolve_overrides  # no rclpy at import
+    from vla_edge.params import resolve_overrides
 
     return resolve_overrides(config_file, {"engine_path": engine, "backend": backend})
 
@@ -271,7 +271,7 @@ def run_lockstep(
             ``values`` when None.
     """
     from vla_edge.drive_loop import DriveLoop
-    from vla_edge.nodes.params import unflatten
+    from vla_edge.params import unflatten
     from vla_edge.pipeline import DrivePipeline
 
     runs = expand_runs(bags)
