@@ -114,25 +114,31 @@ def test_cycle_redecides_the_latest_frame_without_new_sweeps():
     assert d.trigger == "cycle" and d.slot.frame.stamp == 1.0
 
 
-def test_superseded_prepared_frame_is_decided_before_the_newer_one():
-    loop = _loop()
+@pytest.mark.parametrize("prepare_ahead", [True, False])
+def test_superseded_frame_is_decided_before_the_newer_one(prepare_ahead):
+    loop = _loop(prepare_ahead=prepare_ahead)
     loop.offer_frame(_frame(1.0), 1.0)
-    assert loop.tick(1.0) == []  # prepares frame 1.0 ahead
+    assert loop.tick(1.0) == []  # prepares frame 1.0 ahead (when on)
     loop.offer_frame(_frame(1.05), 1.05)  # before 1.0's deadline
     loop.offer_candidate(_cand(1.05), 1.06)
-    out = loop.tick(1.06)
-    assert [(d.trigger, d.slot.frame.stamp) for d in out] == [("superseded", 1.0), ("candidate", 1.05)]
-    # The superseded frame never gets the newer frame's candidate.
-    assert out[0].candidate is None
+    (old,) = loop.tick(1.06)
+    (new,) = loop.tick(1.07)  # the caller ticks again with the time after the first decision
+    assert (old.trigger, old.slot.frame.stamp, new.trigger, new.slot.frame.stamp) == (
+        "superseded",
+        1.0,
+        "candidate",
+        1.05,
+    )
+    assert old.candidate is None  # never the newer frame's candidate
+    assert new.now == 1.07
 
 
-def test_superseded_unprepared_frame_is_dropped_and_counted():
-    loop = _loop(prepare_ahead=False)
-    loop.offer_frame(_frame(1.0), 1.0)
-    loop.offer_frame(_frame(1.05), 1.05)
-    loop.offer_frame(_frame(1.1), 1.1)  # two undecided replaced
-    assert loop.tick(1.1 + DEADLINE)[-1].slot.frame.stamp == 1.1
-    assert loop.stats["superseded_dropped"] == 2 and loop.drops.dropped >= 1
+def test_only_the_newest_undecided_frame_waits():
+    loop = _loop()
+    for k, t in enumerate((1.0, 1.05, 1.1)):  # two undecided replaced, no tick in between
+        loop.offer_frame(_frame(t), t + 0.001 * k)
+    stamps = [d.slot.frame.stamp for t in (1.2, 1.21, 1.22) for d in loop.tick(t)]
+    assert stamps == [1.05, 1.1] and loop.stats["superseded_dropped"] == 1 and loop.drops.dropped == 1
 
 
 def test_older_frame_after_a_newer_one_is_refused():

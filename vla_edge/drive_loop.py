@@ -11,9 +11,10 @@ Policy (``docs/architecture.md``, "Drive loop"):
   since the frame arrived (``watchdog``: it then plans with the latest older candidate,
   which the cycle judges by age, or none). Nothing else is waited for: no lock held by a
   peer, no message from another process.
-* A frame replaced by a newer one before it was decided is decided at once when its
-  frame-only work is already done (``superseded``, a few ms), else dropped and counted:
-  under overload the newest frame gets the time.
+* A frame replaced by a newer one before it was decided is decided at once
+  (``superseded``): every sweep gets a plan within about one sweep period even when ticks
+  run late. Only the newest undecided frame waits: when a third arrives, the second is
+  dropped and counted, so latency never builds up behind a queue.
 * With no new frame, the latest one is decided again every ``cycle_period_s`` (``cycle``).
 * After deciding, the frame-only half of the cycle (obstacles, tracking, Frenet) of the
   newest undecided frame runs (``prepare_ahead``), so its candidate only waits for the
@@ -238,17 +239,19 @@ class DriveLoop:
 
     # -- decisions ------------------------------------------------------------------------
     def tick(self, t: float) -> list[LoopDecision]:
-        """Decide whatever is due at loop time ``t`` (see the module docstring), oldest first."""
+        """Decide what is due at loop time ``t`` (see the module docstring).
+
+        Returns at most one decision; after a ``superseded`` one, tick again (with the time
+        after that decision) for the newer frame.
+        """
         out: list[LoopDecision] = []
         with self._tick_lock:
             with self._lock:
                 old, self._old = self._old, None
                 slot = self._slot
             if old is not None and old.frame.stamp > self._decided:
-                if self._prepared is not None and self._prepared.frame is old.frame:
-                    out.append(self._decide(old, t, "superseded"))
-                else:
-                    self.stats["superseded_dropped"] += 1
+                # One decision per tick: the caller ticks again with a fresh time for the newer frame.
+                return [self._decide(old, t, "superseded")]
             if slot is None:
                 return out
             trigger = ""

@@ -134,8 +134,12 @@ class ArbiterNode(Node):
         if not self.loop.has_frame:
             self._report_waiting(now)
             return
-        for d in self.loop.tick(now):
-            self._publish(d)
+        for _ in range(3):  # a superseded frame, then the newest one, each with a fresh time
+            decided = self.loop.tick(self._now())
+            for d in decided:
+                self._publish(d)
+            if not decided:
+                return
 
     def _report_waiting(self, now: float) -> None:
         """No frame yet: nothing to plan on; say so on /diagnostics once per second."""
