@@ -300,3 +300,42 @@ def test_odometry_stops_input_flagged_stale_and_arbiter_degrades(harness: Harnes
         d = harness.decision_for(s)
         assert d["choice"] != "student", f"student plan used on stale odometry: {d}"
         assert d["reasons"]
+
+
+def test_hostile_candidate_info_is_counted_and_the_graph_goes_on(harness: Harness) -> None:
+    """Any node on the domain may publish anything on candidate_info (issue 14): malformed
+    candidates become a counted ERROR diagnostic, never an exception, and planning goes on."""
+    if harness.share_frames:
+        pytest.skip("in process the arbiter takes candidates directly, not from candidate_info")
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    from vla_edge.nodes import qos
+
+    pub = harness.feeder.create_publisher(
+        DiagnosticStatus, harness.topics["outputs"]["candidate_info"], qos.reliable_qos()
+    )
+    end = time.monotonic() + 10.0
+    while pub.get_subscription_count() < 2 and time.monotonic() < end:  # arbiter + monitor
+        time.sleep(0.05)
+    hostile = [
+        [KeyValue(key="scores", value="not json"), KeyValue(key="stamp", value="1.0")],  # the old format
+        [KeyValue(key="candidate", value='{"v": 1, "stamp": 1.0, "trajectory": {"poses": "x"}}')],
+        [KeyValue(key="candidate", value="[" * 100000)],
+        [KeyValue(key="candidate", value='{"v": 2, "stamp": 1.0}')],
+    ]
+    before = harness.graph.arbiter.loop.stats["malformed_candidates"]
+    for values in hostile:
+        pub.publish(DiagnosticStatus(name="vla_edge/candidate", values=values))
+    end = time.monotonic() + 5.0
+    while harness.graph.arbiter.loop.stats["malformed_candidates"] < before + len(hostile):
+        assert time.monotonic() < end, harness.graph.arbiter.loop.stats
+        time.sleep(0.05)
+    errs = [
+        st
+        for st in harness.monitor.statuses_by_name["vla_edge/input_error"]
+        if st["values"].get("stage") == "candidate"
+    ]
+    assert errs and "MalformedCandidate" in errs[-1]["message"] and errs[-1]["level"] == 2
+    sent = harness.drive(3)
+    _enough(harness.wait_decided(sorted(sent)), sorted(sent))
+    harness.feeder.destroy_publisher(pub)
