@@ -115,6 +115,20 @@ def test_cycle_redecides_the_latest_frame_without_new_sweeps():
 
 
 @pytest.mark.parametrize("prepare_ahead", [True, False])
+def test_each_frame_is_prepared_once(prepare_ahead, monkeypatch):
+    """Frame-only work (it advances the tracker) runs once per frame, however often it is decided."""
+    loop = _loop(prepare_ahead=prepare_ahead)
+    seen = []
+    prepare = loop.pipeline.cycle.prepare
+    monkeypatch.setattr(loop.pipeline.cycle, "prepare", lambda f, t: seen.append(f.stamp) or prepare(f, t))
+    loop.offer_frame(_frame(1.0), 1.0)
+    assert loop.tick(1.0) == []  # prepares ahead when on
+    loop.offer_candidate(Candidate(1.0, error="E: x"), 1.0)
+    triggers = [d.trigger for k in range(6) for d in loop.tick(1.0 + (CYCLE + 1e-6) * k)]
+    assert triggers == ["no_candidate"] + ["cycle"] * 5 and seen == [1.0]
+
+
+@pytest.mark.parametrize("prepare_ahead", [True, False])
 def test_superseded_frame_is_decided_before_the_newer_one(prepare_ahead):
     loop = _loop(prepare_ahead=prepare_ahead)
     loop.offer_frame(_frame(1.0), 1.0)

@@ -293,6 +293,8 @@ class DriveLoop:
         t0 = self.perf()
         decision, error = None, None
         try:
+            # Kept, so the cycle re-decisions of this frame only run the cheap half.
+            self._prepare(slot, t)
             decision = self.pipeline.plan(slot.frame, cand, t, prepared=self._prepared)
         except Exception as exc:  # noqa: BLE001 - a planner bug must not stop the loop
             error = f"{type(exc).__name__}: {exc}"
