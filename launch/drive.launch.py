@@ -7,6 +7,8 @@ Usage on a vehicle (after ``colcon build`` and sourcing the workspace)::
         engine:=/opt/engines/student.onnx record:=true use_sim_time:=false namespace:=vla
 
 Every node gets the same params file (``config/drive.yaml`` format, ``/**: ros__parameters``).
+The nodes use the names of ``topics.yaml`` as relative names, so ``namespace:=vla`` moves the
+whole graph (inputs and outputs) to ``/vla/...``; remap single topics with ``--ros-args -r``.
 Arguments left empty keep the value from that file, so defaults live in one place only.
 """
 
@@ -112,7 +114,7 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "namespace",
                 default_value="",
-                description="namespace of the nodes (topics in topics.yaml are absolute)",
+                description="namespace of the nodes and their topics (topics.yaml names, used as relative)",
             ),
             OpaqueFunction(function=_nodes),
         ]

@@ -21,7 +21,7 @@ from vla_edge.diagnostics import (
     worst_level,
 )
 from vla_edge.errors import ConfigError, PointCloudError
-from vla_edge.nodes.params import default_params_file, load_params_file, unflatten
+from vla_edge.params import default_params_file, load_params_file, unflatten
 
 
 @pytest.fixture

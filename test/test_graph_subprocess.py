@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(150)]
 
 REPO = Path(__file__).resolve().parents[1]
 CHOICES = {"student", "frenet", "emergency_stop", "hold_previous"}
+# Executor delays on a loaded 2-core machine shared by several test runs (s), as in test_graph_live.
+LOAD_SLACK_S = 0.25
 
 
 def test_drive_subprocess_plans_on_real_scans(tmp_path: Path) -> None:
@@ -169,36 +171,36 @@ def test_node_executables_take_what_ros2_launch_passes(
             proc.wait(timeout=10)
 
 
-def test_arbiter_process_alone_falls_back_without_inference(
-    committed_scan_path: Path, tmp_path: Path
+@pytest.mark.parametrize("peer", ["absent", "sigstop"])
+def test_arbiter_process_falls_back_whatever_the_inference_process_does(
+    peer: str, committed_scan_path: Path, tmp_path: Path
 ) -> None:
-    """Separate processes, DDS only: with no inference node at all, every sweep still gets a
-    (fallback) plan from the arbiter's own frame assembly and its deadline timer."""
+    """Separate processes, DDS only (as under ``ros2 launch``): with no inference node at all,
+    or with one frozen by SIGSTOP after it ran, every sweep still gets a fallback plan from the
+    arbiter's own frames and its deadline timer, within the deadline plus one cycle."""
     from vla_edge.nodes.feeder import SensorFeeder, load_scan
     from vla_edge.nodes.frames import default_lidar_frame
     from vla_edge.nodes.monitor import GraphMonitor
+    from vla_edge.params import load_params_file
 
     scan = load_scan(str(committed_scan_path))
-    log = tmp_path / "arbiter.log"
-    cmd = [sys.executable, "-m", "vla_edge.nodes.arbiter_node"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+    procs: dict[str, subprocess.Popen] = {}
+    logs = {name: tmp_path / f"{name}.log" for name in ("arbiter_node", "inference_node")}
+    for name in ["arbiter_node"] + (["inference_node"] if peer == "sigstop" else []):
+        cmd = [sys.executable, "-m", f"vla_edge.nodes.{name}", "--ros-args", "-p", "backend:=onnxruntime"]
+        with logs[name].open("w") as out:
+            procs[name] = subprocess.Popen(
+                cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT
+            )
     ctx = Context()
     rclpy.init(context=ctx)
     executor = SingleThreadedExecutor(context=ctx)
-    try:
-        topics = load_config("topics")
-        feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
-        monitor = GraphMonitor(topics, context=ctx)
-        executor.add_node(feeder)
-        executor.add_node(monitor)
-        end = time.monotonic() + 60
-        while not (feeder.readers()["lidar"] >= 1 and monitor.sub_traj.get_publisher_count() >= 1):
-            assert proc.poll() is None and time.monotonic() < end, log.read_text()[-3000:]
-            executor.spin_once(timeout_sec=0.05)
-        feeder.set_cloud(scan)
-        sent = []
-        for k in range(40):  # 2 s: odometry at 20 Hz, a sweep every 0.2 s
+
+    def tail() -> str:
+        return "\n".join(p.read_text()[-1500:] for p in logs.values() if p.exists())
+
+    def feed(feeder: SensorFeeder, n: int, sent: list[float]) -> None:
+        for k in range(n):  # odometry at 20 Hz, a sweep every 0.2 s
             now = feeder.clock_now()
             feeder.publish_odometry(now)
             if k % 10 == 0:
@@ -210,6 +212,27 @@ def test_arbiter_process_alone_falls_back_without_inference(
             t_end = time.monotonic() + 0.05
             while time.monotonic() < t_end:
                 executor.spin_once(timeout_sec=0.01)
+
+    try:
+        topics = load_config("topics")
+        feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
+        monitor = GraphMonitor(topics, context=ctx)
+        executor.add_node(feeder)
+        executor.add_node(monitor)
+        end = time.monotonic() + 60
+        readers = len(procs)
+        while not (feeder.readers()["lidar"] >= readers and monitor.sub_traj.get_publisher_count() >= 1):
+            assert all(p.poll() is None for p in procs.values()) and time.monotonic() < end, tail()
+            executor.spin_once(timeout_sec=0.05)
+        feeder.set_cloud(scan)
+        if peer == "sigstop":
+            warm: list[float] = []
+            while not monitor.infos:  # the model ran: the peer is matched and alive
+                assert time.monotonic() < end, tail()
+                feed(feeder, 4, warm)
+            procs["inference_node"].send_signal(signal.SIGSTOP)
+        sent: list[float] = []
+        feed(feeder, 40, sent)
         end = time.monotonic() + 5
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
@@ -222,13 +245,23 @@ def test_arbiter_process_alone_falls_back_without_inference(
         executor.shutdown(timeout_sec=2.0)
         if ctx.ok():
             rclpy.shutdown(context=ctx)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    assert len({round(d["frame_stamp"], 6) for d in decided}) >= len(sent) // 2, log.read_text()[-2000:]
+        for proc in procs.values():
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGINT)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert len({round(d["frame_stamp"], 6) for d in decided}) >= len(sent) // 2, tail()
+    arb = load_params_file(REPO / "config" / "drive.yaml")
+    limit = (arb["arbiter.deadline_ms"] + arb["arbiter.cycle_period_ms"]) / 1000.0 + LOAD_SLACK_S
+    first: dict[float, dict] = {}
     for d in decided:
-        assert d["candidate_stamp"] is None and d["choice"] != "student"
-        assert d["trigger"] in ("watchdog", "superseded", "cycle") and "student_missing" in d["reasons"]
+        first.setdefault(round(d["frame_stamp"], 6), d)
+        assert d["trigger"] in ("watchdog", "superseded", "cycle") and d["choice"] != "student"
+        # Absent peer: never a candidate; frozen peer: at most one from before the freeze.
+        assert d["candidate_stamp"] is None if peer == "absent" else d["candidate_stamp"] not in set(sent)
+    waits = sorted(float(d["now"]) - float(d["frame_rx"]) for d in first.values())
+    assert waits[-1] < limit, f"fallback {waits[-1]:.3f} s after the sweep (limit {limit:.3f} s): {waits}"

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import pytest
+from doubles import RaisingBackend, SlowBackend
 
 from vla_edge.errors import ConfigError, ModelError
-from vla_edge.nodes.params import default_params_file, load_params_file, unflatten
+from vla_edge.params import default_params_file, load_params_file, unflatten
 from vla_edge.pipeline import DrivePipeline, engine_path, load_runner
 from vla_edge.types import EgoState, Frame
 
 CHOICES = {"student", "frenet", "emergency_stop", "hold_previous"}
-
-
-class RaisingBackend:
-    """Test double around the real backend: every inference raises."""
-
-    def __init__(self, real: Any, exc: Exception) -> None:
-        self.real, self.exc, self.name = real, exc, "raising-test-double"
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self.real, item)
-
-    def infer(self, inputs: dict[str, np.ndarray]) -> Any:
-        raise self.exc
-
-
-class SlowBackend:
-    """Test double around the real backend: real result after an extra delay."""
-
-    def __init__(self, real: Any, delay_s: float) -> None:
-        self.real, self.delay_s, self.name = real, delay_s, "slow-test-double"
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self.real, item)
-
-    def infer(self, inputs: dict[str, np.ndarray]) -> Any:
-        out = self.real.infer(inputs)
-        time.sleep(self.delay_s)
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +41,12 @@ def test_infer_gives_finite_candidate_with_timing(runner: Any, frame: Frame) -> 
     p = DrivePipeline(runner, None)
     res = p.infer(frame)
     assert res.error is None and not res.deadline_missed
-    assert res.candidate is not None and res.candidate.stamp == frame.stamp
-    assert res.candidate.trajectory.is_finite() and res.candidate.trajectory.source == "student"
+    assert res.usable and res.stamp == frame.stamp
+    assert res.trajectory.is_finite() and res.trajectory.source == "student"
     assert {"pillarize", "inference", "total"} <= set(res.timing_ms)
-    assert res.candidate.scores is not None and res.candidate.scores.ndim == 1
+    assert res.scores is not None and res.scores.ndim == 1
     again = p.infer(frame)  # deterministic noise: same frame, same plan
-    np.testing.assert_allclose(again.candidate.trajectory.poses, res.candidate.trajectory.poses)
+    np.testing.assert_allclose(again.trajectory.poses, res.trajectory.poses)
 
 
 def test_model_exception_becomes_error_not_raise(runner: Any, frame: Frame) -> None:
@@ -84,7 +56,7 @@ def test_model_exception_becomes_error_not_raise(runner: Any, frame: Frame) -> N
         res = DrivePipeline(runner, None).infer(frame)
     finally:
         runner.backend = real
-    assert res.candidate is None and res.error is not None and "ModelError: boom" in res.error
+    assert not res.usable and res.error is not None and "ModelError: boom" in res.error
 
 
 def test_unexpected_exception_also_contained(runner: Any, frame: Frame) -> None:
@@ -94,7 +66,7 @@ def test_unexpected_exception_also_contained(runner: Any, frame: Frame) -> None:
         res = DrivePipeline(runner, None).infer(frame)
     finally:
         runner.backend = real
-    assert res.candidate is None and "RuntimeError" in res.error
+    assert res.trajectory is None and "RuntimeError" in res.error
 
 
 def test_deadline_withholds_late_candidate(runner: Any, frame: Frame) -> None:
@@ -104,14 +76,18 @@ def test_deadline_withholds_late_candidate(runner: Any, frame: Frame) -> None:
         res = DrivePipeline(runner, None).infer(frame, deadline_s=0.1)
     finally:
         runner.backend = real
-    assert res.deadline_missed and res.candidate is None and res.error is None
+    assert res.deadline_missed and res.trajectory is None and res.error is None
     assert res.timing_ms["inference"] >= 150.0
 
 
 def test_lockstep_step_plans_with_candidate(cfg: dict[str, Any], runner: Any, frame: Frame) -> None:
     pytest.importorskip("vla_edge.planning.cycle")
+    from vla_edge.drive_loop import DriveLoop
+
     p = DrivePipeline.from_config(cfg, runner=runner)
-    _, decision = p.step(frame)
+    result, step = DriveLoop.from_config(cfg, p).step(frame)
+    assert result is not None and result.usable and step is not None and step.trigger == "candidate"
+    decision = step.decision
     assert decision.choice in CHOICES
     assert decision.trajectory.is_finite() and decision.trajectory.dt == pytest.approx(0.1)
     d = decision.to_dict()

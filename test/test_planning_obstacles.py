@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import numpy as np
@@ -196,9 +195,7 @@ def test_tracking_resets_after_gap(params, cfg):
 
 def test_real_kitti_scan(shared_data, params, cfg):
     pts = kitti_points(shared_data)
-    t0 = time.perf_counter()
-    ob = _inflated(pts, params, cfg)
-    elapsed = time.perf_counter() - t0
+    ob = _inflated(pts, params, cfg)  # its time: bench/bench_planning.py (obstacles stage)
     roi, obst = ob.counts["roi"], ob.counts["obstacle"]
     # A street scene: a real share of ground returns removed, many separate objects found.
     assert 0.15 * roi < roi - obst < 0.9 * roi
@@ -206,4 +203,3 @@ def test_real_kitti_scan(shared_data, params, cfg):
     assert np.all(np.isfinite(ob.centroids)) and np.all(ob.radii > 0)
     # Points low on the road near the car are ground: the cells right in front are free.
     assert not ob.occupied[(ob.occupied.shape[0] // 2), int((4.0 - ob.origin[0]) / ob.resolution)]
-    assert elapsed < 2.0  # generous: shared CI machine; the benchmark reports real figures

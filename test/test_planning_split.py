@@ -79,12 +79,13 @@ def test_prepare_failure_becomes_a_straight_stop(monkeypatch):
 
 
 def test_pipeline_plan_with_and_without_prepared_frame_agree():
-    from vla_edge.pipeline import Candidate, DrivePipeline
+    from vla_edge.candidate import Candidate
+    from vla_edge.pipeline import DrivePipeline
 
     ahead, inline = DrivePipeline(None, cycle()), DrivePipeline(None, cycle())
     stale = None
     for k, (t, fr) in enumerate(_frames(8)):
-        cand = Candidate(student_straight(V, t), t) if k % 3 else None
+        cand = Candidate(t, student_straight(V, t)) if k % 3 else None
         # A prepared frame of another sweep is not used: plan() prepares this one itself.
         prepared = stale if k == 5 else ahead.prepare(fr, t)
         da = ahead.plan(fr, cand, t + 0.05, prepared=prepared)

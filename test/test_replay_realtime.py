@@ -104,9 +104,9 @@ def test_realtime_against_a_vla_edge_drive_subprocess(
 
 
 def test_realtime_refuses_bad_rate_and_graph(bag_and_config: tuple[Path, Path], tmp_path: Path) -> None:
+    from vla_edge.nodes.realtime_replay import run_realtime
     from vla_edge.replay import ReplayError
     from vla_edge.replay.lockstep import drive_values, load_replay_config
-    from vla_edge.replay.realtime import run_realtime
 
     bag, _ = bag_and_config
     vals, cfg = drive_values(None, None, None), load_replay_config()

@@ -75,7 +75,9 @@ def _label(args: argparse.Namespace) -> int:
             raise VlaEdgeError(
                 "--teacher learned needs --checkpoint (a trainer checkpoint, e.g. runs/teacher/best.pt)"
             )
-        labels = _learned(args.checkpoint, args.dataset, args.split, cfg, mcfg, args.name, args.cpu)
+        from training.teachers.learned import checkpoint_labels
+
+        labels = checkpoint_labels(args.checkpoint, args.dataset, args.split, cfg, mcfg, args.name, args.cpu)
     else:
         from training.teachers.external import import_labels
 
@@ -88,22 +90,6 @@ def _label(args: argparse.Namespace) -> int:
     path = save_labels(args.out, labels)
     print(f"wrote {len(labels)} '{labels.teacher}' labels to {path}")
     return 0
-
-
-def _learned(checkpoint, dataset, split, cfg, mcfg, name, cpu):
-    import torch
-
-    from training.data import SplitData, read_manifest
-    from training.teachers.learned import learned_labels, load_model
-    from training.trainer import runtime_noise_seed
-
-    dev = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
-    model = load_model(checkpoint, mcfg, dev)
-    data = SplitData.load(dataset, split, device=dev if cfg["train"]["data_on_device"] else None)
-    return learned_labels(
-        model, data, tuple(cfg["labels"]["bev_size"]), int(cfg["labels"]["batch_size"]), runtime_noise_seed(),
-        dev, name=name, dt=float(read_manifest(dataset)["dt"]),
-    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- train / distill

@@ -12,7 +12,7 @@ Per bag (one worker process each, tqdm over bags):
    dt from ``config/model.yaml``, ego frame) from the bag's own future odometry and drop bad
    segments (:mod:`training.segments`: ``end_of_bag``, ``gap``, ``teleport``, ``stationary``,
    plus ``stale_input`` for frames the assembler flagged stale); the counts go into the manifest;
-4. compute the model inputs with the runtime's numpy code (:mod:`vla_edge.pillarize`), exactly
+4. compute the model inputs with the runtime's builder (:mod:`vla_edge.model_inputs`), exactly
    what the engine sees on the vehicle, and cache them as one shard ``shards/<bag>.npz``
    (pillar features stored as float16 to halve the size);
 5. where the bag has ``/sim/expert_trajectory`` / ``/sim/reasoning`` (simulator bags), keep the
@@ -127,7 +127,8 @@ def _expert_poses(msg: Any, horizon: int, dt: float) -> np.ndarray | None:
 
 def process_bag(job: BagJob) -> BagResult:
     """Rebuild the frames of one bag and write its shard (runs in a worker process)."""
-    from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
+    from vla_edge.model_inputs import frame_inputs
+    from vla_edge.pillarize import PillarSpec
 
     t0 = time.monotonic()
     name = bag_name(job.bag)
@@ -202,14 +203,14 @@ def process_bag(job: BagJob) -> BagResult:
         counts[reason] += 1
         if reason != "ok" or (cap and len(rows) >= cap):
             continue
-        feats, coords, count = pillarize(fr.points, spec)
+        inp = frame_inputs(fr, spec)
         row = {
             "stamp": fr.stamp,
-            "pillar_features": feats.astype(np.float16),
-            "pillar_coords": coords.astype(np.int16),
-            "pillar_count": np.int32(count),
-            "ego_state": ego_state_input(fr.ego, spec),
-            "reference_path": reference_path_input(fr.reference_path, spec),
+            "pillar_features": inp["pillar_features"].astype(np.float16),
+            "pillar_coords": inp["pillar_coords"].astype(np.int16),
+            "pillar_count": np.int32(inp["pillar_count"]),
+            "ego_state": inp["ego_state"],
+            "reference_path": inp["reference_path"],
             "gt": future_trajectory(track, fr.stamp, horizon, dt).astype(np.float32),
             "speed": np.float32(fr.ego.v),
             "expert": np.zeros((horizon, 3), np.float32),

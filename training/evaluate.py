@@ -63,18 +63,13 @@ class ModelPlanner:
         self._params: Any = None
 
     def __call__(self, frame: Any) -> Any:
-        from vla_edge.pillarize import ego_state_input, pillarize, reference_path_input
+        from vla_edge.model_inputs import frame_inputs
         from vla_edge.types import Trajectory
 
-        feats, coords, count = pillarize(frame.points, self.spec)
         batch = {
-            "pillar_features": torch.from_numpy(feats)[None],
-            "pillar_coords": torch.from_numpy(coords)[None],
-            "pillar_count": torch.tensor([count], dtype=torch.int32),
-            "ego_state": torch.from_numpy(ego_state_input(frame.ego, self.spec))[None],
-            "reference_path": torch.from_numpy(reference_path_input(frame.reference_path, self.spec))[None],
+            k: torch.from_numpy(v).to(self.device)
+            for k, v in frame_inputs(frame, self.spec, batch=True).items()
         }
-        batch = {k: v.to(self.device) for k, v in batch.items()}
         with torch.no_grad():
             out = modelio.infer(self.model, batch, self.noise)
         best = int(out["scores"][0].argmax())

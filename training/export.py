@@ -38,7 +38,7 @@ from training.model.presets import PRESETS, build_model
 from vla_edge.config import engines_dir, load_config
 from vla_edge.errors import ConfigError, ModelError
 from vla_edge.fsutil import atomic_path
-from vla_edge.pillarize import pillarize, reference_path_input
+from vla_edge.model_inputs import model_inputs
 
 log = logging.getLogger("training.export")
 
@@ -92,18 +92,15 @@ def example_inputs(model: StudentModel, seed: int = 0) -> dict[str, torch.Tensor
         [rad * np.cos(ang), rad * np.sin(ang), rng.normal(-1.7, 0.05, 20000), rng.uniform(0, 1, 20000)], 1
     )
     boxes = rng.uniform([-30, -30, -1.7, 0], [30, 30, 0.3, 1], (3000, 4))
-    feats, coords, count = pillarize(np.vstack([pts, boxes]).astype(np.float32), cfg.spec)
     s = np.linspace(0.0, 40.0, 30)
-    path = reference_path_input(np.stack([s, 0.004 * s**2], 1), cfg.spec)
+    inputs = model_inputs(
+        cfg.spec, np.vstack([pts, boxes]).astype(np.float32), np.stack([s, 0.004 * s**2], 1), batch=True
+    )
     gen = torch.Generator().manual_seed(seed)
-    return {
-        "pillar_features": torch.from_numpy(feats)[None],
-        "pillar_coords": torch.from_numpy(coords)[None],
-        "pillar_count": torch.tensor([count], dtype=torch.int32),
-        "ego_state": torch.tensor([[0.8, 0.1, 0.05, 0.0, 0.0, 0.0]]),
-        "reference_path": torch.from_numpy(path)[None],
-        "noise": torch.randn((1, cfg.num_anchors, cfg.num_poses, 3), generator=gen),
-    }
+    out = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    out["ego_state"] = torch.tensor([[0.8, 0.1, 0.05, 0.0, 0.0, 0.0]])  # already normalised
+    out["noise"] = torch.randn((1, cfg.num_anchors, cfg.num_poses, 3), generator=gen)
+    return out
 
 
 def simplify_onnx(path: Path) -> str:

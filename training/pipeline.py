@@ -176,9 +176,10 @@ def run_pipeline(args: argparse.Namespace, cfg: dict[str, Any], model_cfg: dict[
 
     labels_path = wd / "labels" / "teacher.npz"
     if not labels_path.exists():
-        from training.cli import _learned
+        from training.teachers.learned import checkpoint_labels
 
-        teacher_labels = _learned(teacher_dir / "best.pt", ds, "all", cfg, model_cfg, "teacher", args.cpu)
+        best = teacher_dir / "best.pt"
+        teacher_labels = checkpoint_labels(best, ds, "all", cfg, model_cfg, "teacher", args.cpu)
         save_labels(labels_path, teacher_labels)
         del teacher_labels
         import torch

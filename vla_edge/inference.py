@@ -1,7 +1,7 @@
-"""StudentRunner: Frame -> pillarize -> backend -> StudentOutput (best mode + all modes).
+"""StudentRunner: Frame -> pillarize -> backend -> Candidate (best mode + all modes).
 
 The contract (``docs/architecture.md``): ``StudentRunner.from_config(model_cfg, backend,
-engine_path)`` and ``runner.run(frame, noise_seed=None) -> StudentOutput``. The diffusion
+engine_path)`` and ``runner.run(frame, noise_seed=None) -> Candidate``. The diffusion
 noise is an input drawn from a numpy Generator seeded with ``noise_seed`` or, when None, the
 fixed ``noise.seed`` of ``config/inference.yaml``: the same frame gives the same output.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +22,17 @@ import numpy as np
 
 from vla_edge.backends.base import InferenceBackend
 from vla_edge.backends.factory import create_backend
+from vla_edge.candidate import Candidate
 from vla_edge.config import load_config, require
 from vla_edge.errors import ManifestError, ModelError
-from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
+from vla_edge.model_inputs import frame_inputs
+from vla_edge.pillarize import PillarSpec
 from vla_edge.types import Frame, Trajectory
 
 log = logging.getLogger(__name__)
 
 # Top-level manifest model_config keys that must equal config/model.yaml "trajectory" keys.
 _TRAJ_KEYS = ("dt", "num_poses", "num_anchors")
-
-
-@dataclass
-class StudentOutput:
-    """One student inference.
-
-    Attributes:
-        trajectory: Best mode (highest score), ``source="student"``, dt from the manifest.
-        trajectories: A x T x 3 float32, every mode (x, y, yaw) in the ego frame.
-        scores: A float32 mode logits.
-        best_index: Index of ``trajectory`` in ``trajectories``.
-        timing_ms: ``pillarize``, ``inference``, ``total`` in milliseconds.
-        pillar_count: Occupied pillars fed to the model.
-        bev: Optional BEV features (Cb x Hb x Wb) when the model exports them.
-    """
-
-    trajectory: Trajectory
-    trajectories: np.ndarray
-    scores: np.ndarray
-    best_index: int
-    timing_ms: dict[str, float] = field(default_factory=dict)
-    pillar_count: int = 0
-    bev: np.ndarray | None = None
 
 
 def _check_model_config(
@@ -165,18 +144,11 @@ class StudentRunner:
 
     def inputs(self, frame: Frame, noise_seed: int | None = None) -> tuple[dict[str, np.ndarray], int]:
         """Model inputs for ``frame`` and the number of occupied pillars."""
-        feats, coords, count = pillarize(frame.points, self.spec)
-        feed = {
-            "pillar_features": feats[None],
-            "pillar_coords": coords[None],
-            "pillar_count": np.array([count], dtype=np.int32),
-            "ego_state": ego_state_input(frame.ego, self.spec)[None],
-            "reference_path": reference_path_input(frame.reference_path, self.spec)[None],
-            "noise": self.noise(self.default_seed if noise_seed is None else int(noise_seed)),
-        }
-        return feed, count
+        feed = frame_inputs(frame, self.spec, batch=True)
+        feed["noise"] = self.noise(self.default_seed if noise_seed is None else int(noise_seed))
+        return feed, int(feed["pillar_count"][0])
 
-    def run(self, frame: Frame, noise_seed: int | None = None) -> StudentOutput:
+    def run(self, frame: Frame, noise_seed: int | None = None) -> Candidate:
         """Infer the student plan for one frame.
 
         Args:
@@ -192,11 +164,8 @@ class StudentRunner:
             # The backend pillarizes on its device (torch_cuda.pillarize_on_gpu): only the
             # points cross, and the CPU does not spend the pillarization (docs/backends.md).
             seed = self.default_seed if noise_seed is None else int(noise_seed)
-            rest = {
-                "ego_state": ego_state_input(frame.ego, self.spec)[None],
-                "reference_path": reference_path_input(frame.reference_path, self.spec)[None],
-                "noise": self.noise(seed),
-            }
+            rest = frame_inputs(frame, self.spec, batch=True, points=False)
+            rest["noise"] = self.noise(seed)
             result, count = self.backend.infer_points(frame.points, self.spec, rest)
             t1 = t0 + result.timing_ms["pillarize"] / 1e3
         else:
@@ -218,7 +187,7 @@ class StudentRunner:
             "inference": 1e3 * (t2 - t1),
             "total": 1e3 * (time.perf_counter() - t0),
         }
-        return StudentOutput(traj, trajs, scores, best, timing, count, result.bev)
+        return Candidate(frame.stamp, traj, trajs, scores, best, timing, count, result.bev)
 
     def close(self) -> None:
         """Release the backend."""
@@ -258,7 +227,7 @@ class DisabledStudent:
         self.reason = reason
         self.backend = _NoBackend()
 
-    def run(self, frame: Frame, noise_seed: int | None = None) -> StudentOutput:
+    def run(self, frame: Frame, noise_seed: int | None = None) -> Candidate:
         """Always raises: there is no usable student."""
         raise StudentDisabledError(f"student disabled, Frenet fallback only: {self.reason}")
 

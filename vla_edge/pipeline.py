@@ -1,69 +1,32 @@
 """DrivePipeline: Frame -> StudentRunner -> PlanningCycle (pure; no rclpy).
 
 The live graph splits the pipeline over two nodes (inference node: :meth:`DrivePipeline.infer`,
-arbiter node: :meth:`DrivePipeline.plan`); replay in lockstep calls :meth:`DrivePipeline.step`
-which does both on one frame. Either way the same code decides, so replay results
+arbiter node: :class:`~vla_edge.drive_loop.DriveLoop` over :meth:`DrivePipeline.plan`); lockstep
+replay and the simulator drive the same DriveLoop with a simulated clock, so replay results
 transfer to the vehicle.
 
-A model failure never propagates: :meth:`infer` returns an :class:`InferenceResult` without
-a candidate and with the error, so the arbiter falls back (student -> Frenet -> e-stop).
+A model failure never propagates: :meth:`infer` returns a :class:`~vla_edge.candidate.Candidate`
+without a trajectory and with the error, so the arbiter falls back (student -> Frenet -> e-stop).
+The timing policy (when to decide which frame) lives in :mod:`vla_edge.drive_loop`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from vla_edge.candidate import Candidate
 from vla_edge.config import load_config, require, resolve_path
 from vla_edge.errors import ModelError
-from vla_edge.types import Frame, Trajectory
+from vla_edge.types import Frame
 
 if TYPE_CHECKING:
     from vla_edge.inference import StudentRunner
     from vla_edge.planning.cycle import PlanningCycle
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Candidate:
-    """The student's plan for one frame, as the arbiter sees it.
-
-    Attributes:
-        trajectory: Best mode (source ``"student"``), ego frame at ``stamp``.
-        stamp: Stamp of the frame it was computed on (s).
-        scores: Mode logits, or None when unknown (e.g. received without info).
-        timing_ms: Stage times of the inference node (``pillarize``, ``inference``, ...).
-    """
-
-    trajectory: Trajectory
-    stamp: float
-    scores: np.ndarray | None = None
-    timing_ms: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class InferenceResult:
-    """Outcome of running the student on one frame.
-
-    Attributes:
-        stamp: Frame stamp (s).
-        candidate: The candidate, or None when the model failed or missed its deadline.
-        timing_ms: ``pillarize``, ``inference``, ``total`` (ms) as far as they ran.
-        error: ``"<ExceptionType>: message"`` when the model raised, else None.
-        deadline_missed: True when the run finished after the deadline (candidate withheld).
-    """
-
-    stamp: float
-    candidate: Candidate | None
-    timing_ms: dict[str, float]
-    error: str | None = None
-    deadline_missed: bool = False
 
 
 class DrivePipeline:
@@ -106,9 +69,7 @@ class DrivePipeline:
         cycle = load_cycle(drive_cfg) if with_cycle else None
         return cls(runner if with_runner else None, cycle)
 
-    def infer(
-        self, frame: Frame, deadline_s: float | None = None, started: float | None = None
-    ) -> InferenceResult:
+    def infer(self, frame: Frame, deadline_s: float | None = None, started: float | None = None) -> Candidate:
         """Run the student on ``frame``; never raises for model failures.
 
         Args:
@@ -116,6 +77,9 @@ class DrivePipeline:
             deadline_s: Budget in seconds from ``started``; a later result is withheld.
             started: ``time.perf_counter()`` when the frame's processing began (sweep
                 receipt); defaults to now.
+
+        Returns:
+            The :class:`~vla_edge.candidate.Candidate` (``usable`` only when in time and finite).
         """
         if self.runner is None:
             raise RuntimeError("DrivePipeline built without a StudentRunner; use with_runner=True")
@@ -125,19 +89,12 @@ class DrivePipeline:
         except Exception as exc:  # noqa: BLE001 - any model failure must become a fallback, not a crash
             elapsed = 1000.0 * (time.perf_counter() - t0)
             log.warning("student failed on frame %.3f: %s: %s", frame.stamp, type(exc).__name__, exc)
-            return InferenceResult(
-                frame.stamp, None, {"total": elapsed}, error=f"{type(exc).__name__}: {exc}"
-            )
-        timing = {k: float(v) for k, v in out.timing_ms.items()}
-        elapsed = time.perf_counter() - t0
-        if not out.trajectory.is_finite():  # reported before lateness: the worse fault wins
-            return InferenceResult(
-                frame.stamp, None, timing, error="NonFiniteOutput: student trajectory has NaN/Inf"
-            )
-        if deadline_s is not None and elapsed > deadline_s:
-            return InferenceResult(frame.stamp, None, timing, deadline_missed=True)
-        cand = Candidate(out.trajectory, frame.stamp, np.asarray(out.scores, dtype=np.float64), timing)
-        return InferenceResult(frame.stamp, cand, timing)
+            return Candidate(frame.stamp, timing_ms={"total": elapsed}, error=f"{type(exc).__name__}: {exc}")
+        if out.trajectory is None or not out.trajectory.is_finite():  # reported before lateness
+            return out.withheld(error="NonFiniteOutput: student trajectory has NaN/Inf")
+        if deadline_s is not None and time.perf_counter() - t0 > deadline_s:
+            return out.withheld(deadline_missed=True)
+        return out
 
     def prepare(self, frame: Frame, now: float) -> Any:
         """Frame-only planning work (obstacles, tracking, Frenet), run while the model runs.
@@ -166,22 +123,11 @@ class DrivePipeline:
             raise RuntimeError("DrivePipeline built without a PlanningCycle; use with_cycle=True")
         if prepared is None or prepared.frame is not frame:
             prepared = self.cycle.prepare(frame, now)
-        if candidate is None:
+        if candidate is None or not candidate.usable:
             return self.cycle.decide(prepared, None, None, now)
         return self.cycle.decide(
             prepared, candidate.trajectory, candidate.stamp, now, student_scores=candidate.scores
         )
-
-    def step(self, frame: Frame, now: float | None = None) -> tuple[InferenceResult, Any]:
-        """Lockstep: infer on ``frame`` then plan with that candidate.
-
-        Args:
-            frame: The frame.
-            now: Planning time (s); defaults to the frame stamp (no transport delay).
-        """
-        result = self.infer(frame)
-        decision = self.plan(frame, result.candidate, frame.stamp if now is None else now)
-        return result, decision
 
 
 def load_runner(drive_cfg: dict[str, Any], allow_disabled: bool = False) -> Any:

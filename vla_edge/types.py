@@ -12,6 +12,7 @@ Conventions (see ``docs/architecture.md``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -150,3 +151,60 @@ class Trajectory:
             v0 = self.speeds[0] if len(self.speeds) else 0.0
             speeds = np.interp(t_new, src_t, np.concatenate([[v0], self.speeds]))
         return Trajectory(out, dt, self.stamp, speeds, self.source)
+
+
+_BIG = 1e9  # JSON has no NaN/Inf: non-finite values are written clamped (the codec's readers reject them)
+
+
+def trajectory_to_json(traj: Trajectory | None) -> dict[str, Any] | None:
+    """The one JSON form of a trajectory: ``{"stamp", "dt", "source", "poses"[, "speeds"]}``.
+
+    Poses and speeds are rounded to 0.1 mm (byte-identical reruns); non-finite values are
+    clamped to +-1e9 so the text is valid JSON. None stays None.
+    """
+    if traj is None:
+        return None
+
+    def clean(a: np.ndarray) -> list[Any]:
+        return np.round(np.nan_to_num(a, nan=_BIG, posinf=_BIG, neginf=-_BIG), 4).tolist()
+
+    out: dict[str, Any] = {
+        "stamp": float(np.nan_to_num(traj.stamp, nan=_BIG)),
+        "dt": round(float(np.nan_to_num(traj.dt, nan=_BIG)), 6),
+        "source": traj.source,
+        "poses": clean(traj.poses),
+    }
+    if traj.speeds is not None:
+        out["speeds"] = clean(traj.speeds)
+    return out
+
+
+def trajectory_from_json(
+    data: Any, stamp: float | None = None, source: str | None = None
+) -> Trajectory | None:
+    """Inverse of :func:`trajectory_to_json`; None when absent, malformed or not finite.
+
+    Args:
+        data: The JSON object.
+        stamp: Stamp to use instead of the stored one (older records have none).
+        source: Source to use instead of the stored one.
+    """
+    if not isinstance(data, dict) or "poses" not in data or "dt" not in data:
+        return None
+    try:
+        speeds = data.get("speeds")
+        traj = Trajectory(
+            np.asarray(data["poses"], dtype=np.float64),
+            float(data["dt"]),
+            float(data.get("stamp", np.nan) if stamp is None else stamp),
+            None if speeds is None else np.asarray(speeds, dtype=np.float64),
+            str(data.get("source", "") if source is None else source),
+        )
+    except (TypeError, ValueError):
+        return None
+    ok = (
+        traj.is_finite()
+        and len(traj.poses)
+        and (traj.speeds is None or traj.speeds.shape == (len(traj.poses),))
+    )
+    return traj if ok and np.all(np.abs(traj.poses) < _BIG) else None

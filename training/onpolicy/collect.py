@@ -18,7 +18,8 @@ import numpy as np
 
 from vla_edge.calibration import Calibration
 from vla_edge.config import load_config
-from vla_edge.pillarize import ModelInputError, PillarSpec, ego_state_input, reference_path_input
+from vla_edge.model_inputs import frame_inputs
+from vla_edge.pillarize import ModelInputError, PillarSpec
 from vla_edge.sim.ego import Plan, plan_from_trajectory
 from vla_edge.sim.expert import Expert
 from vla_edge.sim.harness import FrameBuilder, _ttc_violation, plan_to_trajectory
@@ -160,10 +161,10 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         state["expert_left"] = max(0, state["expert_left"] - 1)
         if k % int(oc["stride"]) == 0:
             try:
-                path_in = reference_path_input(frame.reference_path, spec)
+                inp = frame_inputs(frame, spec, points=False)  # points are stored sparse, pillarized later
                 rows["points"].append(quantise_points(frame.points, spec))
-                rows["ego"].append(ego_state_input(frame.ego, spec))
-                rows["path"].append(path_in)
+                rows["ego"].append(inp["ego_state"])
+                rows["path"].append(inp["reference_path"])
                 rows["gt"].append(label.poses.astype(np.float32))
                 rows["t"].append(w.t)
                 rows["expert_drove"].append(expert_drives)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,3 +73,19 @@ def learned_labels(
         bev_features=np.concatenate(bevs),
         reasoning=None,
     )
+
+
+def checkpoint_labels(
+    checkpoint: Any, dataset: Any, split: str, cfg: dict[str, Any], mcfg: dict[str, Any], name: str, cpu: bool
+) -> Any:
+    """Labels of ``split`` of ``dataset`` from the model in ``checkpoint`` (``label`` command, pipeline)."""
+    from training.data import read_manifest
+    from training.trainer import runtime_noise_seed
+
+    dev = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    model = load_model(checkpoint, mcfg, dev)
+    data = SplitData.load(dataset, split, device=dev if cfg["train"]["data_on_device"] else None)
+    return learned_labels(
+        model, data, tuple(cfg["labels"]["bev_size"]), int(cfg["labels"]["batch_size"]), runtime_noise_seed(),
+        dev, name=name, dt=float(read_manifest(dataset)["dt"]),
+    )  # fmt: skip

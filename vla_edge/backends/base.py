@@ -13,13 +13,13 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vla_edge.backends.manifest import Manifest, TensorSpec, load_manifest, manifest_path_for, verify_onnx
+from vla_edge.candidate import Candidate
 from vla_edge.errors import ManifestError, ModelError, VlaEdgeError
 
 log = logging.getLogger(__name__)
@@ -32,24 +32,6 @@ OPTIONAL_OUTPUTS = ("bev_features",)
 
 class InferenceInputError(ModelError):
     """Inputs handed to a backend do not match the model's manifest (names, shapes, dtypes)."""
-
-
-@dataclass
-class InferenceResult:
-    """What one inference returns (batch dimension removed).
-
-    Attributes:
-        trajectories: A x T x 3 float32 (x, y, yaw) in the ego frame, metres/radians.
-        scores: A float32 mode logits.
-        bev: Cb x Hb x Wb float32 BEV features when the model exports them, else None.
-        timing_ms: Wall times in milliseconds (``"infer"`` at least; backends may add
-            ``"h2d"``, ``"compute"``, ``"d2h"``).
-    """
-
-    trajectories: np.ndarray
-    scores: np.ndarray
-    bev: np.ndarray | None = None
-    timing_ms: dict[str, float] = field(default_factory=dict)
 
 
 def open_model(path: str | Path) -> tuple[Path, Manifest]:
@@ -192,14 +174,15 @@ class InferenceBackend(abc.ABC):
         for _ in range(max(0, int(n))):
             self.infer(dummy)
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> InferenceResult:
+    def infer(self, inputs: dict[str, np.ndarray]) -> Candidate:
         """Run one inference.
 
         Args:
             inputs: One array per manifest input, exact shapes and dtypes.
 
         Returns:
-            The :class:`InferenceResult` (batch dimension removed).
+            A :class:`~vla_edge.candidate.Candidate` with ``trajectories``, ``scores``, ``bev``
+            and ``timing_ms`` (batch dimension removed; no frame stamp yet).
 
         Raises:
             InferenceInputError: Inputs do not match the manifest.
@@ -221,7 +204,7 @@ class InferenceBackend(abc.ABC):
         timing["infer"] = 1e3 * (time.perf_counter() - t0)
         return self._result(outputs, timing)
 
-    def _result(self, outputs: dict[str, np.ndarray], timing: dict[str, float]) -> InferenceResult:
+    def _result(self, outputs: dict[str, np.ndarray], timing: dict[str, float]) -> Candidate:
         for name in CONTRACT_OUTPUTS:
             if name not in outputs:
                 raise ModelError(f"{self.name} model {self.onnx_path} produced no output '{name}'")
@@ -233,7 +216,7 @@ class InferenceBackend(abc.ABC):
                     f"{tuple(arr.shape)}, manifest says {spec.shape}"
                 )
         bev = outputs.get("bev_features")
-        return InferenceResult(
+        return Candidate(
             trajectories=np.asarray(outputs["trajectories"][0], dtype=np.float32),
             scores=np.asarray(outputs["scores"][0], dtype=np.float32),
             bev=None if bev is None else np.asarray(bev[0], dtype=np.float32),

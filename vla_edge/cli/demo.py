@@ -131,20 +131,18 @@ def run(args: argparse.Namespace) -> int:
     span = (records[-1].timestamp_ns - records[0].timestamp_ns) * 1e-9
     print(f"      {n_sweeps} LiDAR sweeps, {len(records)} messages, {span:.1f} s of driving")
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from vla_edge.nodes.bag_player import BagPlayer
-    from vla_edge.nodes.graph import DriveGraph, NodeProcesses, spin_in_thread
+    from vla_edge.nodes.graph import DriveGraph, NodeProcesses, helper_executor, ros_session, spin_in_thread
     from vla_edge.nodes.monitor import GraphMonitor
-    from vla_edge.nodes.params import resolve_overrides
+    from vla_edge.params import resolve_overrides
 
     values = resolve_overrides(None, {"use_sim_time": True, "backend": args.backend or "onnxruntime"})
     # Keep the console for the demo's own lines; node/backend INFO logs with -v.
     verbose = bool(getattr(args, "verbose", False))
     if not verbose:
         logging.getLogger("vla_edge").setLevel(logging.WARNING)
-    rclpy.init(args=None if verbose else ["vla-edge", "--ros-args", "--log-level", "warn"])
+    session = ros_session(None if verbose else ["vla-edge", "--ros-args", "--log-level", "warn"])
+    session.__enter__()
     graph = procs = player = monitor = executor = None
     stop = threading.Event()
     spin = None
@@ -162,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
             graph = DriveGraph(values, share_frames=True).start()
         player = BagPlayer(types, rate=args.rate, clock_hz=DEMO_CLOCK_HZ)
         monitor = GraphMonitor(topics)
-        executor = SingleThreadedExecutor()
-        executor.add_node(monitor)
+        executor = helper_executor(monitor)
         spin = spin_in_thread(executor, stop)
         # Separate processes load the model first (interpreter + ONNX Runtime start): wait longer.
         wait_s = 20.0 if procs is None else 90.0
@@ -201,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
                 node.destroy_node()
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
-        if rclpy.ok():
-            rclpy.shutdown()
+        session.__exit__(None, None, None)
     demo_cfg = load_config("demo")
     text = render(summary) + "\n" + render_expectations(summary, demo_cfg, args)
     summary["expectations"] = [

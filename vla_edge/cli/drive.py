@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
 
 def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     """Flat parameter values: shipped drive.yaml < --config < flags."""
-    from vla_edge.nodes.params import resolve_overrides
+    from vla_edge.params import resolve_overrides
 
     cli = {
         "backend": args.backend,
@@ -73,9 +73,7 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Start rclpy, compose the graph, spin until Ctrl-C / --duration / external shutdown."""
-    import rclpy
-
-    from vla_edge.nodes.graph import DriveGraph
+    from vla_edge.nodes.graph import DriveGraph, ros_session
 
     values = cli_values(args)
     record = bool(values.get("record"))
@@ -91,36 +89,34 @@ def run(args: argparse.Namespace) -> int:
         if args.separate_frames:
             log.info("--separate-frames is implied with one process per node")
         return run_processes(values, record, args.duration)
-    rclpy.init()
     graph = None
-    try:
-        graph = DriveGraph(values, record=record, share_frames=not args.separate_frames)
-        log.info("drive graph up (%s); Ctrl-C to stop", ", ".join(n.get_name() for n in graph.nodes))
-        graph.spin(duration=args.duration)
-        arb = graph.arbiter.stats
-        inf = graph.inference.stats
-        log.info(
-            "drive graph stopped: %d sweeps, %d candidates, %d skipped, %d cycles %s",
-            inf["sweeps"],
-            inf["candidates"],
-            inf["skipped"],
-            arb["cycles"],
-            arb["by_choice"],
-        )
-        if inf["sweeps"] == 0:  # say why nothing happened, with the topic to check
-            log.error(
-                "no LiDAR sweep arrived on %s during the whole run (see the NO LIDAR messages above "
-                "and /diagnostics %s)",
-                graph.inference.watch.lidar_topic,
-                "vla_edge/input_watch",
+    with ros_session():
+        try:
+            graph = DriveGraph(values, record=record, share_frames=not args.separate_frames)
+            log.info("drive graph up (%s); Ctrl-C to stop", ", ".join(n.get_name() for n in graph.nodes))
+            graph.spin(duration=args.duration)
+            arb = graph.arbiter.stats
+            inf = graph.inference.stats
+            log.info(
+                "drive graph stopped: %d sweeps, %d candidates, %d skipped, %d cycles %s",
+                inf["sweeps"],
+                inf["candidates"],
+                inf["skipped"],
+                arb["cycles"],
+                arb["by_choice"],
             )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if graph is not None:
-            graph.destroy()
-        if rclpy.ok():
-            rclpy.shutdown()
+            if inf["sweeps"] == 0:  # say why nothing happened, with the topic to check
+                log.error(
+                    "no LiDAR sweep arrived on %s during the whole run (see the NO LIDAR messages "
+                    "above and /diagnostics %s)",
+                    graph.inference.watch.lidar_topic,
+                    "vla_edge/input_watch",
+                )
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if graph is not None:
+                graph.destroy()
     return 0
 
 

@@ -121,7 +121,7 @@ def replay_to_dir(
     from tqdm import tqdm
 
     from vla_edge.config import load_config
-    from vla_edge.nodes.params import unflatten
+    from vla_edge.params import unflatten
     from vla_edge.replay.lockstep import (
         drive_values,
         load_replay_config,
@@ -147,7 +147,7 @@ def replay_to_dir(
         if args.mode == "lockstep":
             res = run_lockstep(bags, values, rcfg, remap, progress=bar.update)
         else:
-            from vla_edge.replay.realtime import run_realtime
+            from vla_edge.nodes.realtime_replay import run_realtime
 
             res = run_realtime(
                 bags, values, rcfg, remap, out, graph=args.graph, rate=args.rate, progress=bar.update
@@ -198,7 +198,7 @@ def _meta(
 ) -> dict[str, Any]:
     """Engine identity and replay settings recorded with the metrics."""
     from vla_edge.config import load_config, resolve_path
-    from vla_edge.nodes.params import unflatten
+    from vla_edge.params import unflatten
     from vla_edge.pipeline import engine_path
 
     cfg = unflatten(dict(values))

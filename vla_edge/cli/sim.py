@@ -209,7 +209,8 @@ def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, di
             return Trajectory(np.stack([v * t, 0 * t, 0 * t], 1), 0.5, frame.stamp, np.full(8, v), "straight")
 
         return straight, choices
-    from vla_edge.nodes.params import resolve_overrides, unflatten
+    from vla_edge.drive_loop import DriveLoop
+    from vla_edge.params import resolve_overrides, unflatten
     from vla_edge.pipeline import DrivePipeline
 
     values = resolve_overrides(args.config, {"engine_path": args.engine, "backend": args.backend})
@@ -217,16 +218,19 @@ def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, di
         from vla_edge.sim.student_planner import StudentPlanner
 
         return StudentPlanner.from_config(unflatten(dict(values))), choices
-    pipe = DrivePipeline.from_config(unflatten(dict(values)), with_runner=args.planner == "stack")
+    cfg = unflatten(dict(values))
+    # The arbiter node's drive loop on the simulated clock (frenet: the same loop, no student).
+    loop = DriveLoop.from_config(cfg, DrivePipeline.from_config(cfg, with_runner=args.planner == "stack"))
 
     def stack(frame: Frame) -> Trajectory:
-        if args.planner == "stack":
-            _, dec = pipe.step(frame)
-        else:
-            dec = pipe.plan(frame, None, frame.stamp)
+        _, step = loop.step(frame)
+        if step is None or step.decision is None:
+            raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
+        dec = step.decision
         choices[dec.choice] = choices.get(dec.choice, 0) + 1
         return dec.trajectory
 
+    stack.reset = lambda world: loop.reset()  # type: ignore[attr-defined]  # each scenario starts clean
     return stack, choices
 
 

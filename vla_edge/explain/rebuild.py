@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vla_edge.bag_frames import BagFrames, count_messages, frame_roles
 from vla_edge.errors import BagError, VlaEdgeError
 from vla_edge.msgfactory import stamp_to_sec
@@ -179,13 +177,6 @@ def iter_frames(
 def lidar_count(run: Run, topics: dict[str, Any], remap: dict[str, str] | None = None) -> int:
     """Number of LiDAR messages in a run (for progress bars)."""
     return count_messages(run.bags, topics["inputs"]["lidar"], remap)
-
-
-def trajectory_dict(traj: Trajectory | None) -> dict[str, Any] | None:
-    """JSON form of a trajectory: ``{"dt", "poses": [[x, y, yaw]...], "source"}``."""
-    if traj is None:
-        return None
-    return {"dt": float(traj.dt), "poses": np.round(traj.poses, 4).tolist(), "source": traj.source}
 
 
 def stamp_of(msg: Any) -> float:

@@ -21,10 +21,10 @@ from typing import Any
 
 from vla_edge.config import load_config, require, resolve_path
 from vla_edge.errors import ConfigError, ModelError, VlaEdgeError
-from vla_edge.explain.rebuild import RebuiltFrame, group_runs, iter_frames, lidar_count, trajectory_dict
+from vla_edge.explain.rebuild import RebuiltFrame, group_runs, iter_frames, lidar_count
 from vla_edge.explain.teachers import Teacher, TeacherContext, TeacherOutput, load_teacher
 from vla_edge.recording.events import divergence
-from vla_edge.types import Trajectory
+from vla_edge.types import Trajectory, trajectory_to_json
 
 LOG = logging.getLogger(__name__)
 
@@ -124,11 +124,11 @@ def make_row(
         "stamp": f.stamp,
         "teacher": {
             "name": teacher.name,
-            "trajectory": trajectory_dict(out.trajectory),
+            "trajectory": trajectory_to_json(out.trajectory),
             "confidence": _finite(out.confidence),
         },
-        "student": {"source": source, "trajectory": trajectory_dict(student)},
-        "final": trajectory_dict(item.logged.final),
+        "student": {"source": source, "trajectory": trajectory_to_json(student)},
+        "final": trajectory_to_json(item.logged.final),
         "decision": item.logged.decision,
         "divergence": div,
         "reasoning": out.reasoning,

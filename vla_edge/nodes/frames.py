@@ -66,6 +66,7 @@ class FrameSource:
             load_config(str(cfg["calibration_config"]), kind="calibration"),
         )
         self._diag_pub = None
+        self.diag_topic = str(topics["outputs"]["diagnostics"])
         if not inputs:  # frames come from elsewhere (shared mode): output helpers only
             return
         from nav_msgs.msg import Odometry, Path
@@ -170,7 +171,7 @@ class FrameSource:
 
         st["values"]["node"] = self.node.get_name()
         if self._diag_pub is None:
-            self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", qos.reliable_qos())
+            self._diag_pub = self.node.create_publisher(DiagnosticArray, self.diag_topic, qos.reliable_qos())
         self._diag_pub.publish(messages.array_msg([st], stamp or 0.0))
         self.node.get_logger().warning(st["message"], throttle_duration_sec=2.0)
 

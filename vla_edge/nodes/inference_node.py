@@ -9,8 +9,9 @@ Callbacks (MultiThreadedExecutor):
   the guard condition is triggered.
 * ``inference`` group (mutually exclusive): the guard-condition callback takes the newest
   frame, runs the student against ``inference.deadline_ms`` and publishes, in this order,
-  ``candidate_info`` (DiagnosticStatus: scores, timing, ages) and ``candidate_trajectory``
-  (nav_msgs/Path, best mode, ``base_link`` at the sweep stamp).
+  ``candidate_info`` (DiagnosticStatus: the encoded :class:`~vla_edge.candidate.Candidate`
+  under key ``candidate``, plus readable scores, timing, ages) and ``candidate_trajectory``
+  (nav_msgs/Path, best mode, ``base_link`` at the sweep stamp, for RViz and the recorder).
 
 Bad input (malformed cloud, frame that cannot be assembled) skips the frame; a model
 exception or a missed deadline withholds the candidate. Both publish an ERROR/WARN status
@@ -27,6 +28,7 @@ from typing import Any
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
+from vla_edge import candidate
 from vla_edge.config import load_config
 from vla_edge.diagnostics import DropCounter, SweepGaps, Thresholds, candidate_status, error_status
 from vla_edge.errors import VlaEdgeError
@@ -34,7 +36,7 @@ from vla_edge.input_watch import InputWatch, InputWatchConfig
 from vla_edge.msgfactory import RclpyFactory, stamp_to_sec
 from vla_edge.nodes import messages, qos
 from vla_edge.nodes.frames import FrameSource
-from vla_edge.nodes.params import declare_drive_parameters
+from vla_edge.nodes.params import declare_drive_parameters, node_topics
 from vla_edge.pipeline import DrivePipeline
 
 
@@ -67,8 +69,8 @@ class InferenceNode(Node):
             parameters when None.
         frame_sink: Optional ``frame_sink(frame, conversion_ms)`` for every assembled frame
             (in-process sharing with the arbiter).
-        candidate_sink: Optional ``candidate_sink(candidate | None, status)`` for every
-            result (in-process hand-off; the result is published over DDS as well).
+        candidate_sink: Optional ``candidate_sink(candidate)`` for every result, usable or not
+            (in-process hand-off; the result is published over DDS as well).
         **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``,
             ``namespace``...).
     """
@@ -83,7 +85,7 @@ class InferenceNode(Node):
         super().__init__(node_kwargs.pop("node_name", "inference_node"), **node_kwargs)
         self.cfg = declare_drive_parameters(self)
         self.th = Thresholds.from_config(self.cfg)
-        topics = load_config(self.cfg["topics_config"])
+        topics = node_topics(load_config(self.cfg["topics_config"]))
         # A bad engine disables the student only: the graph still drives on the fallback.
         self.pipeline = DrivePipeline.from_config(
             self.cfg, with_cycle=False, runner=runner, allow_disabled=True
@@ -182,50 +184,54 @@ class InferenceNode(Node):
         self.drops.record(False)
         stamp = frame.stamp
         result = self.pipeline.infer(frame, deadline_s=self.deadline_s, started=received)
-        timing = dict(result.timing_ms)
-        timing["conversion"] = conversion_ms
-        timing["e2e"] = 1000.0 * (time.perf_counter() - received)
+        result.timing_ms["conversion"] = conversion_ms
+        result.timing_ms["e2e"] = 1000.0 * (time.perf_counter() - received)
         if result.error is not None:
             self.stats["model_errors"] += 1
-            self._skip("inference", result.error, stamp, timing)
+            self._skip("inference", result.error, stamp, result)
             return
         if result.deadline_missed:
             self.stats["deadline_missed"] += 1
         info = candidate_status(
             stamp,
-            None if result.candidate is None else result.candidate.scores,
-            timing,
+            result.scores,
+            result.timing_ms,
             frame.ages,
             frame.stale,
             self.drops.ratio,
             self.th,
             deadline_missed=result.deadline_missed,
         )
-        self.pub_info.publish(messages.status_msg(info))
-        if result.candidate is not None:
-            self.pub_candidate.publish(self.frames.path_msg(result.candidate.trajectory))
+        info["values"][candidate.KEY] = candidate.encode(result)
+        self._hand_off(result, info)
+        if result.usable:
+            self.pub_candidate.publish(self.frames.path_msg(result.trajectory))
             self.stats["candidates"] += 1
-        if self.candidate_sink is not None:
-            self.candidate_sink(result.candidate, info)
-        else:
-            self.pub_diag.publish(messages.array_msg([info], stamp))
+        self.pub_diag.publish(messages.array_msg([info], stamp))
 
-    def _skip(self, stage: str, error: Any, stamp: float, timing: dict[str, float] | None = None) -> None:
-        """Publish why a frame has no candidate; the arbiter plans without one."""
+    def _hand_off(self, result: candidate.Candidate, info: dict[str, Any]) -> None:
+        """``candidate_info`` over DDS (arbiter in another process, recorder, monitors), and
+        to the composed arbiter in process (it then does not subscribe)."""
+        self.pub_info.publish(messages.status_msg(info))
+        if self.candidate_sink is not None:
+            self.candidate_sink(result)
+
+    def _skip(self, stage: str, error: Any, stamp: float, result: candidate.Candidate | None = None) -> None:
+        """Publish why a frame has no candidate; the arbiter plans without one at once."""
         self.stats["skipped"] += 1
         st = error_status(stage, error, stamp, self.th)
-        if timing:
-            st["values"].update({f"{k}_ms": f"{v:.3f}" for k, v in timing.items()})
-        self.pub_info.publish(messages.status_msg(st))
+        if result is None:
+            result = candidate.Candidate(stamp, error=f"{type(error).__name__}: {error}")
+        st["values"].update({f"{k}_ms": f"{v:.3f}" for k, v in result.timing_ms.items()})
+        st["values"][candidate.KEY] = candidate.encode(result)
+        self._hand_off(result, st)
         self.pub_diag.publish(messages.array_msg([st], stamp))
-        if self.candidate_sink is not None:
-            self.candidate_sink(None, st)
         self.get_logger().warning(st["message"], throttle_duration_sec=2.0)
 
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``inference_node`` (``ros2 run vla_edge inference_node``)."""
-    from vla_edge.nodes.graph import spin_nodes
+    from vla_edge.nodes.spin import spin_nodes
 
     return spin_nodes([InferenceNode], args)
 

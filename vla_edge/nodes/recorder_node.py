@@ -82,16 +82,23 @@ class RecorderNode(Node):
             qos = sensor_qos() if spec.sensor else reliable_qos()
             self._subs.append(
                 self.create_subscription(
-                    _msg_class(spec.msgtype), spec.topic, self._callback(spec), qos, raw=True
+                    # Relative (namespace applies); recorded under the topics.yaml name.
+                    _msg_class(spec.msgtype),
+                    spec.topic.lstrip("/"),
+                    self._callback(spec),
+                    qos,
+                    raw=True,
                 )
             )
         self.diag_pub = self.create_publisher(
             DiagnosticArray,
-            str(require(topics_cfg, "outputs", "diagnostics", where="topics.yaml")),
+            str(require(topics_cfg, "outputs", "diagnostics", where="topics.yaml")).lstrip("/"),
             reliable_qos(),
         )
         self.flag_srv = self.create_service(
-            Trigger, str(require(topics_cfg, "services", "flag_event", where="topics.yaml")), self._on_flag
+            Trigger,
+            str(require(topics_cfg, "services", "flag_event", where="topics.yaml")).lstrip("/"),
+            self._on_flag,
         )
         self.diag_timer = self.create_timer(period, self.publish_diagnostics)
         self.publish_diagnostics()

@@ -32,7 +32,7 @@ from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resa
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
 from vla_edge.planning.smoothing import SmoothingParams, smooth_student
-from vla_edge.types import EgoState, Trajectory
+from vla_edge.types import EgoState, Trajectory, trajectory_to_json
 
 CHOICES = ("student", "frenet", "emergency_stop", "hold_previous")
 
@@ -75,22 +75,6 @@ def at_least(m: ck.Measured, threshold: float) -> CheckResult:
     return CheckResult(v, float(threshold), bool(v >= threshold), int(m[1]))
 
 
-def _traj_dict(traj: Trajectory | None) -> dict[str, Any] | None:
-    if traj is None:
-        return None
-    poses = np.nan_to_num(traj.poses, nan=0.0, posinf=ck.BIG, neginf=-ck.BIG)
-    out: dict[str, Any] = {
-        "stamp": ck.finite_value(traj.stamp),
-        "dt": ck.finite_value(traj.dt),
-        "source": traj.source,
-        "poses": np.round(poses, 4).tolist(),
-    }
-    if traj.speeds is not None:
-        speeds = np.nan_to_num(traj.speeds, nan=0.0, posinf=ck.BIG, neginf=-ck.BIG)
-        out["speeds"] = np.round(speeds, 4).tolist()
-    return out
-
-
 @dataclass
 class ArbiterDecision:
     """Result of one planning cycle (contract in ``docs/architecture.md``).
@@ -127,8 +111,8 @@ class ArbiterDecision:
             "reasons": list(self.reasons),
             "checks": {k: v.to_dict() for k, v in self.checks.items()},
             "timing_ms": {k: ck.finite_value(v) for k, v in self.timing_ms.items()},
-            "trajectory": _traj_dict(self.trajectory),
-            "frenet": _traj_dict(self.frenet),
+            "trajectory": trajectory_to_json(self.trajectory),
+            "frenet": trajectory_to_json(self.frenet),
             "frenet_summary": self.frenet_summary,
             "obstacles": self.obstacles.summary() if self.obstacles is not None else None,
             "state": {k: (ck.finite_value(v) if isinstance(v, float) else v) for k, v in self.state.items()},

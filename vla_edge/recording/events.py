@@ -57,23 +57,6 @@ def divergence(a: Trajectory, b: Trajectory) -> tuple[float, float]:
     return float(d.mean()), float(d[-1])
 
 
-def trajectory_from_dict(data: Any, source: str, stamp: float) -> Trajectory | None:
-    """Read a trajectory stored in a decision dict (``{"poses": [[x,y,yaw]...], "dt": s}``).
-
-    Returns None when ``data`` is absent or malformed (the caller treats that as "no
-    trajectory", never as an error on the control path).
-    """
-    if not isinstance(data, dict) or "poses" not in data or "dt" not in data:
-        return None
-    try:
-        traj = Trajectory(
-            np.asarray(data["poses"], dtype=np.float64), float(data["dt"]), stamp, source=source
-        )
-    except (TypeError, ValueError):
-        return None
-    return traj if traj.is_finite() and len(traj.poses) else None
-
-
 @dataclass(frozen=True)
 class Trigger:
     """One reason to flag the log around ``stamp_ns``."""

@@ -35,10 +35,10 @@ from vla_edge.recording.events import (
     EventDetector,
     StampPairs,
     Trigger,
-    trajectory_from_dict,
 )
 from vla_edge.recording.splits import MIB, RingBudget, SplitPolicy
 from vla_edge.recording.writer import BoundedQueue, Item, SplitStore, WriterThread
+from vla_edge.types import trajectory_from_json
 
 LOG = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ class Recorder:
         for trig in self.detector.detect(decision, item.stamp_ns):
             self._flag(trig)
         stamp = float(decision.get("stamp", 0.0) or 0.0)
-        frenet = trajectory_from_dict(decision.get("frenet"), "frenet", stamp)
+        frenet = trajectory_from_json(decision.get("frenet"), stamp, "frenet")
         pair = self._pairs.add("frenet", frenet) if frenet is not None else None
         if pair is not None:
             self._flag(self.detector.disagreement(*pair, item.stamp_ns))

@@ -1,11 +1,11 @@
 """Rosbag replay validation: lockstep and realtime replay, metrics, regression gate, report.
 
 * :mod:`~vla_edge.replay.lockstep` - frames rebuilt from bags in stamp order, run through
-  :class:`~vla_edge.pipeline.DrivePipeline` with a fixed noise seed and a simulated clock
-  (no DDS, no drops, same inputs -> same ``metrics.json``);
-* :mod:`~vla_edge.replay.realtime` - the bag played over DDS with ``/clock`` into the live
-  graph (in-process, ``vla-edge drive`` subprocess, or an external ``ros2 launch``),
-  recording what it published;
+  the arbiter's :class:`~vla_edge.drive_loop.DriveLoop` with a fixed noise seed and a
+  simulated clock (no DDS, no drops, same inputs -> same ``metrics.json``);
+* realtime replay (the bag played over DDS with ``/clock`` into the live graph) is ROS
+  transport and lives in :mod:`vla_edge.nodes.realtime_replay`; it reuses this package's
+  records and metrics;
 * :mod:`~vla_edge.replay.metrics` - open-loop ADE/FDE, decisions, comfort, latency,
   ground-truth collision/TTC (pure numpy);
 * :mod:`~vla_edge.replay.gate` - A vs B comparison and the regression gate;

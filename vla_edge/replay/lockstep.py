@@ -36,7 +36,7 @@ from vla_edge.bag_frames import BagFrames, bag_topics, count_messages, frame_rol
 from vla_edge.config import load_config, require
 from vla_edge.errors import VlaEdgeError
 from vla_edge.replay import ReplayError
-from vla_edge.types import Frame, Trajectory
+from vla_edge.types import Frame, trajectory_to_json
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def parse_remaps(items: Sequence[str] | None, base: Mapping[str, str] | None = N
 
 def drive_values(config_file: str | Path | None, engine: str | None, backend: str | None) -> dict[str, Any]:
     """Flat drive parameters as ``vla-edge drive`` resolves them (shipped < file < flags)."""
-    from vla_edge.nodes.params import resolve_overrides  # no rclpy at import
+    from vla_edge.params import resolve_overrides
 
     return resolve_overrides(config_file, {"engine_path": engine, "backend": backend})
 
@@ -210,13 +210,6 @@ def iter_run_frames(
 # ---------------------------------------------------------------------------- records
 
 
-def traj_dict(traj: Trajectory | None) -> dict[str, Any] | None:
-    """``{"dt", "poses"}`` of a trajectory (poses rounded to 0.1 mm), None for None."""
-    if traj is None:
-        return None
-    return {"dt": round(float(traj.dt), 6), "poses": np.round(traj.poses, 4).tolist()}
-
-
 def bev_points(points: np.ndarray, window: Sequence[float], max_points: int) -> list[list[float]]:
     """LiDAR x/y inside the BEV window, strided down to ``max_points`` (deterministic)."""
     x0, x1, y0, y1 = (float(v) for v in window)
@@ -277,7 +270,8 @@ def run_lockstep(
         pipeline: A ready :class:`~vla_edge.pipeline.DrivePipeline` (tests); built from
             ``values`` when None.
     """
-    from vla_edge.nodes.params import unflatten
+    from vla_edge.drive_loop import DriveLoop
+    from vla_edge.params import unflatten
     from vla_edge.pipeline import DrivePipeline
 
     runs = expand_runs(bags)
@@ -287,6 +281,7 @@ def run_lockstep(
         pipeline = DrivePipeline.from_config(cfg)
     seed = replay_cfg["lockstep"]["noise_seed"]
     pipeline.noise_seed = None if seed is None else int(seed)
+    loop = DriveLoop.from_config(cfg, pipeline)  # the arbiter node's timing policy, simulated clock
     load_s = time.perf_counter() - t_load
     delay = float(replay_cfg["lockstep"]["plan_delay_ms"]) / 1000.0
     rep = replay_cfg["report"]
@@ -301,7 +296,7 @@ def run_lockstep(
     for run in runs:
         state = RunFrames(run.name, list(run.bags))
         states.append(state)
-        pipeline.cycle.reset()  # a new run starts without plans, tracks or hysteresis
+        loop.reset()  # a new run starts without plans, tracks or hysteresis
         n_lidar = _lidar_count(run, topics, remap)
         picks = snapshot_indices(n_lidar, int(rep["bev_frames_per_bag"]))
         frames = iter_run_frames(
@@ -316,24 +311,23 @@ def run_lockstep(
             ignore_classes=replay_cfg["metrics"]["collision"]["ignore_classes"],
         )
         for i, frame in enumerate(frames):
-            t0 = time.perf_counter()
-            result = pipeline.infer(frame)
-            t1 = time.perf_counter()
-            decision = pipeline.plan(frame, result.candidate, frame.stamp + delay)
-            t2 = time.perf_counter()
-            infer_ms.append(1000.0 * (t1 - t0))
-            plan_ms.append(1000.0 * (t2 - t1))
+            result, step = loop.step(frame, frame.stamp + delay)
+            if step is None or step.decision is None:  # out of order (refused) or a planner bug
+                continue
+            decision = step.decision
+            infer_ms.append(float(result.timing_ms.get("total", 0.0)) if result is not None else 0.0)
+            plan_ms.append(step.arbiter_ms)
             d = decision.to_dict()
-            student = result.candidate.trajectory if result.candidate is not None else None
+            student = result.trajectory if result is not None and result.usable else None
             rec = {
                 "run": run.name,
                 "stamp": round(float(frame.stamp), 6),
                 "choice": decision.choice,
                 "reasons": list(decision.reasons),
-                "student": traj_dict(student),
-                "frenet": traj_dict(decision.frenet),
-                "final": traj_dict(decision.trajectory),
-                "candidate_error": result.error,
+                "student": trajectory_to_json(student),
+                "frenet": trajectory_to_json(decision.frenet),
+                "final": trajectory_to_json(decision.trajectory),
+                "candidate_error": None if result is None else result.error,
                 "stale": sorted(frame.stale),
             }
             records.append(rec)

@@ -51,6 +51,7 @@ from vla_edge.replay.lockstep import (
     iter_run_frames,
     snapshot_indices,
 )
+from vla_edge.types import trajectory_to_json
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def cdr_header_stamp(data: bytes) -> float:
 
 def write_params_file(values: Mapping[str, Any], path: Path) -> Path:
     """Write resolved flat drive parameters as a ROS 2 params file (for the subprocess)."""
-    from vla_edge.nodes.params import unflatten
+    from vla_edge.params import unflatten
 
     vals = {k: v for k, v in values.items() if k != "use_sim_time"}
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": unflatten(vals)}}, sort_keys=True))
@@ -103,9 +104,7 @@ def _recorder_class() -> type:
             except Exception:  # noqa: BLE001 - a bad candidate is recorded as missing
                 return
             with self.lock:
-                self.candidates.setdefault(
-                    round(traj.stamp, 6), {"dt": round(traj.dt, 6), "poses": traj.poses.round(4).tolist()}
-                )
+                self.candidates.setdefault(round(traj.stamp, 6), trajectory_to_json(traj))
 
     return OutputRecorder
 
@@ -199,7 +198,7 @@ def run_realtime(
 
     from vla_edge.bagio import open_bag
     from vla_edge.nodes.bag_player import BagPlayer, RawMessage
-    from vla_edge.nodes.params import unflatten
+    from vla_edge.params import unflatten
 
     cfg = unflatten(dict(values))
     topics = load_config(str(cfg["topics_config"]), kind="topics")
