@@ -23,6 +23,7 @@ class ArbiterParams(Section):
     markers: bool
     markers_period_ms: Pos
     markers_max_obstacles: irng(ge=0)
+    time_jump_ms: Pos  # a gap between frame stamps above this resets the drive loop
 
 
 class InputWatchParams(Section):
