@@ -205,7 +205,7 @@ def test_bad_engine_disables_only_the_student(tmp_path) -> None:
         result = pipe.infer(
             _assembler().make_frame_from_points(10.9, np.ones((500, 4), np.float32) * 5, "base_link")
         )
-        assert result.candidate is None and "student disabled, Frenet fallback only" in str(result.error)
+        assert result.trajectory is None and "student disabled, Frenet fallback only" in str(result.error)
     assert "sha256" in runner.reason or "Manifest" in runner.reason, runner.reason
     with pytest.raises(StudentDisabledError):
         runner.run(None)  # type: ignore[arg-type]
