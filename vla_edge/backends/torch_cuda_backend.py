@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.backends.base import InferenceBackend, InferenceInputError, InferenceResult, validate_inputs
+from vla_edge.backends.base import InferenceBackend, InferenceInputError, validate_inputs
 from vla_edge.backends.manifest import sha256_file
+from vla_edge.candidate import Candidate
 from vla_edge.config import require, resolve_path
 from vla_edge.errors import BackendUnavailableError, ManifestError, ModelError
 
@@ -315,7 +316,7 @@ class TorchCudaBackend(InferenceBackend):
 
     def infer_points(
         self, points: np.ndarray, spec: Any, inputs: dict[str, np.ndarray]
-    ) -> tuple[InferenceResult, int]:
+    ) -> tuple[Candidate, int]:
         """Pillarize ``points`` on the GPU into the static input buffers, then infer.
 
         Only the N x 4 points cross to the device (not the P x M x C features); the
