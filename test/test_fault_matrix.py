@@ -70,8 +70,10 @@ class FaultHarness(Harness):
     """The live-graph harness with the compressed camera on and a switchable path feed."""
 
     def __init__(self, ctx: Context, scans: list[np.ndarray]) -> None:
-        from vla_edge.nodes import params as params_mod
+        from vla_edge import params as params_mod
 
+        # Harness reads vla_edge.params.resolve_overrides at call time: patch it there, or the
+        # camera stays off and the image rows test nothing.
         real = params_mod.resolve_overrides
         params_mod.resolve_overrides = lambda f, cli=None, node_name=None: real(
             f, {**(cli or {}), "camera": "compressed"}, node_name
@@ -82,6 +84,7 @@ class FaultHarness(Harness):
             super().__init__(ctx, scans, share_frames=False)
         finally:
             params_mod.resolve_overrides = real
+        assert self.cfg["camera"] == "compressed", "the fault graph runs without its camera"
         self.values = params_mod.resolve_overrides(None, {"backend": "onnxruntime", "camera": "compressed"})
         from diagnostic_msgs.msg import DiagnosticStatus
         from nav_msgs.msg import Path as PathMsg
@@ -311,9 +314,24 @@ def _cand(h: FaultHarness, stamp: float, poses: np.ndarray) -> Any:
 
 
 def _hostile_candidate(h: FaultHarness) -> list:
-    msg = _cand(h, h.feeder.clock_now(), np.zeros((8, 3)))
+    """A peer's candidate with a NaN pose, on candidate_trajectory (RViz/recorder only, the
+    arbiter does not read it) and encoded on candidate_info (what the arbiter decodes)."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    from vla_edge import candidate
+
+    stamp = h.feeder.clock_now()
+    msg = _cand(h, stamp, np.zeros((8, 3)))
     msg.poses[3].pose.position.x = float("nan")
     h.pub_cand.publish(msg)
+    poses = [[0.5 * (k + 1), 0.0, 0.0] for k in range(8)]
+    poses[3][0] = float("nan")  # json.dumps writes the NaN token, json.loads reads it back
+    text = json.dumps(
+        {"v": candidate.VERSION, "stamp": stamp, "trajectory": {"stamp": stamp, "dt": 0.5, "poses": poses}}
+    )
+    h.pub_info.publish(
+        DiagnosticStatus(name="vla_edge/candidate", values=[KeyValue(key=candidate.KEY, value=text)])
+    )
     return _send(h, n=3)
 
 
@@ -350,9 +368,13 @@ def _flood(h: FaultHarness) -> list:
 def _cfg_nan_cycle(_: Any) -> str:
     from vla_edge.nodes.params import resolve_overrides
 
-    with pytest.raises(ConfigError, match=r"arbiter\.cycle_period_ms must be in \(0, 10000\], got nan"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^command line: arbiter\.cycle_period_ms = NaN: .*finite.*"
+        r"\(allowed: number, 0 < value\)",
+    ):
         resolve_overrides(None, {"arbiter.cycle_period_ms": float("nan")})
-    return "refused at load: arbiter.cycle_period_ms must be in (0, 10000]"
+    return "refused at load: command line arbiter.cycle_period_ms = NaN, allowed 0 < value"
 
 
 def _cfg_negative_span(_: Any) -> str:
@@ -360,20 +382,29 @@ def _cfg_negative_span(_: Any) -> str:
 
     cfg = load_config("frame")
     cfg["odometry"]["buffer_span_s"] = -1.0
-    with pytest.raises(ConfigError, match=r"frame\.yaml: odometry\.buffer_span_s must be in \(0, 600\]"):
+    with pytest.raises(
+        ConfigError, match=r"^frame\.yaml: odometry\.buffer_span_s = -1\.0: .*\(allowed: number, 0 < value\)"
+    ):
         FrameAssemblyConfig.from_config(cfg)
-    return "refused at load: frame.yaml odometry.buffer_span_s must be in (0, 600]"
+    return "refused at load: frame.yaml odometry.buffer_span_s = -1.0, allowed 0 < value"
 
 
-def _cfg_arbiter_nan(_: Any) -> str:
+def _cfg_arbiter_nan(tmp: Path) -> str:
     from vla_edge.planning.arbiter import ArbiterParams
 
+    # An override file: refused at load, naming the file.
+    (tmp / "arbiter.yaml").write_text("arbiter:\n  timing:\n    frame_deadline: .nan\n", encoding="utf-8")
+    allowed = r"\(allowed: number, 0 < value\)"
+    key = r"arbiter\.timing\.frame_deadline = NaN: .*"
+    with pytest.raises(ConfigError, match=r"arbiter\.yaml: " + key + allowed):
+        load_config(str(tmp / "arbiter.yaml"), kind="arbiter")
+    # An in-memory mapping (no file to name): refused by the same schema.
     cfg = {**load_config("arbiter"), **load_config("vehicle")}
     cfg["arbiter"] = json.loads(json.dumps(cfg["arbiter"]))
     cfg["arbiter"]["timing"]["frame_deadline"] = float("nan")
-    with pytest.raises(ConfigError, match=r"arbiter\.yaml: arbiter\.timing\.frame_deadline must be in"):
+    with pytest.raises(ConfigError, match=key + allowed):
         ArbiterParams.from_config(cfg)
-    return "refused at load: arbiter.yaml arbiter.timing.frame_deadline range"
+    return "refused at load: arbiter.yaml arbiter.timing.frame_deadline = NaN, allowed 0 < value"
 
 
 def _bag(tmp: Path) -> Path:
@@ -641,8 +672,16 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
     elif row.expect == "fallback":
         assert fault_decs, f"{row.name}: no decision for the faulty sweeps"
         assert all(d["choice"] != "student" for d in fault_decs), [d["choice"] for d in fault_decs]
-        waits = [d["now"] - d["frame_rx"] for d in fault_decs]
-        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep"
+        # The fallback is the first decision of each faulty sweep; later ``cycle`` decisions
+        # re-decide the same frame while no newer one arrives (dropped sweeps under load).
+        first: dict[float, dict[str, Any]] = {}
+        for d in fault_decs:
+            k = round(d["frame_stamp"], 6)
+            if k not in first or d["now"] < first[k]["now"]:
+                first[k] = d
+        waits = [d["now"] - d["frame_rx"] for d in first.values()]
+        slow = [(round(d["now"] - d["frame_rx"], 3), d.get("trigger")) for d in first.values()]
+        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep (wait, trigger): {slow}"
         choices = sorted({d["choice"] for d in fault_decs})
         MEASURED[row.name] = f"{'/'.join(choices)} within {1000 * max(waits):.0f} ms"
     elif row.expect == "refused":
@@ -673,7 +712,7 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
         assert hits, f"{row.name}: no diagnostic matching {row.diag!r}; saw {seen}"
         MEASURED[row.name] += f"; diag: {hits[0]['message'][:90]}"
     if row.name == "stamp_one_hour_ahead":  # the student is not locked out afterwards
-        cand = h.graph.arbiter._candidate
+        cand = h.graph.arbiter.loop.candidate
         assert cand is None or cand.stamp < time.time() + 5.0, f"candidate slot holds {cand.stamp}"
         good_stamps = {f"{s:.9f}"[:-3] for s, _ in good}
         seen = {st["values"].get("stamp", "")[:-3] for st in diags}
@@ -686,9 +725,16 @@ def test_matrix_size() -> None:
 
 
 # ------------------------------------------------------------------ two-process layout
+LAYOUT_NS = "/fault_layout"
+
+
 class LaunchLayout:
     """Inference and arbiter nodes as separate processes (as ``ros2 launch`` runs them);
-    the feeder and the monitor in this process. Signals go to the node processes."""
+    the feeder and the monitor in this process. Signals go to the node processes.
+
+    Everything runs under :data:`LAYOUT_NS`: the in-process graph of ``fh`` (module scope)
+    is still alive on the same domain and would otherwise answer this feeder's sweeps.
+    """
 
     def __init__(self, ctx: Context, scans: list[np.ndarray], log_dir: Path) -> None:
         from rclpy.executors import SingleThreadedExecutor
@@ -701,10 +747,12 @@ class LaunchLayout:
         self.procs: dict[str, Any] = {}
         for name in ("inference_node", "arbiter_node"):
             self.spawn(name)
-        topics = load_config("topics")
+        from vla_edge.nodes.params import node_topics
+
+        topics = node_topics(load_config("topics"))  # relative: resolved under LAYOUT_NS
         self.scans = scans
-        self.feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
-        self.monitor = GraphMonitor(topics, context=ctx)
+        self.feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx, namespace=LAYOUT_NS)
+        self.monitor = GraphMonitor(topics, context=ctx, namespace=LAYOUT_NS)
         self.executor = SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.feeder)
         self.executor.add_node(self.monitor)
@@ -720,6 +768,7 @@ class LaunchLayout:
 
         repo = Path(__file__).resolve().parents[1]
         cmd = [sys.executable, "-m", f"vla_edge.nodes.{name}", "--ros-args", "-p", "backend:=onnxruntime"]
+        cmd += ["-r", f"__ns:={LAYOUT_NS}"]
         with (self.log_dir / f"{name}.log").open("a") as out:
             self.procs[name] = subprocess.Popen(
                 cmd, cwd=repo, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT

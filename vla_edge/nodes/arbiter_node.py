@@ -35,6 +35,7 @@ from vla_edge.diagnostics import (
     error_status,
     inputs_status,
     status,
+    time_jump_status,
     timing_status,
 )
 from vla_edge.drive_loop import DriveLoop, LoopDecision
@@ -159,6 +160,10 @@ class ArbiterNode(Node):
         from std_msgs.msg import String
 
         frame, cand, decision, now = d.slot.frame, d.candidate, d.decision, d.now
+        if d.time_jump_s is not None:  # the loop started over: say so before the decision
+            jump = time_jump_status(d.time_jump_s, self.loop.time_jump_s, frame.stamp, self.th)
+            self._publish_status(jump, now)
+            self.get_logger().warning(f"clock jumped back {d.time_jump_s:.3f} s: drive loop reset")
         if decision is None:  # the cycle raised (PlanningCycle already turns stage errors into stops)
             self._publish_status(error_status("arbiter", d.error or "", frame.stamp, self.th), now)
             self.get_logger().error(f"planning cycle failed: {d.error}")
