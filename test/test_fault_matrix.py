@@ -11,10 +11,9 @@ every row. Each graph row injects its fault, then sends good sweeps, and asserts
 4. a diagnostic naming the fault (``diag`` regex on ``/diagnostics`` or ``candidate_info``).
 
 Offline rows (config, bags, disk) assert the load-time / read-time equivalent. Test
-doubles are named as such (``RaisingBackend``, ``SlowBackend``, ``NaNBackend``). Rows
-that need the core-loop branch (issue 14.3/14.5/14.6) are xfail(strict=False) and run
-last, since today they can take the graph down. ``FAULT_MATRIX_OUT=<file>`` writes the
-measured value of every row (for docs/safety.md).
+doubles are named as such (``RaisingBackend``, ``SlowBackend``, ``NaNBackend``). A row
+marked ``xfail`` (``Row.xfail``, ``PROC_ROWS``) says why it is not yet reliable.
+``FAULT_MATRIX_OUT=<file>`` writes the measured value of every row (for docs/safety.md).
 """
 
 from __future__ import annotations
@@ -571,9 +570,6 @@ ROWS = [
         _swap_backend(lambda r: SlowBackend(r, 0.25), 0.3),
         "fallback",
         r"deadline",
-        # 0.43-0.50 s in 2 of 4 loaded runs (limit 0.42 s): the watchdog shares the executor
-        # with the busy model thread; issue 14.5 (core-loop) makes it independent.
-        xfail="needs core-loop branch",
     ),
     Row("model_nan_output", _swap_backend(NaNBackend), "fallback", r"non-finite outputs"),
     Row("engine_missing", _swap_runner(lambda t: t / "missing.onnx"), "fallback", r"student disabled"),
@@ -587,17 +583,8 @@ ROWS = [
     Row("bag_cut_short", _bag_cut_short, "offline"),
     Row("bag_garbage_records", _bag_garbage, "offline"),
     Row("disk_output_unwritable", _disk_unwritable, "offline"),
-    # needs the core-loop branch (issue 14.3 / 14.6); last, they can take the graph down today
-    Row(
-        "peer_info_scores_not_json", _bad_info, "ignored", r"scores|candidate", xfail="needs core-loop branch"
-    ),
-    Row(
-        "peer_candidate_one_hour_ahead",
-        _future_candidate,
-        "ignored",
-        r"candidate",
-        xfail="needs core-loop branch",
-    ),
+    Row("peer_info_scores_not_json", _bad_info, "ignored", r"MalformedCandidate"),
+    Row("peer_candidate_one_hour_ahead", _future_candidate, "ignored", r"candidate"),
 ]
 
 
@@ -851,11 +838,10 @@ def layout(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 PROC_ROWS = [
     pytest.param("inference_node", "SIGSTOP", id="inference_sigstop", marks=pytest.mark.xfail(
-        reason="needs core-loop branch", strict=False)),
-    pytest.param("inference_node", "SIGKILL", id="inference_sigkill", marks=pytest.mark.xfail(
-        reason="needs core-loop branch", strict=False)),
-    pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop", marks=pytest.mark.xfail(
-        reason="needs core-loop branch", strict=False)),
+        reason="1 of 7 loaded runs: no trajectory for 2 s while the peer was stopped; not yet explained",
+        strict=False)),
+    pytest.param("inference_node", "SIGKILL", id="inference_sigkill"),
+    pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop"),
     pytest.param("arbiter_node", "SIGKILL", id="arbiter_sigkill"),
 ]  # fmt: skip
 
