@@ -192,6 +192,17 @@ def test_malformed_candidate_is_counted_and_ignored():
     assert loop.tick(1.0 + DEADLINE)[0].trigger == "watchdog"
 
 
+def test_candidate_from_the_future_is_refused_and_does_not_lock_the_student_out():
+    loop = _loop()
+    loop.offer_frame(_frame(1.0), 1.0)
+    why = loop.offer_candidate(_cand(3601.0), 1.01)  # a peer's clock fault
+    assert why and "after the newest frame" in why and loop.stats["future_candidates"] == 1
+    assert loop.candidate is None
+    assert loop.offer_candidate(_cand(1.0), 1.02) is None
+    (d,) = loop.tick(1.03)
+    assert d.trigger == "candidate" and d.candidate.stamp == 1.0 and loop.candidate.stamp == 1.0
+
+
 def test_planner_exception_is_reported_not_raised(monkeypatch):
     loop = _loop()
     monkeypatch.setattr(loop.pipeline, "plan", lambda *a, **k: 1 / 0)

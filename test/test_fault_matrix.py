@@ -335,8 +335,22 @@ def _hostile_candidate(h: FaultHarness) -> list:
 
 
 def _future_candidate(h: FaultHarness) -> list:
+    """A well-formed candidate stamped +1 h, on candidate_trajectory and on candidate_info
+    (the one the arbiter reads); kept, it would outrank every real candidate."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    from vla_edge import candidate
+    from vla_edge.types import Trajectory
+
     poses = np.column_stack([np.arange(1, 9) * 2.0, np.zeros(8), np.zeros(8)])
-    h.pub_cand.publish(_cand(h, h.feeder.clock_now() + 3600.0, poses))
+    stamp = h.feeder.clock_now() + 3600.0
+    h.pub_cand.publish(_cand(h, stamp, poses))
+    c = candidate.Candidate(stamp, Trajectory(poses=poses, dt=0.5, stamp=stamp, source="student"))
+    h.pub_info.publish(
+        DiagnosticStatus(
+            name="vla_edge/candidate", values=[KeyValue(key=candidate.KEY, value=candidate.encode(c))]
+        )
+    )
     time.sleep(0.1)
     return _send(h, n=8)
 
@@ -518,6 +532,21 @@ def _stamp(fn: Callable[[float], float]) -> Callable[[FaultHarness], list]:
     return inject
 
 
+def _clock_jump(h: FaultHarness) -> list:
+    """Sweeps stamped 1.5 s back, right after a decided sweep: a clock reset for the DriveLoop
+    (more than arbiter.time_jump_ms = 1 s before the last decided stamp) yet within
+    lidar.max_stamp_skew_s = 2 s of the node clock. Waiting for that decision keeps the
+    margin on both sides whatever the load (a step back under 1 s is refused as out of order)."""
+    for _ in range(3):  # a best-effort sweep may be lost under load: try again
+        (last,) = _send(h, n=1)
+        if h.wait_decided([last[0]], timeout=3.0):
+            break
+    else:
+        raise AssertionError("no sweep before the jump was decided")
+    msg = _cloud(h, h.scans[0])
+    return _send(h, msg, stamp_fn=lambda now: now - 1.5)
+
+
 def _odom_stopped(h: FaultHarness) -> list:
     h.odom_on.clear()
     try:
@@ -542,7 +571,7 @@ ROWS = [
     Row("stamp_zero", _stamp(lambda now: 0.0), "refused", r"max_stamp_skew_s"),
     Row("stamp_2038", _stamp(lambda now: 2.0**31 - 1.0), "refused", r"max_stamp_skew_s"),
     Row("stamp_one_hour_ahead", _stamp(lambda now: now + 3600.0), "refused", r"max_stamp_skew_s"),
-    Row("clock_jump_back_1_5s", _stamp(lambda now: now - 1.5), "fallback", r"time_jump_reset"),
+    Row("clock_jump_back_1_5s", _clock_jump, "fallback", r"time_jump_reset"),
     Row("lidar_flood_100hz", _flood, "alive", r"dropping \d+% of sweeps"),
     # odometry
     Row("odom_nan_position", _bad_odom(**{"pose.pose.position.x": float("nan")}), "ignored", r"non-finite"),
@@ -584,7 +613,7 @@ ROWS = [
     Row("bag_garbage_records", _bag_garbage, "offline"),
     Row("disk_output_unwritable", _disk_unwritable, "offline"),
     Row("peer_info_scores_not_json", _bad_info, "ignored", r"MalformedCandidate"),
-    Row("peer_candidate_one_hour_ahead", _future_candidate, "ignored", r"candidate"),
+    Row("peer_candidate_one_hour_ahead", _future_candidate, "ignored", r"s after the newest frame"),
 ]
 
 
@@ -698,6 +727,9 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
         seen = sorted({s["message"][:70] for s in diags})[:12]
         assert hits, f"{row.name}: no diagnostic matching {row.diag!r}; saw {seen}"
         MEASURED[row.name] += f"; diag: {hits[0]['message'][:90]}"
+    if row.name == "peer_candidate_one_hour_ahead":  # not held: it would outrank every real one
+        cand = h.graph.arbiter.loop.candidate
+        assert cand is None or cand.stamp < time.time() + 5.0, f"candidate slot holds {cand.stamp}"
     if row.name == "stamp_one_hour_ahead":  # the student is not locked out afterwards
         cand = h.graph.arbiter.loop.candidate
         assert cand is None or cand.stamp < time.time() + 5.0, f"candidate slot holds {cand.stamp}"
@@ -838,8 +870,9 @@ def layout(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 PROC_ROWS = [
     pytest.param("inference_node", "SIGSTOP", id="inference_sigstop", marks=pytest.mark.xfail(
-        reason="1 of 7 loaded runs: no trajectory for 2 s while the peer was stopped; not yet explained",
-        strict=False)),
+        # 2 of 8 loaded runs: the 1 s of sweeps took 2 s to send and no trajectory arrived meanwhile;
+        # suspect Fast DDS's shared-memory port health check (~1 s) towards the stopped process.
+        reason="~1 s stall of the publishers while a peer is SIGSTOPped (Fast DDS SHM?)", strict=False)),
     pytest.param("inference_node", "SIGKILL", id="inference_sigkill"),
     pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop"),
     pytest.param("arbiter_node", "SIGKILL", id="arbiter_sigkill"),

@@ -128,6 +128,7 @@ class DriveLoop:
             "candidates": 0,
             "no_candidates": 0,
             "malformed_candidates": 0,
+            "future_candidates": 0,
             "decisions": 0,
             "watchdog": 0,
             "errors": 0,
@@ -230,22 +231,35 @@ class DriveLoop:
             self._slot = Slot(frame, float(t), conversion_ms, jumped)
         return True
 
-    def offer_candidate(self, candidate: Candidate, t: float) -> None:
+    def offer_candidate(self, candidate: Candidate, t: float) -> str | None:
         """Take the inference result of a frame: a usable candidate, or one saying why not.
 
-        A malformed (decoded) candidate is only counted: its stamp cannot be trusted.
+        A malformed (decoded) candidate is only counted: its stamp cannot be trusted. So is
+        one stamped more than ``time_jump_s`` after the newest frame (a peer's clock fault):
+        kept, it would outrank every real candidate and lock the student out.
+
+        Returns:
+            Why the candidate was refused, or None when it was taken.
         """
         with self._lock:
             if candidate.malformed or not math.isfinite(candidate.stamp):
                 self.stats["malformed_candidates"] += 1
-                return
+                return candidate.error or "stamp is not finite"
+            newest = self._slot.frame.stamp if self._slot is not None else math.nan
+            if candidate.stamp > newest + self.time_jump_s:  # False while there is no frame
+                self.stats["future_candidates"] += 1
+                return (
+                    f"candidate stamped {candidate.stamp - newest:.3f} s after the newest frame "
+                    f"(> arbiter.time_jump_ms = {1000 * self.time_jump_s:.0f}); ignored"
+                )
             self._answered.append(float(candidate.stamp))
             if not candidate.usable:
                 self.stats["no_candidates"] += 1
-                return
+                return None
             self.stats["candidates"] += 1
             if self._candidate is None or candidate.stamp >= self._candidate.stamp:
                 self._candidate = candidate
+        return None
 
     # -- decisions ------------------------------------------------------------------------
     def tick(self, t: float) -> list[LoopDecision]:

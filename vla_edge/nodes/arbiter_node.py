@@ -114,20 +114,25 @@ class ArbiterNode(Node):
         self.loop.offer_frame(frame, self._now(), conversion_ms, missed)
         self._wakeup.trigger()
 
-    def offer_candidate(self, candidate: Candidate) -> None:
-        """In-process hand-off (shared mode): the inference node's result, usable or not."""
-        self.loop.offer_candidate(candidate, self._now())
+    def offer_candidate(self, candidate: Candidate) -> str | None:
+        """In-process hand-off (shared mode): the inference node's result, usable or not.
+
+        Returns why the loop refused it (None: taken)."""
+        why = self.loop.offer_candidate(candidate, self._now())
         self._wakeup.trigger()
+        return why
 
     def _on_info(self, msg: Any) -> None:
         values = {kv.key: kv.value for kv in msg.values}
         cand = cand_codec.decode(values.get(cand_codec.KEY))
-        self.offer_candidate(cand)  # the loop counts a malformed one and otherwise ignores it
-        if cand.malformed:  # any publisher on the domain may send anything: report, go on
-            st = error_status("candidate", cand.error or "", None, self.th)
-            st["values"]["count"] = str(self.loop.stats["malformed_candidates"])
+        why = self.offer_candidate(cand)  # the loop counts a malformed / future one and ignores it
+        if why:  # any publisher on the domain may send anything: report, go on
+            st = error_status("candidate", why, None, self.th)
+            st["values"]["count"] = str(
+                self.loop.stats["malformed_candidates"] + self.loop.stats["future_candidates"]
+            )
             self._publish_status(st, self._now())
-            self.get_logger().warning(f"candidate_info: {cand.error}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"candidate_info: {why}", throttle_duration_sec=2.0)
 
     # -- loop -----------------------------------------------------------------------------
     def _tick(self) -> None:
