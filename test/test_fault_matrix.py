@@ -875,9 +875,10 @@ def layout(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 PROC_ROWS = [
     pytest.param("inference_node", "SIGSTOP", id="inference_sigstop", marks=pytest.mark.xfail(
-        # 2 of 8 loaded runs: the 1 s of sweeps took 2 s to send and no trajectory arrived meanwhile;
-        # suspect Fast DDS's shared-memory port health check (~1 s) towards the stopped process.
-        reason="~1 s stall of the publishers while a peer is SIGSTOPped (Fast DDS SHM?)", strict=False)),
+        # 2 of 10 loaded runs: no trajectory for 2 s while the peer was stopped. Same family as
+        # test_graph_subprocess[sigstop] (fails on main too, also with FASTDDS_BUILTIN_TRANSPORTS=UDPv4).
+        reason="arbiter process stalls while its peer is SIGSTOPped (1 in 5 runs); not explained",
+        strict=False)),
     pytest.param("inference_node", "SIGKILL", id="inference_sigkill"),
     pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop"),
     pytest.param("arbiter_node", "SIGKILL", id="arbiter_sigkill"),
