@@ -6,6 +6,7 @@ No DDS and no sleeps: every time is a number handed to the loop.
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -173,6 +174,12 @@ def test_clock_reset_starts_over():
     assert loop.offer_frame(_frame(1.0), 1.0)  # 99 s back: replay loop / clock reset
     (d,) = loop.tick(1.0 + DEADLINE)
     assert d.slot.frame.stamp == 1.0 and loop.stats["time_jumps"] == 1
+    # Reported once, on the first decision after the reset (the node puts it on /diagnostics).
+    assert d.time_jump_s == pytest.approx(99.0) and "time_jump_reset" in d.decision.reasons
+    (again,) = loop.tick(1.0 + DEADLINE + CYCLE)
+    assert again.trigger == "cycle" and again.time_jump_s is None
+    assert "time_jump_reset" not in again.decision.reasons
+    assert loop.candidate is None  # the reset forgot the candidates of the old timeline
 
 
 def test_malformed_candidate_is_counted_and_ignored():
@@ -183,6 +190,17 @@ def test_malformed_candidate_is_counted_and_ignored():
     assert loop.stats["malformed_candidates"] == 6
     assert loop.tick(1.02) == []  # no decision on the strength of garbage
     assert loop.tick(1.0 + DEADLINE)[0].trigger == "watchdog"
+
+
+def test_candidate_from_the_future_is_refused_and_does_not_lock_the_student_out():
+    loop = _loop()
+    loop.offer_frame(_frame(1.0), 1.0)
+    why = loop.offer_candidate(_cand(3601.0), 1.01)  # a peer's clock fault
+    assert why and "after the newest frame" in why and loop.stats["future_candidates"] == 1
+    assert loop.candidate is None
+    assert loop.offer_candidate(_cand(1.0), 1.02) is None
+    (d,) = loop.tick(1.03)
+    assert d.trigger == "candidate" and d.candidate.stamp == 1.0 and loop.candidate.stamp == 1.0
 
 
 def test_planner_exception_is_reported_not_raised(monkeypatch):
@@ -232,6 +250,9 @@ def test_codec_round_trip_and_rejections():
         '{"v": 1, "stamp": 1, "scores": "[1,"}',
     ]:
         assert codec.decode(text).malformed, text
+    nan_pose = json.loads(codec.encode(c))
+    nan_pose["trajectory"]["poses"][3][0] = float("nan")  # json writes and reads the NaN token
+    assert codec.decode(json.dumps(nan_pose)).error.endswith("ValueError: trajectory has non-finite poses")
 
 
 def test_lockstep_step_matches_a_plain_pipeline_run():

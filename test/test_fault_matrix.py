@@ -11,10 +11,9 @@ every row. Each graph row injects its fault, then sends good sweeps, and asserts
 4. a diagnostic naming the fault (``diag`` regex on ``/diagnostics`` or ``candidate_info``).
 
 Offline rows (config, bags, disk) assert the load-time / read-time equivalent. Test
-doubles are named as such (``RaisingBackend``, ``SlowBackend``, ``NaNBackend``). Rows
-that need the core-loop branch (issue 14.3/14.5/14.6) are xfail(strict=False) and run
-last, since today they can take the graph down. ``FAULT_MATRIX_OUT=<file>`` writes the
-measured value of every row (for docs/safety.md).
+doubles are named as such (``RaisingBackend``, ``SlowBackend``, ``NaNBackend``). A row
+marked ``xfail`` (``Row.xfail``, ``PROC_ROWS``) says why it is not yet reliable.
+``FAULT_MATRIX_OUT=<file>`` writes the measured value of every row (for docs/safety.md).
 """
 
 from __future__ import annotations
@@ -70,8 +69,10 @@ class FaultHarness(Harness):
     """The live-graph harness with the compressed camera on and a switchable path feed."""
 
     def __init__(self, ctx: Context, scans: list[np.ndarray]) -> None:
-        from vla_edge.nodes import params as params_mod
+        from vla_edge import params as params_mod
 
+        # Harness reads vla_edge.params.resolve_overrides at call time: patch it there, or the
+        # camera stays off and the image rows test nothing.
         real = params_mod.resolve_overrides
         params_mod.resolve_overrides = lambda f, cli=None, node_name=None: real(
             f, {**(cli or {}), "camera": "compressed"}, node_name
@@ -82,6 +83,7 @@ class FaultHarness(Harness):
             super().__init__(ctx, scans, share_frames=False)
         finally:
             params_mod.resolve_overrides = real
+        assert self.cfg["camera"] == "compressed", "the fault graph runs without its camera"
         self.values = params_mod.resolve_overrides(None, {"backend": "onnxruntime", "camera": "compressed"})
         from diagnostic_msgs.msg import DiagnosticStatus
         from nav_msgs.msg import Path as PathMsg
@@ -311,15 +313,44 @@ def _cand(h: FaultHarness, stamp: float, poses: np.ndarray) -> Any:
 
 
 def _hostile_candidate(h: FaultHarness) -> list:
-    msg = _cand(h, h.feeder.clock_now(), np.zeros((8, 3)))
+    """A peer's candidate with a NaN pose, on candidate_trajectory (RViz/recorder only, the
+    arbiter does not read it) and encoded on candidate_info (what the arbiter decodes)."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    from vla_edge import candidate
+
+    stamp = h.feeder.clock_now()
+    msg = _cand(h, stamp, np.zeros((8, 3)))
     msg.poses[3].pose.position.x = float("nan")
     h.pub_cand.publish(msg)
+    poses = [[0.5 * (k + 1), 0.0, 0.0] for k in range(8)]
+    poses[3][0] = float("nan")  # json.dumps writes the NaN token, json.loads reads it back
+    text = json.dumps(
+        {"v": candidate.VERSION, "stamp": stamp, "trajectory": {"stamp": stamp, "dt": 0.5, "poses": poses}}
+    )
+    h.pub_info.publish(
+        DiagnosticStatus(name="vla_edge/candidate", values=[KeyValue(key=candidate.KEY, value=text)])
+    )
     return _send(h, n=3)
 
 
 def _future_candidate(h: FaultHarness) -> list:
+    """A well-formed candidate stamped +1 h, on candidate_trajectory and on candidate_info
+    (the one the arbiter reads); kept, it would outrank every real candidate."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    from vla_edge import candidate
+    from vla_edge.types import Trajectory
+
     poses = np.column_stack([np.arange(1, 9) * 2.0, np.zeros(8), np.zeros(8)])
-    h.pub_cand.publish(_cand(h, h.feeder.clock_now() + 3600.0, poses))
+    stamp = h.feeder.clock_now() + 3600.0
+    h.pub_cand.publish(_cand(h, stamp, poses))
+    c = candidate.Candidate(stamp, Trajectory(poses=poses, dt=0.5, stamp=stamp, source="student"))
+    h.pub_info.publish(
+        DiagnosticStatus(
+            name="vla_edge/candidate", values=[KeyValue(key=candidate.KEY, value=candidate.encode(c))]
+        )
+    )
     time.sleep(0.1)
     return _send(h, n=8)
 
@@ -350,9 +381,13 @@ def _flood(h: FaultHarness) -> list:
 def _cfg_nan_cycle(_: Any) -> str:
     from vla_edge.nodes.params import resolve_overrides
 
-    with pytest.raises(ConfigError, match=r"arbiter\.cycle_period_ms must be in \(0, 10000\], got nan"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^command line: arbiter\.cycle_period_ms = NaN: .*finite.*"
+        r"\(allowed: number, 0 < value\)",
+    ):
         resolve_overrides(None, {"arbiter.cycle_period_ms": float("nan")})
-    return "refused at load: arbiter.cycle_period_ms must be in (0, 10000]"
+    return "refused at load: command line arbiter.cycle_period_ms = NaN, allowed 0 < value"
 
 
 def _cfg_negative_span(_: Any) -> str:
@@ -360,20 +395,29 @@ def _cfg_negative_span(_: Any) -> str:
 
     cfg = load_config("frame")
     cfg["odometry"]["buffer_span_s"] = -1.0
-    with pytest.raises(ConfigError, match=r"frame\.yaml: odometry\.buffer_span_s must be in \(0, 600\]"):
+    with pytest.raises(
+        ConfigError, match=r"^frame\.yaml: odometry\.buffer_span_s = -1\.0: .*\(allowed: number, 0 < value\)"
+    ):
         FrameAssemblyConfig.from_config(cfg)
-    return "refused at load: frame.yaml odometry.buffer_span_s must be in (0, 600]"
+    return "refused at load: frame.yaml odometry.buffer_span_s = -1.0, allowed 0 < value"
 
 
-def _cfg_arbiter_nan(_: Any) -> str:
+def _cfg_arbiter_nan(tmp: Path) -> str:
     from vla_edge.planning.arbiter import ArbiterParams
 
+    # An override file: refused at load, naming the file.
+    (tmp / "arbiter.yaml").write_text("arbiter:\n  timing:\n    frame_deadline: .nan\n", encoding="utf-8")
+    allowed = r"\(allowed: number, 0 < value\)"
+    key = r"arbiter\.timing\.frame_deadline = NaN: .*"
+    with pytest.raises(ConfigError, match=r"arbiter\.yaml: " + key + allowed):
+        load_config(str(tmp / "arbiter.yaml"), kind="arbiter")
+    # An in-memory mapping (no file to name): refused by the same schema.
     cfg = {**load_config("arbiter"), **load_config("vehicle")}
     cfg["arbiter"] = json.loads(json.dumps(cfg["arbiter"]))
     cfg["arbiter"]["timing"]["frame_deadline"] = float("nan")
-    with pytest.raises(ConfigError, match=r"arbiter\.yaml: arbiter\.timing\.frame_deadline must be in"):
+    with pytest.raises(ConfigError, match=key + allowed):
         ArbiterParams.from_config(cfg)
-    return "refused at load: arbiter.yaml arbiter.timing.frame_deadline range"
+    return "refused at load: arbiter.yaml arbiter.timing.frame_deadline = NaN, allowed 0 < value"
 
 
 def _bag(tmp: Path) -> Path:
@@ -488,6 +532,21 @@ def _stamp(fn: Callable[[float], float]) -> Callable[[FaultHarness], list]:
     return inject
 
 
+def _clock_jump(h: FaultHarness) -> list:
+    """Sweeps stamped 1.5 s back, right after a decided sweep: a clock reset for the DriveLoop
+    (more than arbiter.time_jump_ms = 1 s before the last decided stamp) yet within
+    lidar.max_stamp_skew_s = 2 s of the node clock. Waiting for that decision keeps the
+    margin on both sides whatever the load (a step back under 1 s is refused as out of order)."""
+    for _ in range(3):  # a best-effort sweep may be lost under load: try again
+        (last,) = _send(h, n=1)
+        if h.wait_decided([last[0]], timeout=3.0):
+            break
+    else:
+        raise AssertionError("no sweep before the jump was decided")
+    msg = _cloud(h, h.scans[0])
+    return _send(h, msg, stamp_fn=lambda now: now - 1.5)
+
+
 def _odom_stopped(h: FaultHarness) -> list:
     h.odom_on.clear()
     try:
@@ -512,7 +571,7 @@ ROWS = [
     Row("stamp_zero", _stamp(lambda now: 0.0), "refused", r"max_stamp_skew_s"),
     Row("stamp_2038", _stamp(lambda now: 2.0**31 - 1.0), "refused", r"max_stamp_skew_s"),
     Row("stamp_one_hour_ahead", _stamp(lambda now: now + 3600.0), "refused", r"max_stamp_skew_s"),
-    Row("clock_jump_back_1_5s", _stamp(lambda now: now - 1.5), "fallback", r"time_jump_reset"),
+    Row("clock_jump_back_1_5s", _clock_jump, "fallback", r"time_jump_reset"),
     Row("lidar_flood_100hz", _flood, "alive", r"dropping \d+% of sweeps"),
     # odometry
     Row("odom_nan_position", _bad_odom(**{"pose.pose.position.x": float("nan")}), "ignored", r"non-finite"),
@@ -540,9 +599,6 @@ ROWS = [
         _swap_backend(lambda r: SlowBackend(r, 0.25), 0.3),
         "fallback",
         r"deadline",
-        # 0.43-0.50 s in 2 of 4 loaded runs (limit 0.42 s): the watchdog shares the executor
-        # with the busy model thread; issue 14.5 (core-loop) makes it independent.
-        xfail="needs core-loop branch",
     ),
     Row("model_nan_output", _swap_backend(NaNBackend), "fallback", r"non-finite outputs"),
     Row("engine_missing", _swap_runner(lambda t: t / "missing.onnx"), "fallback", r"student disabled"),
@@ -556,17 +612,8 @@ ROWS = [
     Row("bag_cut_short", _bag_cut_short, "offline"),
     Row("bag_garbage_records", _bag_garbage, "offline"),
     Row("disk_output_unwritable", _disk_unwritable, "offline"),
-    # needs the core-loop branch (issue 14.3 / 14.6); last, they can take the graph down today
-    Row(
-        "peer_info_scores_not_json", _bad_info, "ignored", r"scores|candidate", xfail="needs core-loop branch"
-    ),
-    Row(
-        "peer_candidate_one_hour_ahead",
-        _future_candidate,
-        "ignored",
-        r"candidate",
-        xfail="needs core-loop branch",
-    ),
+    Row("peer_info_scores_not_json", _bad_info, "ignored", r"MalformedCandidate"),
+    Row("peer_candidate_one_hour_ahead", _future_candidate, "ignored", r"s after the newest frame"),
 ]
 
 
@@ -591,6 +638,17 @@ def _sane(poses: np.ndarray) -> None:
     steps = np.linalg.norm(np.diff(np.vstack([np.zeros((1, 2)), poses[:, :2]]), axis=0), axis=1)
     assert np.all(steps < 3.0), "step longer than 30 m/s x 0.1 s"
     assert poses[-1, 0] >= -0.5, "plan ends behind the ego"
+
+
+def _first_decisions(decs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first decision of each frame: the fallback. Later ``cycle`` decisions re-decide
+    the same frame while no newer one arrives (sweeps dropped under load)."""
+    first: dict[float, dict[str, Any]] = {}
+    for d in decs:
+        k = round(d["frame_stamp"], 6)
+        if k not in first or d["now"] < first[k]["now"]:
+            first[k] = d
+    return list(first.values())
 
 
 @pytest.mark.parametrize("row", _params())
@@ -641,8 +699,10 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
     elif row.expect == "fallback":
         assert fault_decs, f"{row.name}: no decision for the faulty sweeps"
         assert all(d["choice"] != "student" for d in fault_decs), [d["choice"] for d in fault_decs]
-        waits = [d["now"] - d["frame_rx"] for d in fault_decs]
-        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep"
+        first = _first_decisions(fault_decs)
+        waits = [d["now"] - d["frame_rx"] for d in first]
+        slow = [(round(d["now"] - d["frame_rx"], 3), d.get("trigger")) for d in first]
+        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep (wait, trigger): {slow}"
         choices = sorted({d["choice"] for d in fault_decs})
         MEASURED[row.name] = f"{'/'.join(choices)} within {1000 * max(waits):.0f} ms"
     elif row.expect == "refused":
@@ -672,8 +732,11 @@ def test_fault(row: Row, fh: FaultHarness, tmp_path: Path) -> None:
         seen = sorted({s["message"][:70] for s in diags})[:12]
         assert hits, f"{row.name}: no diagnostic matching {row.diag!r}; saw {seen}"
         MEASURED[row.name] += f"; diag: {hits[0]['message'][:90]}"
+    if row.name == "peer_candidate_one_hour_ahead":  # not held: it would outrank every real one
+        cand = h.graph.arbiter.loop.candidate
+        assert cand is None or cand.stamp < time.time() + 5.0, f"candidate slot holds {cand.stamp}"
     if row.name == "stamp_one_hour_ahead":  # the student is not locked out afterwards
-        cand = h.graph.arbiter._candidate
+        cand = h.graph.arbiter.loop.candidate
         assert cand is None or cand.stamp < time.time() + 5.0, f"candidate slot holds {cand.stamp}"
         good_stamps = {f"{s:.9f}"[:-3] for s, _ in good}
         seen = {st["values"].get("stamp", "")[:-3] for st in diags}
@@ -686,9 +749,16 @@ def test_matrix_size() -> None:
 
 
 # ------------------------------------------------------------------ two-process layout
+LAYOUT_NS = "/fault_layout"
+
+
 class LaunchLayout:
     """Inference and arbiter nodes as separate processes (as ``ros2 launch`` runs them);
-    the feeder and the monitor in this process. Signals go to the node processes."""
+    the feeder and the monitor in this process. Signals go to the node processes.
+
+    Everything runs under :data:`LAYOUT_NS`: the in-process graph of ``fh`` (module scope)
+    is still alive on the same domain and would otherwise answer this feeder's sweeps.
+    """
 
     def __init__(self, ctx: Context, scans: list[np.ndarray], log_dir: Path) -> None:
         from rclpy.executors import SingleThreadedExecutor
@@ -701,10 +771,12 @@ class LaunchLayout:
         self.procs: dict[str, Any] = {}
         for name in ("inference_node", "arbiter_node"):
             self.spawn(name)
-        topics = load_config("topics")
+        from vla_edge.nodes.params import node_topics
+
+        topics = node_topics(load_config("topics"))  # relative: resolved under LAYOUT_NS
         self.scans = scans
-        self.feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx)
-        self.monitor = GraphMonitor(topics, context=ctx)
+        self.feeder = SensorFeeder(topics, default_lidar_frame(), context=ctx, namespace=LAYOUT_NS)
+        self.monitor = GraphMonitor(topics, context=ctx, namespace=LAYOUT_NS)
         self.executor = SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.feeder)
         self.executor.add_node(self.monitor)
@@ -720,6 +792,7 @@ class LaunchLayout:
 
         repo = Path(__file__).resolve().parents[1]
         cmd = [sys.executable, "-m", f"vla_edge.nodes.{name}", "--ros-args", "-p", "backend:=onnxruntime"]
+        cmd += ["-r", f"__ns:={LAYOUT_NS}"]
         with (self.log_dir / f"{name}.log").open("a") as out:
             self.procs[name] = subprocess.Popen(
                 cmd, cwd=repo, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT
@@ -802,11 +875,12 @@ def layout(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 PROC_ROWS = [
     pytest.param("inference_node", "SIGSTOP", id="inference_sigstop", marks=pytest.mark.xfail(
-        reason="needs core-loop branch", strict=False)),
-    pytest.param("inference_node", "SIGKILL", id="inference_sigkill", marks=pytest.mark.xfail(
-        reason="needs core-loop branch", strict=False)),
-    pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop", marks=pytest.mark.xfail(
-        reason="needs core-loop branch", strict=False)),
+        # 2 of 10 loaded runs: no trajectory for 2 s while the peer was stopped. Same family as
+        # test_graph_subprocess[sigstop] (fails on main too, also with FASTDDS_BUILTIN_TRANSPORTS=UDPv4).
+        reason="arbiter process stalls while its peer is SIGSTOPped (1 in 5 runs); not explained",
+        strict=False)),
+    pytest.param("inference_node", "SIGKILL", id="inference_sigkill"),
+    pytest.param("arbiter_node", "SIGSTOP", id="arbiter_sigstop"),
     pytest.param("arbiter_node", "SIGKILL", id="arbiter_sigkill"),
 ]  # fmt: skip
 
@@ -847,8 +921,10 @@ def test_process_fault(proc: str, sig: str, layout: LaunchLayout) -> None:
         assert len(during) >= len(sent) // 2, (
             f"only {len(during)}/{len(sent)} sweeps decided without the model"
         )
-        waits = [d["now"] - d["frame_rx"] for d in during]
-        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep (peer {sig})"
+        first = _first_decisions(during)  # not the cycle re-decisions
+        waits = [d["now"] - d["frame_rx"] for d in first]
+        slow = [(round(w, 3), d.get("trigger")) for w, d in zip(waits, first, strict=True)]
+        assert max(waits) < limit, f"fallback {max(waits):.3f} s after the sweep (peer {sig}): {slow}"
         rx = sorted(t["rx"] for t in trajs if t_fault <= t["rx"] <= t_resume)
         gap = max(np.diff([t_fault, *rx, t_resume]))
         assert gap < limit, f"no trajectory for {gap:.3f} s while {proc} got {sig}"

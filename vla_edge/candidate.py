@@ -130,6 +130,9 @@ def _decode(text: Any) -> Candidate:
             raise ValueError("scores must be a finite 1-D list")
     traj = None
     if d.get("trajectory") is not None and error is None and not missed:
+        poses = d["trajectory"].get("poses") if isinstance(d["trajectory"], dict) else None
+        if poses is not None and not np.all(np.isfinite(np.asarray(poses, dtype=np.float64))):
+            raise ValueError("trajectory has non-finite poses")  # json.loads accepts NaN/Infinity
         traj = trajectory_from_json(d["trajectory"], stamp, "student")
         if traj is None:
             raise ValueError("trajectory is malformed or not finite")

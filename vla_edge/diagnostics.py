@@ -14,7 +14,8 @@ Status names (``DiagnosticArray`` on ``/diagnostics``):
 * ``vla_edge/inputs`` - input ages, stale inputs, LiDAR frame-drop ratio;
 * ``vla_edge/candidate`` - per-frame student result on ``candidate_info``;
 * ``vla_edge/input_error`` - a skipped frame (malformed cloud, unassemblable frame, model error);
-* ``vla_edge/lidar`` - a sweep whose points are unusable (``points_invalid``: controlled stop).
+* ``vla_edge/lidar`` - a sweep whose points are unusable (``points_invalid``: controlled stop);
+* ``vla_edge/drive_loop`` - a clock reset (``time_jump_reset``: the drive loop started over).
 """
 
 from __future__ import annotations
@@ -224,6 +225,20 @@ def error_status(
     kind = type(error).__name__ if isinstance(error, BaseException) else "Error"
     values = {"stage": stage, "error_type": kind, "stamp": "n/a" if stamp is None else f"{stamp:.9f}"}
     return status("vla_edge/input_error", ERROR, f"{stage}: frame skipped: {error}", values, th.hardware_id)
+
+
+def time_jump_status(jump_s: float, limit_s: float, stamp: float, th: Thresholds) -> dict[str, Any]:
+    """WARN status of a frame stamped far before the last decided one: the drive loop
+    took it as a clock reset (bag loop, clock set back) and started over."""
+    values = {"jump_s": f"{jump_s:.3f}", "time_jump_ms": f"{1000 * limit_s:.0f}", "stamp": f"{stamp:.9f}"}
+    return status(
+        "vla_edge/drive_loop",
+        WARN,
+        f"time_jump_reset: frame stamp {jump_s:.3f} s before the last decided one "
+        f"(> arbiter.time_jump_ms = {1000 * limit_s:.0f}); drive loop and planner state reset",
+        values,
+        th.hardware_id,
+    )
 
 
 def points_status(problem: str, stamp: float | None, th: Thresholds) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class Slot:
     frame: Frame
     rx: float
     conversion_ms: float | None = None
+    time_jump_s: float | None = None  # how far its stamp jumped back (the loop started over)
 
 
 @dataclass
@@ -68,6 +69,8 @@ class LoopDecision:
         now: Loop time of the decision (s).
         arbiter_ms: Time the planning call took (ms).
         error: ``"<Type>: message"`` when the cycle raised.
+        time_jump_s: Set on the first decision after a clock reset: how far the frame stamp
+            jumped back (s); the decision then carries the reason ``time_jump_reset``.
     """
 
     slot: Slot
@@ -77,6 +80,7 @@ class LoopDecision:
     now: float
     arbiter_ms: float
     error: str | None = None
+    time_jump_s: float | None = None
 
 
 class DriveLoop:
@@ -124,6 +128,7 @@ class DriveLoop:
             "candidates": 0,
             "no_candidates": 0,
             "malformed_candidates": 0,
+            "future_candidates": 0,
             "decisions": 0,
             "watchdog": 0,
             "errors": 0,
@@ -174,6 +179,12 @@ class DriveLoop:
             self.pipeline.cycle.reset()
 
     @property
+    def candidate(self) -> Candidate | None:
+        """Newest usable candidate the loop holds (None after a reset or before the first)."""
+        with self._lock:
+            return self._candidate
+
+    @property
     def has_frame(self) -> bool:
         """A frame has arrived (there is something to plan on)."""
         return self._slot is not None
@@ -193,7 +204,7 @@ class DriveLoop:
         Returns:
             False when it was refused as older than the last decided or newest frame.
         """
-        jumped = False
+        jumped = None
         with self._lock:
             newest = max(self._decided, self._slot.frame.stamp if self._slot is not None else -math.inf)
             stamp = float(frame.stamp)
@@ -202,8 +213,8 @@ class DriveLoop:
                     self.stats["out_of_order_frames"] += 1
                     self.drops.record(True)
                     return False
-                jumped = True
-        if jumped:
+                jumped = newest - stamp
+        if jumped is not None:
             self.stats["time_jumps"] += 1
             with self._tick_lock:  # no tick may run on the old timeline meanwhile
                 self.reset()
@@ -217,25 +228,38 @@ class DriveLoop:
                 self.drops.record(True)
             self.drops.record(False)
             self.stats["frames"] += 1
-            self._slot = Slot(frame, float(t), conversion_ms)
+            self._slot = Slot(frame, float(t), conversion_ms, jumped)
         return True
 
-    def offer_candidate(self, candidate: Candidate, t: float) -> None:
+    def offer_candidate(self, candidate: Candidate, t: float) -> str | None:
         """Take the inference result of a frame: a usable candidate, or one saying why not.
 
-        A malformed (decoded) candidate is only counted: its stamp cannot be trusted.
+        A malformed (decoded) candidate is only counted: its stamp cannot be trusted. So is
+        one stamped more than ``time_jump_s`` after the newest frame (a peer's clock fault):
+        kept, it would outrank every real candidate and lock the student out.
+
+        Returns:
+            Why the candidate was refused, or None when it was taken.
         """
         with self._lock:
             if candidate.malformed or not math.isfinite(candidate.stamp):
                 self.stats["malformed_candidates"] += 1
-                return
+                return candidate.error or "stamp is not finite"
+            newest = self._slot.frame.stamp if self._slot is not None else math.nan
+            if candidate.stamp > newest + self.time_jump_s:  # False while there is no frame
+                self.stats["future_candidates"] += 1
+                return (
+                    f"candidate stamped {candidate.stamp - newest:.3f} s after the newest frame "
+                    f"(> arbiter.time_jump_ms = {1000 * self.time_jump_s:.0f}); ignored"
+                )
             self._answered.append(float(candidate.stamp))
             if not candidate.usable:
                 self.stats["no_candidates"] += 1
-                return
+                return None
             self.stats["candidates"] += 1
             if self._candidate is None or candidate.stamp >= self._candidate.stamp:
                 self._candidate = candidate
+        return None
 
     # -- decisions ------------------------------------------------------------------------
     def tick(self, t: float) -> list[LoopDecision]:
@@ -304,7 +328,11 @@ class DriveLoop:
         self.stats["decisions"] += 1
         if trigger in ("watchdog", "superseded"):
             self.stats["watchdog"] += 1
-        return LoopDecision(slot, cand, decision, trigger, t, 1000.0 * (self.perf() - t0), error)
+        jump, slot.time_jump_s = slot.time_jump_s, None  # reported once, on the first decision
+        if jump is not None and decision is not None and "time_jump_reset" not in decision.reasons:
+            # The loop reset the cycle before it saw the frame, so the cycle cannot tell.
+            decision.reasons.append("time_jump_reset")
+        return LoopDecision(slot, cand, decision, trigger, t, 1000.0 * (self.perf() - t0), error, jump)
 
 
 def _same(a: float, b: float) -> bool:

@@ -35,6 +35,7 @@ from vla_edge.diagnostics import (
     error_status,
     inputs_status,
     status,
+    time_jump_status,
     timing_status,
 )
 from vla_edge.drive_loop import DriveLoop, LoopDecision
@@ -113,20 +114,25 @@ class ArbiterNode(Node):
         self.loop.offer_frame(frame, self._now(), conversion_ms, missed)
         self._wakeup.trigger()
 
-    def offer_candidate(self, candidate: Candidate) -> None:
-        """In-process hand-off (shared mode): the inference node's result, usable or not."""
-        self.loop.offer_candidate(candidate, self._now())
+    def offer_candidate(self, candidate: Candidate) -> str | None:
+        """In-process hand-off (shared mode): the inference node's result, usable or not.
+
+        Returns why the loop refused it (None: taken)."""
+        why = self.loop.offer_candidate(candidate, self._now())
         self._wakeup.trigger()
+        return why
 
     def _on_info(self, msg: Any) -> None:
         values = {kv.key: kv.value for kv in msg.values}
         cand = cand_codec.decode(values.get(cand_codec.KEY))
-        self.offer_candidate(cand)  # the loop counts a malformed one and otherwise ignores it
-        if cand.malformed:  # any publisher on the domain may send anything: report, go on
-            st = error_status("candidate", cand.error or "", None, self.th)
-            st["values"]["count"] = str(self.loop.stats["malformed_candidates"])
+        why = self.offer_candidate(cand)  # the loop counts a malformed / future one and ignores it
+        if why:  # any publisher on the domain may send anything: report, go on
+            st = error_status("candidate", why, None, self.th)
+            st["values"]["count"] = str(
+                self.loop.stats["malformed_candidates"] + self.loop.stats["future_candidates"]
+            )
             self._publish_status(st, self._now())
-            self.get_logger().warning(f"candidate_info: {cand.error}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"candidate_info: {why}", throttle_duration_sec=2.0)
 
     # -- loop -----------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -159,6 +165,10 @@ class ArbiterNode(Node):
         from std_msgs.msg import String
 
         frame, cand, decision, now = d.slot.frame, d.candidate, d.decision, d.now
+        if d.time_jump_s is not None:  # the loop started over: say so before the decision
+            jump = time_jump_status(d.time_jump_s, self.loop.time_jump_s, frame.stamp, self.th)
+            self._publish_status(jump, now)
+            self.get_logger().warning(f"clock jumped back {d.time_jump_s:.3f} s: drive loop reset")
         if decision is None:  # the cycle raised (PlanningCycle already turns stage errors into stops)
             self._publish_status(error_status("arbiter", d.error or "", frame.stamp, self.th), now)
             self.get_logger().error(f"planning cycle failed: {d.error}")
