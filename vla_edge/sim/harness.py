@@ -271,7 +271,8 @@ class FrameBuilder:
             self.asm.add_image(self.camera_key, rgb_to_image(img, self.factory, stamp, self.camera.frame_id))
         if self.lidar is not None:
             rng = np.random.default_rng([world.seed, frame_index, 29])
-            points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False).points
+            deg = world.info.get("lidar")  # per-scenario degradation (lidar_degraded family)
+            points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False, degradation=deg).points
         else:
             points = np.zeros((0, 4), np.float32)
         return self.asm.make_frame_from_points(stamp, points, self.lidar_frame)
