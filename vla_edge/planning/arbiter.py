@@ -367,8 +367,9 @@ class Arbiter:
                 out[f"{name}.lateral_deviation"] = at_most(dev, p.max_lateral_deviation)
                 edge = ck.corridor_check(traj, inp.ref, p.corridor)
                 out[f"{name}.corridor"] = at_most(edge, p.corridor.tolerance)
-        if corridor and self.rules is not None and inp.speed_cap is not None and inp.ref is not None:
-            # Airside speed rules: over the cap only while braking towards it (rules.py).
+        if name == "student" and self.rules is not None and inp.speed_cap is not None and inp.ref is not None:
+            # Airside speed rules: over the cap only while braking towards it (rules.py); the
+            # Frenet planner filters its candidates with the same rule.
             s_pose, _ = inp.ref.project_trajectory(traj.poses[:, :2])
             prof = trajectory_profile(traj, p.min_speed_for_curvature)
             v = prof.speed[: len(s_pose)]

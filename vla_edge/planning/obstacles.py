@@ -138,6 +138,7 @@ class Obstacles:
         growth: ``[M]`` rate (m/s) the predicted occupancy grows by (``prediction.annotate``).
         sweep: ``[M]`` True: crossing hypothesis (may stop anywhere along its way).
         predicted: ``[M]`` True: in the predicted occupancy, not the static grid.
+        pred_velocities: ``[M, 2]`` velocities the prediction extrapolates (lane following).
         inflated: ``[H, W]`` static cells dilated by ``inflation_radius`` (after ``inflate``).
         inflation_radius: Dilation radius in metres.
         counts: Point counts by stage (``input``, ``roi``, ``obstacle``).
@@ -163,6 +164,7 @@ class Obstacles:
     growth: np.ndarray = field(default_factory=lambda: np.zeros(0))
     sweep: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     predicted: np.ndarray | None = None
+    pred_velocities: np.ndarray | None = None
     clearance: dict[str, float] = field(default_factory=dict)
     inflated: np.ndarray | None = None
     inflation_radius: float = 0.0
@@ -284,7 +286,8 @@ class Obstacles:
             ``(centre [M, 2], half_axis [M, 2], radius [M], velocity [M, 2])``.
         """
         m = self.predicted_mask()
-        ext, vel = self.extents[m], self.velocities[m]
+        v_all = self.velocities if self.pred_velocities is None else self.pred_velocities
+        ext, vel = self.extents[m], v_all[m]
         centre = 0.5 * (ext[:, :2] + ext[:, 2:])
         half = 0.5 * (ext[:, 2:] - ext[:, :2])  # [M, 2] half extents along x, y
         along_x = half[:, 0] >= half[:, 1]

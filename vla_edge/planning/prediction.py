@@ -3,10 +3,11 @@
 Each predicted cluster is a capsule (``Obstacles.moving_capsules``) moved over time under
 two hypotheses, united:
 
-* **constant velocity** from its Kalman track, with a radius that grows with the velocity
+* **constant velocity** from its Kalman track (along the path direction for agents moving
+  along the lanes: lane following), with a radius that grows with the velocity
   uncertainty: ``r(t) = r0 + min(k_sigma * sigma_v, max_growth[class]) * t``;
 * **crossing** for agents near the lane that move across it (velocity more than
-  ``crossing_angle`` off the path direction) and for persons near the lane: the agent may
+  ``crossing_angle`` off the path direction): the agent may
   stop anywhere on its way (crew pause in the lane, a train waits for a gap), so the capsule
   is swept from where it is now to its constant-velocity position at ``t``.
 
@@ -106,7 +107,18 @@ def annotate(
     across = (off > params.crossing_angle) & (off < np.pi - params.crossing_angle) & (speed > 0.2)
     obstacles.predicted = pred
     obstacles.growth = np.where(pred, growth, 0.0)
-    obstacles.sweep = pred & near & (across | person)
+    obstacles.sweep = pred & near & across
+    if ref is not None:
+        # Lane following: an agent moving along the lanes keeps to them; only its velocity
+        # along the path direction is extrapolated (a tracked centroid drifts sideways as a
+        # vehicle's visible outline changes, and that drift would put oncoming traffic into
+        # the ego lane within the horizon).
+        tx, ty = np.cos(th), np.sin(th)
+        along = v[:, 0] * tx + v[:, 1] * ty
+        pv = v.copy()
+        keep = ~across & np.isfinite(d)
+        pv[keep] = np.stack([along * tx, along * ty], axis=1)[keep]
+        obstacles.pred_velocities = pv
 
 
 def segments(obstacles: Obstacles, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -45,6 +45,8 @@ class RulesParams:
     person_max_extent: float
     person_min_height: float
     person_max_bottom: float
+    person_min_extent: float
+    person_max_speed: float
     aircraft_min_extent: float
     stand_lateral: float
     stand_margin: float
@@ -69,6 +71,8 @@ class RulesParams:
             person_max_extent=float(require(r, "person_max_extent")),
             person_min_height=float(require(r, "person_min_height")),
             person_max_bottom=float(require(r, "person_max_bottom")),
+            person_min_extent=float(require(r, "person_min_extent")),
+            person_max_speed=float(require(r, "person_max_speed")),
             aircraft_min_extent=float(require(r, "aircraft_min_extent")),
             stand_lateral=float(require(r, "stand_lateral")),
             stand_margin=float(require(r, "stand_margin")),
@@ -100,7 +104,11 @@ def classify(obstacles: Obstacles, p: RulesParams) -> np.ndarray:
     size = np.maximum(ext[:, 2] - ext[:, 0], ext[:, 3] - ext[:, 1])
     out = np.full(len(size), "object", dtype=object)
     stands = obstacles.bottoms <= p.person_max_bottom  # a person stands on the ground (not a fuselage slice)
-    out[(size <= p.person_max_extent) & (obstacles.heights >= p.person_min_height) & stands] = "person"
+    # One-cell slivers are fragments of sparsely seen vehicles, and a confirmed track faster
+    # than a person runs is a vehicle part.
+    sized = (size <= p.person_max_extent) & (size >= p.person_min_extent)
+    fast = (obstacles.hits >= 3) & (np.hypot(*obstacles.velocities.T) > p.person_max_speed)
+    out[sized & (obstacles.heights >= p.person_min_height) & stands & ~fast] = "person"
     out[size >= p.aircraft_min_extent] = "aircraft"
     return out
 
