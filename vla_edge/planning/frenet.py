@@ -326,16 +326,26 @@ class FrenetPlanner:
             # Body edge must stay on the drivable corridor (or not leave it further).
             "corridor": corridor_excess(c["d"], c["d0"], p.corridor) > p.corridor.tolerance,
         }
-        if speed_cap is not None and rules is not None:
-            from vla_edge.planning.rules import allowed_speed
-
-            lim = allowed_speed(speed_cap[0], speed_cap[1], c["s"][:, 1:], self.t[1:], v0, rules)
-            fails["speed_rule"] = (c["speed"][:, 1:] > lim).any(1)
         ok = np.ones(n, dtype=bool)
         for bad in fails.values():
             ok &= ~bad
         rejected = {"lon_prefilter": c["n_prefiltered"]}
         rejected.update({k: int(np.count_nonzero(v)) for k, v in fails.items()})
+        rule_bad = np.zeros(n, dtype=bool)
+        if rules is not None and obstacles is not None:
+            from vla_edge.planning.rules import passing_blocked
+
+            why = passing_blocked(obstacles, ref, rules, p.corridor.right)
+            if why:  # stay in the own lane (or come back), keep the other lane free
+                wide = (c["d1"] > rules.pass_offset) & (c["d1"] > c["d0"] + 0.1)
+                rejected[f"pass_{why}"] = int(np.count_nonzero(wide & ok))
+                ok &= ~wide
+        if speed_cap is not None and rules is not None:
+            from vla_edge.planning.rules import allowed_speed
+
+            lim = allowed_speed(speed_cap[0], speed_cap[1], c["s"][:, 1:], self.t[1:], v0, rules)
+            rule_bad = (c["speed"][:, 1:] > lim).any(1)
+            rejected["speed_rule"] = int(np.count_nonzero(rule_bad & ok))
         clearance = np.zeros(n)
         if obstacles is not None and ok.any():
             idx = np.flatnonzero(ok)
@@ -376,6 +386,14 @@ class FrenetPlanner:
         )
         if previous_d1 is not None and np.isfinite(previous_d1):
             cost = cost + p.w_consistency * (c["d1"] - previous_d1) ** 2
+        # Speed rules are hard unless no safe candidate keeps them: a limit that appears close
+        # ahead (a person stepping into view) is then met by braking as hard as the feasible
+        # candidates allow, never by an emergency stop.
+        if (ok & ~rule_bad).any():
+            ok &= ~rule_bad
+        elif ok.any() and rule_bad.any():
+            rejected["speed_rule_relaxed"] = 1
+            cost = cost + 100.0 * c["v1"]
         n_ok = int(np.count_nonzero(ok))
         if n_ok == 0:
             return FrenetResult(None, c["n_total"], 0, rejected)

@@ -277,10 +277,10 @@ class Obstacles:
         """Moving clusters as capsules containing their cells: centre, half axis, radius, velocity.
 
         The capsule of an axis-aligned box with half extents ``a >= b`` has its axis along the
-        long side, half length ``a - b`` and radius ``b * sqrt(2)``: it contains the whole box
-        (corners included) but, unlike the disc round the centroid, does not spread a long
-        vehicle's length sideways (an oncoming 5 m car in the next lane no longer covers the
-        ego lane).
+        long side, half length ``a`` and radius ``b``: it contains the whole box (a corner is
+        ``b`` from the axis end) and is exactly as wide as the box, so a vehicle passing in the
+        next lane is not widened sideways (the ends overshoot by ``b`` instead); unlike the
+        disc round the centroid it does not spread a long vehicle's length sideways.
 
         Returns:
             ``(centre [M, 2], half_axis [M, 2], radius [M], velocity [M, 2])``.
@@ -293,9 +293,9 @@ class Obstacles:
         along_x = half[:, 0] >= half[:, 1]
         a, b = half.max(axis=1), half.min(axis=1)
         axis = np.zeros_like(half)
-        axis[along_x, 0] = (a - b)[along_x]
-        axis[~along_x, 1] = (a - b)[~along_x]
-        return centre, axis, b * np.sqrt(2.0), vel
+        axis[along_x, 0] = a[along_x]
+        axis[~along_x, 1] = a[~along_x]
+        return centre, axis, b, vel
 
     def summary(self, max_clusters: int = 200) -> dict[str, Any]:
         """JSON-safe description for markers, metrics and the decision record."""

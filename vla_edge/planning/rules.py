@@ -11,6 +11,11 @@ airport map here, so zones are recognised from what the LiDAR sees along the ref
 * ``near_personnel`` - a person-sized cluster within ``personnel_lateral`` of the path ahead:
   the limit applies from ``personnel_before`` before it to ``personnel_after`` past it.
 
+**Passing**: the ego may move its body across the centre line (end offset above
+``pass_offset``) only when :func:`passing_blocked` finds no oncoming agent ahead and, with
+``overtake_moving`` false, no moving lead to overtake (the 60 m LiDAR region of interest
+cannot show the other lane clear for the ~8 s an overtake of a slow tug takes).
+
 **Aircraft have right of way**: aircraft-sized clusters keep the largest clearance (their
 cells are inflated by ``clearance.aircraft`` more) and are never passed closer; a pushback
 into the road is static occupancy plus that clearance, so the ego waits. **Minimum lateral
@@ -56,6 +61,9 @@ class RulesParams:
     apron_offset: float
     rule_decel: float
     tolerance: float
+    pass_offset: float
+    overtake_moving: bool
+    oncoming_check: float
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> RulesParams:
@@ -82,6 +90,9 @@ class RulesParams:
             apron_offset=float(require(r, "apron_offset")),
             rule_decel=float(require(r, "rule_decel")),
             tolerance=float(require(r, "tolerance")),
+            pass_offset=float(require(r, "pass_offset")),
+            overtake_moving=bool(require(r, "overtake_moving")),
+            oncoming_check=float(require(r, "oncoming_check")),
         )
         for k, v in out.zone_speed.items():
             if not 0.5 <= v <= 30.0:
@@ -179,3 +190,29 @@ def allowed_speed(
     ``rule_decel`` (brake towards a limit that appeared, no emergency stop), plus the tolerance.
     """
     return np.maximum(np.interp(s, cap_s, cap_v), v0 - p.rule_decel * t) + p.tolerance
+
+
+def passing_blocked(obstacles: Obstacles | None, ref: ReferencePath, p: RulesParams, lane_half: float) -> str:
+    """Why the ego may not move into the other lane now ('' when it may).
+
+    * ``oncoming``: a tracked agent moving against the path direction in the other lane
+      within ``oncoming_check`` ahead (the other lane is not shown clear);
+    * ``moving_lead``: with ``overtake_moving`` false, a tracked agent moving along the
+      ego lane ahead (no overtaking of moving vehicles; passing parked ones is allowed).
+    """
+    if obstacles is None or not obstacles.n_clusters:
+        return ""
+    m = obstacles.predicted_mask()
+    if not m.any():
+        return ""
+    s0, _ = ref.ego_frenet()
+    s, d = ref.to_frenet(obstacles.centroids[m])
+    _, _, th, _ = ref.interpolate(s)
+    v = obstacles.velocities[m]
+    along = v[:, 0] * np.cos(th) + v[:, 1] * np.sin(th)
+    ahead = (s > s0 - 5.0) & (s < s0 + p.oncoming_check)
+    if np.any(ahead & (along < -0.5) & (d > 0.0) & (d < 3.0 * lane_half)):
+        return "oncoming"
+    if not p.overtake_moving and np.any(ahead & (s > s0) & (along > 0.5) & (np.abs(d) < lane_half)):
+        return "moving_lead"
+    return ""
