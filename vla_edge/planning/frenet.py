@@ -336,7 +336,9 @@ class FrenetPlanner:
             from vla_edge.planning.rules import passing_blocked
 
             why = passing_blocked(obstacles, ref, rules, p.corridor.right)
-            if why:  # stay in the own lane (or come back), keep the other lane free
+            # Only before a pass starts: once the ego is half way out, the collision and TTC
+            # checks against the predicted oncoming traffic decide whether to go on.
+            if why and c["d0"] < 0.5 * rules.pass_offset:  # stay in the own lane
                 wide = (c["d1"] > rules.pass_offset) & (c["d1"] > c["d0"] + 0.1)
                 rejected[f"pass_{why}"] = int(np.count_nonzero(wide & ok))
                 ok &= ~wide

@@ -209,10 +209,13 @@ def passing_blocked(obstacles: Obstacles | None, ref: ReferencePath, p: RulesPar
     s, d = ref.to_frenet(obstacles.centroids[m])
     _, _, th, _ = ref.interpolate(s)
     v = obstacles.velocities[m]
+    hits = obstacles.hits[m]
     along = v[:, 0] * np.cos(th) + v[:, 1] * np.sin(th)
     ahead = (s > s0 - 5.0) & (s < s0 + p.oncoming_check)
-    if np.any(ahead & (along < -0.5) & (d > 0.0) & (d < 3.0 * lane_half)):
+    # Confirmed tracks only (fragments of parked objects flicker with spurious velocities).
+    if np.any(ahead & (hits >= 5) & (along < -1.0) & (d > 0.0) & (d < 3.0 * lane_half)):
         return "oncoming"
-    if not p.overtake_moving and np.any(ahead & (s > s0) & (along > 0.5) & (np.abs(d) < lane_half)):
+    lead = ahead & (s > s0) & (hits >= 10) & (along > 1.0) & (np.abs(d) < lane_half)
+    if not p.overtake_moving and np.any(lead):
         return "moving_lead"
     return ""
