@@ -57,7 +57,7 @@ def test_kalman_track_converges_and_new_tracks_are_uncertain():
 
 def test_crossing_person_is_swept_and_the_plan_stops_before_its_way():
     # Crew walking across the road 14 m ahead at 1.4 m/s, from the right shoulder.
-    cyc, dec = _run([(14.0, -4.0, 0.0, 1.4, 0.5, 0.6, 1.8)], 4.0, 8)
+    _, dec = _run([(14.0, -4.0, 0.0, 1.4, 0.5, 0.6, 1.8)], 4.0, 8)
     ob = dec.obstacles
     pred = np.flatnonzero(ob.predicted_mask())
     assert len(pred) and ob.sweep[pred].any()  # crossing hypothesis
@@ -97,7 +97,7 @@ def test_classes_from_shape_and_height():
 def test_rules_config_is_checked():
     cfg = copy.deepcopy(load_planning_config())
     cfg["planner"]["rules"]["zones"]["near_stand"] = 50.0
-    with pytest.raises(ConfigError, match="planner.rules.zones.near_stand"):
+    with pytest.raises(ConfigError, match=r"planner\.rules\.zones\.near_stand"):
         RulesParams.from_config(cfg)
     del cfg["planner"]["rules"]["clearance"]["person"]
     with pytest.raises(ConfigError, match="person"):
