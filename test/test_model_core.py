@@ -201,9 +201,7 @@ def test_smooth_output_is_the_arbiters_fit() -> None:
     t = cfg.dt * np.arange(1, cfg.num_poses + 1)
     raw = np.stack([6.0 * t + rng.normal(0, 0.4, len(t)), rng.normal(0, 0.4, len(t)), np.zeros(len(t))], 1)
     v, a, r = 6.0, 0.5, 0.1
-    ego = torch.tensor(
-        [[v / cfg.spec.ego_scale[0], a / cfg.spec.ego_scale[1], r / cfg.spec.ego_scale[2], 0, 0, 0]]
-    )
+    ego = torch.tensor([[v / cfg.spec.ego_scale[0], a / cfg.spec.ego_scale[1], r / cfg.spec.ego_scale[2], 0, 0, 0]])
     out = layer(torch.tensor(raw, dtype=torch.float32)[None, None], ego)[0, 0].numpy()
     sc = cfg.smoothing
     params = SmoothingParams(True, "jerk_ls", sc["jerk_weight"], sc["accel_weight"], 1.0, 0.5)

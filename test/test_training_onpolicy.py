@@ -26,14 +26,7 @@ def small_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     train = yaml.safe_load((cdir / "train.yaml").read_text())
     train["train"].update(batch_size=4, val_every=1000, ckpt_every=1000, warmup_steps=1, val_max_frames=8)
     train["onpolicy"].update(
-        scenarios=[2],
-        seconds=3.0,
-        stride=3,
-        eval_scenarios=1,
-        eval_seconds=2.0,
-        workers=1,
-        minutes=[0],
-        epochs=1,
+        scenarios=[2], seconds=3.0, stride=3, eval_scenarios=1, eval_seconds=2.0, workers=1, minutes=[0], epochs=1
     )
     (cdir / "train.yaml").write_text(yaml.safe_dump(train))
     monkeypatch.setenv("VLA_EDGE_CONFIG_DIR", str(cdir))
@@ -43,9 +36,7 @@ def small_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _run(workdir: Path, iterations: int) -> int:
     from training.cli import main
 
-    return main(
-        ["onpolicy", "--workdir", str(workdir), "--iterations", str(iterations), "--cpu", "--no-export"]
-    )
+    return main(["onpolicy", "--workdir", str(workdir), "--iterations", str(iterations), "--cpu", "--no-export"])
 
 
 def test_aggregates_expert_labelled_student_states_and_resumes(small_config: Path, tmp_path: Path) -> None:
@@ -83,9 +74,7 @@ def test_sparse_batch_equals_runtime_inputs(small_config: Path) -> None:
 
     spec = PillarSpec.from_config(load_config("model"))
     rng = np.random.default_rng(0)
-    clouds = [
-        rng.uniform([-20, -20, -2, 0], [20, 20, 2, 255], (n, 4)).astype(np.float32) for n in (3000, 10, 0)
-    ]
+    clouds = [rng.uniform([-20, -20, -2, 0], [20, 20, 2, 255], (n, 4)).astype(np.float32) for n in (3000, 10, 0)]
     q = [quantise_points(c, spec) for c in clouds]
     counts = np.array([len(x) for x in q])
     frames = SparseFrames(
