@@ -6,7 +6,7 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 VENV ?= .venv
 PYTEST_ARGS ?= -n 2 --timeout 600
 
-.PHONY: demo test test-jazzy lint format colcon bench clean help
+.PHONY: demo test test-jazzy lint format colcon bench safety clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -41,6 +41,15 @@ colcon:  ## prove the package builds as an ament_python package and the share fi
 bench:  ## run the CPU benchmarks (prints ratios)
 	@scripts/bootstrap.sh ros,train,dev
 	for b in bench/bench_*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+# Safety suite (docs/safety.md): 200 scenarios, mixed difficulty, every family, Frenet alone and the stack.
+SAFETY_SEED ?= 77
+SAFETY_WORKERS ?= 2
+safety:  ## run the 200-scenario safety suite (Frenet alone + stack), JSON + HTML in runs/safety/
+	@scripts/bootstrap.sh ros
+	mkdir -p runs/safety
+	for p in frenet stack; do $(VENV)/bin/vla-edge sim evaluate --suite safety --planner $$p --seed $(SAFETY_SEED) \
+		--workers $(SAFETY_WORKERS) --no-progress --out runs/safety/$$p.json --html runs/safety/$$p.html || exit 1; done
 
 clean:
 	rm -rf build install log .pytest_cache
