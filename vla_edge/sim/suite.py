@@ -206,9 +206,10 @@ class RecordingPlanner:
         self.estops: list[dict[str, Any]] = []
 
     def reset(self, world: World) -> None:
-        """Bind to a new scenario (the pipeline resets itself on the time jump)."""
+        """Bind to a new scenario and forget the previous one's tracks, plans and hysteresis."""
         self.world = world
         self.estops = []
+        self.pipe.cycle.reset()  # stamps move forward between scenarios: no time-jump reset
 
     def __call__(self, frame: Any) -> Any:
         if self.kind == "stack":
