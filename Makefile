@@ -7,7 +7,7 @@ VENV ?= .venv
 # -rs: every skipped test prints its reason (e.g. optional KITTI/nuScenes data, no GPU).
 PYTEST_ARGS ?= -n 2 --timeout 600 -rs
 
-.PHONY: demo test test-jazzy lint format colcon bench soak clean help
+.PHONY: demo test test-jazzy lint format colcon bench soak safety clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -50,6 +50,15 @@ soak:  ## live graph at 10 Hz for SOAK_S s (default 30 min): RSS growth, latency
 	@scripts/bootstrap.sh ros,dev
 	SOAK_S=$(SOAK_S) SOAK_REPORT=soak_report.txt $(VENV)/bin/python -m pytest -p no:randomly -s -n 0 --timeout 0 test/test_soak.py
 	@cat soak_report.txt
+
+# Safety suite (docs/safety.md): 200 scenarios, mixed difficulty, every family, Frenet alone and the stack.
+SAFETY_SEED ?= 77
+SAFETY_WORKERS ?= 2
+safety:  ## run the 200-scenario safety suite (Frenet alone + stack), JSON + HTML in runs/safety/
+	@scripts/bootstrap.sh ros
+	mkdir -p runs/safety
+	for p in frenet stack; do $(VENV)/bin/vla-edge sim evaluate --suite safety --planner $$p --seed $(SAFETY_SEED) \
+		--workers $(SAFETY_WORKERS) --no-progress --out runs/safety/$$p.json --html runs/safety/$$p.html || exit 1; done
 
 clean:  ## remove colcon/pytest build output (build install log .pytest_cache)
 	rm -rf build install log .pytest_cache

@@ -80,7 +80,12 @@ def register(subparsers: Any) -> None:
         "mode drives, no arbiter), stack (student + arbiter), frenet (arbiter without the student); "
         "default expert",
     )
-    e.add_argument("--scenarios", type=int, default=5, help="number of scenarios (default 5)")
+    e.add_argument(
+        "--scenarios",
+        type=int,
+        default=None,
+        help="number of scenarios (default 5; --suite: suite.scenarios)",
+    )
     e.add_argument(
         "--seconds", type=float, default=None, help="seconds per scenario (default harness.seconds)"
     )
@@ -105,6 +110,14 @@ def register(subparsers: Any) -> None:
         help="leave Frame.points empty (fast; only for planners that do not use the LiDAR, e.g. expert)",
     )
     e.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    e.add_argument(
+        "--suite",
+        default=None,
+        choices=["safety"],
+        help="safety: the safety suite (all families, 'mixed' difficulty, --scenarios default "
+        "suite.scenarios = 200, contacts judged at-fault or not, e-stop causes; see docs/safety.md)",
+    )
+    e.add_argument("--html", type=Path, default=None, help="--suite: write the HTML report (BEV plots) here")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument(
         "--workers", type=int, default=1,
@@ -313,6 +326,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from vla_edge.config import load_config
 
     sim_cfg = load_config("sim")
+    if args.suite == "safety":
+        from vla_edge.sim.suite import run_safety_suite, table, write_report
+
+        res = run_safety_suite(
+            args.planner,
+            int(args.scenarios or sim_cfg["suite"]["scenarios"]),
+            args.seed,
+            difficulty=args.difficulty or "mixed",
+            seconds=args.seconds,
+            workers=args.workers,
+            families=args.family,
+            config=args.config,
+            engine=args.engine,
+            backend=args.backend,
+            progress=not args.no_progress,
+        )
+        print(table(res))
+        write_report(res, args.out, args.html)
+        return 0
+    if args.scenarios is None:
+        args.scenarios = 5
     if args.workers == 1:
         from vla_edge.sim.harness import run_suite
 

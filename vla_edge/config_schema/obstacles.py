@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vla_edge.config_schema._base import AnyFloat, Count, Frac, NonNeg, NonNegInt, Pos, Section, ordered
+from vla_edge.config_schema._base import AnyFloat, Count, NonNeg, NonNegInt, Pos, Section, ordered
 
 
 class Box(Section):
@@ -28,6 +28,7 @@ class Grid(Section):
 
 class Clusters(Section):
     min_cells: Count
+    min_points: Count
 
 
 class Inflation(Section):
@@ -38,7 +39,9 @@ class Inflation(Section):
 class Tracking(Section):
     gate: Pos
     max_dt: Pos
-    smoothing: Frac
+    measurement_noise: Pos
+    accel_noise: Pos
+    initial_speed_std: Pos
     static_speed: NonNeg
     min_hits: NonNegInt
     max_moving_extent: Pos

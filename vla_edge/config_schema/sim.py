@@ -103,6 +103,8 @@ class Expert(Section):
     agent_accel_max: NonNeg
     agent_decel: Pos
     ttc_check: NonNeg
+    stand_lateral: Pos
+    stand_speed: Pos
 
 
 class Agents(Section):
@@ -132,7 +134,11 @@ class Ground(Section):
     zone_paint: Frac
 
 
-Family = Literal["empty_road", "crossing_cart", "crew_stepping_out", "blocked_lane", "narrow_pass"]
+Family = Literal[
+    "empty_road", "crossing_cart", "crew_stepping_out", "blocked_lane", "narrow_pass",  # default suite
+    "pushback", "slow_lead", "crew_occluded", "debris_in_lane", "stand_approach", "intersection",
+    "lidar_degraded",  # safety suite (vla_edge/sim/scenarios.py SAFETY_FAMILIES)
+]  # fmt: skip
 
 
 class Scenario(Section):
@@ -159,6 +165,26 @@ class Scenario(Section):
     narrow_left_cones: NonNegPair
     crossing_slack: Pair
     crew_pause: NonNegPair
+    # safety-suite families (vla_edge/sim/families.py): [easy, hard] unless noted
+    pushback_gap: NonNegPair
+    pushback_intrusion: NonNegPair
+    pushback_speed: NonNegPair
+    pushback_trigger: NonNegPair
+    slow_lead_speed: NonNegPair
+    slow_lead_gap: NonNegPair
+    occluded_crew_offset: NonNegPair
+    occluded_trigger: NonNegPair
+    debris_intrusion: NonNegPair
+    debris_size: Annotated[list[Pos], Field(min_length=3, max_length=3)]
+    stand_gap: NonNegPair
+    stand_crew: NonNegPair
+    intersection_slack: Pair
+    lidar_range_noise: NonNegPair
+    lidar_dropout: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    lidar_rain_clutter: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    lidar_rain_range: NonNegPair
+    lidar_blocked_from_deg: rng(ge=-360, le=360)
+    lidar_blocked_width_deg: NonNegPair
 
 
 class LidarPreset(Section):
@@ -221,6 +247,21 @@ class Harness(Section):
     comfort: Comfort
 
 
+class SuiteFault(Section):
+    stopped_speed: NonNeg
+    comfort_decel: Pos
+    reaction_time: NonNeg
+    path_margin: NonNeg
+
+
+class Suite(Section):
+    scenarios: Count
+    seconds: Pos
+    ci_scenarios: Count
+    ci_seconds: Pos
+    fault: SuiteFault
+
+
 class SimFile(Section):
     time: Time
     frames: Frames
@@ -236,3 +277,4 @@ class SimFile(Section):
     camera: Camera
     reference_path: ReferencePath
     harness: Harness
+    suite: Suite

@@ -31,6 +31,7 @@ from vla_edge.planning.emergency import EmergencyParams, emergency_stop, stop_pr
 from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resample, trajectory_profile
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
+from vla_edge.planning.rules import RulesParams, allowed_speed
 from vla_edge.planning.smoothing import SmoothingParams, smooth_student
 from vla_edge.types import EgoState, Trajectory, trajectory_to_json
 
@@ -207,6 +208,7 @@ class ArbiterInputs:
         ego_valid: False when the frame's ego state was unusable (NaN, implausible).
         stale_inputs: Names of inputs the frame flags as stale.
         input_reasons: Reason codes from input sanitation (ego state, reference path...).
+        speed_cap: Airside-rule speed cap ``(s grid, v)`` along ``ref`` (``rules.speed_cap``).
     """
 
     stamp: float
@@ -229,6 +231,7 @@ class ArbiterInputs:
     input_reasons: list[str] = field(default_factory=list)
     ego_pose_odom: tuple[float, float, float] | None = None
     ego_valid: bool = True
+    speed_cap: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def kinematic_checks(name: str, traj: Trajectory, v0: float, p: ArbiterParams) -> dict[str, CheckResult]:
@@ -263,6 +266,7 @@ class Arbiter:
         self.student_streak = 0
         self.release_streak = 0
         self.hold_count = 0
+        self.rules: RulesParams | None = None  # set by PlanningCycle: enables the speed_rule check
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Arbiter:
@@ -315,6 +319,17 @@ class Arbiter:
                 out[f"{name}.lateral_deviation"] = at_most(dev, p.max_lateral_deviation)
                 edge = ck.corridor_check(traj, inp.ref, p.corridor)
                 out[f"{name}.corridor"] = at_most(edge, p.corridor.tolerance)
+        if name == "student" and self.rules is not None and inp.speed_cap is not None and inp.ref is not None:
+            # Airside speed rules: over the cap only while braking towards it (rules.py); the
+            # Frenet planner filters its candidates with the same rule.
+            s_pose, _ = inp.ref.project_trajectory(traj.poses[:, :2])
+            prof = trajectory_profile(traj, p.min_speed_for_curvature)
+            v = prof.speed[: len(s_pose)]
+            lim = allowed_speed(
+                *inp.speed_cap, s_pose[: len(v)], traj.times[: len(v)], float(inp.ego.v), self.rules
+            )
+            over = v - lim
+            out[f"{name}.speed_rule"] = at_most(ck.max_of(over) if over.size else (0.0, -1), 0.0)
         if continuity:
             out[f"{name}.continuity"] = at_most(
                 ck.continuity(traj, inp.previous, p.continuity_window), p.max_position_jump

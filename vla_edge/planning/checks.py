@@ -24,6 +24,8 @@ Measured = tuple[float, int]
 
 #: Stand-in for "unbounded" so that every reported value stays JSON-safe and finite.
 BIG = 1e9
+#: Poses within this distance (m) of the ego's current position are "standing still".
+STILL_RADIUS = 0.1
 
 
 def finite_value(v: float) -> float:
@@ -138,8 +140,9 @@ def collision_levels(
     """Per-pose collision of the footprint, for several extra clearances at once.
 
     A pose collides when a footprint circle centre lies in a static cell inflated by the
-    footprint radius + margin (+ ``extra``), or within the predicted (constant-velocity)
-    capsule of a moving cluster (:meth:`Obstacles.moving_capsules`) grown by the same amount.
+    footprint radius + margin (+ ``extra``), or within the predicted occupancy of a predicted
+    cluster at the pose's time (``prediction.segments``: constant velocity with growing
+    uncertainty, swept under the crossing hypothesis) grown by the same amount.
 
     Args:
         x, y, yaw: Poses of shape ``[..., T]`` (ego frame).
@@ -154,31 +157,32 @@ def collision_levels(
     cx, cy = footprint.centres(x, y, yaw)
     codes = np.bitwise_or.reduce(obstacles.codes_at(cx, cy, extras), axis=-1)  # any circle
     masks = [((codes >> i) & 1).astype(bool) for i in range(len(extras))]
-    cen, axis, rad, vel = obstacles.moving_capsules()
-    if not len(cen):
+    from vla_edge.planning.prediction import segments
+
+    if not np.any(obstacles.predicted_mask()):
         return masks
-    half_len = np.hypot(axis[:, 0], axis[:, 1])
-    reach = half_len + rad + obstacles.inflation_radius + max(extras)  # [M]
-    px = cen[:, 0, None] + vel[:, 0, None] * t  # [M, T] predicted capsule centres
-    py = cen[:, 1, None] + vel[:, 1, None] * t
+    a, b, r = segments(obstacles, t)  # [M, T, 2], [M, T, 2], [M, T]
+    grow = obstacles.inflation_radius + max(extras)
+    lo = np.minimum(a, b) - (r + grow)[..., None]  # [M, T, 2] bounding boxes of the capsules
+    hi = np.maximum(a, b) + (r + grow)[..., None]
     # Prune: only (cluster, step) pairs whose capsule meets the box spanned by all footprint
     # circles at that step are evaluated, so many (or mis-tracked) clusters stay cheap.
     axes = (*range(cx.ndim - 2), cx.ndim - 1)  # all but the time axis
     bx0, bx1 = cx.min(axis=axes), cx.max(axis=axes)  # [T]
     by0, by1 = cy.min(axis=axes), cy.max(axis=axes)
-    near = (px + reach[:, None] >= bx0) & (px - reach[:, None] <= bx1)
-    near &= (py + reach[:, None] >= by0) & (py - reach[:, None] <= by1)
+    near = (hi[..., 0] >= bx0) & (lo[..., 0] <= bx1) & (hi[..., 1] >= by0) & (lo[..., 1] <= by1)
     for m in np.flatnonzero(near.any(axis=1)):
         steps = np.flatnonzero(near[m])
-        dx = cx[..., steps, :] - px[m, steps, None]
-        dy = cy[..., steps, :] - py[m, steps, None]
-        ux, uy = axis[m]
-        if half_len[m] > 0.0:  # distance to the capsule's axis segment
-            k = np.clip((dx * ux + dy * uy) / half_len[m] ** 2, -1.0, 1.0)
-            dx, dy = dx - k * ux, dy - k * uy
+        ax, ay = a[m, steps, 0], a[m, steps, 1]
+        ux, uy = b[m, steps, 0] - ax, b[m, steps, 1] - ay  # [k]
+        len2 = np.maximum(ux**2 + uy**2, 1e-12)
+        dx = cx[..., steps, :] - ax[:, None]
+        dy = cy[..., steps, :] - ay[:, None]
+        k = np.clip((dx * ux[:, None] + dy * uy[:, None]) / len2[:, None], 0.0, 1.0)
+        dx, dy = dx - k * ux[:, None], dy - k * uy[:, None]
         d2 = (dx**2 + dy**2).min(-1)
         for i, e in enumerate(extras):
-            masks[i][..., steps] |= d2 < (rad[m] + obstacles.inflation_radius + e) ** 2
+            masks[i][..., steps] |= d2 < (r[m, steps] + obstacles.inflation_radius + e) ** 2
     return masks
 
 
@@ -203,6 +207,10 @@ def collision_and_ttc(
     """:func:`collision` and :func:`time_to_collision` from one footprint lookup."""
     p, t = traj.poses, traj.times
     hit, near = collision_levels(p[:, 0], p[:, 1], p[:, 2], t, obstacles, footprint, (0.0, buffer))
+    # Standing where the ego already is cannot be made safer by braking (it is what the
+    # emergency stop does): such poses are exempt, so a stop plan is not rejected for it.
+    still = np.hypot(p[:, 0], p[:, 1]) < STILL_RADIUS
+    hit, near = hit & ~still, near & ~still
     n = int(np.count_nonzero(hit))
     coll = (float(n), int(np.argmax(hit)) if n else -1)
     if not near.any():

@@ -24,14 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.config import load_planning_sections
+from vla_edge.config import load_planning_sections, require
 from vla_edge.errors import ConfigError, PlanningError
 from vla_edge.planning.arbiter import Arbiter, ArbiterDecision, ArbiterInputs, ArbiterParams
 from vla_edge.planning.emergency import stop_profile, straight_stop
 from vla_edge.planning.frenet import FrenetParams, FrenetPlanner
 from vla_edge.planning.kinematics import reanchor, se2_apply, se2_inverse_apply, shift_trajectory
 from vla_edge.planning.obstacles import Footprint, ObstacleParams, Obstacles, extract_obstacles
+from vla_edge.planning.prediction import PredictionParams, annotate
 from vla_edge.planning.reference_path import ReferencePath, ReferencePathParams
+from vla_edge.planning.rules import RulesParams, classify, speed_cap
 from vla_edge.planning.tracking import ClusterTracker, TrackingParams
 from vla_edge.types import EgoState, Frame, Trajectory
 
@@ -86,6 +88,8 @@ class PreparedFrame:
     frenet_reason: str = ""
     timing: dict[str, float] = field(default_factory=dict)
     error: Exception | None = None
+    speed_cap: tuple[np.ndarray, np.ndarray] | None = None
+    zones: dict[str, float] = field(default_factory=dict)
 
 
 class PlanningCycle:
@@ -97,8 +101,13 @@ class PlanningCycle:
         self.obstacle_params = ObstacleParams.from_config(cfg)
         self.ref_params = ReferencePathParams.from_config(cfg)
         self.tracker = ClusterTracker(TrackingParams.from_config(cfg))
+        self.prediction = PredictionParams.from_config(cfg)
+        self.rules = RulesParams.from_config(cfg)
+        # "Near the lane" is measured from the ego's lane, whose half width is the corridor's right side.
+        self.lane_half = float(require(cfg, "arbiter", "corridor", "right_width", where="arbiter.yaml"))
         self.planner = FrenetPlanner(FrenetParams.from_config(cfg), self.footprint)
         self.arbiter = Arbiter(ArbiterParams.from_config(cfg), self.footprint)
+        self.arbiter.rules = self.rules
         if abs(self.planner.params.dt - self.arbiter.params.dt) > 1e-9:
             raise ConfigError("planner.dt must equal arbiter.dt (the published step)")
         self.dt = self.arbiter.params.dt
@@ -287,6 +296,20 @@ class PlanningCycle:
         timing["reference_path"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
+        cap = None
+        zones: dict[str, float] = {}
+        if obstacles is not None:  # classes -> predicted occupancy -> inflation (per-class clearance)
+            obstacles.classes = classify(obstacles, self.rules)
+            annotate(obstacles, ref, self.prediction, self.lane_half)
+            obstacles.clearance = dict(self.rules.clearance)
+            obstacles.inflate(self.footprint.radius + self.obstacle_params.margin)
+        if ref is not None:
+            s_max = ref.ego_frenet()[0] + self.rules.zone_speed["service_road"] * self.planner.params.horizon
+            cap_s, cap_v, zones = speed_cap(obstacles, ref, self.rules, s_max + 10.0)
+            cap = (cap_s, cap_v)
+        timing["prediction"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
         frenet = summary = None
         frenet_reason = ""
         if ref is None:
@@ -298,7 +321,7 @@ class PlanningCycle:
         else:
             plan_ego = self._planning_start(ego, pose, stamp)
             with np.errstate(all="ignore"):
-                result = self.planner.plan(ref, plan_ego, obstacles, stamp, self._prev_d1)
+                result = self.planner.plan(ref, plan_ego, obstacles, stamp, self._prev_d1, cap, self.rules)
             frenet, summary = result.trajectory, result.summary()
             if frenet is None:
                 frenet_reason = "frenet_no_feasible_candidate"
@@ -317,6 +340,8 @@ class PlanningCycle:
             summary=summary,
             frenet_reason=frenet_reason,
             timing=timing,
+            speed_cap=cap,
+            zones=zones,
         )
 
     def _decide(
@@ -369,6 +394,7 @@ class PlanningCycle:
             input_reasons=reasons,
             ego_pose_odom=pose,
             ego_valid=prep.ego_ok,
+            speed_cap=prep.speed_cap,
         )
         decision = self.arbiter.decide(inp)
         timing["arbiter"] = (time.perf_counter() - t) * 1e3
@@ -410,8 +436,7 @@ class PlanningCycle:
             self.tracker.update(obstacles, pose)
         else:
             self.tracker.reset()
-        obstacles.inflate(self.footprint.radius + self.obstacle_params.margin)
-        return obstacles
+        return obstacles  # inflated in _prepare once the classes and predictions are known
 
     def _reference(self, frame: Frame, reasons: list[str]) -> ReferencePath | None:
         if "reference_path" in frame.stale:

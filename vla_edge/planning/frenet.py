@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.config import require
-from vla_edge.planning.checks import Corridor, collision_levels, corridor_excess
+from vla_edge.planning.checks import STILL_RADIUS, Corridor, collision_levels, corridor_excess
 from vla_edge.planning.kinematics import profile
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
@@ -60,6 +60,7 @@ class FrenetParams:
     ttc_buffer: float
     ttc_min: float
     corridor: Corridor
+    terminal_decel: float
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> FrenetParams:
@@ -98,6 +99,7 @@ class FrenetParams:
             ttc_buffer=float(require(cfg, "arbiter", "collision", "ttc_buffer", where="arbiter.yaml")),
             ttc_min=float(require(cfg, "arbiter", "collision", "ttc_min", where="arbiter.yaml")),
             corridor=Corridor.from_config(cfg),
+            terminal_decel=float(require(p, "terminal_decel")),
         )
 
     @property
@@ -274,7 +276,7 @@ class FrenetPlanner:
         return {
             "x": x, "y": y, "yaw": yaw, "speed": speed, "d": D, "d0": float(lat[0]),
             "jerk_int": jerk2.sum(axis=1) * p.dt,
-            "d1": p.offsets[di], "v1": p.speeds[vi], "T": p.horizons[hi],
+            "d1": p.offsets[di], "v1": p.speeds[vi], "T": p.horizons[hi], "s": s[lon_idx],
             "n_total": nd * nv * nh, "n_prefiltered": nd * int(np.count_nonzero(~lon_ok)),
         }  # fmt: skip
 
@@ -285,6 +287,8 @@ class FrenetPlanner:
         obstacles: Obstacles | None,
         stamp: float,
         previous_d1: float | None = None,
+        speed_cap: tuple[np.ndarray, np.ndarray] | None = None,
+        rules: Any = None,
     ) -> FrenetResult:
         """Best feasible candidate for the ego on ``ref`` among ``obstacles``.
 
@@ -294,6 +298,8 @@ class FrenetPlanner:
             obstacles: Inflated obstacles, or None for an empty scene.
             stamp: Stamp of the ego frame (seconds) for the output trajectory.
             previous_d1: End offset chosen in the previous cycle (consistency cost), if any.
+            speed_cap: Airside-rule cap ``(s grid, v)`` along ``ref`` (``rules.speed_cap``).
+            rules: :class:`~vla_edge.planning.rules.RulesParams` (needed with ``speed_cap``).
 
         Returns:
             :class:`FrenetResult`; ``trajectory`` is None when nothing is feasible.
@@ -308,9 +314,9 @@ class FrenetPlanner:
         xy = np.stack([c["x"], c["y"]], axis=-1).astype(np.float32)
         prof = profile(xy, c["yaw"].astype(np.float32), p.dt, p.min_speed_for_curvature)
         v0 = max(float(ego.v), 0.0)
-        speed_cap = max(p.max_speed, v0) + 0.1
+        v_top = max(p.max_speed, v0) + 0.1
         fails = {
-            "speed": (prof.speed > speed_cap).any(1) | (prof.speed < p.min_speed).any(1),
+            "speed": (prof.speed > v_top).any(1) | (prof.speed < p.min_speed).any(1),
             "lon_accel": (prof.accel > p.max_accel + 1e-6).any(1) | (prof.accel < -p.max_decel - 1e-6).any(1),
             "jerk": (np.abs(prof.jerk) > p.max_jerk).any(1),
             "lat_accel": (np.abs(prof.lat_accel) > p.max_lat_accel).any(1),
@@ -325,20 +331,40 @@ class FrenetPlanner:
             ok &= ~bad
         rejected = {"lon_prefilter": c["n_prefiltered"]}
         rejected.update({k: int(np.count_nonzero(v)) for k, v in fails.items()})
+        rule_bad = np.zeros(n, dtype=bool)
+        if rules is not None and obstacles is not None:
+            from vla_edge.planning.rules import passing_blocked
+
+            why = passing_blocked(obstacles, ref, rules, p.corridor.right)
+            # Only before a pass starts: once the ego is half way out, the collision and TTC
+            # checks against the predicted oncoming traffic decide whether to go on.
+            if why and c["d0"] < 0.5 * rules.pass_offset:  # stay in the own lane
+                wide = (c["d1"] > rules.pass_offset) & (c["d1"] > c["d0"] + 0.1)
+                rejected[f"pass_{why}"] = int(np.count_nonzero(wide & ok))
+                ok &= ~wide
+        if speed_cap is not None and rules is not None:
+            from vla_edge.planning.rules import allowed_speed
+
+            lim = allowed_speed(speed_cap[0], speed_cap[1], c["s"][:, 1:], self.t[1:], v0, rules)
+            rule_bad = (c["speed"][:, 1:] > lim).any(1)
+            rejected["speed_rule"] = int(np.count_nonzero(rule_bad & ok))
         clearance = np.zeros(n)
         if obstacles is not None and ok.any():
             idx = np.flatnonzero(ok)
             x, y, yaw, t = c["x"][idx, 1:], c["y"][idx, 1:], c["yaw"][idx, 1:], self.t[1:]
             hit, near = collision_levels(x, y, yaw, t, obstacles, self.footprint, (0.0, p.ttc_buffer))
+            still = np.hypot(x, y) < STILL_RADIUS  # standing where the ego is (checks.py)
+            hit, near = hit & ~still, near & ~still
             hit = hit.any(axis=1)
             # Same TTC rule as the arbiter: buffered contact must not come before ttc_min.
             first = np.where(near.any(axis=1), t[np.argmax(near, axis=1)], np.inf)
             too_close = first < p.ttc_min
             # Terminal check: from the last pose the vehicle must be able to brake to a stop
-            # (vehicle max_decel) straight ahead without hitting anything (no receding-horizon
-            # trap where every cycle postpones braking until it is too late).
+            # at the comfortable terminal_decel straight ahead without hitting anything (no
+            # receding-horizon trap where every cycle postpones braking until it is too late;
+            # the gentle rate makes it slow early and smoothly instead of stopping late).
             v_end = np.maximum(c["speed"][idx, -1], 0.0)
-            brake = v_end**2 / (2.0 * p.max_decel)
+            brake = v_end**2 / (2.0 * p.terminal_decel)
             frac = np.linspace(0.2, 1.0, 5)
             yaw_end = yaw[:, -1:]
             bx = x[:, -1:] + np.cos(yaw_end) * brake[:, None] * frac
@@ -362,6 +388,14 @@ class FrenetPlanner:
         )
         if previous_d1 is not None and np.isfinite(previous_d1):
             cost = cost + p.w_consistency * (c["d1"] - previous_d1) ** 2
+        # Speed rules are hard unless no safe candidate keeps them: a limit that appears close
+        # ahead (a person stepping into view) is then met by braking as hard as the feasible
+        # candidates allow, never by an emergency stop.
+        if (ok & ~rule_bad).any():
+            ok &= ~rule_bad
+        elif ok.any() and rule_bad.any():
+            rejected["speed_rule_relaxed"] = 1
+            cost = cost + 100.0 * c["v1"]
         n_ok = int(np.count_nonzero(ok))
         if n_ok == 0:
             return FrenetResult(None, c["n_total"], 0, rejected)

@@ -79,6 +79,7 @@ class ObstacleParams:
     resolution: float
     min_points: int
     min_cells: int
+    cluster_min_points: int
     margin: float
 
     @classmethod
@@ -99,6 +100,7 @@ class ObstacleParams:
             resolution=float(require(o, "grid", "resolution")),
             min_points=int(require(o, "grid", "min_points")),
             min_cells=int(require(o, "clusters", "min_cells")),
+            cluster_min_points=int(require(o, "clusters", "min_points")),
             margin=float(require(o, "inflation", "margin")),
         )
 
@@ -128,6 +130,15 @@ class Obstacles:
         velocities: ``[M, 2]`` absolute velocity in ego axes (m/s), from tracking.
         moving: ``[M]`` True when the cluster is predicted at constant velocity.
         track_ids: ``[M]`` track ids from tracking (-1 when untracked).
+        velocity_std: ``[M]`` velocity standard deviation per axis (m/s) from the Kalman tracks.
+        hits: ``[M]`` associations of the cluster's track so far.
+        heights: ``[M]`` highest obstacle point above the local ground (m).
+        bottoms: ``[M]`` lowest obstacle point above the local ground (m; wings, fuselages float).
+        classes: ``[M]`` ``person`` / ``aircraft`` / ``object`` (``rules.classify``).
+        growth: ``[M]`` rate (m/s) the predicted occupancy grows by (``prediction.annotate``).
+        sweep: ``[M]`` True: crossing hypothesis (may stop anywhere along its way).
+        predicted: ``[M]`` True: in the predicted occupancy, not the static grid.
+        pred_velocities: ``[M, 2]`` velocities the prediction extrapolates (lane following).
         inflated: ``[H, W]`` static cells dilated by ``inflation_radius`` (after ``inflate``).
         inflation_radius: Dilation radius in metres.
         counts: Point counts by stage (``input``, ``roi``, ``obstacle``).
@@ -145,6 +156,16 @@ class Obstacles:
     velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     moving: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    velocity_std: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    heights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bottoms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    growth: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sweep: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    predicted: np.ndarray | None = None
+    pred_velocities: np.ndarray | None = None
+    clearance: dict[str, float] = field(default_factory=dict)
     inflated: np.ndarray | None = None
     inflation_radius: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
@@ -157,6 +178,20 @@ class Obstacles:
             self.moving = np.zeros(m, dtype=bool)
         if len(self.track_ids) != m:
             self.track_ids = -np.ones(m, dtype=np.int64)
+        if len(self.velocity_std) != m:
+            self.velocity_std = np.zeros(m)
+        if len(self.hits) != m:
+            self.hits = np.zeros(m, dtype=np.int64)
+        if len(self.heights) != m:
+            self.heights = np.full(m, np.inf)
+        if len(self.bottoms) != m:
+            self.bottoms = np.zeros(m)
+        if len(self.classes) != m:
+            self.classes = np.full(m, "object", dtype=object)
+        if len(self.growth) != m:
+            self.growth = np.zeros(m)
+        if len(self.sweep) != m:
+            self.sweep = np.zeros(m, dtype=bool)
         self._static: np.ndarray | None = None
         self._grids: dict[float, np.ndarray] = {}
         self._codes: dict[tuple[float, ...], np.ndarray] = {}
@@ -169,13 +204,21 @@ class Obstacles:
     def inflate(self, radius: float) -> None:
         """Build :attr:`inflated` from the cells of the non-moving clusters."""
         self.inflation_radius = float(radius)
+        pred = self.moving if self.predicted is None else self.predicted
         static = self.occupied.copy()
-        if np.any(self.moving):
-            static &= ~np.isin(self.cell_label, np.flatnonzero(self.moving))
+        if np.any(pred):
+            static &= ~np.isin(self.cell_label, np.flatnonzero(pred))
         self._static = static
         self._grids = {}
         self._codes = {}
         self.inflated = dilate(static, radius / self.resolution)
+        # Per-class minimum clearance (rules.yaml-style, arbiter.yaml rules.clearance): the
+        # cells of e.g. aircraft or standing crew are dilated further.
+        for cls, extra in self.clearance.items():
+            sel = np.flatnonzero((self.classes == cls) & ~pred)
+            if extra > 0.0 and len(sel):
+                cells = static & np.isin(self.cell_label, sel)
+                self.inflated |= dilate(cells, (radius + extra) / self.resolution)
 
     def grid(self, extra: float = 0.0) -> np.ndarray:
         """Static grid inflated by ``inflation_radius + extra`` metres (cached per ``extra``)."""
@@ -226,28 +269,33 @@ class Obstacles:
         m = self.moving
         return self.centroids[m], self.velocities[m], self.radii[m]
 
+    def predicted_mask(self) -> np.ndarray:
+        """Clusters in the predicted occupancy (moving, or uncertain per ``prediction.annotate``)."""
+        return self.moving if self.predicted is None else self.predicted
+
     def moving_capsules(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Moving clusters as capsules containing their cells: centre, half axis, radius, velocity.
 
         The capsule of an axis-aligned box with half extents ``a >= b`` has its axis along the
-        long side, half length ``a - b`` and radius ``b * sqrt(2)``: it contains the whole box
-        (corners included) but, unlike the disc round the centroid, does not spread a long
-        vehicle's length sideways (an oncoming 5 m car in the next lane no longer covers the
-        ego lane).
+        long side, half length ``a`` and radius ``b``: it contains the whole box (a corner is
+        ``b`` from the axis end) and is exactly as wide as the box, so a vehicle passing in the
+        next lane is not widened sideways (the ends overshoot by ``b`` instead); unlike the
+        disc round the centroid it does not spread a long vehicle's length sideways.
 
         Returns:
             ``(centre [M, 2], half_axis [M, 2], radius [M], velocity [M, 2])``.
         """
-        m = self.moving
-        ext, vel = self.extents[m], self.velocities[m]
+        m = self.predicted_mask()
+        v_all = self.velocities if self.pred_velocities is None else self.pred_velocities
+        ext, vel = self.extents[m], v_all[m]
         centre = 0.5 * (ext[:, :2] + ext[:, 2:])
         half = 0.5 * (ext[:, 2:] - ext[:, :2])  # [M, 2] half extents along x, y
         along_x = half[:, 0] >= half[:, 1]
         a, b = half.max(axis=1), half.min(axis=1)
         axis = np.zeros_like(half)
-        axis[along_x, 0] = (a - b)[along_x]
-        axis[~along_x, 1] = (a - b)[~along_x]
-        return centre, axis, b * np.sqrt(2.0), vel
+        axis[along_x, 0] = a[along_x]
+        axis[~along_x, 1] = a[~along_x]
+        return centre, axis, b, vel
 
     def summary(self, max_clusters: int = 200) -> dict[str, Any]:
         """JSON-safe description for markers, metrics and the decision record."""
@@ -426,6 +474,10 @@ def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) 
     ground = np.minimum(gmin, np.float32(p.nominal_z + p.nominal_tolerance))
     obst = z - ground[gid] > p.height_threshold
     counts = np.bincount(cell[obst], minlength=h * w)
+    cell_h = np.zeros(h * w, dtype=np.float32)  # highest obstacle point per cell (classification)
+    np.maximum.at(cell_h, cell[obst], z[obst] - ground[gid[obst]])
+    cell_b = np.full(h * w, np.inf, dtype=np.float32)  # lowest obstacle point per cell
+    np.minimum.at(cell_b, cell[obst], z[obst] - ground[gid[obst]])
     counts[body_cells] = 0  # the ego's own body (above ground, so it never lowers gmin)
     occupied = (counts >= p.min_points).reshape(h, w)
     labels = connected_components(occupied)
@@ -446,19 +498,24 @@ def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) 
         np.minimum.at(ext[:, 1], cl, ccy - 0.5 * p.resolution)
         np.maximum.at(ext[:, 2], cl, ccx + 0.5 * p.resolution)
         np.maximum.at(ext[:, 3], cl, ccy + 0.5 * p.resolution)
+        hgt = np.zeros(m)
+        np.maximum.at(hgt, cl, cell_h[cells])
+        bot = np.full(m, np.inf)
+        np.minimum.at(bot, cl, cell_b[cells])
         rad = np.zeros(m)
         dist = np.hypot(ccx - cen[cl, 0], ccy - cen[cl, 1]) + p.resolution * 0.7072
         np.maximum.at(rad, cl, dist)
-        keep = ncell >= p.min_cells
+        keep = (ncell >= p.min_cells) & (npts >= p.cluster_min_points)  # drops rain echoes
         if not keep.all():
             remap = -np.ones(m, dtype=np.int64)
             remap[keep] = np.arange(int(keep.sum()))
             lab_flat = np.where(lab_flat >= 0, remap[np.maximum(lab_flat, 0)], -1)
             occupied = (lab_flat >= 0).reshape(h, w)
             labels = lab_flat.reshape(h, w)
-            cen, rad, ext, npts = cen[keep], rad[keep], ext[keep], npts[keep]
+            cen, rad, ext, npts, hgt, bot = cen[keep], rad[keep], ext[keep], npts[keep], hgt[keep], bot[keep]
     else:
         cen, rad, ext, npts = np.zeros((0, 2)), np.zeros(0), np.zeros((0, 4)), np.zeros(0)
+        hgt, bot = np.zeros(0), np.zeros(0)
     return Obstacles(
         stamp=float(stamp),
         origin=(p.x_min, p.y_min),
@@ -469,5 +526,7 @@ def extract_obstacles(points: np.ndarray, stamp: float, params: ObstacleParams) 
         radii=rad,
         extents=ext,
         n_points=npts.astype(np.int64),
+        heights=hgt,
+        bottoms=bot,
         counts={"input": len(pts), "roi": len(z), "obstacle": int(np.count_nonzero(obst))},
     )

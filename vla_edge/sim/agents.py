@@ -37,7 +37,8 @@ class Agent:
     """A path-following agent.
 
     Attributes:
-        kind: ``"tug"``, ``"fuel_truck"``, ``"cart_train"`` or ``"crew"``.
+        kind: ``"tug"``, ``"fuel_truck"``, ``"cart_train"``, ``"crew"`` or ``"aircraft"``
+            (under pushback).
         path: The path followed (odom frame).
         s: Arc length of the head body centre.
         v: Speed along the path (m/s).
@@ -234,6 +235,8 @@ def make_bodies(
             prev = ln
             out.append(body("baggage_cart", off, first_id + 1 + i))
         return out
+    if kind == "aircraft":  # an aircraft under pushback: one fuselage body
+        return [body("aircraft_fuselage", 0.0, first_id)]
     return [body(kind, 0.0, first_id)]
 
 

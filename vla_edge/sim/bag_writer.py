@@ -238,7 +238,7 @@ def generate_scenario(
             pose = log.ego[i, :3]
             t0 = time.perf_counter()
             rng = np.random.default_rng([spec.seed, i, 17])
-            scan = lidar.scan(pose, boxes, world.ground, rng, organized)
+            scan = lidar.scan(pose, boxes, world.ground, rng, organized, degradation=world.info.get("lidar"))
             t1 = time.perf_counter()
             cloud = xyzi_to_pointcloud2(
                 scan.points,

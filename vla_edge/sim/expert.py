@@ -37,6 +37,7 @@ NAMES = {
     "barrier": "barriers",
     "aircraft_fuselage": "aircraft",
     "aircraft_wing": "aircraft",
+    "aircraft": "aircraft under pushback",
 }
 
 
@@ -225,6 +226,18 @@ class Expert:
                 sel = (st > sc[0] - 12.0) & (st < sc[0] + 3.0)
                 vlim[sel] = np.minimum(vlim[sel], slow)
                 reasons.append((float(sc[0]), "crew", ag.bodies[0].oid, "near the lane"))
+        # Stand zone: an aircraft parked close to the lane caps the speed along it (airside rule).
+        st_boxes = world.static
+        if len(st_boxes):
+            ac = st_boxes.subset(st_boxes.cls == "aircraft_fuselage")
+            if len(ac):
+                cs, cd = path.project(ac.corners().reshape(-1, 2))
+                cs, cd = cs.reshape(-1, 4), cd.reshape(-1, 4)
+                close = np.abs(cd).min(1) < float(e["stand_lateral"])
+                for k in np.flatnonzero(close & (cs.max(1) > 0.0) & (cs.min(1) < path.length)):
+                    lo_s, hi_s = float(cs[k].min()) - 5.0, float(cs[k].max()) + 5.0
+                    sel = (st > lo_s) & (st < hi_s)
+                    vlim[sel] = np.minimum(vlim[sel], float(e["stand_speed"]))
         # Braking look-back so every cap can be reached comfortably.
         b = float(e["decels"][0])
         out = vlim.copy()

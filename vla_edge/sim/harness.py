@@ -271,7 +271,8 @@ class FrameBuilder:
             self.asm.add_image(self.camera_key, rgb_to_image(img, self.factory, stamp, self.camera.frame_id))
         if self.lidar is not None:
             rng = np.random.default_rng([world.seed, frame_index, 29])
-            points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False).points
+            deg = world.info.get("lidar")  # per-scenario degradation (lidar_degraded family)
+            points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False, degradation=deg).points
         else:
             points = np.zeros((0, 4), np.float32)
         return self.asm.make_frame_from_points(stamp, points, self.lidar_frame)
@@ -343,8 +344,13 @@ def run_scenario(
     calib: Calibration,
     seconds: float,
     builder: FrameBuilder,
+    keep: dict[str, Any] | None = None,
 ) -> ScenarioScore:
-    """Run one scenario closed loop and score it."""
+    """Run one scenario closed loop and score it.
+
+    ``keep`` (a dict) receives the ``world`` and the rollout ``log`` (the safety suite's
+    contact classification and plots read them).
+    """
     hc = cfg["harness"]
     world = make_scenario(spec, cfg, seconds)
     if hasattr(planner, "reset"):
@@ -378,6 +384,8 @@ def run_scenario(
                 ttc_hits += 1
 
     log = run_closed_loop(world, policy, seconds, cfg, on_frame=on_frame)
+    if keep is not None:
+        keep.update(world=world, log=log)
     dt = float(cfg["time"]["physics_dt"])
     per_frame = round(float(cfg["time"]["frame_dt"]) / dt)
     at_fault = [c for c in log.collisions if c[3] >= 0.05]

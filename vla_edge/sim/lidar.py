@@ -90,9 +90,17 @@ class Lidar:
         ground: GroundMap,
         rng: np.random.Generator,
         organized: bool | None = None,
+        degradation: dict[str, Any] | None = None,
     ) -> LidarScan:
-        """Cast one sweep from ``ego_pose`` (x, y, yaw) against ``boxes`` and the ground."""
+        """Cast one sweep from ``ego_pose`` (x, y, yaw) against ``boxes`` and the ground.
+
+        ``degradation`` (a scenario's ``World.info["lidar"]``) overrides ``range_noise``,
+        ``dropout`` and ``blocked_sectors`` and adds rain echoes: a ``rain_clutter`` fraction
+        of the beams returns from a drop at a range uniform in ``rain_range``.
+        """
         cfg = self.cfg
+        if degradation:
+            cfg = {**cfg, **{k: v for k, v in degradation.items() if k in ("range_noise", "dropout")}}
         rw, origin = self.sensor_pose(ego_pose)
         dw = self.dirs @ rw.T
         n = len(dw)
@@ -115,7 +123,22 @@ class Lidar:
             self._boxes(boxes, origin, rw, dw, rng_t, hit, refl, cosi)
         valid = (rng_t >= self.min_range) & (rng_t <= self.max_range)
         valid &= rng.random(n) >= float(cfg["dropout"])
-        valid &= ~self.blocked
+        blocked = self.blocked
+        if degradation:
+            rain = rng.random(n) < float(degradation.get("rain_clutter", 0.0))
+            if rain.any():
+                lo, hi = degradation.get("rain_range", [2.0, 15.0])
+                r_rain = rng.uniform(float(lo), float(hi), n)
+                drop = rain & (r_rain < rng_t)
+                rng_t = np.where(drop, r_rain, rng_t)
+                refl = np.where(drop, 0.05, refl)
+                valid |= drop & (r_rain >= self.min_range)
+            if degradation.get("blocked_sectors"):
+                az = np.degrees(np.tile(self.azim, self.beams))
+                blocked = blocked.copy()
+                for lo_deg, hi_deg in degradation["blocked_sectors"]:
+                    blocked |= ((az - float(lo_deg)) % 360.0) <= ((float(hi_deg) - float(lo_deg)) % 360.0)
+        valid &= ~blocked
         vi = np.flatnonzero(valid)
         r_v = rng_t[vi]
         noisy = r_v + rng.normal(0.0, float(cfg["range_noise"]), len(vi))

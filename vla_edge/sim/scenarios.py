@@ -27,6 +27,17 @@ from vla_edge.sim.ego import EgoVehicle
 from vla_edge.sim.world import Boxes, Polyline, SimError, World, box_corners, build_ground, rect_overlaps
 
 FAMILIES = ("empty_road", "crossing_cart", "crew_stepping_out", "blocked_lane", "narrow_pass")
+#: Families added for the safety suite (``vla_edge/sim/families.py``); ``suite()`` accepts all.
+SAFETY_FAMILIES = (
+    "pushback",
+    "slow_lead",
+    "crew_occluded",
+    "debris_in_lane",
+    "stand_approach",
+    "intersection",
+    "lidar_degraded",
+)
+ALL_FAMILIES = FAMILIES + SAFETY_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -73,9 +84,9 @@ def suite(
 
         cfg = load_config("sim")
     fams = list(families or cfg["scenario"]["families"])
-    bad = [f for f in fams if f not in FAMILIES]
+    bad = [f for f in fams if f not in ALL_FAMILIES]
     if bad:
-        raise SimError(f"unknown scenario family {bad}; choose from {', '.join(FAMILIES)}")
+        raise SimError(f"unknown scenario family {bad}; choose from {', '.join(ALL_FAMILIES)}")
     if n < 1:
         raise SimError(f"need at least one scenario, got {n}")
     diff = cfg["scenario"]["difficulty"] if difficulty is None else difficulty
@@ -312,8 +323,8 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
     Raises:
         SimError: Unknown family or a difficulty outside [0, 1].
     """
-    if spec.family not in FAMILIES:
-        raise SimError(f"unknown scenario family '{spec.family}'; choose from {', '.join(FAMILIES)}")
+    if spec.family not in ALL_FAMILIES:
+        raise SimError(f"unknown scenario family '{spec.family}'; choose from {', '.join(ALL_FAMILIES)}")
     if not 0.0 <= spec.difficulty <= 1.0:
         raise SimError(f"difficulty must be within [0, 1], got {spec.difficulty}")
     rng = np.random.default_rng([spec.seed, 104729])
@@ -438,6 +449,17 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         oncoming_kinds = ["tug"]
         no_lead = True
         info.update(intrusion=r, left_cones=c_in, parked_carts=carts)
+    elif spec.family in SAFETY_FAMILIES:
+        from vla_edge.sim.families import build_family
+
+        fam = build_family(spec.family, b, rng, d, route, lane, road_half, event_s, s_start, cfg)
+        crossings += fam.crossings
+        no_lead = no_lead or fam.no_lead
+        if fam.oncoming_kinds is not None:
+            oncoming_kinds = fam.oncoming_kinds
+        if fam.oncoming_window is not None:
+            oncoming_window = fam.oncoming_window
+        info.update(fam.info)
 
     # Background traffic: oncoming agents in the other lane, maybe a slower lead vehicle.
     n_on = int(rng.poisson(_lerp(sc["oncoming_per_100m"], d) * route.length / 100.0))
