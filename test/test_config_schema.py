@@ -146,8 +146,8 @@ CASES: dict[str, list[tuple[dict[str, Any], str]]] = {
             "obstacles.grid.min_points = '2': Input should be a valid integer",
         ),
         (
-            {"obstacles": {"tracking": {"smoothing": 1.2}}},
-            "obstacles.tracking.smoothing = 1.2: ... (allowed: number, 0 <= value <= 1)",
+            {"obstacles": {"tracking": {"accel_noise": -2.0}}},
+            "obstacles.tracking.accel_noise = -2.0: ... (allowed: number, 0 < value)",
         ),
     ],
     "planner": [
