@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_params_file_round_trip_keeps_every_value(tmp_path: Path) -> None:
     """What the child processes read back is exactly what the parent resolved."""
     pytest.importorskip("rclpy")
-    from vla_edge.nodes.graph import node_commands, unflatten
+    from vla_edge.nodes.graph import node_commands
+    from vla_edge.params import unflatten
 
     values = load_params_file(default_params_file())
     values["arbiter.deadline_ms"] = 55.5

@@ -23,6 +23,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 from vla_edge.nodes.params import as_overrides
 from vla_edge.nodes.spin import EXECUTOR_THREADS, PROCESS_EXECUTOR  # noqa: F401 - re-exported
+from vla_edge.params import unflatten
 
 log = logging.getLogger(__name__)
 
@@ -157,18 +158,6 @@ NODE_MODULES = {
     "arbiter_node": "vla_edge.nodes.arbiter_node",
     "recorder_node": "vla_edge.nodes.recorder_node",
 }
-
-
-def unflatten(values: dict[str, Any]) -> dict[str, Any]:
-    """Dotted ROS parameter names back to nested mappings (``a.b: 1`` -> ``a: {b: 1}``)."""
-    tree: dict[str, Any] = {}
-    for name, value in values.items():
-        node = tree
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
 
 
 def node_commands(
