@@ -78,7 +78,7 @@ def test_soak_bounded_memory(shared_data: Path) -> None:
         first = [v for t, v in lat if t <= WARMUP_S + window and t >= WARMUP_S]
         last = [v for t, v in lat if t >= SOAK_S - window]
         drift = float(np.median(last) - np.median(first)) if first and last else float("nan")
-        drops = h.graph.arbiter.drops.ratio
+        drops = h.graph.arbiter.loop.drops.ratio
         nan = float("nan")
         rss0, rss1 = (after[0], after[-1]) if after else (nan, nan)
         lat0 = float(np.median(first)) if first else nan

@@ -200,51 +200,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, dict[str, int]]:
-    """The planner callable for ``--planner`` and a counter of arbiter choices.
+    """The planner of ``--planner`` and its counter of arbiter choices (:func:`make_planner`)."""
+    from vla_edge.sim.planners import make_planner
 
-    ``student`` returns a :class:`~vla_edge.sim.student_planner.StudentPlanner` (its ``stats()``
-    go into the output beside the scores).
-    """
-    import numpy as np
-
-    from vla_edge.types import Frame, Trajectory
-
-    choices: dict[str, int] = {}
-    if args.planner == "expert":
-        from vla_edge.sim.harness import ExpertPlanner
-
-        return ExpertPlanner(sim_cfg), choices
-    if args.planner == "straight":
-        v = float(sim_cfg["expert"]["cruise_speed"])
-
-        def straight(frame: Frame) -> Trajectory:
-            t = 0.5 * np.arange(1, 9)
-            return Trajectory(np.stack([v * t, 0 * t, 0 * t], 1), 0.5, frame.stamp, np.full(8, v), "straight")
-
-        return straight, choices
-    from vla_edge.drive_loop import DriveLoop
-    from vla_edge.params import resolve_overrides, unflatten
-    from vla_edge.pipeline import DrivePipeline
-
-    values = resolve_overrides(args.config, {"engine_path": args.engine, "backend": args.backend})
-    if args.planner == "student":
-        from vla_edge.sim.student_planner import StudentPlanner
-
-        return StudentPlanner.from_config(unflatten(dict(values))), choices
-    cfg = unflatten(dict(values))
-    # The arbiter node's drive loop on the simulated clock (frenet: the same loop, no student).
-    loop = DriveLoop.from_config(cfg, DrivePipeline.from_config(cfg, with_runner=args.planner == "stack"))
-
-    def stack(frame: Frame) -> Trajectory:
-        _, step = loop.step(frame)
-        if step is None or step.decision is None:
-            raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
-        dec = step.decision
-        choices[dec.choice] = choices.get(dec.choice, 0) + 1
-        return dec.trajectory
-
-    stack.reset = lambda world: loop.reset()  # type: ignore[attr-defined]  # each scenario starts clean
-    return stack, choices
+    return make_planner(args.planner, sim_cfg, args.config, args.engine, args.backend)
 
 
 def _evaluate_share(

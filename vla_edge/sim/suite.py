@@ -193,7 +193,7 @@ class RecordingPlanner:
     def __init__(
         self, kind: str, config: str | None, engine: str | None, backend: str | None, cfg: dict[str, Any]
     ):
-        from vla_edge.nodes.params import resolve_overrides, unflatten
+        from vla_edge.params import resolve_overrides, unflatten
         from vla_edge.pipeline import DrivePipeline
         from vla_edge.sim.expert import Expert
 
@@ -245,12 +245,9 @@ def _make_planner(
 ) -> Any:
     if kind in ("frenet", "stack"):
         return RecordingPlanner(kind, config, engine, backend, cfg)
-    import argparse
+    from vla_edge.sim.planners import make_planner
 
-    from vla_edge.cli.sim import _planner
-
-    ns = argparse.Namespace(planner=kind, config=config, engine=engine, backend=backend)
-    return _planner(ns, cfg)[0]
+    return make_planner(kind, cfg, config, engine, backend)[0]
 
 
 # ----------------------------------------------------------------------------- workers
