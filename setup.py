@@ -74,6 +74,7 @@ setup(
             "pytest>=7",
             "pytest-timeout>=2.1",
             "pytest-xdist>=3.3",
+            "pytest-rerunfailures>=14",  # flaky(): wall-clock DDS timing tests on a shared 2-core runner
             "hypothesis>=6.80",
             "jsonschema>=4.18",  # test_config_schema checks the shipped YAML against config/schema/*.json
             "ruff>=0.5",

@@ -43,7 +43,9 @@ from test_graph_live import LOAD_SLACK_S, Harness, RaisingBackend, SlowBackend
 from vla_edge.config import load_config
 from vla_edge.errors import ConfigError
 
-pytestmark = [pytest.mark.ros, pytest.mark.timeout(90)]
+# Wall-clock DDS timing on a shared 2-core runner (pytest -n 2): a row is retried up to twice;
+# a real regression fails every attempt. Behaviour, not speed, is asserted (figures in bench/).
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(90), pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 CYCLE_S = 0.1
 MEASURED: dict[str, str] = {}

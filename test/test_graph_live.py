@@ -25,7 +25,9 @@ from rclpy.executors import SingleThreadedExecutor
 
 from vla_edge.config import load_config
 
-pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
+# Wall-clock DDS timing on a shared 2-core runner (pytest -n 2): a row is retried up to twice;
+# a real regression fails every attempt. Behaviour, not speed, is asserted (figures in bench/).
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(120), pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 CHOICES = {"student", "frenet", "emergency_stop", "hold_previous"}
 CYCLE_S = 0.1

@@ -22,7 +22,9 @@ from rclpy.executors import SingleThreadedExecutor
 
 from vla_edge.config import load_config
 
-pytestmark = [pytest.mark.ros, pytest.mark.timeout(150)]
+# Wall-clock DDS timing on a shared 2-core runner (pytest -n 2): a row is retried up to twice;
+# a real regression fails every attempt. Behaviour, not speed, is asserted (figures in bench/).
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(150), pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 REPO = Path(__file__).resolve().parents[1]
 CHOICES = {"student", "frenet", "emergency_stop", "hold_previous"}

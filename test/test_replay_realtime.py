@@ -21,7 +21,9 @@ from test_replay_metrics import parse_html
 from vla_edge.cli import main
 from vla_edge.replay.gate import load_metrics
 
-pytestmark = [pytest.mark.ros, requires_rclpy]
+# Wall-clock DDS timing on a shared 2-core runner (pytest -n 2): a row is retried up to twice;
+# a real regression fails every attempt. Behaviour, not speed, is asserted (figures in bench/).
+pytestmark = [pytest.mark.ros, requires_rclpy, pytest.mark.flaky(reruns=2, reruns_delay=2)]
 
 SECONDS = 4.0
 RATE = 0.3
