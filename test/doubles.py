@@ -37,3 +37,24 @@ class SlowBackend:
         out = self.real.infer(inputs)
         time.sleep(self.delay_s)
         return out
+
+
+def spin_feeding_odometry(executor: Any, feeder: Any, stop: Any) -> Any:
+    """Spin ``executor`` in a daemon thread that also publishes odometry (every 5th spin) and
+    the reference path (every 20th) from ``feeder`` until ``stop`` is set; returns the thread."""
+    import threading
+
+    def loop() -> None:
+        k = 0
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.01)
+            now = feeder.clock_now()
+            if k % 5 == 0:
+                feeder.publish_odometry(now)
+            if k % 20 == 0:
+                feeder.publish_reference_path(now)
+            k += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from doubles import spin_feeding_odometry
 
 from vla_edge.nodes.params import default_params_file, flatten, load_params_file
 
@@ -85,19 +86,7 @@ def test_one_process_per_node_publishes_student_trajectories(shared_data: Path, 
         executor.add_node(feeder)
         executor.add_node(monitor)
 
-        def loop() -> None:
-            k = 0
-            while not stop.is_set():
-                executor.spin_once(timeout_sec=0.01)
-                now = feeder.clock_now()
-                if k % 5 == 0:
-                    feeder.publish_odometry(now)
-                if k % 20 == 0:
-                    feeder.publish_reference_path(now)
-                k += 1
-
-        spinner = threading.Thread(target=loop, daemon=True)
-        spinner.start()
+        spinner = spin_feeding_odometry(executor, feeder, stop)
         end = time.monotonic() + 90.0
         while time.monotonic() < end:
             r = feeder.readers()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import real_scan_paths
+from doubles import spin_feeding_odometry
 
 pytest.importorskip("rclpy")
 
@@ -57,19 +58,7 @@ def test_drive_subprocess_plans_on_real_scans(tmp_path: Path) -> None:
         executor.add_node(feeder)
         executor.add_node(monitor)
 
-        def loop() -> None:
-            k = 0
-            while not stop.is_set():
-                executor.spin_once(timeout_sec=0.01)
-                now = feeder.clock_now()
-                if k % 5 == 0:
-                    feeder.publish_odometry(now)
-                if k % 20 == 0:
-                    feeder.publish_reference_path(now)
-                k += 1
-
-        spinner = threading.Thread(target=loop, daemon=True)
-        spinner.start()
+        spinner = spin_feeding_odometry(executor, feeder, stop)
         end = time.monotonic() + 90.0  # interpreter + ONNX Runtime start on a loaded machine
         while time.monotonic() < end:
             r = feeder.readers()
