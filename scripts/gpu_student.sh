@@ -16,6 +16,7 @@ ITER="${ITER:-2}"
 SCEN="${SCEN:-220,150}"
 MINUTES="${MINUTES:-1.7,1.3}"
 HELDOUT_N="${HELDOUT_N:-30}"
+HELDOUT="${HELDOUT:-1}"  # 0: train and export only (run the held-out rows on a workstation)
 mkdir -p "$OUT" "$EVAL"
 # Machines without rosbags (the GPU image) get it from wheels downloaded into .whl/ beforehand.
 if [ -d .whl ] && ! python3 -c "import rosbags" 2>/dev/null; then
@@ -31,9 +32,13 @@ log "training: $ITER iterations, scenarios $SCEN, minutes $MINUTES"
 timeout "${TRAIN_LIMIT_S:-390}" $PY -m training onpolicy --workdir "$WORK" --iterations "$ITER" --scenarios "$SCEN" --minutes "$MINUTES" \
   --eval-scenarios 8 --batch-size 256 ${INIT:+--init "$INIT"} 2>&1 | grep -v "it/s\]$" | tail -40
 cp "$WORK"/results.json "$WORK"/results.md "$OUT"/ 2>/dev/null
-last=$(ls -d "$WORK"/iter[0-9]* 2>/dev/null | sort -V | tail -1)
-[ -n "$last" ] && cp "$last/best.pt" "$OUT/student.pt"
+last=$(ls "$WORK"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)  # an interrupted iteration has none
+[ -n "$last" ] && cp "$last" "$OUT/student.pt" && log "checkpoint: $last"
 if [ ! -f "$WORK/export/student.onnx" ]; then log "no exported student; stopping"; exit 1; fi
+if [ "$HELDOUT" = 0 ]; then
+  cp "$WORK"/export/student.onnx "$WORK"/export/student.json "$OUT"/
+  log "done (HELDOUT=0: no held-out rows)"; exit 0
+fi
 
 log "held-out closed loop ($HELDOUT_N scenarios x 20 s per row) and promotion check, in parallel"
 cand="$WORK/export/student.onnx"

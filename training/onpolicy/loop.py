@@ -58,7 +58,7 @@ def per_iteration(values: Any, k: int) -> float:
 def plan_jobs(oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: bool) -> list[CollectJob]:
     """Scenario jobs of iteration ``k``: the DART expert until a student exists, then mostly the student."""
     n = int(per_iteration(oc["scenarios"], k))
-    specs = suite(n, int(oc["train_seed"]) + 100 * k, None, oc["difficulty"])
+    specs = suite(n, int(oc["train_seed"]) + 100 * k, oc.get("families"), oc["difficulty"])
     n_expert = n if checkpoint is None else round(n * float(oc["expert_share"]))
     return [
         CollectJob(

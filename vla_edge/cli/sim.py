@@ -230,22 +230,24 @@ def _evaluate_share(
 
 
 def _merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Raw-plan stats of several workers as one (pass fraction weighted by plans)."""
+    """Planner stats of several workers as one: raw-plan pass fraction weighted by plans, counters summed."""
     from collections import Counter
 
     parts = [p for p in parts if p]
     if not parts:
         return {}
-    plans = sum(int(p["raw_plans"]) for p in parts)
-    passed = sum(float(p["raw_pass_fraction"]) * int(p["raw_plans"]) for p in parts if p["raw_plans"])
-    failed: Counter[str] = Counter()
-    for p in parts:
-        failed.update(p["raw_failed_checks"])
-    return {
-        "raw_plans": plans,
-        "raw_pass_fraction": passed / plans if plans else float("nan"),
-        "raw_failed_checks": dict(failed.most_common()),
-    }
+    out: dict[str, Any] = {}
+    if "raw_plans" in parts[0]:
+        plans = sum(int(p["raw_plans"]) for p in parts)
+        passed = sum(float(p["raw_pass_fraction"]) * int(p["raw_plans"]) for p in parts if p["raw_plans"])
+        out |= {"raw_plans": plans, "raw_pass_fraction": passed / plans if plans else float("nan")}
+    for key in ("raw_failed_checks", "student_refusals"):
+        if key in parts[0]:
+            total: Counter[str] = Counter()
+            for p in parts:
+                total.update(p[key])
+            out[key] = dict(total.most_common())
+    return out
 
 
 def _evaluate(
@@ -334,7 +336,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     if choices:
         print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))
-    if raw:
+    if raw.get("student_refusals") is not None:
+        top = ", ".join(f"{k} {v}" for k, v in list(raw["student_refusals"].items())[:6]) or "none"
+        print(f"student refused (frames where it did not drive, by failed check): {top}")
+    if "raw_plans" in raw:
         worst = ", ".join(f"{k} {v}" for k, v in list(raw["raw_failed_checks"].items())[:4]) or "none"
         print(
             f"raw student plans passing the arbiter's kinematic/comfort checks unsmoothed: "

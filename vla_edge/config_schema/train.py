@@ -15,6 +15,7 @@ from vla_edge.config_schema._base import (
     Pos,
     Section,
 )
+from vla_edge.config_schema.sim import Family
 
 Range = Annotated[list[AnyFloat], Field(min_length=2, max_length=2)]  # (low, high)
 
@@ -129,6 +130,7 @@ class OnPolicy(Section):
     seconds: Pos
     stride: Count
     difficulty: Frac | Literal["mixed"]
+    families: list[Family] = Field(min_length=1)
     train_seed: NonNegInt
     eval_seed: NonNegInt
     eval_scenarios: NonNegInt

@@ -51,13 +51,21 @@ def make_planner(
     # The arbiter node's drive loop on the simulated clock (frenet: the same loop, no student).
     loop = DriveLoop.from_config(cfg, DrivePipeline.from_config(cfg, with_runner=kind == "stack"))
 
+    refusals: dict[str, int] = {}
+
     def stack(frame: Frame) -> Trajectory:
         _, step = loop.step(frame)
         if step is None or step.decision is None:
             raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
         dec = step.decision
         choices[dec.choice] = choices.get(dec.choice, 0) + 1
+        if kind == "stack" and dec.choice != "student":  # why the student did not drive this frame
+            for r in dec.reasons:
+                if r.startswith("student_"):
+                    refusals[r] = refusals.get(r, 0) + 1
         return dec.trajectory
 
     stack.reset = lambda world: loop.reset()  # type: ignore[attr-defined]  # each scenario starts clean
+    if kind == "stack":
+        stack.stats = lambda: {"student_refusals": dict(sorted(refusals.items(), key=lambda kv: -kv[1]))}  # type: ignore[attr-defined]
     return stack, choices
