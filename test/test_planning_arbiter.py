@@ -369,3 +369,40 @@ def test_student_from_the_future_and_garbage_scores_are_rejected():
         frame_at(1.1, _static_scene(21)(0.5), V, x=0.5), student_straight(V, 1.1), 1.1, 1.15, ["a", "b"]
     )
     assert not d.checks["student.finite_input"].ok and d.choice != "student"
+
+
+def _student_braking(v: float, stamp: float, decel: float = 1.5, v_end: float = 1.0) -> Trajectory:
+    """A comfortable plan that slows to a crawl (8 x 0.5 s): safe, but it stops making progress."""
+    t = 0.5 * np.arange(1, 9)
+    tb = (v - v_end) / decel
+    tq = np.minimum(t, tb)
+    x = v * tq - 0.5 * decel * tq**2 + v_end * np.maximum(t - tb, 0.0)
+    return Trajectory(np.stack([x, 0 * t, 0 * t], axis=1), 0.5, stamp, None, "student")
+
+
+def test_stalling_student_gives_way_to_a_frenet_plan_that_drives_on():
+    n = cycle().arbiter.params.student_good_cycles + 3
+    scene = _static_scene(0)
+    # Without the progress comparison the braking student passes every check and drives ...
+    off = _drive(
+        cycle(arbiter={"progress": {"min_ratio": 0.0}}), n, scene, lambda k, t: _student_braking(V, t)
+    )
+    assert off[-1].choice == "student", off[-1].reasons
+    assert "student.progress" not in off[-1].checks or off[-1].checks["student.progress"].ok
+    # ... with it, the Frenet plan (clear road, driving on) is preferred, and the reason says why.
+    on = _drive(cycle(), n, scene, lambda k, t: _student_braking(V, t))
+    assert [d.choice for d in on] == ["frenet"] * n
+    last = on[-1]
+    assert "student_progress" in last.reasons
+    assert last.checks["student.progress"].value < cycle().arbiter.params.progress_min_ratio
+    # A student that keeps pace is not affected by the comparison.
+    keep = _drive(cycle(), n, scene, lambda k, t: student_straight(V, t))
+    assert keep[-1].choice == "student" and keep[-1].checks["student.progress"].ok
+
+
+def test_progress_ratio_over_the_common_horizon():
+    fast = student_straight(5.0, 0.0)
+    half = student_straight(2.5, 0.0)
+    assert ck.progress_within(fast, 2.0) == pytest.approx(10.0)
+    assert ck.progress_ratio(half, fast)[0] == pytest.approx(0.5)
+    assert ck.progress_ratio(fast, Trajectory(np.zeros((8, 3)), 0.5, 0.0, None, "frenet"))[0] == 1.0

@@ -73,6 +73,11 @@ class Hysteresis(Section):
     release_emergency_cycles: NonNegInt
 
 
+class Progress(Section):
+    min_ratio: Frac
+    min_frenet_m: NonNeg
+
+
 class HoldPrevious(Section):
     max_age: NonNeg
     max_cycles: NonNegInt
@@ -106,6 +111,7 @@ class Arbiter(Section):
     collision: Collision
     continuity: Continuity
     hysteresis: Hysteresis
+    progress: Progress
     hold_previous: HoldPrevious
     emergency: Emergency
     ego: Ego

@@ -154,6 +154,8 @@ class ArbiterParams:
     student_good_cycles: int = at("arbiter.hysteresis.student_good_cycles")
     trust_student_at_start: bool = at("arbiter.hysteresis.trust_student_at_start")
     release_emergency_cycles: int = at("arbiter.hysteresis.release_emergency_cycles")
+    progress_min_ratio: float = at("arbiter.progress.min_ratio")
+    progress_min_frenet: float = at("arbiter.progress.min_frenet_m")
     hold_max_age: float = at("arbiter.hold_previous.max_age")
     hold_max_cycles: int = at("arbiter.hold_previous.max_cycles")
     hold_min_horizon: float = at("arbiter.hold_previous.min_horizon")
@@ -410,6 +412,14 @@ class Arbiter:
             f_ok = all(v.ok for k, v in out.items() if k.startswith("frenet."))
         else:
             reasons.append(inp.frenet_reason or "frenet_unavailable")
+        if s_ok and f_ok and student is not None and inp.frenet is not None:
+            # Both are safe by the checks: a student that stalls where the fallback would drive on
+            # (e.g. waiting behind a blocked lane) gives way to the fallback.
+            h = min(student.horizon, inp.frenet.horizon)
+            if ck.progress_within(inp.frenet, h) >= p.progress_min_frenet:
+                ratio = ck.progress_ratio(student, inp.frenet)
+                out["student.progress"] = at_least(ratio, p.progress_min_ratio)
+                s_ok = out["student.progress"].ok
         for k, v in out.items():
             if not v.ok:
                 reasons.append(k.replace(".", "_"))

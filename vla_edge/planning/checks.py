@@ -297,3 +297,18 @@ def softmax_confidence(scores: np.ndarray | None) -> Measured:
     p = e / e.sum()
     i = int(np.argmax(p))
     return float(p[i]), i
+
+
+def progress_within(traj: Trajectory, horizon: float) -> float:
+    """Distance driven along ``traj`` in its first ``horizon`` seconds (arc length, m)."""
+    poses = traj.with_origin()
+    t = np.concatenate([[0.0], traj.times])
+    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(poses[:, :2], axis=0).T))])
+    return float(np.interp(min(horizon, float(t[-1])), t, s))
+
+
+def progress_ratio(student: Trajectory, frenet: Trajectory) -> Measured:
+    """The student's progress over the common horizon as a fraction of the Frenet plan's."""
+    horizon = min(student.horizon, frenet.horizon)
+    fp = progress_within(frenet, horizon)
+    return (progress_within(student, horizon) / fp if fp > 0 else 1.0), -1
