@@ -332,7 +332,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(
         f"scenarios {int(agg['scenarios'])}, collision rate {agg['collision_rate']:.3f}, "
         f"off-road scenarios {sum(1 for s in res.scenarios if s.dac < 1.0)}, "
-        f"planner failures {sum(s.planner_failures for s in res.scenarios)}"
+        f"planner failures {sum(s.planner_failures for s in res.scenarios)}, "
+        f"stop-line violations {int(agg['stop_line_violations'])}"
     )
     if choices:
         print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))
