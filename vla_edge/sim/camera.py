@@ -83,6 +83,7 @@ PARTS: dict[str, list[tuple[float, float, float, float, float, float, float, str
         (k / 5, (k + 1) / 5, 1.0, 0.0, 1.0, 1.0, 1.0, "reflective" if k % 2 else "base") for k in range(5)
     ],
 }
+_ONE_BOX = [(0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, "base")]
 #: Fuselage boxes shorter than this (m) are engine nacelles (the builder reuses the class).
 _ENGINE_LENGTH = 8.0
 
@@ -154,31 +155,37 @@ class Camera:
 
     def _parts(self, b: Boxes) -> tuple[np.ndarray, np.ndarray]:
         """Corners ``(P, 8, 3)`` (bottom 0-3, top 4-7) and RGB ``(P, 3)`` of every box's parts."""
+        kinds = b.cls.astype(str)
+        kinds = np.where(
+            (kinds == "aircraft_fuselage") & (b.size[:, 0] < _ENGINE_LENGTH), "aircraft_engine", kinds
+        )
+        kinds = np.where((kinds == "aircraft_wing") & (b.size[:, 2] > b.size[:, 1]), "aircraft_fin", kinds)
         corners: list[np.ndarray] = []
         colors: list[np.ndarray] = []
         unit = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
-        for k in range(len(b)):
-            cls = str(b.cls[k])
-            ln, wd, ht = (float(v) for v in b.size[k])
-            if cls == "aircraft_fuselage" and ln < _ENGINE_LENGTH:
-                cls = "aircraft_engine"
-            elif cls == "aircraft_wing" and ht > wd:
-                cls = "aircraft_fin"
-            parts = PARTS.get(cls, [(0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, "base")])
-            c, s = np.cos(b.yaw[k]), np.sin(b.yaw[k])
-            rot = np.array([[c, -s], [s, c]])
-            base = b.color[k].astype(np.float64)
-            for x0, x1, wf, z0, z1, sc0, sc1, col in parts:
-                cx = (0.5 * (x0 + x1) - 0.5) * ln
-                half = unit * np.array([(x1 - x0) * ln, wf * wd])
-                lo = (np.array([cx, 0.0]) + half * sc0) @ rot.T + b.xy[k]
-                hi = (np.array([cx, 0.0]) + half * sc1) @ rot.T + b.xy[k]
-                za = float(b.z0[k]) + z0 * ht
-                zb = float(b.z0[k]) + z1 * ht
-                bottom = np.column_stack([lo, np.full(4, za)])
-                corners.append(np.concatenate([bottom, np.column_stack([hi, np.full(4, zb)])]))
-                colors.append(base if col == "base" else self.details[col])
-        return np.array(corners), np.array(colors)
+        for kind in np.unique(kinds):
+            idx = np.flatnonzero(kinds == kind)
+            parts = np.array([p[:7] for p in PARTS.get(str(kind), _ONE_BOX)])  # (Q, 7)
+            ln, wd, ht = (b.size[idx, i][:, None] for i in range(3))  # (n, 1)
+            x0, x1, wf, z0, z1, sc0, sc1 = (parts[None, :, i] for i in range(7))  # (1, Q)
+            cx = (0.5 * (x0 + x1) - 0.5) * ln  # (n, Q)
+            hx = ((x1 - x0) * ln)[..., None] * unit[:, 0]  # (n, Q, 4)
+            hy = (wf * wd)[..., None] * unit[:, 1]
+            c, s = np.cos(b.yaw[idx])[:, None, None], np.sin(b.yaw[idx])[:, None, None]
+            rows = []
+            for sc, zf in ((sc0, z0), (sc1, z1)):
+                lx = cx[..., None] + hx * sc[..., None]
+                ly = hy * sc[..., None]
+                wx = b.xy[idx, 0][:, None, None] + c * lx - s * ly
+                wy = b.xy[idx, 1][:, None, None] + s * lx + c * ly
+                wz = np.broadcast_to((b.z0[idx][:, None] + zf * ht)[..., None], wx.shape)
+                rows.append(np.stack([wx, wy, wz], -1))  # (n, Q, 4, 3)
+            corners.append(np.concatenate(rows, axis=2).reshape(-1, 8, 3))
+            base = b.color[idx].astype(np.float64)[:, None, :]  # (n, 1, 3)
+            det = np.array([self.details.get(p[7], np.zeros(3)) for p in PARTS.get(str(kind), _ONE_BOX)])
+            is_base = np.array([p[7] == "base" for p in PARTS.get(str(kind), _ONE_BOX)])[None, :, None]
+            colors.append(np.where(is_base, base, det[None]).reshape(-1, 3))
+        return np.concatenate(corners), np.concatenate(colors)
 
     def _draw_boxes(
         self, img: np.ndarray, boxes: Boxes, r: np.ndarray, t: np.ndarray, ego_pose: np.ndarray
@@ -201,30 +208,35 @@ class Camera:
         normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-9)
         visible = np.einsum("kfi,kfi->kf", normal, cam_origin - centre) > 0
         shade = 0.45 + 0.55 * np.clip(normal @ self.light, 0.0, 1.0)
-        fc = cam[:, _FACES]  # (K, 6, 4, 3)
+        fc = cam[:, _FACES].reshape(-1, 4, 3)  # (K * 6, 4, 3)
         depth = fc[..., 2].mean(-1)
-        order = np.argsort(-depth, axis=None)
-        for flat in order:
-            ki, fi = divmod(int(flat), 6)
-            if not visible[ki, fi]:
-                continue
-            poly = _clip_near(fc[ki, fi])
-            if poly is None:
-                continue
-            uv = poly @ self.K.T
-            px = uv[:, :2] / uv[:, 2:3]
-            if (
-                np.all(px[:, 0] < 0)
-                or np.all(px[:, 0] > self.w)
-                or np.all(px[:, 1] < 0)
-                or np.all(px[:, 1] > self.h)
-            ):
-                continue
-            pts = np.round(np.clip(px, -4 * self.w, 4 * self.w) * 8).astype(np.int32)
-            col = tuple(int(v) for v in np.clip(colors[ki] * shade[ki, fi], 0, 255))
+        order = np.argsort(-depth)
+        order = order[visible.reshape(-1)[order] & (fc[order, :, 2] >= _NEAR).any(-1)]
+        # Faces wholly in front of the near plane are projected in one batch; the rest are clipped.
+        front = (fc[order, :, 2] >= _NEAR).all(-1)
+        uv = fc[order] @ self.K.T
+        px_all = uv[..., :2] / np.where(front[:, None, None], uv[..., 2:3], 1.0)
+        cols = np.clip(colors[order // 6] * shade.reshape(-1)[order, None], 0, 255).astype(np.int64)
+        lim = np.array([self.w, self.h], np.float64)
+        off = ((px_all < 0).all(1) | (px_all > lim).all(1)).any(-1) & front
+        pts_all = np.round(np.clip(px_all, -4 * self.w, 4 * self.w) * 8).astype(np.int32)
+        for j in np.flatnonzero(~off):
+            if front[j]:
+                pts = pts_all[j]
+            else:
+                poly = _clip_near(fc[order[j]])
+                if poly is None:
+                    continue
+                q = poly @ self.K.T
+                px = q[:, :2] / q[:, 2:3]
+                if ((px < 0).all(0) | (px > lim).all(0)).any():
+                    continue
+                pts = np.round(np.clip(px, -4 * self.w, 4 * self.w) * 8).astype(np.int32)
+            c = cols[j]
+            col = (int(c[0]), int(c[1]), int(c[2]))
             cv2.fillPoly(img, [pts], col, cv2.LINE_AA, shift=3)
-            edge = tuple(int(v * 0.6) for v in col)
-            cv2.polylines(img, [pts], True, edge, 1, cv2.LINE_AA, shift=3)
+            cv2.polylines(img, [pts], True, (int(c[0] * 0.6), int(c[1] * 0.6), int(c[2] * 0.6)), 1,
+                          cv2.LINE_AA, shift=3)  # fmt: skip
 
 
 def _clip_near(poly: np.ndarray) -> np.ndarray | None:
