@@ -48,8 +48,8 @@ def register(subparsers: Any) -> None:
         "--family",
         action="append",
         default=None,
-        help="scenario family to use (repeatable; default: all, cycled). One of: empty_road, "
-        "crossing_cart, crew_stepping_out, blocked_lane, narrow_pass",
+        help="scenario family to use (repeatable; default: config scenario.families, cycled). One of "
+        "scenarios.ALL_FAMILIES: the default five, the safety families and the camera family stop_line",
     )
     g.add_argument(
         "--difficulty",
