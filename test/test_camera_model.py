@@ -154,6 +154,18 @@ def test_lift_puts_a_point_where_it_is() -> None:
     assert not covered[behind].any(), "cells behind the camera get nothing"
 
 
+def _camera_weights_as_if_trained(model) -> None:
+    """A fresh tiny_cam's fuse ignores the camera (zero columns, see StudentModel); give those
+    columns seeded values as training would, so that the image reaches the plan."""
+    import torch
+
+    n = model.cfg.net.bev_channels
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        w = model.fuse[0].weight
+        w[:, n:] = 0.2 * torch.randn(w[:, n:].shape, generator=gen)
+
+
 @pytest.fixture(scope="module")
 def cam_engine(tmp_path_factory):
     pytest.importorskip("torch")
@@ -161,6 +173,7 @@ def cam_engine(tmp_path_factory):
     from training.model.presets import build_model
 
     model = build_model("tiny_cam", seed=3)
+    _camera_weights_as_if_trained(model)
     out = tmp_path_factory.mktemp("cam_engine")
     summary = export(model, out, "student_cam", "random-seeded", torchscript=False, training_info={"seed": 3})
     return model, out / "student_cam.onnx", summary
@@ -319,3 +332,54 @@ def test_lidar_only_checkpoint_still_loads() -> None:
         pytest.skip(f"{ckpt} not present")
     model, _ = load_checkpoint(ckpt, None)
     assert model.cfg.preset == "tiny" and model.camera is None
+
+
+@requires_torch
+def test_camera_preset_trains_only_with_images(sim_image) -> None:
+    import torch
+
+    from training import modelio
+    from training.export import example_inputs
+    from training.model.presets import build_model
+
+    model = build_model("tiny_cam", seed=0).train()
+    batch = {k: v.expand(2, *v.shape[1:]).contiguous() for k, v in example_inputs(model).items()}
+    t = torch.tensor([3, 7])
+    noise = torch.randn(2, 20, 8, 3)
+    lidar_only = {k: v for k, v in batch.items() if k not in modelio.CAMERA_KEYS}
+    with pytest.raises(modelio.MissingImagesError, match="tiny_cam"):
+        modelio.train_forward(model, lidar_only, t, noise)
+    batch["image"] = torch.from_numpy(image_tensor(sim_image, SPEC))[None].expand(2, -1, -1, -1).contiguous()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    n = model.cfg.net.bev_channels
+    for step in range(2):
+        opt.zero_grad()
+        out = modelio.train_forward(model, batch, t, noise)
+        out["trajectories"].abs().mean().backward()
+        enc = model.camera.encoder.layers[0][0].weight.grad
+        if step == 0:  # zero-initialised camera columns of the fuse learn first ...
+            assert model.fuse[0].weight.grad[:, n:].abs().sum() > 0
+            assert enc is None or not enc.any()
+        opt.step()
+    assert enc is not None and enc.abs().sum() > 0, "... then the image encoder gets a gradient"
+
+
+@requires_torch
+def test_lidar_checkpoint_warm_starts_the_camera_preset(sim_image) -> None:
+    """tiny weights loaded into tiny_cam (strict=False, as the trainer's init_from) plan as tiny."""
+    import torch
+
+    from training.export import example_inputs
+    from training.model.presets import build_model
+
+    tiny = build_model("tiny", seed=5)
+    cam = build_model("tiny_cam", seed=6)
+    result = cam.load_state_dict(tiny.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(k.startswith(("camera.", "fuse.")) for k in result.missing_keys)
+    inputs = example_inputs(cam)
+    inputs["image"] = torch.from_numpy(image_tensor(sim_image, SPEC))[None]
+    with torch.no_grad():
+        a = tiny({k: v for k, v in inputs.items() if k not in ("image", "camera_valid")})
+        b = cam(inputs)
+    assert torch.allclose(a["trajectories"], b["trajectories"], atol=1e-3)
+    assert torch.allclose(a["bev_features"], b["bev_features"], rtol=1e-4, atol=1e-5)

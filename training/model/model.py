@@ -50,6 +50,13 @@ class StudentModel(nn.Module):
                 raise ValueError(f"preset '{cfg.preset}' has a camera branch: pass camera_geometry")
             self.camera = CameraBranch(n.camera, camera_geometry, cfg.spec, n.neck_stride)
             self.fuse = conv_bn_relu(n.bev_channels + n.camera.bev_channels, n.bev_channels, 1, 1)
+            # Start as "LiDAR BEV through, camera ignored": a LiDAR-only checkpoint loaded with
+            # strict=False (trainer init_from / --init) then plans as before until the camera
+            # weights learn (the backbone's BEV is post-ReLU, so BN(eval) + ReLU keep it).
+            with torch.no_grad():
+                w = self.fuse[0].weight
+                w.zero_()
+                w[:, : n.bev_channels, 0, 0] = torch.eye(n.bev_channels)
         self.bev_proj = nn.Conv2d(n.bev_channels, n.d_model, 1)
         self.ego = EgoEncoder(n.d_model, cfg.spec.num_path_points, cfg.norm_offset[:2], cfg.norm_scale[:2])
         self.head = DiffusionHead(cfg, anchors)
