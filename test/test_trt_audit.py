@@ -80,3 +80,24 @@ def test_audit_flags_unlisted_ops_and_opset(tmp_path: Path) -> None:
     report = audit(_save(tmp_path, nodes, [], opset=21))
     assert any("opset 21" in p for p in report.problems)
     assert any("'hm'" in p and "not on the audited list" in p for p in report.problems)
+
+
+def test_camera_preset_graph_passes_and_adds_only_plain_ops(tmp_path: Path) -> None:
+    """tiny_cam (issue 18): the camera branch adds only Conv/Relu/Reshape/MatMul/Mul/Concat-type ops."""
+    pytest.importorskip("torch")
+    from training.export import export
+    from training.model.presets import build_model
+
+    counts = {}
+    for preset in ("tiny", "tiny_cam"):
+        export(build_model(preset, seed=0), tmp_path, preset, "random-seeded", torchscript=False)
+        report = audit(tmp_path / f"{preset}.onnx")
+        assert report.ok, report.text()
+        counts[preset] = report.op_counts
+    plain = {"Conv", "Relu", "Add", "Mul", "MatMul", "Reshape", "Transpose", "Softmax", "Concat"}
+    plain |= {"Constant", "Identity"}  # exporter bookkeeping, folded by TensorRT
+    added = {op for op, n in counts["tiny_cam"].items() if n > counts["tiny"].get(op, 0)}
+    assert added and added <= plain, added
+    assert counts["tiny_cam"].get("GridSample") == counts["tiny"].get("GridSample"), (
+        "no GridSample in the lift"
+    )

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.model.model import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, StudentModel
+from training.model.model import OUTPUT_NAMES, ExportWrapper, StudentModel
 from training.model.presets import PRESETS, build_model
+from vla_edge.camera_input import CameraSpec, image_tensor
 from vla_edge.config import engines_dir, load_config
 from vla_edge.errors import ConfigError, ModelError
 from vla_edge.fsutil import atomic_path
@@ -100,7 +101,37 @@ def example_inputs(model: StudentModel, seed: int = 0) -> dict[str, torch.Tensor
     out = {k: torch.from_numpy(v) for k, v in inputs.items()}
     out["ego_state"] = torch.tensor([[0.8, 0.1, 0.05, 0.0, 0.0, 0.0]])  # already normalised
     out["noise"] = torch.randn((1, cfg.num_anchors, cfg.num_poses, 3), generator=gen)
+    if model.camera is not None:  # a smooth synthetic picture through the runtime's preprocessing
+        cam = camera_spec(model)
+        h, w = (int(v) for v in model.camera.source_size.tolist())
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx + yy) % 256], -1)
+        img = np.clip(img + rng.integers(0, 40, img.shape), 0, 255).astype(np.uint8)
+        out["image"] = torch.from_numpy(image_tensor(img, cam, (h, w)))[None]
+        out["camera_valid"] = torch.ones((1, 1))
     return out
+
+
+def camera_spec(model: StudentModel) -> CameraSpec:
+    """The runtime's :class:`~vla_edge.camera_input.CameraSpec` of a camera model."""
+    cam = model.cfg.net.camera
+    if cam is None:
+        raise ExportError(f"preset '{model.cfg.preset}' has no camera branch")
+    return CameraSpec(cam.name, cam.image_size[0], cam.image_size[1], cam.mean, cam.std)
+
+
+def camera_block(model: StudentModel) -> dict[str, Any]:
+    """The manifest's ``camera`` block: input names, preprocessing and the lift's geometry."""
+    assert model.camera is not None
+    cam = model.cfg.net.camera
+    assert cam is not None
+    return {
+        **camera_spec(model).to_dict(),
+        "inputs": ["image", "camera_valid"],
+        "geometry": model.camera.geometry_dict(),
+        "lift": {"depth_bins": cam.depth_bins, "depth_range": list(cam.depth_range), "stride": cam.stride},
+        "config_key": "drive.yaml camera (raw | compressed)",
+    }
 
 
 def simplify_onnx(path: Path) -> str:
@@ -166,14 +197,15 @@ def export(
     onnx_path = out / f"{name}.onnx"
     wrapper = ExportWrapper(model.eval(), with_bev=with_bev).eval()
     inputs = example_inputs(model)
-    args = tuple(inputs[n] for n in INPUT_NAMES)
+    input_names = wrapper.input_names()
+    args = tuple(inputs[n] for n in input_names)
     out_names = list(OUTPUT_NAMES if with_bev else OUTPUT_NAMES[:2])
     # published (0644: mkstemp makes 0600) only when every check below passes
     with atomic_path(onnx_path, mode=0o644) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings: python-constant timesteps are intended
             torch.onnx.export(
-                wrapper, args, str(tmp), input_names=list(INPUT_NAMES), output_names=out_names,
+                wrapper, args, str(tmp), input_names=list(input_names), output_names=out_names,
                 opset_version=OPSET, dynamo=False, do_constant_folding=True,
             )  # fmt: skip
         wrapper.eval()  # export restores the previous mode; keep BatchNorm in eval
@@ -184,7 +216,7 @@ def export(
         if size > MAX_ONNX_BYTES:
             raise ExportError(f"{onnx_path} would be {size / 2**20:.1f} MiB > 16 MiB; ship a smaller preset")
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = sess.run(out_names, {n: inputs[n].numpy() for n in INPUT_NAMES})
+        got = sess.run(out_names, {n: inputs[n].numpy() for n in input_names})
         with torch.no_grad():
             ref = wrapper(*args)
         parity = {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(out_names, got, ref)}
@@ -200,6 +232,8 @@ def export(
             "simplified": simplified,
         },
     }
+    if model.camera is not None:
+        extra["camera"] = camera_block(model)
     if torchscript:
         ts_path = out / f"{name}.ts"
         with atomic_path(ts_path, mode=0o644) as ts_tmp:

@@ -12,9 +12,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from training.data import DatasetError
 from training.model import build_model
 
 INPUT_KEYS = ("pillar_features", "pillar_coords", "pillar_count", "ego_state", "reference_path")
+#: Extra batch keys of a camera preset (``image [B, 3, H, W]`` from
+#: :func:`vla_edge.camera_input.image_tensor`, ``camera_valid [B, 1]``; 0 = LiDAR-only sample).
+CAMERA_KEYS = ("image", "camera_valid")
+
+
+class MissingImagesError(DatasetError):
+    """A camera preset got batches without images (the data was collected without the camera)."""
 
 
 def build(preset: str, model_cfg: dict[str, Any], anchors: np.ndarray, seed: int = 0) -> nn.Module:
@@ -22,14 +30,29 @@ def build(preset: str, model_cfg: dict[str, Any], anchors: np.ndarray, seed: int
     return build_model(preset, model_cfg, anchors=np.asarray(anchors, dtype=np.float32), seed=seed).train()
 
 
-def inputs_of(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The model-input subset of a batch."""
-    return {k: batch[k] for k in INPUT_KEYS}
+def inputs_of(batch: dict[str, Tensor], model: nn.Module | None = None) -> dict[str, Tensor]:
+    """The model-input subset of a batch (plus ``image``/``camera_valid`` for a camera model).
+
+    Raises:
+        MissingImagesError: ``model`` has a camera branch and the batch holds no images.
+    """
+    keys = INPUT_KEYS
+    model = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+    if getattr(model, "camera", None) is not None:
+        missing = [k for k in CAMERA_KEYS if k not in batch]
+        if missing:
+            raise MissingImagesError(
+                f"preset '{model.cfg.preset}' takes the camera but the training batch has no {missing}: "
+                "the data holds no images (on-policy collection and the bag dataset store none yet; "
+                "docs/model.md, 'Camera branch'). Train a LiDAR-only preset or collect with images."
+            )
+        keys = INPUT_KEYS + CAMERA_KEYS
+    return {k: batch[k] for k in keys}
 
 
 def train_forward(model: nn.Module, batch: dict[str, Tensor], t: Tensor, noise: Tensor) -> dict[str, Any]:
     """Training pass: last cascade layer as ``trajectories``/``scores``, earlier ones in ``aux``."""
-    out = model.forward_train(inputs_of(batch), t, noise)
+    out = model.forward_train(inputs_of(batch, model), t, noise)
     trajs, scores = out["trajectories"], out["scores"]
     return {
         "trajectories": trajs[-1],
@@ -41,7 +64,7 @@ def train_forward(model: nn.Module, batch: dict[str, Tensor], t: Tensor, noise: 
 
 def infer(model: nn.Module, batch: dict[str, Tensor], noise: Tensor) -> dict[str, Tensor]:
     """Inference pass (truncated diffusion from the anchors) with the given noise."""
-    return model({**inputs_of(batch), "noise": noise})
+    return model({**inputs_of(batch, model), "noise": noise})
 
 
 def fixed_noise(model: nn.Module, batch: int, seed: int, device: torch.device) -> Tensor:

@@ -83,6 +83,37 @@ class Extrinsic:
         return m
 
 
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics of a camera image (pixel ``i`` spans ``[i, i + 1)``, so ``cx = width / 2``
+    is the image centre and a resize by ``s`` scales ``fx, cx`` (``fy, cy``) by ``s``).
+
+    Attributes:
+        width: Image width the intrinsics belong to [px].
+        height: Image height [px].
+        fx: Focal length along u [px].
+        fy: Focal length along v [px].
+        cx: Principal point u [px].
+        cy: Principal point v [px].
+    """
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    def matrix(self) -> np.ndarray:
+        """3 x 3 camera matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def scaled(self, width: int, height: int) -> Intrinsics:
+        """The intrinsics of this image resized (whole, no crop) to ``width`` x ``height``."""
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(int(width), int(height), self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
+
+
 class Calibration:
     """Extrinsics of every sensor relative to the base frame.
 
@@ -98,8 +129,11 @@ class Calibration:
         extrinsics: dict[str, Extrinsic],
         sensors: dict[str, str],
         crop_boxes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        intrinsics: dict[str, Intrinsics] | None = None,
     ) -> None:
         self.base_frame = base_frame
+        #: Camera intrinsics keyed by sensor name (``"camera_front"``); tf does not change them.
+        self.intrinsics: dict[str, Intrinsics] = dict(intrinsics or {})
         self._edges: dict[str, Extrinsic] = dict(extrinsics)
         self.sensors = dict(sensors)
         # Self-return crop boxes (sensor frame) keyed by frame id: the vehicle's own body.
@@ -127,9 +161,12 @@ class Calibration:
         edges: dict[str, Extrinsic] = {}
         sensors: dict[str, str] = {}
         crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        intrinsics: dict[str, Intrinsics] = {}
         for name, sec in sensors_cfg.items():
             where = f"calibration.yaml sensors.{name}"
             box = _crop_box(sec.get("crop_box"), where)
+            if sec.get("intrinsics") is not None:
+                intrinsics[str(name)] = _intrinsics(sec["intrinsics"], where)
             frame_ids = [str(f) for f in require(sec, "frame_ids", where=where)]
             xyz = np.asarray(require(sec, "xyz", where=where), dtype=np.float64)
             rpy = np.asarray(require(sec, "rpy", where=where), dtype=np.float64)
@@ -148,7 +185,7 @@ class Calibration:
                 if box is not None:
                     crops[fid] = box
             sensors[str(name)] = frame_ids[0]
-        return cls(base, edges, sensors, crops)
+        return cls(base, edges, sensors, crops, intrinsics)
 
     # ------------------------------------------------------------------ overrides
 
@@ -245,6 +282,20 @@ class Calibration:
                 f"unknown sensor '{sensor}'; configured: {', '.join(sorted(self.sensors))}"
             ) from None
 
+    def camera_intrinsics(self, sensor: str) -> Intrinsics:
+        """Intrinsics of camera ``sensor`` (``sensors.<sensor>.intrinsics`` of calibration.yaml).
+
+        Raises:
+            FrameError: The sensor has no intrinsics configured.
+        """
+        try:
+            return self.intrinsics[sensor]
+        except KeyError:
+            raise FrameError(
+                f"camera '{sensor}' has no intrinsics; add sensors.{sensor}.intrinsics "
+                "(width, height, fx, fy, cx, cy) to config/calibration.yaml"
+            ) from None
+
     def crop_self_returns(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Drop the points of ``frame_id``'s cloud inside its self-return crop box (sensor frame).
 
@@ -331,6 +382,21 @@ def apply_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
         if key in presets[name]:
             lidar[key] = presets[name][key]
     return lidar
+
+
+def _intrinsics(raw: Any, where: str) -> Intrinsics:
+    """``{width, height, fx, fy, cx, cy}`` -> :class:`Intrinsics`."""
+    try:
+        k = Intrinsics(
+            int(raw["width"]), int(raw["height"]), float(raw["fx"]), float(raw["fy"]),
+            float(raw["cx"]), float(raw["cy"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        raise FrameError(f"{where}.intrinsics: need width, height [px] and fx, fy, cx, cy [px]") from None
+    vals = np.array([k.fx, k.fy, k.cx, k.cy])
+    if k.width < 1 or k.height < 1 or not np.all(np.isfinite(vals)) or k.fx <= 0 or k.fy <= 0:
+        raise FrameError(f"{where}.intrinsics: width/height must be >= 1 and fx, fy finite and > 0")
+    return k
 
 
 def _crop_box(raw: Any, where: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -22,9 +22,11 @@ import numpy as np
 
 from vla_edge.backends.base import InferenceBackend
 from vla_edge.backends.factory import create_backend
+from vla_edge.calibration import Calibration
+from vla_edge.camera_input import CameraInputError, CameraSpec, camera_geometry
 from vla_edge.candidate import Candidate
 from vla_edge.config import load_config, require
-from vla_edge.errors import ManifestError, ModelError
+from vla_edge.errors import ConfigError, ManifestError, ModelError
 from vla_edge.model_inputs import frame_inputs
 from vla_edge.pillarize import PillarSpec
 from vla_edge.types import Frame, Trajectory
@@ -65,6 +67,62 @@ def _check_model_config(
         )
 
 
+class CameraConfigError(ConfigError):
+    """A camera engine was given no camera (``camera: none``): the node refuses to start."""
+
+
+def manifest_camera(man: Any) -> CameraSpec | None:
+    """The camera input a manifest declares (``image`` input + ``camera`` block), or None.
+
+    Raises:
+        ManifestError: An ``image`` input without a well-formed ``camera`` block, or the reverse.
+    """
+    block = man.extra.get("camera")
+    has_image = "image" in man.input_names
+    if block is None and not has_image:
+        return None
+    if not isinstance(block, dict) or not has_image or "camera_valid" not in man.input_names:
+        raise ManifestError(
+            f"manifest {man.path}: a camera model needs the inputs 'image' and 'camera_valid' and a "
+            "'camera' block; re-export with `python -m training.export`"
+        )
+    try:
+        cam = CameraSpec.from_dict(block)
+    except CameraInputError as exc:
+        raise ManifestError(
+            f"manifest {man.path}: {exc}; re-export with `python -m training.export`"
+        ) from None
+    if man.input("image").shape != (1, 3, cam.height, cam.width):
+        raise ManifestError(
+            f"manifest {man.path}: input 'image' {man.input('image').shape} disagrees with the camera "
+            f"block's image_size {[cam.height, cam.width]}"
+        )
+    return cam
+
+
+def check_camera_calibration(man: Any, cam: CameraSpec, calib: Calibration, atol: float = 1e-3) -> None:
+    """The calibration's camera must be the one the lift was exported with.
+
+    Raises:
+        ManifestError: Intrinsics, image size or extrinsics differ (beyond ``atol``).
+        FrameError: The camera is not in the calibration.
+    """
+    geo = man.extra["camera"].get("geometry", {})
+    mine = camera_geometry(calib, cam).to_dict()
+    diffs = []
+    for key in ("source_size", "source_K", "cam_to_base"):
+        if key in geo and not np.allclose(
+            np.asarray(geo[key], float), np.asarray(mine[key], float), atol=atol
+        ):
+            diffs.append(f"{key}: exported {geo[key]}, calibration {mine[key]}")
+    if diffs:
+        raise ManifestError(
+            f"camera '{cam.name}' of config/calibration.yaml differs from the one model {man.path} "
+            f"was exported with ({'; '.join(diffs)}); the lift is built from it: fix "
+            f"sensors.{cam.name} or re-export with `python -m training.export`"
+        )
+
+
 class StudentRunner:
     """Runs the student on frames.
 
@@ -72,9 +130,27 @@ class StudentRunner:
         backend: A loaded (or loadable) inference backend.
         spec: Pillarization spec (from ``config/model.yaml``).
         noise_seed: Default seed of the noise Generator (``noise.seed`` in inference.yaml).
+        camera: Camera input mode (``camera`` of drive.yaml: ``none | raw | compressed``; offline
+            tools may pass any other non-``none`` word for "the frames hold the image"). A model
+            whose manifest declares a camera input refuses ``none`` (:class:`CameraConfigError`).
+        calibration: Calibration the camera image comes with (default: config/calibration.yaml);
+            camera models only.
+
+    Attributes:
+        camera: The model's camera input spec, or None (LiDAR-only model).
+        camera_fallbacks: Frames run LiDAR-only (``camera_valid = 0``) per reason code
+            (``missing``, ``stale``, ``undecodable``, ``corrupt``, ``wrong_size``).
+        camera_reason: Reason code of the last frame (``ok`` when its image was used).
     """
 
-    def __init__(self, backend: InferenceBackend, spec: PillarSpec, noise_seed: int) -> None:
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        spec: PillarSpec,
+        noise_seed: int,
+        camera: str = "none",
+        calibration: Calibration | None = None,
+    ) -> None:
         self.backend = backend
         self.spec = spec
         self.default_seed = int(noise_seed)
@@ -83,6 +159,21 @@ class StudentRunner:
         self._noise_spec = man.input("noise")
         self._noise_cache: dict[int, np.ndarray] = {}
         self._check_spec_matches(man)
+        self.camera = manifest_camera(man)
+        self.camera_fallbacks: dict[str, int] = {}
+        self.camera_reason = ""
+        self._source_size: tuple[int, int] | None = None
+        if self.camera is not None:
+            if str(camera) == "none":
+                raise CameraConfigError(
+                    f"model {man.path} takes the camera '{self.camera.name}' (manifest input 'image') but "
+                    "the camera input is off: set `camera: raw` or `camera: compressed` in drive.yaml "
+                    "(ROS parameter `camera`), or run a LiDAR-only engine (engine_path)"
+                )
+            calib = calibration or Calibration.from_config(load_config("calibration"))
+            check_camera_calibration(man, self.camera, calib)
+            src = calib.camera_intrinsics(self.camera.name)
+            self._source_size = (src.height, src.width)
 
     def _check_spec_matches(self, man: Any) -> None:
         P, M, C = self.spec.max_pillars, self.spec.max_points, self.spec.num_features
@@ -109,6 +200,8 @@ class StudentRunner:
         backend: str,
         engine_path: str | Path | None,
         inference_cfg: dict[str, Any] | None = None,
+        camera: str = "none",
+        calibration: Calibration | None = None,
     ) -> StudentRunner:
         """Create the backend, load and warm it up, and wrap it.
 
@@ -117,17 +210,22 @@ class StudentRunner:
             backend: ``"auto" | "onnxruntime" | "tensorrt" | "torch_cuda"``.
             engine_path: Exported ONNX; None = ``engine`` of inference.yaml.
             inference_cfg: Parsed ``config/inference.yaml``; None loads it.
+            camera: ``camera`` of drive.yaml (``none | raw | compressed``).
+            calibration: Camera models: the calibration (default config/calibration.yaml).
 
         Raises:
-            ModelError: Model file missing/corrupt/tampered, or exported for another config.
-            ConfigError: A config file is missing or malformed.
+            ModelError: Model file missing/corrupt/tampered, or exported for another config
+                (camera calibration included).
+            ConfigError: A config file is missing or malformed; :class:`CameraConfigError` when
+                a camera model gets ``camera: none``.
         """
         inf_cfg = load_config("inference") if inference_cfg is None else inference_cfg
         spec = PillarSpec.from_config(model_cfg)
         be = create_backend(backend, engine_path, inf_cfg)
         try:
             _check_model_config(spec, model_cfg, be.manifest.model_config, be.onnx_path)
-            return cls(be, spec, int(require(inf_cfg, "noise", "seed", where="inference.yaml")))
+            seed = int(require(inf_cfg, "noise", "seed", where="inference.yaml"))
+            return cls(be, spec, seed, camera=camera, calibration=calibration)
         except Exception:
             be.close()
             raise
@@ -144,9 +242,29 @@ class StudentRunner:
 
     def inputs(self, frame: Frame, noise_seed: int | None = None) -> tuple[dict[str, np.ndarray], int]:
         """Model inputs for ``frame`` and the number of occupied pillars."""
-        feed = frame_inputs(frame, self.spec, batch=True)
+        feed = self._frame_inputs(frame, points=True)
         feed["noise"] = self.noise(self.default_seed if noise_seed is None else int(noise_seed))
         return feed, int(feed["pillar_count"][0])
+
+    def _frame_inputs(self, frame: Frame, points: bool) -> dict[str, np.ndarray]:
+        """Batched inputs without the noise; a camera model's bad image is counted by reason."""
+        status: dict[str, str] = {}
+        feed = frame_inputs(
+            frame, self.spec, batch=True, points=points, camera=self.camera,
+            source_size=self._source_size, camera_status=status,
+        )  # fmt: skip
+        if self.camera is not None:
+            reason = status["reason"]
+            if reason != "ok":
+                self.camera_fallbacks[reason] = self.camera_fallbacks.get(reason, 0) + 1
+                if reason != self.camera_reason:
+                    log.warning(
+                        "camera '%s' %s: running LiDAR-only (camera_valid = 0)", self.camera.name, reason
+                    )
+            elif self.camera_reason not in ("", "ok"):
+                log.info("camera '%s' usable again", self.camera.name)
+            self.camera_reason = reason
+        return feed
 
     def run(self, frame: Frame, noise_seed: int | None = None) -> Candidate:
         """Infer the student plan for one frame.
@@ -164,7 +282,7 @@ class StudentRunner:
             # The backend pillarizes on its device (torch_cuda.pillarize_on_gpu): only the
             # points cross, and the CPU does not spend the pillarization (docs/backends.md).
             seed = self.default_seed if noise_seed is None else int(noise_seed)
-            rest = frame_inputs(frame, self.spec, batch=True, points=False)
+            rest = self._frame_inputs(frame, points=False)
             rest["noise"] = self.noise(seed)
             result, count = self.backend.infer_points(frame.points, self.spec, rest)
             t1 = t0 + result.timing_ms["pillarize"] / 1e3

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.camera_input import CameraSpec, frame_image_input
 from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
 
 
@@ -53,7 +54,35 @@ def model_inputs(
 
 
 def frame_inputs(
-    frame: Any, spec: PillarSpec, batch: bool = False, points: bool = True
+    frame: Any,
+    spec: PillarSpec,
+    batch: bool = False,
+    points: bool = True,
+    camera: CameraSpec | None = None,
+    source_size: tuple[int, int] | None = None,
+    camera_status: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`model_inputs` of a :class:`~vla_edge.types.Frame`."""
-    return model_inputs(spec, frame.points if points else None, frame.reference_path, frame.ego, batch)
+    """:func:`model_inputs` of a :class:`~vla_edge.types.Frame`, plus the camera input.
+
+    Args:
+        frame: The assembled frame.
+        spec: Pillar/input spec of the model.
+        batch: Add a leading batch dimension of 1.
+        points: False leaves out the pillar inputs.
+        camera: The model's camera input (models whose manifest declares ``image``); adds
+            ``image`` [3, H, W] float32 and ``camera_valid`` [1] float32 built by
+            :func:`vla_edge.camera_input.frame_image_input` (a bad image: zeros and 0).
+        source_size: ``(height, width)`` the camera image must have (calibrated size).
+        camera_status: When given, ``camera_status["reason"]`` gets the camera reason code
+            (``ok``, ``missing``, ``stale``, ``undecodable``, ``corrupt``, ``wrong_size``).
+    """
+    out = model_inputs(spec, frame.points if points else None, frame.reference_path, frame.ego, False)
+    if camera is not None:
+        img, valid, reason = frame_image_input(frame, camera, source_size)
+        out["image"] = img
+        out["camera_valid"] = np.array([valid], dtype=np.float32)
+        if camera_status is not None:
+            camera_status["reason"] = reason
+    if batch:
+        out = {k: (v.reshape(1) if v.ndim == 0 else v[None]) for k, v in out.items()}
+    return out

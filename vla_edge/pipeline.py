@@ -148,7 +148,18 @@ def load_runner(drive_cfg: dict[str, Any], allow_disabled: bool = False) -> Any:
     backend = str(require(drive_cfg, "backend", where="drive.yaml"))
     backend = backend or str(require(inf_cfg, "backend", where="inference.yaml"))
     try:
-        return StudentRunner.from_config(model_cfg, backend, engine_path(drive_cfg), inf_cfg)
+        # A camera engine with `camera: none` raises CameraConfigError (a ConfigError): the node
+        # refuses to start rather than drive a camera model without its camera.
+        camera = str(drive_cfg.get("camera", "none"))
+        calib = None
+        if camera != "none":
+            from vla_edge.calibration import Calibration
+
+            calib_name = str(drive_cfg.get("calibration_config", "calibration"))
+            calib = Calibration.from_config(load_config(calib_name, kind="calibration"))
+        return StudentRunner.from_config(
+            model_cfg, backend, engine_path(drive_cfg), inf_cfg, camera=camera, calibration=calib
+        )
     except ModelError as exc:
         if not allow_disabled:
             raise

@@ -12,6 +12,52 @@ from vla_edge.pillarize import PillarSpec
 
 
 @dataclass(frozen=True)
+class CameraPresetConfig:
+    """The optional camera branch of a preset (``presets.<name>.camera``; docs/model.md)."""
+
+    name: str  # calibration sensor and Frame.images key ("camera_front")
+    image_size: tuple[int, int]  # model input (height, width) [px]
+    mean: tuple[float, float, float]  # per-channel mean of the [0, 1] RGB image
+    std: tuple[float, float, float]  # per-channel std
+    stages: tuple[tuple[int, int], ...]  # (channels, stride) of the image encoder
+    bev_channels: int  # C: camera BEV channels
+    depth_bins: int  # D: fixed depth bins along the optical axis
+    depth_range: tuple[float, float]  # [m] near and far edge of the depth bins
+    samples: int  # samples per (column, depth bin) and axis when building the lift matrix
+
+    @property
+    def stride(self) -> int:
+        """Total stride of the image encoder (input pixels per feature column)."""
+        out = 1
+        for _, s in self.stages:
+            out *= s
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CameraPresetConfig:
+        """From the preset's ``camera`` mapping (KeyError/TypeError/ValueError when malformed)."""
+        cam = cls(
+            name=str(raw["name"]),
+            image_size=tuple(int(v) for v in raw["image_size"]),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in raw["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in raw["std"]),  # type: ignore[arg-type]
+            stages=tuple(tuple(int(v) for v in s) for s in raw["stages"]),  # type: ignore[misc]
+            bev_channels=int(raw["bev_channels"]),
+            depth_bins=int(raw["depth_bins"]),
+            depth_range=tuple(float(v) for v in raw["depth_range"]),  # type: ignore[arg-type]
+            samples=int(raw["samples"]),
+        )
+        h, w = cam.image_size
+        if h % cam.stride or w % cam.stride:
+            raise ValueError(
+                f"camera image_size {cam.image_size} must be a multiple of the stride {cam.stride}"
+            )
+        if not 0 < cam.depth_range[0] < cam.depth_range[1]:
+            raise ValueError(f"camera depth_range {cam.depth_range} must be 0 < near < far")
+        return cam
+
+
+@dataclass(frozen=True)
 class PresetConfig:
     """Network sizes of one preset (see ``presets`` in ``config/model.yaml``)."""
 
@@ -24,6 +70,7 @@ class PresetConfig:
     ffn_dim: int
     decoder_layers: int
     vanilla: bool
+    camera: CameraPresetConfig | None = None  # None: LiDAR-only (the shipped engine)
 
 
 @dataclass(frozen=True)
@@ -86,6 +133,7 @@ class ModelConfig:
                     ffn_dim=int(net["ffn_dim"]),
                     decoder_layers=int(net["decoder_layers"]),
                     vanilla=bool(net["vanilla"]),
+                    camera=CameraPresetConfig.from_dict(net["camera"]) if net.get("camera") else None,
                 ),
                 diffusion=DiffusionConfig(
                     num_train_timesteps=int(d["num_train_timesteps"]),

@@ -2,22 +2,28 @@
 
 Named tensor dicts in and out. Input keys (the ONNX input names): ``pillar_features
 [B, P, M, C]``, ``pillar_coords [B, P, 2]`` int, ``pillar_count [B]`` int, ``ego_state [B, 6]``,
-``reference_path [B, K, 2]``, ``noise [B, A, T, 3]``. Output keys: ``trajectories
+``reference_path [B, K, 2]``, ``noise [B, A, T, 3]``; camera presets add ``image [B, 3, H, W]``
+(:func:`vla_edge.camera_input.image_tensor`) and ``camera_valid [B, 1]`` (0 = LiDAR-only).
+Output keys: ``trajectories
 [B, A, T, 3]``, ``scores [B, A]``, ``bev_features [B, Cb, Hb, Wb]``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from training.model.backbone import BevBackbone
+from training.model.backbone import BevBackbone, conv_bn_relu
+from training.model.camera import CameraBranch
 from training.model.config import ModelConfig
 from training.model.ego_encoder import EgoEncoder
 from training.model.head import DiffusionHead
 from training.model.pillars import PillarFeatureNet, scatter_to_bev
 
 INPUT_NAMES = ("pillar_features", "pillar_coords", "pillar_count", "ego_state", "reference_path", "noise")
+CAMERA_INPUT_NAMES = ("image", "camera_valid")
 OUTPUT_NAMES = ("trajectories", "scores", "bev_features")
 
 
@@ -27,15 +33,30 @@ class StudentModel(nn.Module):
     Args:
         cfg: Model config (preset resolved).
         anchors: ``[A, T, 3]`` anchors in metres/radians.
+        camera_geometry: :class:`~vla_edge.camera_input.CameraGeometry` the camera branch's
+            lift is built from (camera presets only).
     """
 
-    def __init__(self, cfg: ModelConfig, anchors: Tensor) -> None:
+    def __init__(self, cfg: ModelConfig, anchors: Tensor, camera_geometry: Any = None) -> None:
         super().__init__()
         n = cfg.net
         self.cfg = cfg
         self.register_buffer("slots", torch.arange(cfg.spec.max_pillars), persistent=False)
         self.pfn = PillarFeatureNet(cfg.spec.num_features, n.pfn_channels)
         self.backbone = BevBackbone(n.pfn_channels, n.stages, n.bev_channels, n.neck_stride)
+        self.camera: CameraBranch | None = None
+        if n.camera is not None:
+            if camera_geometry is None:
+                raise ValueError(f"preset '{cfg.preset}' has a camera branch: pass camera_geometry")
+            self.camera = CameraBranch(n.camera, camera_geometry, cfg.spec, n.neck_stride)
+            self.fuse = conv_bn_relu(n.bev_channels + n.camera.bev_channels, n.bev_channels, 1, 1)
+            # Start as "LiDAR BEV through, camera ignored": a LiDAR-only checkpoint loaded with
+            # strict=False (trainer init_from / --init) then plans as before until the camera
+            # weights learn (the backbone's BEV is post-ReLU, so BN(eval) + ReLU keep it).
+            with torch.no_grad():
+                w = self.fuse[0].weight
+                w.zero_()
+                w[:, : n.bev_channels, 0, 0] = torch.eye(n.bev_channels)
         self.bev_proj = nn.Conv2d(n.bev_channels, n.d_model, 1)
         self.ego = EgoEncoder(n.d_model, cfg.spec.num_path_points, cfg.norm_offset[:2], cfg.norm_scale[:2])
         self.head = DiffusionHead(cfg, anchors)
@@ -47,6 +68,9 @@ class StudentModel(nn.Module):
             pillars, inputs["pillar_coords"], inputs["pillar_count"], self.slots, self.cfg.spec.grid_size
         )
         bev = self.backbone(canvas)
+        if self.camera is not None:
+            cam = self.camera(inputs["image"], inputs["camera_valid"])
+            bev = self.fuse(torch.cat([bev, cam], 1))
         query, tokens = self.ego(inputs["ego_state"], inputs["reference_path"])
         return {
             "bev_features": bev,
@@ -82,32 +106,19 @@ class StudentModel(nn.Module):
 
 
 class ExportWrapper(nn.Module):
-    """Positional-argument wrapper for ONNX / TorchScript export (names in INPUT_NAMES order)."""
+    """Positional-argument wrapper for ONNX / TorchScript export (names in :meth:`input_names` order)."""
 
     def __init__(self, model: StudentModel, with_bev: bool = True) -> None:
         super().__init__()
         self.model = model
         self.with_bev = with_bev
 
-    def forward(
-        self,
-        pillar_features: Tensor,
-        pillar_coords: Tensor,
-        pillar_count: Tensor,
-        ego_state: Tensor,
-        reference_path: Tensor,
-        noise: Tensor,
-    ) -> tuple[Tensor, ...]:
-        out = self.model(
-            {
-                "pillar_features": pillar_features,
-                "pillar_coords": pillar_coords,
-                "pillar_count": pillar_count,
-                "ego_state": ego_state,
-                "reference_path": reference_path,
-                "noise": noise,
-            }
-        )
+    def input_names(self) -> tuple[str, ...]:
+        """Graph input names: the contract six, then ``image`` and ``camera_valid`` with a camera."""
+        return INPUT_NAMES + (CAMERA_INPUT_NAMES if self.model.camera is not None else ())
+
+    def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(dict(zip(self.input_names(), args)))
         if self.with_bev:
             return out["trajectories"], out["scores"], out["bev_features"]
         return out["trajectories"], out["scores"]

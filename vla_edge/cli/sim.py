@@ -48,8 +48,8 @@ def register(subparsers: Any) -> None:
         "--family",
         action="append",
         default=None,
-        help="scenario family to use (repeatable; default: all, cycled). One of: empty_road, "
-        "crossing_cart, crew_stepping_out, blocked_lane, narrow_pass",
+        help="scenario family to use (repeatable; default: config scenario.families, cycled). One of "
+        "scenarios.ALL_FAMILIES: the default five, the safety families and the camera family stop_line",
     )
     g.add_argument(
         "--difficulty",
@@ -332,7 +332,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(
         f"scenarios {int(agg['scenarios'])}, collision rate {agg['collision_rate']:.3f}, "
         f"off-road scenarios {sum(1 for s in res.scenarios if s.dac < 1.0)}, "
-        f"planner failures {sum(s.planner_failures for s in res.scenarios)}"
+        f"planner failures {sum(s.planner_failures for s in res.scenarios)}, "
+        f"stop-line violations {int(agg['stop_line_violations'])}"
     )
     if choices:
         print("arbiter choices:", ", ".join(f"{k} {v}" for k, v in sorted(choices.items())))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from vla_edge.config_schema._base import AnyFloat, Section
+from vla_edge.config_schema._base import AnyFloat, Count, Pos, Section
 
 Vec3 = Annotated[list[AnyFloat], Field(min_length=3, max_length=3)]
 
@@ -22,11 +22,21 @@ class CropBox(Section):
         return self
 
 
+class Intrinsics(Section):
+    width: Count
+    height: Count
+    fx: Pos
+    fy: Pos
+    cx: AnyFloat
+    cy: AnyFloat
+
+
 class Sensor(Section):
     frame_ids: list[str] = Field(min_length=1)
     xyz: Vec3
     rpy: Vec3
     crop_box: CropBox | None = None  # LiDAR only
+    intrinsics: Intrinsics | None = None  # cameras only
 
 
 class MountingPreset(Section):

@@ -74,6 +74,18 @@ class Loss(Section):
     yaw_weight: NonNeg
 
 
+class CameraPreset(Section):
+    name: str = Field(min_length=1)
+    image_size: list[Count] = Field(min_length=2, max_length=2)
+    mean: list[AnyFloat] = Field(min_length=3, max_length=3)
+    std: list[Pos] = Field(min_length=3, max_length=3)
+    stages: list[list[Count]] = Field(min_length=1)
+    bev_channels: Count
+    depth_bins: Count
+    depth_range: list[Pos] = Field(min_length=2, max_length=2)
+    samples: Count
+
+
 class Preset(Section):
     # Every key optional: a preset may `extends` another and override a few keys.
     extends: str | None = None
@@ -86,6 +98,7 @@ class Preset(Section):
     ffn_dim: Count | None = None
     decoder_layers: Count | None = None
     vanilla: bool | None = None
+    camera: CameraPreset | None = None
 
 
 class ModelFile(Section):

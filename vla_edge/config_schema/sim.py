@@ -103,6 +103,7 @@ class Expert(Section):
     agent_accel_max: NonNeg
     agent_decel: Pos
     ttc_check: NonNeg
+    stop_line_margin: NonNeg
     stand_lateral: Pos
     stand_speed: Pos
 
@@ -124,7 +125,6 @@ class Agents(Section):
 class ObjectClass(Section):
     size: list[Pos] = Field(min_length=3, max_length=3)
     reflectivity: Frac
-    color: RGB
 
 
 class Ground(Section):
@@ -138,6 +138,7 @@ Family = Literal[
     "empty_road", "crossing_cart", "crew_stepping_out", "blocked_lane", "narrow_pass",  # default suite
     "pushback", "slow_lead", "crew_occluded", "debris_in_lane", "stand_approach", "intersection",
     "lidar_degraded",  # safety suite (vla_edge/sim/scenarios.py SAFETY_FAMILIES)
+    "stop_line",  # camera families (vla_edge/sim/scenarios.py CAMERA_FAMILIES)
 ]  # fmt: skip
 
 
@@ -185,6 +186,16 @@ class Scenario(Section):
     lidar_rain_range: NonNegPair
     lidar_blocked_from_deg: rng(ge=-360, le=360)
     lidar_blocked_width_deg: NonNegPair
+    # stand markings and the stop_line camera family
+    stand_lead_in_extra: NonNeg
+    stand_line_width: Pos
+    stand_stop_bar_length: Pos
+    stop_line_distance: NonNegPair
+    stop_line_dwell: NonNegPair
+    stop_line_wear: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    stop_line_width: Pos
+    stop_line_zone: Pos
+    stop_line_stop_speed: Pos
 
 
 class LidarPreset(Section):
@@ -220,6 +231,8 @@ class Camera(Section):
     sky_color: RGB
     light_dir: list[AnyFloat] = Field(min_length=3, max_length=3)
     ground_colors: dict[str, RGB]
+    class_colors: dict[str, RGB]
+    detail_colors: dict[str, RGB]
 
 
 class ReferencePath(Section):
@@ -244,6 +257,7 @@ class Harness(Section):
     ttc_threshold: NonNeg
     ep_min_reference: NonNeg
     static_collision_nc: Frac
+    stop_line_slc: Frac
     comfort: Comfort
 
 

@@ -210,9 +210,17 @@ class Agent:
 
 
 def make_bodies(
-    kind: str, classes: dict[str, Any], first_id: int, carts: int = 0, hitch_gap: float = 0.8
+    kind: str,
+    classes: dict[str, Any],
+    colors: dict[str, Any],
+    first_id: int,
+    carts: int = 0,
+    hitch_gap: float = 0.8,
 ) -> list[Body]:
-    """Bodies of an agent of ``kind`` (a train gets a tug head plus ``carts`` carts)."""
+    """Bodies of an agent of ``kind`` (a train gets a tug head plus ``carts`` carts).
+
+    ``colors`` is ``camera.class_colors`` (camera RGB per class).
+    """
 
     def body(cls: str, offset: float, oid: int) -> Body:
         c = classes[cls]
@@ -222,7 +230,7 @@ def make_bodies(
             tuple(float(v) for v in c["size"]),
             oid,
             float(c["reflectivity"]),
-            tuple(int(v) for v in c["color"]),
+            tuple(int(v) for v in colors[cls]),
         )
 
     if kind == "cart_train":

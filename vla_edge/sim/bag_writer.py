@@ -89,7 +89,7 @@ def expert_rollout(world: World, cfg: dict[str, Any], seconds: float) -> Rollout
 
 
 def _class_rgb(cfg: dict[str, Any], cls: str) -> tuple[float, float, float]:
-    c = cfg["classes"][cls]["color"]
+    c = cfg["camera"]["class_colors"][cls]
     return (c[0] / 255.0, c[1] / 255.0, c[2] / 255.0)
 
 

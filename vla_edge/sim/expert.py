@@ -38,6 +38,7 @@ NAMES = {
     "aircraft_fuselage": "aircraft",
     "aircraft_wing": "aircraft",
     "aircraft": "aircraft under pushback",
+    "stop_line": "stop line",
 }
 
 
@@ -449,6 +450,18 @@ class Expert:
             if ob.static and ob.lo[0] > s0:
                 room = ob.lo[0] - g0 - 1.0 - front - s_lim
                 v_lim = np.minimum(v_lim, np.sqrt(2.0 * b_term * np.maximum(room, 0.0)))
+        # Painted stop lines (privileged: the expert knows the world): stop before the line with
+        # a braking-curve cap until the ego has held there for the dwell time.
+        stop_line: tuple[float, Any] | None = None
+        for line in world.stop_lines:
+            if line.passed or line.cleared or line.s > s_e + float(e["lookahead"]) - 5.0:
+                continue
+            p_line = world.lane.interp(line.s)[:2]
+            sp = float(path.project(p_line[None, :])[0][0])
+            room = sp - float(e["stop_line_margin"]) - front - s_lim
+            v_lim = np.minimum(v_lim, np.sqrt(2.0 * b_term * np.maximum(room, 0.0)))
+            if stop_line is None:
+                stop_line = (max(0.0, sp - s0 - front), line)
         ss, vs, dec = self._profiles(ego.v, s_lim, v_lim, s0)
         gap_dyn = g0 + float(e["gap_time"]) * vs
         first_hit = np.full(len(ss), np.inf)
@@ -504,6 +517,15 @@ class Expert:
                 reach = float(speeds.max()) ** 2 / (2 * b_term) + 15.0
                 if near.lo[0] - s0 - front < reach:
                     cause_ob = near
+        if stop_line is not None and cause_ob is None:
+            dist, line = stop_line
+            if dist < ego.v**2 / (2 * b_term) + 15.0:
+                if ego.v < 0.3:
+                    left = max(0.0, line.dwell - line.held)
+                    text, action = f"Holding at the stop line: {left:.1f} s left", "hold"
+                else:
+                    text, action = f"Stopping: stop line {dist:.0f} m ahead", "stop"
+                return ExpertDecision(plan, text, action, "stop_line", -1, dist, float(speeds[-1]), safe)
         return self._explain(
             world, plan, speeds, ego.v, s0, front, cause_ob, nudges, limit_reasons, v_cap, safe
         )

@@ -15,6 +15,13 @@
 * ``lidar_degraded`` - crew stepping out while the LiDAR suffers rain (range noise and
   spurious near returns), dropout and a blocked sector (``World.info["lidar"]``).
 
+Camera family (``scenarios.CAMERA_FAMILIES``):
+
+* ``stop_line`` - a painted stop line across the ego lane (camera-only paint: no geometry,
+  no LiDAR reflectivity): the ego must stop at it and hold for a dwell time before it
+  continues (``World.stop_lines``; running it is a violation the harness scores). Difficulty
+  brings the line closer to the start and wears its paint.
+
 Every ``[easy, hard]`` range lives in ``config/sim.yaml`` ``scenario``; difficulty 0..1
 interpolates it. At default difficulty no agent enters the ego's path inside the ego's
 stopping distance at the comfort deceleration (the suite checks this from ground truth).
@@ -27,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_edge.sim.world import Polyline, SimError
+from vla_edge.sim.world import Marking, Polyline, SimError, StopLine
 
 
 @dataclass
@@ -39,6 +46,7 @@ class FamilyParts:
     oncoming_kinds: list[str] | None = None
     oncoming_window: tuple[float, float] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    stop_lines: list[StopLine] = field(default_factory=list)
 
 
 def _lerp(pair: list[float], d: float) -> float:
@@ -166,6 +174,9 @@ def build_family(
         centre = e_pt + normal * (road_half + gap + 0.5 * fl)
         yaw_ac = float(np.arctan2(-normal[1], -normal[0]))  # nose towards the road
         b.add_box("aircraft_fuselage", *centre, yaw_ac, z0=1.2)
+        from vla_edge.sim.scenarios import stand_markings
+
+        stand_markings(b, centre, yaw_ac, fl, nose_in=True)
         b.add_box("aircraft_wing", *(centre + fwd * 0.0 - normal * 1.0), yaw_ac, z0=2.8)
         for k in (-1.0, 1.0):
             b.add_box("aircraft_fuselage", *(centre - normal * 3.0 + fwd * k * 6.0), yaw_ac,
@@ -210,6 +221,27 @@ def build_family(
             "blocked_sectors": [[lo, lo + width]],
         }
         out.info.update(lidar=lidar, crew_trigger=trig, crew_speed=v)
+    elif family == "stop_line":
+        dist = _lerp(sc["stop_line_distance"], d) * float(rng.uniform(0.9, 1.1))
+        s_line = s_start + dist
+        dwell = float(rng.uniform(*sc["stop_line_dwell"]))
+        wear = _lerp(sc["stop_line_wear"], d)
+        width = float(sc["stop_line_width"])
+        # Across the ego lane, from inside the right edge line to the centre line.
+        a = s_line - 0.5 * width
+        c = s_line + 0.5 * width
+        right = -0.5 * lane_w + 0.25
+        left = 0.5 * lane_w - 0.1
+        quad = ((a, right), (c, right), (c, left), (a, left))
+        corners = [lane.offset(off).interp(ss)[:2] for ss, off in quad]
+        b.markings.append(Marking(np.array(corners), 0.0, "stop_line", wear=wear))
+        out.stop_lines.append(
+            StopLine(s_line, dwell, float(sc["stop_line_zone"]), float(sc["stop_line_stop_speed"]))
+        )
+        out.no_lead = True  # agents do not obey paint: a lead vehicle would hide the rule
+        out.info.update(
+            stop_line_s=s_line, stop_line_dwell=dwell, stop_line_wear=wear, stop_line_distance=dist
+        )
     else:
         raise SimError(f"unknown safety family '{family}'")
     return out

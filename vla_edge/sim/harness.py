@@ -18,8 +18,12 @@ Per scenario (NAVSIM's PDM score adapted to a closed loop):
 * **TTC** share of moving frames whose constant-velocity time to collision stays above
   ``harness.ttc_threshold``.
 * **C** share of frames whose executed motion stays within the NAVSIM comfort limits.
+* **SLC** stop-line compliance (as EPDMS's traffic-light compliance): 1, or
+  ``harness.stop_line_slc`` when the ego crossed a painted stop line before holding at it
+  for its dwell time (``stop_line`` family; ``stop_line_violations`` counts them). Every
+  other family has no stop line, so SLC is 1 there.
 
-``score = NC * DAC * (5 * TTC + 5 * EP + 2 * C) / 12``; :class:`SuiteResult` holds the
+``score = NC * DAC * SLC * (5 * TTC + 5 * EP + 2 * C) / 12``; :class:`SuiteResult` holds the
 per-scenario scores and their means.
 
 Privileged planners (the expert) may define ``reset(world)``; the harness calls it at the
@@ -63,13 +67,15 @@ class ScenarioScore:
         ep: Ego progress ratio 0..1.
         ttc: Share of moving frames with a safe time to collision.
         comfort: Share of comfortable frames.
-        score: ``nc * dac * (5 ttc + 5 ep + 2 comfort) / 12``.
+        score: ``nc * dac * slc * (5 ttc + 5 ep + 2 comfort) / 12``.
         progress_m: Ego progress along the route (m).
         expert_progress_m: The expert's progress on the same scenario (m).
         collisions: ``(t, object id, class, ego speed)`` of at-fault contacts.
         offroad_s: Seconds with the footprint off drivable ground.
         planner_failures: Frames where the planner returned None, raised or gave NaN.
         min_ttc: Smallest time to collision seen (s; inf when none).
+        slc: Stop-line compliance multiplier (1, or ``harness.stop_line_slc`` after a violation).
+        stop_line_violations: Painted stop lines crossed before holding at them.
     """
 
     name: str
@@ -88,6 +94,8 @@ class ScenarioScore:
     offroad_s: float = 0.0
     planner_failures: int = 0
     min_ttc: float = float("inf")
+    slc: float = 1.0
+    stop_line_violations: int = 0
 
 
 @dataclass
@@ -101,9 +109,10 @@ class SuiteResult:
         """Means of every score over the scenarios, plus the collision rate."""
         if not self.scenarios:
             return {}
-        keys = ("score", "nc", "dac", "ep", "ttc", "comfort")
+        keys = ("score", "nc", "dac", "ep", "ttc", "comfort", "slc")
         out = {k: float(np.mean([getattr(s, k) for s in self.scenarios])) for k in keys}
         out["collision_rate"] = float(np.mean([1.0 if s.collisions else 0.0 for s in self.scenarios]))
+        out["stop_line_violations"] = float(sum(s.stop_line_violations for s in self.scenarios))
         out["scenarios"] = float(len(self.scenarios))
         return out
 
@@ -134,16 +143,21 @@ class SuiteResult:
 
     def table(self) -> str:
         """A plain-text table, one line per scenario plus the mean."""
+        from vla_edge.sim.scenarios import CAMERA_FAMILIES
+
+        slc = any(s.family in CAMERA_FAMILIES for s in self.scenarios)  # stop-line column
         head = f"{'scenario':34s} {'NC':>4s} {'DAC':>4s} {'EP':>5s} {'TTC':>5s} {'C':>5s} {'score':>6s}"
-        lines = [head]
+        lines = [head + (f" {'SLC':>4s} {'runs':>4s}" if slc else "")]
         for s in self.scenarios:
             row = f"{s.name:34s} {s.nc:4.1f} {s.dac:4.1f} {s.ep:5.2f} {s.ttc:5.2f} {s.comfort:5.2f}"
-            lines.append(f"{row} {s.score:6.3f}")
+            extra = f" {s.slc:4.1f} {s.stop_line_violations:4d}" if slc else ""
+            lines.append(f"{row} {s.score:6.3f}{extra}")
         a = self.aggregate
         if a:
+            extra = f" {a['slc']:4.2f} {int(a['stop_line_violations']):4d}" if slc else ""
             lines.append(
                 f"{'mean':34s} {a['nc']:4.2f} {a['dac']:4.2f} {a['ep']:5.2f} {a['ttc']:5.2f} "
-                f"{a['comfort']:5.2f} {a['score']:6.3f}"
+                f"{a['comfort']:5.2f} {a['score']:6.3f}{extra}"
             )
         return "\n".join(lines)
 
@@ -401,7 +415,9 @@ def run_scenario(
     ep = 1.0 if ref < float(hc["ep_min_reference"]) else float(np.clip(progress / ref, 0.0, 1.0))
     ttc = 1.0 - ttc_hits / moving if moving else 1.0
     comfort = _comfort(log, per_frame, dt, hc["comfort"])
-    score = nc * dac * (5 * ttc + 5 * ep + 2 * comfort) / 12.0
+    violations = world.stop_line_violations()
+    slc = float(hc["stop_line_slc"]) if violations else 1.0
+    score = nc * dac * slc * (5 * ttc + 5 * ep + 2 * comfort) / 12.0
     return ScenarioScore(
         spec.name,
         spec.family,
@@ -419,6 +435,8 @@ def run_scenario(
         float(log.offroad.sum() * dt),
         failures,
         min_ttc,
+        slc,
+        violations,
     )
 
 

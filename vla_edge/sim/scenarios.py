@@ -24,7 +24,16 @@ import numpy as np
 
 from vla_edge.sim.agents import Agent, make_bodies
 from vla_edge.sim.ego import EgoVehicle
-from vla_edge.sim.world import Boxes, Polyline, SimError, World, box_corners, build_ground, rect_overlaps
+from vla_edge.sim.world import (
+    Boxes,
+    Marking,
+    Polyline,
+    SimError,
+    World,
+    box_corners,
+    build_ground,
+    rect_overlaps,
+)
 
 FAMILIES = ("empty_road", "crossing_cart", "crew_stepping_out", "blocked_lane", "narrow_pass")
 #: Families added for the safety suite (``vla_edge/sim/families.py``); ``suite()`` accepts all.
@@ -37,7 +46,11 @@ SAFETY_FAMILIES = (
     "intersection",
     "lidar_degraded",
 )
-ALL_FAMILIES = FAMILIES + SAFETY_FAMILIES
+#: Families where the camera matters (paint the LiDAR cannot see; ``vla_edge/sim/families.py``).
+CAMERA_FAMILIES = ("stop_line",)
+#: What the safety suite cycles through (contacts; camera families are scored by the harness).
+SUITE_FAMILIES = FAMILIES + SAFETY_FAMILIES
+ALL_FAMILIES = FAMILIES + SAFETY_FAMILIES + CAMERA_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,9 @@ class _Builder:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         self.classes = cfg["classes"]
+        self.colors = cfg["camera"]["class_colors"]
         self.boxes: list[Boxes] = []
+        self.markings: list[Marking] = []
         self.zones: list[np.ndarray] = []
         self.agents: list[Agent] = []
         self.next_id = 1
@@ -195,7 +210,7 @@ class _Builder:
                 np.array([cls], dtype=object),
                 np.array([self.next_id]),
                 np.array([float(c["reflectivity"])]),
-                np.array([c["color"]], dtype=np.uint8),
+                np.array([self.colors[cls]], dtype=np.uint8),
                 np.zeros(1, dtype=bool),
                 np.zeros((1, 2)),
             )
@@ -210,7 +225,7 @@ class _Builder:
         self, kind: str, path: Polyline, s: float, v: float, v0: float, carts: int = 0, **kw: Any
     ) -> Agent:
         ap = self.cfg["agents"]
-        bodies = make_bodies(kind, self.classes, self.next_id, carts, float(ap["train_gap"]))
+        bodies = make_bodies(kind, self.classes, self.colors, self.next_id, carts, float(ap["train_gap"]))
         self.next_id += len(bodies)
         a_max = float(ap["crew_accel"] if kind == "crew" else ap["vehicle_accel"])
         ag = Agent(kind, path, s, v, v0, a_max, bodies, ap, **kw)
@@ -224,6 +239,27 @@ def _free_of(corners: np.ndarray, taken: list[np.ndarray], inflate: float) -> bo
     c = corners.mean(0)
     grown = c + (corners - c) * (1.0 + inflate / max(1.0, np.abs(corners - c).max()))
     return not rect_overlaps(grown, np.array(taken)).any()
+
+
+def stand_markings(b: _Builder, centre: np.ndarray, yaw: float, length: float, nose_in: bool) -> None:
+    """Paint a stand's lead-in line (along the aircraft axis) and its nose stop bar (camera only).
+
+    The lead-in line runs along the fuselage and on beyond its end away from the road; the
+    stop bar crosses it at the nose. Both stay off the service road (apron paint) and draw
+    no random numbers.
+    """
+    fwd = np.array([np.cos(yaw), np.sin(yaw)])
+    lat = np.array([-fwd[1], fwd[0]])
+    sc = b.cfg["scenario"]
+    extra = float(sc["stand_lead_in_extra"])
+    nose = centre + fwd * (0.5 * length - 1.0)
+    tail = centre - fwd * (0.5 * length + (extra if nose_in else 0.0))
+    nose_end = nose + fwd * (0.0 if nose_in else extra)
+    w = float(sc["stand_line_width"])
+    half_bar = 0.5 * float(sc["stand_stop_bar_length"])
+    b.markings.append(Marking(np.array([tail, nose_end]), w, "stand_paint", off_road=True))
+    b.markings.append(Marking(np.array([nose - lat * half_bar, nose + lat * half_bar]), 2 * w, "stand_paint",
+                              off_road=True))  # fmt: skip
 
 
 def _place_aircraft(
@@ -253,6 +289,7 @@ def _place_aircraft(
     fwd = np.array([np.cos(yaw_ac), np.sin(yaw_ac)])
     lat = np.array([-fwd[1], fwd[0]])
     b.add_box("aircraft_fuselage", *centre, yaw_ac, z0=1.2)
+    stand_markings(b, centre, yaw_ac, fl, nose_in)
     wing_c = centre + fwd * 1.0
     b.add_box("aircraft_wing", *wing_c, yaw_ac, z0=2.8)
     fin = cls["aircraft_fuselage"]["size"]
@@ -355,6 +392,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
     ap = cfg["agents"]
     v_lo, v_hi = sc["agent_speed"]
     info: dict[str, Any] = {}
+    stop_lines: list[Any] = []
     no_lead = False
     oncoming_kinds = ["tug", "fuel_truck", "cart_train"]
     oncoming_window = (0.0, route.length)
@@ -449,7 +487,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         oncoming_kinds = ["tug"]
         no_lead = True
         info.update(intrusion=r, left_cones=c_in, parked_carts=carts)
-    elif spec.family in SAFETY_FAMILIES:
+    elif spec.family in SAFETY_FAMILIES + CAMERA_FAMILIES:
         from vla_edge.sim.families import build_family
 
         fam = build_family(spec.family, b, rng, d, route, lane, road_half, event_s, s_start, cfg)
@@ -460,6 +498,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         if fam.oncoming_window is not None:
             oncoming_window = fam.oncoming_window
         info.update(fam.info)
+        stop_lines = fam.stop_lines
 
     # Background traffic: oncoming agents in the other lane, maybe a slower lead vehicle.
     n_on = int(rng.poisson(_lerp(sc["oncoming_per_100m"], d) * route.length / 100.0))
@@ -483,7 +522,7 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
     static = b.static()
     for ag in b.agents:
         ag.prepare(static)
-    ground = build_ground(cfg, route, road_half, crossings, b.zones)
+    ground = build_ground(cfg, route, road_half, crossings, b.zones, b.markings, spec.seed)
     x0, y0, yaw0 = lane.interp(s_start)
     v_start = float(rng.uniform(*sc["ego_start_speed"]))
     ego = EgoVehicle(cfg["ego"], x0, y0, yaw0, v_start)
@@ -508,4 +547,6 @@ def make_scenario(spec: ScenarioSpec, cfg: dict[str, Any], seconds: float) -> Wo
         stamp0,
         event_s,
         info,
+        stop_lines,
+        b.markings,
     )

@@ -1,9 +1,10 @@
 """The safety suite: many scenarios over every family, contacts judged at-fault or not.
 
 ``vla-edge sim evaluate --suite safety`` (and ``make safety``) runs ``suite.scenarios``
-(200) scenarios at ``mixed`` difficulty cycling through *all* families
-(``scenarios.ALL_FAMILIES``), in parallel over ``--workers`` processes, and writes a JSON
-result and an HTML report with a bird's-eye plot of every at-fault contact.
+(200) scenarios at ``mixed`` difficulty cycling through the default and safety families
+(``scenarios.SUITE_FAMILIES``; the camera family ``stop_line`` is scored by the harness),
+in parallel over ``--workers`` processes, and writes a JSON result and an HTML report with
+a bird's-eye plot of every at-fault contact.
 
 **Fault rule** (written down, nuPlan/NAVSIM style; thresholds in ``config/sim.yaml``
 ``suite.fault``). Every ego-object contact is classified in this order:
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.sim.rollout import RolloutLog, run_closed_loop
-from vla_edge.sim.scenarios import ALL_FAMILIES, ScenarioSpec, make_scenario, suite
+from vla_edge.sim.scenarios import SUITE_FAMILIES, ScenarioSpec, make_scenario, suite
 from vla_edge.sim.world import SimError, World, box_corners, rect_overlaps
 
 _STATIC_SOFT = ("cone", "fod")
@@ -336,7 +337,7 @@ def run_safety_suite(
     from vla_edge.config import load_config
 
     cfg = load_config("sim")
-    fams = list(families or ALL_FAMILIES)
+    fams = list(families or SUITE_FAMILIES)
     specs = suite(n, seed, fams, difficulty, cfg)
     secs = float(cfg["suite"]["seconds"] if seconds is None else seconds)
     if secs <= 0 or workers < 1:

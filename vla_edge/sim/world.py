@@ -286,6 +286,71 @@ class GroundMap:
 
 
 @dataclass
+class Marking:
+    """Camera-only ground paint: not written into the LiDAR reflectivity raster.
+
+    Attributes:
+        xy: A polyline ``(N, 2)`` (stroked ``width`` wide) or, with ``width <= 0``, a polygon
+            that is filled.
+        width: Stroke width in m (``<= 0``: fill ``xy`` as a polygon).
+        color: Key of ``camera.ground_colors``.
+        wear: Fraction 0..1 of the paint worn off (blotches of the surface show through).
+        off_road: Paint only outside the service road (stand markings on the apron).
+    """
+
+    xy: np.ndarray
+    width: float
+    color: str
+    wear: float = 0.0
+    off_road: bool = False
+
+
+@dataclass
+class StopLine:
+    """A painted stop line across the ego lane (``stop_line`` family) and its rule state.
+
+    The ego must come to a stop (speed below ``stop_speed``) with its front bumper within
+    ``zone`` metres before the line and hold there for ``dwell`` seconds; then the line is
+    cleared and the ego may pass. Crossing it before it is cleared is a violation.
+
+    Attributes:
+        s: Arc length of the line along the ego lane.
+        dwell: Seconds the ego must hold at the line.
+        zone: Metres before the line where a stop counts.
+        stop_speed: m/s below which the ego counts as stopped.
+        held: Seconds held so far (reset when the ego moves).
+        cleared: True once the ego has held for ``dwell``.
+        passed: True once the ego front crossed the line.
+        violated: True when it crossed before the line was cleared.
+        t_cross: Scenario time of the crossing (NaN before).
+    """
+
+    s: float
+    dwell: float
+    zone: float
+    stop_speed: float
+    held: float = 0.0
+    cleared: bool = False
+    passed: bool = False
+    violated: bool = False
+    t_cross: float = float("nan")
+
+    def update(self, front_s: float, v: float, dt: float, t: float) -> None:
+        """Advance the rule state by one step with the ego front arc length and speed."""
+        if self.passed:
+            return
+        if front_s > self.s:
+            self.passed = True
+            self.violated = not self.cleared
+            self.t_cross = t
+        elif front_s > self.s - self.zone and v < self.stop_speed:
+            self.held += dt
+            self.cleared = self.cleared or self.held >= self.dwell - 1e-9
+        else:
+            self.held = 0.0
+
+
+@dataclass
 class World:
     """A scenario's full state.
 
@@ -307,6 +372,8 @@ class World:
         stamp0: Absolute time (s) of ``t = 0`` (header stamps are ``stamp0 + t``).
         event_s: Arc length of the family's event along ``lane`` (for reasoning / tests).
         info: Free-form facts about the scenario (for docs and tests).
+        stop_lines: Painted stop lines across the ego lane with their rule state.
+        markings: Camera-only ground paint (stop lines, stand markings).
     """
 
     cfg: dict[str, Any]
@@ -326,6 +393,8 @@ class World:
     stamp0: float = 0.0
     event_s: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    stop_lines: list[StopLine] = field(default_factory=list)
+    markings: list[Marking] = field(default_factory=list)
     _ego_s_key: tuple[float, float] | None = None
     _static_corners: np.ndarray | None = None
     _static_radius: np.ndarray | None = None
@@ -352,6 +421,14 @@ class World:
             agent.step(dt, self.t, ego_box, ego_vel, others, self.lane, self.ego_s())
         self.ego.step(dt, accel_cmd, steer_cmd)
         self.t += dt
+        if self.stop_lines:
+            front = self.ego_s() + self.ego.front_offset
+            for line in self.stop_lines:
+                line.update(front, self.ego.v, dt, self.t)
+
+    def stop_line_violations(self) -> int:
+        """Stop lines the ego crossed before they were cleared."""
+        return sum(1 for line in self.stop_lines if line.violated)
 
     def ego_s(self) -> float:
         """Arc length of the ego rear axle along the ego lane."""
@@ -401,8 +478,15 @@ def build_ground(
     road_half_width: float,
     crossings: list[Polyline],
     zones: list[np.ndarray],
+    markings: list[Marking] | None = None,
+    seed: int = 0,
 ) -> GroundMap:
-    """Rasterise road, paint and zones around the route."""
+    """Rasterise road, paint and zones around the route.
+
+    ``markings`` (stop lines, stand lead-in lines) are painted into the camera colours only:
+    the LiDAR reflectivity and the drivable mask do not change, so the LiDAR cannot see them.
+    ``seed`` draws their paint wear.
+    """
     rc = cfg["route"]
     res = float(rc["map_resolution"])
     margin = float(rc["map_margin"])
@@ -481,4 +565,41 @@ def build_ground(
     gm.reflectivity[zsel] = refl["zone_paint"]
     gm.nogo[:] = zone_m > 0
     gm.drivable[:] = (mask > 0) & ~gm.nogo
+    if markings:
+        _paint_markings(gm, markings, colors, mask > 0, seed)
     return gm
+
+
+def _paint_markings(
+    gm: GroundMap, markings: list[Marking], colors: dict[str, Any], road: np.ndarray, seed: int
+) -> None:
+    """Paint camera-only markings into ``gm.rgb`` (worn paint lets the surface show through)."""
+    rng = np.random.default_rng([seed, 53])
+    h, w = road.shape
+    for m in markings:
+        sel = np.zeros((h, w), np.uint8)
+        pts = gm.to_pixels(np.asarray(m.xy, dtype=np.float64))
+        if m.width > 0:
+            px = max(1, round(m.width / gm.res))
+            cv2.polylines(sel, [pts], False, 1, px, cv2.LINE_8, shift=3)
+        else:
+            cv2.fillPoly(sel, [pts], 1, cv2.LINE_8, shift=3)
+        on = sel > 0
+        if m.off_road:
+            on &= ~road
+        rr, cc = np.nonzero(on)
+        if not len(rr):
+            continue
+        if m.wear > 0.0:
+            # Blotchy wear: smoothed noise over the marking's bounding box, thresholded so
+            # that a ``wear`` fraction of the paint is gone.
+            r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
+            noise = rng.random((r1 - r0, c1 - c0)).astype(np.float32)
+            noise = cv2.GaussianBlur(noise, (0, 0), 1.5)
+            vals = noise[rr - r0, cc - c0]
+            keep = vals >= np.quantile(vals, min(1.0, m.wear))
+            rr, cc = rr[keep], cc[keep]
+        col = np.asarray(colors[m.color], np.float64)
+        if m.wear > 0.0:  # faded: the remaining paint shifts towards the surface colour
+            col = (1.0 - 0.3 * m.wear) * col + 0.3 * m.wear * gm.rgb[rr, cc].astype(np.float64)
+        gm.rgb[rr, cc] = np.clip(np.round(col), 0, 255).astype(np.uint8)
