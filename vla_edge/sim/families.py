@@ -49,6 +49,27 @@ class FamilyParts:
     stop_lines: list[StopLine] = field(default_factory=list)
 
 
+def stand_markings(b: Any, centre: np.ndarray, yaw: float, length: float, nose_in: bool) -> None:
+    """Paint a stand's lead-in line (along the aircraft axis) and its nose stop bar (camera only).
+
+    The lead-in line runs along the fuselage and on beyond its end away from the road; the
+    stop bar crosses it at the nose. Both stay off the service road (apron paint) and draw
+    no random numbers.
+    """
+    fwd = np.array([np.cos(yaw), np.sin(yaw)])
+    lat = np.array([-fwd[1], fwd[0]])
+    sc = b.cfg["scenario"]
+    extra = float(sc["stand_lead_in_extra"])
+    nose = centre + fwd * (0.5 * length - 1.0)
+    tail = centre - fwd * (0.5 * length + (extra if nose_in else 0.0))
+    nose_end = nose + fwd * (0.0 if nose_in else extra)
+    w = float(sc["stand_line_width"])
+    half_bar = 0.5 * float(sc["stand_stop_bar_length"])
+    b.markings.append(Marking(np.array([tail, nose_end]), w, "stand_paint", off_road=True))
+    b.markings.append(Marking(np.array([nose - lat * half_bar, nose + lat * half_bar]), 2 * w, "stand_paint",
+                              off_road=True))  # fmt: skip
+
+
 def _lerp(pair: list[float], d: float) -> float:
     return float(pair[0] + (pair[1] - pair[0]) * d)
 
@@ -174,7 +195,6 @@ def build_family(
         centre = e_pt + normal * (road_half + gap + 0.5 * fl)
         yaw_ac = float(np.arctan2(-normal[1], -normal[0]))  # nose towards the road
         b.add_box("aircraft_fuselage", *centre, yaw_ac, z0=1.2)
-        from vla_edge.sim.scenarios import stand_markings
 
         stand_markings(b, centre, yaw_ac, fl, nose_in=True)
         b.add_box("aircraft_wing", *(centre + fwd * 0.0 - normal * 1.0), yaw_ac, z0=2.8)

@@ -241,27 +241,6 @@ def _free_of(corners: np.ndarray, taken: list[np.ndarray], inflate: float) -> bo
     return not rect_overlaps(grown, np.array(taken)).any()
 
 
-def stand_markings(b: _Builder, centre: np.ndarray, yaw: float, length: float, nose_in: bool) -> None:
-    """Paint a stand's lead-in line (along the aircraft axis) and its nose stop bar (camera only).
-
-    The lead-in line runs along the fuselage and on beyond its end away from the road; the
-    stop bar crosses it at the nose. Both stay off the service road (apron paint) and draw
-    no random numbers.
-    """
-    fwd = np.array([np.cos(yaw), np.sin(yaw)])
-    lat = np.array([-fwd[1], fwd[0]])
-    sc = b.cfg["scenario"]
-    extra = float(sc["stand_lead_in_extra"])
-    nose = centre + fwd * (0.5 * length - 1.0)
-    tail = centre - fwd * (0.5 * length + (extra if nose_in else 0.0))
-    nose_end = nose + fwd * (0.0 if nose_in else extra)
-    w = float(sc["stand_line_width"])
-    half_bar = 0.5 * float(sc["stand_stop_bar_length"])
-    b.markings.append(Marking(np.array([tail, nose_end]), w, "stand_paint", off_road=True))
-    b.markings.append(Marking(np.array([nose - lat * half_bar, nose + lat * half_bar]), 2 * w, "stand_paint",
-                              off_road=True))  # fmt: skip
-
-
 def _place_aircraft(
     b: _Builder,
     rng: np.random.Generator,
@@ -289,6 +268,8 @@ def _place_aircraft(
     fwd = np.array([np.cos(yaw_ac), np.sin(yaw_ac)])
     lat = np.array([-fwd[1], fwd[0]])
     b.add_box("aircraft_fuselage", *centre, yaw_ac, z0=1.2)
+    from vla_edge.sim.families import stand_markings  # families.py builds on scenarios' builder
+
     stand_markings(b, centre, yaw_ac, fl, nose_in)
     wing_c = centre + fwd * 1.0
     b.add_box("aircraft_wing", *wing_c, yaw_ac, z0=2.8)
