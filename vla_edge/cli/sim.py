@@ -222,7 +222,7 @@ def _evaluate_share(
         specs,
         seconds=args.seconds,
         cfg=sim_cfg,
-        render_camera=args.camera,
+        render_camera=args.camera or bool(getattr(planner, "needs_camera", False)),
         render_lidar=False if args.no_lidar else None,
     )
     raw = planner.stats() if hasattr(planner, "stats") else {}
@@ -320,7 +320,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             families=args.family,
             difficulty=args.difficulty,
             cfg=sim_cfg,
-            render_camera=args.camera,
+            render_camera=args.camera or bool(getattr(planner, "needs_camera", False)),
             render_lidar=False if args.no_lidar else None,
             progress=not args.no_progress,
         )
