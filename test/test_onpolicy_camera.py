@@ -58,7 +58,6 @@ def test_tiny_cam_onpolicy_collects_images_trains_exports_and_drives(
 
     from training.cli import main
     from training.evaluate import closed_loop
-    from training.onpolicy.commands import _eval_engine
     from training.onpolicy.store import SparseFrames
     from vla_edge.cli import main as vla_main
     from vla_edge.config import load_config
@@ -81,7 +80,7 @@ def test_tiny_cam_onpolicy_collects_images_trains_exports_and_drives(
     # the loop's (and evaluate's) closed loop renders the camera for a camera checkpoint
     cl = closed_loop(
         {"s": str(work / "iter0" / "best.pt")}, [ScenarioSpec("stop_line", 9800001, 0.3)],
-        load_config("model"), True, 1, 2.0,
+        load_config("model"), True, 1, 1.0,
     )["s"]  # fmt: skip
     assert cl["raw_pass_fraction"] is not None and cl["camera_fallback_frames"] == 0
 
@@ -90,15 +89,37 @@ def test_tiny_cam_onpolicy_collects_images_trains_exports_and_drives(
     # `vla-edge sim evaluate --planner student --engine <camera engine>` renders the camera itself
     out = tmp_path / "eval.json"
     argv = ["sim", "evaluate", "--planner", "student", "--engine", str(onnx), "--backend", "onnxruntime"]
-    argv += ["--family", "stop_line", "--scenarios", "1", "--seconds", "2", "--seed", "9800", "--no-progress"]
+    argv += ["--family", "stop_line", "--scenarios", "1", "--seconds", "1", "--seed", "9800", "--no-progress"]
     assert vla_main([*argv, "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["raw_plans"] > 0 and doc["camera_fallbacks"] == {}, "the camera engine saw the rendered camera"
     planner, _ = make_planner("student", load_config("sim"), None, str(onnx), "onnxruntime")
     assert planner.needs_camera and planner.runner.camera is not None
-    # promote's closed loop configures the camera the same way (a camera engine with camera none is refused)
-    rows = _eval_engine((str(onnx), [ScenarioSpec("empty_road", 9701, 0.3)], 2.0))
-    assert rows[0]["raw"]["raw_plans"] > 0
+
+
+def test_stack_suite_and_promote_configure_a_camera_engine(tmp_path: Path) -> None:
+    """A camera engine with `camera: none` is refused; every closed loop sets camera raw and renders it."""
+    from training.export import export
+    from training.model.presets import build_model
+    from training.onpolicy.commands import _eval_engine
+    from vla_edge.config import load_config
+    from vla_edge.sim.harness import run_suite
+    from vla_edge.sim.planners import make_planner
+    from vla_edge.sim.scenarios import ScenarioSpec
+    from vla_edge.sim.suite import RecordingPlanner
+
+    export(build_model("tiny_cam", seed=3), tmp_path, "student", "random-seeded", torchscript=False)
+    onnx = str(tmp_path / "student.onnx")
+    stack, choices = make_planner("stack", load_config("sim"), None, onnx, "onnxruntime")
+    assert stack.needs_camera
+    run_suite(stack, [ScenarioSpec("stop_line", 9800002, 0.3)], seconds=1.0, render_camera=True)
+    assert sum(choices.values()) > 0
+    assert RecordingPlanner("stack", None, onnx, "onnxruntime", load_config("sim")).needs_camera
+    tiny, _ = make_planner("student", load_config("sim"), None, None, "onnxruntime")
+    assert not tiny.needs_camera, "the shipped LiDAR-only engine is unchanged"
+    # promote's closed loop configures the camera the same way
+    rows = _eval_engine((onnx, [ScenarioSpec("empty_road", 9701, 0.3)], 1.0))
+    assert rows[0]["raw"]["raw_plans"] > 0 and rows[0]["raw"]["camera_fallbacks"] == {}
 
 
 def test_model_planner_feeds_the_camera(small_config: Path) -> None:
