@@ -245,3 +245,14 @@ def test_families_override_is_validated(small_config: Path) -> None:
     assert "stop_line" not in default["onpolicy"]["families"], "the LiDAR default stays without stop_line"
     with pytest.raises(ConfigError, match="stop_lines"):
         onpolicy_config(parser.parse_args(["onpolicy", "--workdir", "x", "--families", "stop_lines"]))
+
+
+def test_sim_evaluate_workers_merge_camera_fallbacks() -> None:
+    from vla_edge.cli.sim import _merge_raw
+
+    parts = [
+        {"raw_plans": 2, "raw_pass_fraction": 1.0, "raw_failed_checks": {}, "camera_fallbacks": {"stale": 1}},
+        {"raw_plans": 2, "raw_pass_fraction": 0.5, "raw_failed_checks": {}, "camera_fallbacks": {"stale": 2}},
+    ]
+    assert _merge_raw(parts)["camera_fallbacks"] == {"stale": 3}
+    assert "camera_fallbacks" not in _merge_raw([{"raw_plans": 1, "raw_pass_fraction": 1.0}])

@@ -241,7 +241,7 @@ def _merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
         plans = sum(int(p["raw_plans"]) for p in parts)
         passed = sum(float(p["raw_pass_fraction"]) * int(p["raw_plans"]) for p in parts if p["raw_plans"])
         out |= {"raw_plans": plans, "raw_pass_fraction": passed / plans if plans else float("nan")}
-    for key in ("raw_failed_checks", "student_refusals"):
+    for key in ("raw_failed_checks", "student_refusals", "camera_fallbacks"):
         if key in parts[0]:
             total: Counter[str] = Counter()
             for p in parts:
