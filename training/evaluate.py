@@ -44,11 +44,27 @@ def expert_open_loop(dataset_dir: str | Path) -> dict[str, float] | None:
     return {"ade": float(err.mean()), "fde": float(err[:, -1].mean()), "frames": int(valid.sum())}
 
 
+def model_camera(model: torch.nn.Module) -> tuple[Any, tuple[int, int] | None]:
+    """``(CameraSpec, calibrated source size)`` of a camera model, ``(None, None)`` for LiDAR-only."""
+    from vla_edge.calibration import Calibration
+    from vla_edge.camera_input import CameraSpec
+    from vla_edge.config import load_config
+
+    cam = getattr(getattr(getattr(model, "cfg", None), "net", None), "camera", None)
+    if cam is None:
+        return None, None
+    spec = CameraSpec(cam.name, int(cam.image_size[0]), int(cam.image_size[1]), cam.mean, cam.std)
+    src = Calibration.from_config(load_config("calibration")).camera_intrinsics(spec.name)
+    return spec, (src.height, src.width)
+
+
 class ModelPlanner:
     """Frame → best-mode :class:`~vla_edge.types.Trajectory` with a trained torch model.
 
     Uses the runtime's numpy pillarization and input helpers, the runtime's fixed noise, and
-    the model in eval mode (FP32) — the same computation as the exported engine.
+    the model in eval mode (FP32) — the same computation as the exported engine. A camera model
+    (``tiny_cam``) gets ``image``/``camera_valid`` from :mod:`vla_edge.camera_input` as the
+    runner builds them; ``needs_camera`` tells the harness to render the camera.
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dt: float) -> None:
@@ -61,15 +77,22 @@ class ModelPlanner:
         self.noise = modelio.fixed_noise(model, 1, runtime_noise_seed(), device)
         self.raw_plans = self.raw_pass = 0
         self._params: Any = None
+        self.camera, self.source_size = model_camera(model)
+        self.needs_camera = self.camera is not None
+        self.camera_fallbacks: dict[str, int] = {}  # frames run LiDAR-only, per reason code
 
     def __call__(self, frame: Any) -> Any:
         from vla_edge.model_inputs import frame_inputs
         from vla_edge.types import Trajectory
 
-        batch = {
-            k: torch.from_numpy(v).to(self.device)
-            for k, v in frame_inputs(frame, self.spec, batch=True).items()
-        }
+        status: dict[str, str] = {}
+        feed = frame_inputs(
+            frame, self.spec, batch=True, camera=self.camera, source_size=self.source_size,
+            camera_status=status,
+        )  # fmt: skip
+        if status.get("reason", "ok") != "ok":
+            self.camera_fallbacks[status["reason"]] = self.camera_fallbacks.get(status["reason"], 0) + 1
+        batch = {k: torch.from_numpy(v).to(self.device) for k, v in feed.items()}
         with torch.no_grad():
             out = modelio.infer(self.model, batch, self.noise)
         best = int(out["scores"][0].argmax())
@@ -128,10 +151,15 @@ def _closed_loop_job(job: tuple[str, str | None, Any, bool, dict[str, Any], floa
         planner = _MODELS[ckpt]
     t0 = time.monotonic()
     raw0 = (getattr(planner, "raw_plans", 0), getattr(planner, "raw_pass", 0))
-    res = harness.run_suite(planner, [spec], cfg=sim_cfg, seconds=seconds or None)
+    fb0 = sum(getattr(planner, "camera_fallbacks", {}).values())
+    res = harness.run_suite(
+        planner, [spec], cfg=sim_cfg, seconds=seconds or None,
+        render_camera=bool(getattr(planner, "needs_camera", False)) or None,
+    )  # fmt: skip
     row = asdict(res.scenarios[0])
     row["raw_plans"] = getattr(planner, "raw_plans", 0) - raw0[0]
     row["raw_pass"] = getattr(planner, "raw_pass", 0) - raw0[1]
+    row["camera_fallbacks"] = sum(getattr(planner, "camera_fallbacks", {}).values()) - fb0
     row["min_ttc"] = None if not np.isfinite(row["min_ttc"]) else row["min_ttc"]
     row["collisions"] = [list(map(str, c)) for c in row["collisions"]]
     return {"model": name, "seconds": time.monotonic() - t0, **row}
@@ -170,6 +198,7 @@ def closed_loop(
         agg["collision_scenarios"] = int(sum(1 for r in mine if r["collisions"]))
         plans = sum(r["raw_plans"] for r in mine)
         agg["raw_pass_fraction"] = sum(r["raw_pass"] for r in mine) / plans if plans else None
+        agg["camera_fallback_frames"] = int(sum(r["camera_fallbacks"] for r in mine))  # camera models
         out[name] = {**agg, "scenarios": mine}
     return out
 

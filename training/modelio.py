@@ -43,8 +43,9 @@ def inputs_of(batch: dict[str, Tensor], model: nn.Module | None = None) -> dict[
         if missing:
             raise MissingImagesError(
                 f"preset '{model.cfg.preset}' takes the camera but the training batch has no {missing}: "
-                "the data holds no images (on-policy collection and the bag dataset store none yet; "
-                "docs/model.md, 'Camera branch'). Train a LiDAR-only preset or collect with images."
+                "the data holds no images (the bag dataset stores none, nor does on-policy data collected "
+                "for a LiDAR-only preset; docs/training.md). Train a LiDAR-only preset or collect with "
+                "`vla-edge-train onpolicy --preset tiny_cam`."
             )
         keys = INPUT_KEYS + CAMERA_KEYS
     return {k: batch[k] for k in keys}

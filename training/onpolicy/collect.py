@@ -6,6 +6,16 @@ vehicle's model would be fed, built by the runtime's own code (``FrameBuilder`` 
 *sparse* (quantised to 1 cm, int16) and are pillarized later on the GPU, batched
 (:func:`training.model.pillars.pillarize_batch`). The label is the privileged expert's plan
 from the visited state, whoever drives.
+
+A camera preset (``tiny_cam``; :attr:`CollectJob.camera`) renders the front camera too and
+stores per frame the image *already resized* to the model input
+(:func:`vla_edge.camera_input.frame_resized_image`: uint8 ``[H, W, 3]``, 46 KB at 96 x 160,
+4.6 GB per 10^5 frames, small enough to stay on the GPU beside the points) and the camera
+reason code (index into :data:`vla_edge.camera_input.REASONS`). Why not JPEG bytes of the
+640 x 360 image: a lossy round trip the harness evaluation does not have (it hands raw RGB to
+the model) and a JPEG decode + resize per sample per epoch on the CPU. The stored array is the
+exact intermediate of :func:`~vla_edge.camera_input.image_tensor`, so the per-batch
+normalisation gives the runtime's tensor bit for bit. LiDAR-only presets store no images.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.calibration import Calibration
+from vla_edge.camera_input import REASONS, CameraSpec, frame_resized_image
 from vla_edge.config import load_config
 from vla_edge.model_inputs import frame_inputs
 from vla_edge.pillarize import ModelInputError, PillarSpec
@@ -44,6 +55,7 @@ class CollectJob:
         oc: The ``onpolicy`` section of the train config in use.
         checkpoint: Student checkpoint for ``policy="student"``.
         force_cpu: Run the student on the CPU even when CUDA exists.
+        camera: The trained preset's camera input (None: LiDAR-only, no images rendered or stored).
     """
 
     spec: ScenarioSpec
@@ -52,6 +64,15 @@ class CollectJob:
     oc: dict[str, Any]
     checkpoint: str | None = None
     force_cpu: bool = True
+    camera: CameraSpec | None = None
+
+
+def preset_camera(model_cfg: dict[str, Any], preset: str) -> CameraSpec | None:
+    """The camera input of ``preset`` (``presets.<preset>.camera``), or None for LiDAR-only."""
+    from training.model.config import resolve_preset
+
+    raw = resolve_preset(model_cfg, preset).get("camera")
+    return CameraSpec.from_dict(raw) if raw else None
 
 
 def quantise_points(points: np.ndarray, spec: PillarSpec) -> np.ndarray:
@@ -127,7 +148,12 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     seconds = float(oc["seconds"])
     rng = np.random.default_rng([job.spec.seed, job.iteration, 17])
     cfg, believed, true = randomised_sensors(sim_cfg, load_config("calibration"), oc["randomize"], rng)
-    builder = FrameBuilder(cfg, believed, lidar=True, camera=False, sensor_calib=true)
+    cam = job.camera
+    source_size: tuple[int, int] | None = None
+    builder = FrameBuilder(cfg, believed, lidar=True, camera=cam is not None, sensor_calib=true)
+    if cam is not None:
+        src = believed.camera_intrinsics(cam.name)
+        source_size = (src.height, src.width)
     world = make_scenario(job.spec, cfg, seconds)
     expert = Expert(cfg)
     student = _student(job.checkpoint, job.force_cpu) if job.policy == "student" else None
@@ -135,7 +161,8 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     frame_dt = float(cfg["time"]["frame_dt"])
     decay = float(np.exp(-frame_dt / float(dart["lateral_tau"])))
     state = {"k": 0, "lateral": 0.0, "scale": 1.0, "expert_left": 0}
-    rows: dict[str, list[Any]] = {k: [] for k in ("points", "ego", "path", "gt", "t", "expert_drove")}
+    keys = ("points", "ego", "path", "gt", "t", "expert_drove")
+    rows: dict[str, list[Any]] = {k: [] for k in keys + (("images", "camera_reason") if cam else ())}
     takeovers = 0
 
     def policy(w: World) -> tuple[Plan | None, dict[str, Any]]:
@@ -168,6 +195,12 @@ def run_job(job: CollectJob) -> dict[str, Any]:
                 rows["gt"].append(label.poses.astype(np.float32))
                 rows["t"].append(w.t)
                 rows["expert_drove"].append(expert_drives)
+                if cam is not None:
+                    img, reason = frame_resized_image(frame, cam, source_size)
+                    rows["images"].append(
+                        img if img is not None else np.zeros((cam.height, cam.width, 3), np.uint8)
+                    )
+                    rows["camera_reason"].append(REASONS.index(reason))
             except ModelInputError:
                 pass  # no usable reference path yet: the vehicle would not run the model either
         if student is None:
@@ -203,6 +236,9 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         "t": np.asarray(rows["t"], dtype=np.float32),
         "expert_drove": np.asarray(rows["expert_drove"], dtype=bool),
     }
+    if cam is not None:
+        arrays["images"] = np.asarray(rows["images"], dtype=np.uint8).reshape(n, cam.height, cam.width, 3)
+        arrays["camera_reason"] = np.asarray(rows["camera_reason"], dtype=np.uint8)
     stats = {
         "family": job.spec.family,
         "seed": job.spec.seed,

@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="processes (default: onpolicy.workers; 0 = all cores)"
     )
+    p.add_argument(
+        "--families", default=None,
+        help="training scenario families, comma-separated (default: onpolicy.families); e.g. "
+        "'stop_line' or the default list plus stop_line for the camera comparison",
+    )  # fmt: skip
     p.add_argument("--init", default=None, help="checkpoint to start from (e.g. a committed one)")
     p.add_argument("--no-export", action="store_true", help="do not export the final student")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
@@ -108,6 +113,17 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
             oc[key] = val
     if args.batch_size is not None:
         cfg["train"]["batch_size"] = args.batch_size
+    fams = getattr(args, "families", None)
+    if fams is not None:
+        from vla_edge.sim.scenarios import ALL_FAMILIES
+
+        names = [f.strip() for f in str(fams).split(",") if f.strip()]
+        bad = [f for f in names if f not in ALL_FAMILIES]
+        if not names or bad:
+            raise ConfigError(
+                f"--families {fams!r}: unknown {bad or 'empty list'}; choose from {', '.join(ALL_FAMILIES)}"
+            )
+        oc["families"] = names
     if int(oc["iterations"]) < 1:
         raise ConfigError(f"onpolicy.iterations must be >= 1, got {oc['iterations']}")
     scen = oc["scenarios"] if isinstance(oc["scenarios"], list) else [oc["scenarios"]]
@@ -137,8 +153,10 @@ def _eval_engine(job: tuple[str, list[Any], float]) -> list[dict[str, Any]]:
     """Closed-loop rows of one engine on some scenarios (worker process; ONNX Runtime, 1 thread)."""
     from dataclasses import asdict
 
+    from vla_edge.backends.manifest import load_manifest, manifest_path_for
+    from vla_edge.calibration import Calibration
     from vla_edge.config import load_config
-    from vla_edge.inference import StudentRunner
+    from vla_edge.inference import StudentRunner, manifest_camera
     from vla_edge.planning.arbiter import ArbiterParams
     from vla_edge.planning.cycle import load_planning_config
     from vla_edge.sim.harness import run_suite
@@ -147,9 +165,14 @@ def _eval_engine(job: tuple[str, list[Any], float]) -> list[dict[str, Any]]:
     onnx, specs, seconds = job
     inf = load_config("inference")
     inf.setdefault("onnxruntime", {})["intra_op_threads"] = 1
-    runner = StudentRunner.from_config(load_config("model"), "onnxruntime", onnx, inf)
+    # A camera engine (tiny_cam) drives with the rendered camera (decoded RGB: camera "raw").
+    camera = manifest_camera(load_manifest(manifest_path_for(onnx))) is not None
+    calib = Calibration.from_config(load_config("calibration")) if camera else None
+    runner = StudentRunner.from_config(
+        load_config("model"), "onnxruntime", onnx, inf, camera="raw" if camera else "none", calibration=calib
+    )
     planner = StudentPlanner(runner, ArbiterParams.from_config(load_planning_config(None)))
-    res = run_suite(planner, specs, seconds=seconds)
+    res = run_suite(planner, specs, seconds=seconds, render_camera=camera or None)
     rows = [asdict(s) for s in res.scenarios]
     for r in rows:
         r["min_ttc"] = None

@@ -34,9 +34,10 @@ from training import distributed as dist_utils
 from training.distill import LossWeights
 from training.evaluate import closed_loop
 from training.model.anchors import kmeans_anchors
-from training.onpolicy.collect import CollectJob, run_job
+from training.onpolicy.collect import CollectJob, preset_camera, run_job
 from training.onpolicy.store import SparseFrames, SparseSplitData
 from training.trainer import RunSpec, load_checkpoint, train
+from vla_edge.camera_input import CameraSpec
 from vla_edge.errors import VlaEdgeError
 from vla_edge.pillarize import PillarSpec
 from vla_edge.sim.scenarios import suite
@@ -55,8 +56,13 @@ def per_iteration(values: Any, k: int) -> float:
     return float(values)
 
 
-def plan_jobs(oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: bool) -> list[CollectJob]:
-    """Scenario jobs of iteration ``k``: the DART expert until a student exists, then mostly the student."""
+def plan_jobs(
+    oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: bool, camera: CameraSpec | None = None
+) -> list[CollectJob]:
+    """Scenario jobs of iteration ``k``: the DART expert until a student exists, then mostly the student.
+
+    ``camera`` (a camera preset's input) makes every job render and store the camera image.
+    """
     n = int(per_iteration(oc["scenarios"], k))
     specs = suite(n, int(oc["train_seed"]) + 100 * k, oc.get("families"), oc["difficulty"])
     n_expert = n if checkpoint is None else round(n * float(oc["expert_share"]))
@@ -68,6 +74,7 @@ def plan_jobs(oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: boo
             oc,
             checkpoint if i >= n_expert else None,
             force_cpu,
+            camera,
         )
         for i, s in enumerate(specs)
     ]
@@ -126,6 +133,7 @@ class OnPolicyLoop:
         self.force_cpu = force_cpu
         self.init = init
         self.spec = PillarSpec.from_config(model_cfg)
+        self.camera = preset_camera(model_cfg, preset)  # None: LiDAR-only, no images collected
         self.workers = int(self.oc["workers"]) or (os.cpu_count() or 1)
         self.state_path = self.dir / "state.json"
         self.state: dict[str, Any] = (
@@ -153,7 +161,7 @@ class OnPolicyLoop:
             return SparseFrames.load(path)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
         ckpt = str(prev) if prev is not None and prev.exists() else None
-        jobs = plan_jobs(self.oc, k, ckpt, self.force_cpu or not torch.cuda.is_available())
+        jobs = plan_jobs(self.oc, k, ckpt, self.force_cpu or not torch.cuda.is_available(), self.camera)
         res = _pool_map(run_job, jobs, self.workers, f"collect iter {k}")
         frames = SparseFrames.from_jobs(res, k)
         frames.save(path)
@@ -198,8 +206,10 @@ class OnPolicyLoop:
         if val.all() or not val.any():
             val = np.zeros(len(data), bool)
             val[:: max(2, len(data) // max(1, int(len(data) * 0.05)))] = True
-        train_d = SparseSplitData(data.subset(~val), self.spec, dev)
-        val_d = SparseSplitData(data.subset(val), self.spec, dev)
+        drop = float(self.oc.get("camera_dropout", 0.0))
+        seed = int(self.cfg["seed"]) + k
+        train_d = SparseSplitData(data.subset(~val), self.spec, dev, self.camera, drop, seed)
+        val_d = SparseSplitData(data.subset(val), self.spec, dev, self.camera)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
         init_state = load_checkpoint(prev)["model"] if prev is not None and prev.exists() else None
         spec = RunSpec(

@@ -5,6 +5,14 @@ A frame costs its points (int16 x 4, ~0.1 MB for a 32-beam sweep) instead of the
 :class:`SparseSplitData` has the interface the trainer expects of
 :class:`training.data.SplitData` (``len``, ``batch``, ``subset``) and pillarizes each batch
 on the device with the same arithmetic as the runtime.
+
+A camera preset's frames also carry ``images`` (uint8 ``[F, H, W, 3]``, already resized to the
+model input by :func:`vla_edge.camera_input.resized_image`) and ``camera_reason`` (index into
+:data:`vla_edge.camera_input.REASONS`); each batch normalises them with
+:func:`vla_edge.camera_input.image_normalisation` (the runtime's tensor, bit for bit), gives
+``camera_valid = 0`` and a zero image where the runtime would run LiDAR-only, and applies
+camera dropout (``onpolicy.camera_dropout``) so that LiDAR-only mode is trained. LiDAR-only
+frames have ``images = None`` and are stored exactly as before.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import numpy as np
 import torch
 
 from training.model.pillars import pillarize_batch
+from training.modelio import MissingImagesError
 from training.onpolicy.collect import POINT_QUANTUM
+from vla_edge.camera_input import CameraSpec, image_normalisation
 from vla_edge.fsutil import atomic_path
 from vla_edge.pillarize import PillarSpec
 
@@ -37,6 +47,8 @@ class SparseFrames:
         scenario: ``[F]`` int64 scenario seed of each frame.
         iteration: ``[F]`` int32 DAgger iteration that collected it.
         expert_drove: ``[F]`` bool, the expert (not the student) drove at that frame.
+        images: ``[F, H, W, 3]`` uint8 resized camera images (camera presets), else None.
+        camera_reason: ``[F]`` uint8 camera reason code (0 = ``ok``), with ``images``.
     """
 
     points: np.ndarray
@@ -47,6 +59,8 @@ class SparseFrames:
     scenario: np.ndarray
     iteration: np.ndarray
     expert_drove: np.ndarray
+    images: np.ndarray | None = None
+    camera_reason: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.gt)
@@ -73,6 +87,7 @@ class SparseFrames:
             ).astype(np.int64),
             iteration=np.full(len(counts), iteration, dtype=np.int32),
             expert_drove=np.concatenate([a["expert_drove"] for a in arr]),
+            **_camera_cat([{k: a.get(k) for k in _CAMERA} for a in arr]),
         )
 
     @classmethod
@@ -83,6 +98,7 @@ class SparseFrames:
             points=np.concatenate([p.points for p in parts]),
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             **{k: np.concatenate([getattr(p, k) for p in parts]) for k in _PER_FRAME},
+            **_camera_cat([{k: getattr(p, k) for k in _CAMERA} for p in parts]),
         )
 
     def subset(self, mask: np.ndarray) -> SparseFrames:
@@ -97,13 +113,15 @@ class SparseFrames:
             points=self.points[sel],
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             **{k: getattr(self, k)[idx] for k in _PER_FRAME},
+            **{k: getattr(self, k)[idx] for k in _CAMERA if getattr(self, k) is not None},
         )
 
     def save(self, path: Path) -> None:
         """Write one ``.npz`` (atomic)."""
+        cam = {k: getattr(self, k) for k in _CAMERA if getattr(self, k) is not None}
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, format=FORMAT, points=self.points, offsets=self.offsets,
-                     **{k: getattr(self, k) for k in _PER_FRAME})  # fmt: skip
+                     **{k: getattr(self, k) for k in _PER_FRAME}, **cam)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> SparseFrames:
@@ -115,17 +133,38 @@ class SparseFrames:
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"]) != FORMAT:
                 raise ValueError(f"{path}: not a {FORMAT} file (format {z['format']})")
-            return cls(points=z["points"], offsets=z["offsets"], **{k: z[k] for k in _PER_FRAME})
+            cam = {k: z[k] for k in _CAMERA if k in z.files}
+            return cls(points=z["points"], offsets=z["offsets"], **{k: z[k] for k in _PER_FRAME}, **cam)
 
     def digest(self) -> str:
         """sha256 over every array (dataset provenance in the engine manifest)."""
         h = hashlib.sha256()
-        for a in (self.points, self.offsets, *(getattr(self, k) for k in _PER_FRAME)):
+        cam = [getattr(self, k) for k in _CAMERA if getattr(self, k) is not None]
+        for a in (self.points, self.offsets, *(getattr(self, k) for k in _PER_FRAME), *cam):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
 
 
 _PER_FRAME = ("ego", "path", "gt", "scenario", "iteration", "expert_drove")
+#: Per-frame arrays of camera presets only (absent from LiDAR-only files).
+_CAMERA = ("images", "camera_reason")
+
+
+def _camera_cat(parts: list[dict[str, np.ndarray | None]]) -> dict[str, np.ndarray]:
+    """Concatenated camera arrays when every part has them, nothing when none has.
+
+    Raises:
+        MissingImagesError: Some parts have images and others not (collected with another preset).
+    """
+    have = [p["images"] is not None for p in parts]
+    if not any(have):
+        return {}
+    if not all(have):
+        raise MissingImagesError(
+            "on-policy frames mix parts with and without camera images (a work directory collected "
+            "with a LiDAR-only preset, continued with a camera preset): use a new --workdir"
+        )
+    return {k: np.concatenate([p[k] for p in parts]) for k in _CAMERA}  # type: ignore[misc]
 
 
 class SparseSplitData:
@@ -135,14 +174,52 @@ class SparseSplitData:
         frames: The frames.
         spec: Pillar spec of the model being trained.
         device: Where the frames live (the GPU when they fit).
+        camera: The camera input of a camera preset: batches get ``image`` and ``camera_valid``.
+        camera_dropout: Share of samples per batch given ``camera_valid = 0`` and a zero image
+            (the runtime's LiDAR-only input), drawn from a generator seeded with ``seed``.
+        seed: Seed of the camera dropout draws.
+
+    Raises:
+        MissingImagesError: ``camera`` given but the frames hold no images.
     """
 
     teacher_bev_shape = None
 
-    def __init__(self, frames: SparseFrames, spec: PillarSpec, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        frames: SparseFrames,
+        spec: PillarSpec,
+        device: torch.device | None = None,
+        camera: CameraSpec | None = None,
+        camera_dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         dev = device or torch.device("cpu")
         self.spec = spec
         self.frames = frames
+        self.camera, self.camera_dropout, self.seed = camera, float(camera_dropout), int(seed)
+        if not 0.0 <= self.camera_dropout <= 1.0:
+            raise ValueError(f"camera_dropout must be in [0, 1], got {camera_dropout}")
+        if camera is not None:
+            if frames.images is None or frames.camera_reason is None:
+                raise MissingImagesError(
+                    f"camera '{camera.name}': these on-policy frames hold no images (collected for a "
+                    "LiDAR-only preset); collect with the camera preset in a new --workdir"
+                )
+            if tuple(frames.images.shape[1:]) != (camera.height, camera.width, 3):
+                raise MissingImagesError(
+                    f"stored images are {frames.images.shape[1:]}, the model takes "
+                    f"{camera.height} x {camera.width} x 3: collect again for this preset"
+                )
+            scale, mean, inv_std = image_normalisation(camera)
+            self.images = torch.from_numpy(frames.images).to(dev)
+            self.image_valid = torch.from_numpy(frames.camera_reason == 0).to(dev)
+            self._norm = (
+                torch.tensor(scale, dtype=torch.float32),
+                torch.from_numpy(mean),
+                torch.from_numpy(inv_std),
+            )
+            self._gen = torch.Generator().manual_seed(self.seed)
         self.points = torch.from_numpy(frames.points).to(dev)
         self.offsets = torch.from_numpy(frames.offsets).to(dev)
         self.tensors = {
@@ -156,7 +233,10 @@ class SparseSplitData:
 
     def subset(self, idx: np.ndarray) -> SparseSplitData:
         """A new view holding frames ``idx``."""
-        return SparseSplitData(self.frames.subset(np.asarray(idx)), self.spec, self.points.device)
+        return SparseSplitData(
+            self.frames.subset(np.asarray(idx)), self.spec, self.points.device,
+            self.camera, self.camera_dropout, self.seed,
+        )  # fmt: skip
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         """Frames ``idx`` as model inputs + ``gt`` on ``device`` (pillarized there)."""
@@ -174,4 +254,19 @@ class SparseSplitData:
         out = {"pillar_features": feats, "pillar_coords": coords, "pillar_count": count}
         for k, v in self.tensors.items():
             out[k] = v[ti].to(device, non_blocking=True).float()
+        if self.camera is not None:
+            out.update(self._camera_batch(ti, device))
         return out
+
+    def _camera_batch(self, ti: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """``image [B, 3, H, W]`` and ``camera_valid [B, 1]`` of frames ``ti`` (with dropout)."""
+        scale, mean, inv_std = (t.to(device) for t in self._norm)
+        # (x * scale - mean) * inv_std in float32, op by op: camera_input.normalise_image's arithmetic
+        img = (self.images[ti].to(device).float() * scale - mean) * inv_std
+        img = img.permute(0, 3, 1, 2).contiguous()
+        valid = self.image_valid[ti].to(device)
+        if self.camera_dropout > 0.0:
+            keep = torch.rand(len(ti), generator=self._gen) >= self.camera_dropout
+            valid = valid & keep.to(device)
+        img = torch.where(valid[:, None, None, None], img, torch.zeros((), device=device))
+        return {"image": img, "camera_valid": valid.float()[:, None]}

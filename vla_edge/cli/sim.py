@@ -222,7 +222,7 @@ def _evaluate_share(
         specs,
         seconds=args.seconds,
         cfg=sim_cfg,
-        render_camera=args.camera,
+        render_camera=args.camera or bool(getattr(planner, "needs_camera", False)),
         render_lidar=False if args.no_lidar else None,
     )
     raw = planner.stats() if hasattr(planner, "stats") else {}
@@ -241,7 +241,7 @@ def _merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
         plans = sum(int(p["raw_plans"]) for p in parts)
         passed = sum(float(p["raw_pass_fraction"]) * int(p["raw_plans"]) for p in parts if p["raw_plans"])
         out |= {"raw_plans": plans, "raw_pass_fraction": passed / plans if plans else float("nan")}
-    for key in ("raw_failed_checks", "student_refusals"):
+    for key in ("raw_failed_checks", "student_refusals", "camera_fallbacks"):
         if key in parts[0]:
             total: Counter[str] = Counter()
             for p in parts:
@@ -320,7 +320,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             families=args.family,
             difficulty=args.difficulty,
             cfg=sim_cfg,
-            render_camera=args.camera,
+            render_camera=args.camera or bool(getattr(planner, "needs_camera", False)),
             render_lidar=False if args.no_lidar else None,
             progress=not args.no_progress,
         )

@@ -141,6 +141,7 @@ class OnPolicy(Section):
     epochs: Count
     expert_share: Frac
     beta: Frac
+    camera_dropout: Frac = 0.15
     dart: Dart
     takeover: Takeover
     randomize: Randomize

@@ -8,6 +8,28 @@ from __future__ import annotations
 from typing import Any
 
 
+def engine_takes_camera(drive_cfg: dict[str, Any]) -> bool:
+    """True when the drive config's student engine declares a camera input (manifest ``image``).
+
+    The engine is ``engine_path`` of the drive config, else ``engine`` of inference.yaml. A
+    missing or broken manifest answers False here; loading the runner reports it properly.
+    """
+    from vla_edge.backends.manifest import load_manifest, manifest_path_for
+    from vla_edge.config import load_config, resolve_path
+    from vla_edge.errors import VlaEdgeError
+    from vla_edge.inference import manifest_camera
+    from vla_edge.pipeline import engine_path
+
+    try:
+        path = engine_path(drive_cfg)
+        if path is None:
+            name = str(drive_cfg.get("inference_config") or "inference")
+            path = resolve_path(str(load_config(name, kind="inference")["engine"]))
+        return manifest_camera(load_manifest(manifest_path_for(path))) is not None
+    except (VlaEdgeError, OSError, KeyError):
+        return False
+
+
 def make_planner(
     kind: str,
     sim_cfg: dict[str, Any],
@@ -19,7 +41,10 @@ def make_planner(
     arbiter choices.
 
     ``student`` returns a :class:`~vla_edge.sim.student_planner.StudentPlanner` (its ``stats()``
-    go into the output beside the scores).
+    go into the output beside the scores). ``student`` and ``stack`` with a camera engine
+    (``tiny_cam``) and ``camera: none`` in the drive config get ``camera: raw`` (the harness
+    hands decoded RGB images over) and the planner's ``needs_camera`` is True: the caller must
+    render the camera (``run_suite(render_camera=True)``). A LiDAR-only engine is unchanged.
     """
     import numpy as np
 
@@ -43,11 +68,16 @@ def make_planner(
     from vla_edge.pipeline import DrivePipeline
 
     values = resolve_overrides(config, {"engine_path": engine, "backend": backend})
+    cfg = unflatten(dict(values))
+    needs_camera = kind in ("student", "stack") and engine_takes_camera(cfg)
+    if needs_camera and str(cfg.get("camera", "none")) == "none":
+        cfg["camera"] = "raw"
     if kind == "student":
         from vla_edge.sim.student_planner import StudentPlanner
 
-        return StudentPlanner.from_config(unflatten(dict(values))), choices
-    cfg = unflatten(dict(values))
+        sp = StudentPlanner.from_config(cfg)
+        sp.needs_camera = needs_camera
+        return sp, choices
     # The arbiter node's drive loop on the simulated clock (frenet: the same loop, no student).
     loop = DriveLoop.from_config(cfg, DrivePipeline.from_config(cfg, with_runner=kind == "stack"))
 
@@ -65,6 +95,7 @@ def make_planner(
                     refusals[r] = refusals.get(r, 0) + 1
         return dec.trajectory
 
+    stack.needs_camera = needs_camera  # type: ignore[attr-defined]
     stack.reset = lambda world: loop.reset()  # type: ignore[attr-defined]  # each scenario starts clean
     if kind == "stack":
         stack.stats = lambda: {"student_refusals": dict(sorted(refusals.items(), key=lambda kv: -kv[1]))}  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ class StudentPlanner:
         self.runner = runner
         self.params = params
         self.frames = 0
+        self.needs_camera = False  # a camera engine: the harness must render the camera
         self.raw_pass = 0
         self.failed: Counter[str] = Counter()
 
@@ -63,9 +64,13 @@ class StudentPlanner:
         return traj
 
     def stats(self) -> dict[str, Any]:
-        """``raw_plans``, ``raw_pass_fraction`` and the count of each failed check."""
-        return {
+        """``raw_plans``, ``raw_pass_fraction``, the count of each failed check and, for a camera
+        engine, ``camera_fallbacks`` (frames run LiDAR-only, by reason code)."""
+        out: dict[str, Any] = {
             "raw_plans": self.frames,
             "raw_pass_fraction": self.raw_pass / self.frames if self.frames else float("nan"),
             "raw_failed_checks": dict(self.failed.most_common()),
         }
+        if getattr(self.runner, "camera", None) is not None:
+            out["camera_fallbacks"] = dict(self.runner.camera_fallbacks)
+        return out

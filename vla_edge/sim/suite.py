@@ -197,10 +197,16 @@ class RecordingPlanner:
         from vla_edge.params import resolve_overrides, unflatten
         from vla_edge.pipeline import DrivePipeline
         from vla_edge.sim.expert import Expert
+        from vla_edge.sim.planners import engine_takes_camera
 
         values = resolve_overrides(config, {"engine_path": engine, "backend": backend})
+        drive = unflatten(dict(values))
         self.kind = kind
-        self.pipe = DrivePipeline.from_config(unflatten(dict(values)), with_runner=kind == "stack")
+        # a camera engine (tiny_cam) in the stack: decoded RGB from the harness (camera raw)
+        self.needs_camera = kind == "stack" and engine_takes_camera(drive)
+        if self.needs_camera and str(drive.get("camera", "none")) == "none":
+            drive["camera"] = "raw"
+        self.pipe = DrivePipeline.from_config(drive, with_runner=kind == "stack")
         self.expert = Expert(cfg)
         self.world: World | None = None
         self.choices: Counter[str] = Counter()
@@ -265,12 +271,15 @@ def _init_worker(
     cfg = load_config("sim")
     calib = Calibration.from_config(load_config("calibration"))
     hc = cfg["harness"]
+    planner = _make_planner(kind, config, engine, backend, cfg)
     _W.update(
         cfg=cfg,
         calib=calib,
         seconds=seconds,
-        planner=_make_planner(kind, config, engine, backend, cfg),
-        builder=FrameBuilder(cfg, calib, bool(hc["render_lidar"]), False),
+        planner=planner,
+        builder=FrameBuilder(
+            cfg, calib, bool(hc["render_lidar"]), bool(getattr(planner, "needs_camera", False))
+        ),
     )
 
 
