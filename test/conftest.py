@@ -8,12 +8,14 @@ no traffic leaves the machine.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -119,3 +121,29 @@ def wait_until(predicate: Callable[[], bool], timeout: float, spin: Callable[[],
 def wait() -> Callable[..., bool]:
     """The bounded :func:`wait_until` helper as a fixture."""
     return wait_until
+
+
+@pytest.fixture()
+def small_onpolicy_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of config/ with a small BEV grid and a tiny on-policy loop (CPU-sized), in use."""
+    cdir = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", cdir)
+    model = yaml.safe_load((cdir / "model.yaml").read_text())
+    model["pillars"].update(point_cloud_range=[-16.0, -16.0, -3.0, 16.0, 16.0, 3.0], max_pillars=512)
+    model["pillars"]["max_points_per_pillar"] = 8
+    (cdir / "model.yaml").write_text(yaml.safe_dump(model))
+    train = yaml.safe_load((cdir / "train.yaml").read_text())
+    train["train"].update(batch_size=4, val_every=1000, ckpt_every=1000, warmup_steps=1, val_max_frames=8)
+    train["onpolicy"].update(
+        scenarios=[2],
+        seconds=3.0,
+        stride=3,
+        eval_scenarios=1,
+        eval_seconds=2.0,
+        workers=1,
+        minutes=[0],
+        epochs=1,
+    )
+    (cdir / "train.yaml").write_text(yaml.safe_dump(train))
+    monkeypatch.setenv("VLA_EDGE_CONFIG_DIR", str(cdir))
+    return cdir

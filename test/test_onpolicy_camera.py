@@ -7,37 +7,15 @@ a few steps); the exported engine drives the simulator's student planner with th
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from conftest import REPO_ROOT, requires_torch
+from conftest import requires_torch
 
 pytestmark = [requires_torch, pytest.mark.slow]
 
 SPEC_KW = {"family": "empty_road", "seed": 4242, "difficulty": 0.3}
-
-
-@pytest.fixture()
-def small_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of config/ with a small BEV grid and a tiny loop (CPU-sized)."""
-    cdir = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", cdir)
-    model = yaml.safe_load((cdir / "model.yaml").read_text())
-    model["pillars"].update(point_cloud_range=[-16.0, -16.0, -3.0, 16.0, 16.0, 3.0], max_pillars=512)
-    model["pillars"]["max_points_per_pillar"] = 8
-    (cdir / "model.yaml").write_text(yaml.safe_dump(model))
-    train = yaml.safe_load((cdir / "train.yaml").read_text())
-    train["train"].update(batch_size=4, val_every=1000, ckpt_every=1000, warmup_steps=1, val_max_frames=8)
-    train["onpolicy"].update(
-        scenarios=[2], seconds=3.0, stride=3, eval_scenarios=1, eval_seconds=2.0, workers=1,
-        minutes=[0], epochs=1,
-    )  # fmt: skip
-    (cdir / "train.yaml").write_text(yaml.safe_dump(train))
-    monkeypatch.setenv("VLA_EDGE_CONFIG_DIR", str(cdir))
-    return cdir
 
 
 def _job(camera: bool):
@@ -52,7 +30,7 @@ def _job(camera: bool):
 
 
 def test_tiny_cam_onpolicy_collects_images_trains_exports_and_drives(
-    small_config: Path, tmp_path: Path
+    small_onpolicy_config: Path, tmp_path: Path
 ) -> None:
     import torch
 
@@ -122,7 +100,7 @@ def test_stack_suite_and_promote_configure_a_camera_engine(tmp_path: Path) -> No
     assert rows[0]["raw"]["raw_plans"] > 0 and rows[0]["raw"]["camera_fallbacks"] == {}
 
 
-def test_model_planner_feeds_the_camera(small_config: Path) -> None:
+def test_model_planner_feeds_the_camera(small_onpolicy_config: Path) -> None:
     """The loop's closed-loop evaluation renders the camera for a camera checkpoint."""
     import torch
 
@@ -144,7 +122,9 @@ def test_model_planner_feeds_the_camera(small_config: Path) -> None:
     assert modelio.CAMERA_KEYS == ("image", "camera_valid")
 
 
-def test_batches_are_the_runtime_tensor_with_dropout_at_the_configured_rate(small_config: Path) -> None:
+def test_batches_are_the_runtime_tensor_with_dropout_at_the_configured_rate(
+    small_onpolicy_config: Path,
+) -> None:
     import torch
 
     from training.onpolicy.collect import run_job
@@ -197,7 +177,7 @@ def test_batches_are_the_runtime_tensor_with_dropout_at_the_configured_rate(smal
     ), "no dropout configured, no dropout (validation)"
 
 
-def test_lidar_only_path_stores_no_images(small_config: Path, tmp_path: Path) -> None:
+def test_lidar_only_path_stores_no_images(small_onpolicy_config: Path, tmp_path: Path) -> None:
     from training.modelio import MissingImagesError
     from training.onpolicy.collect import run_job
     from training.onpolicy.store import SparseFrames, SparseSplitData
@@ -228,7 +208,7 @@ def test_lidar_only_path_stores_no_images(small_config: Path, tmp_path: Path) ->
     assert "image" not in SparseSplitData(f, spec).batch(np.arange(len(f)), __import__("torch").device("cpu"))
 
 
-def test_families_override_is_validated(small_config: Path) -> None:
+def test_families_override_is_validated(small_onpolicy_config: Path) -> None:
     import argparse
 
     from training.onpolicy.commands import onpolicy_config, register

@@ -8,36 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from conftest import REPO_ROOT, requires_torch
 
 pytestmark = [requires_torch, pytest.mark.slow]
-
-
-@pytest.fixture()
-def small_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of config/ with a small BEV grid and a tiny loop (CPU-sized)."""
-    cdir = tmp_path / "config"
-    shutil.copytree(REPO_ROOT / "config", cdir)
-    model = yaml.safe_load((cdir / "model.yaml").read_text())
-    model["pillars"].update(point_cloud_range=[-16.0, -16.0, -3.0, 16.0, 16.0, 3.0], max_pillars=512)
-    model["pillars"]["max_points_per_pillar"] = 8
-    (cdir / "model.yaml").write_text(yaml.safe_dump(model))
-    train = yaml.safe_load((cdir / "train.yaml").read_text())
-    train["train"].update(batch_size=4, val_every=1000, ckpt_every=1000, warmup_steps=1, val_max_frames=8)
-    train["onpolicy"].update(
-        scenarios=[2],
-        seconds=3.0,
-        stride=3,
-        eval_scenarios=1,
-        eval_seconds=2.0,
-        workers=1,
-        minutes=[0],
-        epochs=1,
-    )
-    (cdir / "train.yaml").write_text(yaml.safe_dump(train))
-    monkeypatch.setenv("VLA_EDGE_CONFIG_DIR", str(cdir))
-    return cdir
 
 
 def _run(workdir: Path, iterations: int) -> int:
@@ -48,7 +21,9 @@ def _run(workdir: Path, iterations: int) -> int:
     )
 
 
-def test_aggregates_expert_labelled_student_states_and_resumes(small_config: Path, tmp_path: Path) -> None:
+def test_aggregates_expert_labelled_student_states_and_resumes(
+    small_onpolicy_config: Path, tmp_path: Path
+) -> None:
     from training.onpolicy.store import SparseFrames
 
     work = tmp_path / "op"
@@ -72,7 +47,7 @@ def test_aggregates_expert_labelled_student_states_and_resumes(small_config: Pat
     assert "raw pass" in (work / "results.md").read_text()
 
 
-def test_sparse_batch_equals_runtime_inputs(small_config: Path) -> None:
+def test_sparse_batch_equals_runtime_inputs(small_onpolicy_config: Path) -> None:
     """What the trainer sees (GPU path, here on CPU) is what the vehicle's model would see."""
     import torch
 
