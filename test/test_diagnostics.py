@@ -103,6 +103,12 @@ def test_candidate_and_error_status(th: Thresholds) -> None:
     assert c["level"] == OK and c["values"]["best_mode"] == "1" and c["values"]["stamp"] == "12.500000000"
     late = candidate_status(12.5, None, {"inference": 3.0}, {}, [], 0.0, th, deadline_missed=True)
     assert late["level"] == WARN and late["values"]["deadline_missed"] == "True"
+    assert "camera" not in c["values"]  # LiDAR-only model: no camera field
+    cam_ok = candidate_status(12.5, [1.0], {"inference": 3.0}, {}, [], 0.0, th, camera="ok")
+    assert cam_ok["level"] == OK and cam_ok["values"]["camera"] == "ok"
+    stale = candidate_status(12.5, [1.0], {"inference": 3.0}, {}, [], 0.0, th, camera="stale")
+    assert stale["level"] == WARN and stale["values"]["camera"] == "stale"
+    assert "camera stale: planned LiDAR-only" in stale["message"]
     e = error_status("frame_assembly", PointCloudError("no field 'x'"), 3.0, th)
     assert (
         e["level"] == ERROR and e["values"]["error_type"] == "PointCloudError" and "skipped" in e["message"]

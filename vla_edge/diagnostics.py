@@ -192,8 +192,13 @@ def candidate_status(
     drop_ratio: float,
     th: Thresholds,
     deadline_missed: bool = False,
+    camera: str = "",
 ) -> dict[str, Any]:
-    """Status published with each candidate on ``candidate_info`` (scores, timing, ages)."""
+    """Status published with each candidate on ``candidate_info`` (scores, timing, ages).
+
+    ``camera`` is a camera model's image reason code (``ok``, ``stale``, ``corrupt`` ...; empty
+    for a LiDAR-only model): anything but ``ok`` means the plan was made LiDAR-only (WARN).
+    """
     score_list = [float(s) for s in scores] if scores is not None else []
     model_ms = timing_ms.get("inference")
     level = level_for(model_ms, th.model_warn_ms, th.model_error_ms) if model_ms is not None else OK
@@ -215,6 +220,11 @@ def candidate_status(
     for k, v in ages.items():
         values[f"age.{k}_s"] = float(v)
     msg = "deadline missed, candidate withheld" if deadline_missed else "candidate published"
+    if camera:
+        values["camera"] = camera
+        if camera != "ok":
+            level = max(level, WARN)
+            msg += f"; camera {camera}: planned LiDAR-only"
     return status("vla_edge/candidate", level, msg, values, th.hardware_id)
 
 

@@ -201,6 +201,7 @@ class InferenceNode(Node):
             self.drops.ratio,
             self.th,
             deadline_missed=result.deadline_missed,
+            camera=getattr(self.pipeline.runner, "camera_reason", ""),
         )
         info["values"][candidate.KEY] = candidate.encode(result)
         self._hand_off(result, info)
