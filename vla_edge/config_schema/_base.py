@@ -60,6 +60,9 @@ Frac = Annotated[float, Field(ge=0, le=1)]  # probability / ratio
 Count = Annotated[int, Field(ge=1)]  # >= 1
 NonNegInt = Annotated[int, Field(ge=0)]  # >= 0 (0 = off / auto)
 Index = Annotated[int, Field(ge=0)]
+Pair = Annotated[list[AnyFloat], Field(min_length=2, max_length=2)]  # (easy, hard) or (low, high)
+NonNegPair = Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
+FracPair = Annotated[list[Frac], Field(min_length=2, max_length=2)]
 
 
 def ordered(*pairs: tuple[str, str], strict: bool = False) -> Callable[[Any], Any]:

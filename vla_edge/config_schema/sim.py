@@ -10,7 +10,10 @@ from vla_edge.config_schema._base import (
     AnyFloat,
     Count,
     Frac,
+    FracPair,
     NonNeg,
+    NonNegPair,
+    Pair,
     Pos,
     Section,
     irng,
@@ -18,8 +21,6 @@ from vla_edge.config_schema._base import (
     rng,
 )
 
-Pair = Annotated[list[AnyFloat], Field(min_length=2, max_length=2)]  # (easy, hard) or (low, high)
-NonNegPair = Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
 RGB = Annotated[list[irng(ge=0, le=255)], Field(min_length=3, max_length=3)]
 
 
@@ -159,7 +160,7 @@ class Scenario(Section):
     cones_per_100m: NonNegPair
     fod_per_100m: NonNegPair
     oncoming_per_100m: NonNegPair
-    lead_vehicle_prob: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    lead_vehicle_prob: FracPair
     crossing_train_carts: Annotated[list[irng(ge=0)], Field(min_length=2, max_length=2)]
     crew_trigger_dist: NonNegPair
     narrow_intrusion: NonNegPair
@@ -181,8 +182,8 @@ class Scenario(Section):
     stand_crew: NonNegPair
     intersection_slack: Pair
     lidar_range_noise: NonNegPair
-    lidar_dropout: Annotated[list[Frac], Field(min_length=2, max_length=2)]
-    lidar_rain_clutter: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    lidar_dropout: FracPair
+    lidar_rain_clutter: FracPair
     lidar_rain_range: NonNegPair
     lidar_blocked_from_deg: rng(ge=-360, le=360)
     lidar_blocked_width_deg: NonNegPair
@@ -192,7 +193,7 @@ class Scenario(Section):
     stand_stop_bar_length: Pos
     stop_line_distance: NonNegPair
     stop_line_dwell: NonNegPair
-    stop_line_wear: Annotated[list[Frac], Field(min_length=2, max_length=2)]
+    stop_line_wear: FracPair
     stop_line_width: Pos
     stop_line_zone: Pos
     stop_line_stop_speed: Pos
@@ -211,7 +212,7 @@ class Lidar(Section):
     max_range: Pos
     range_noise: NonNeg
     dropout: Frac
-    blocked_sectors: list[Annotated[list[AnyFloat], Field(min_length=2, max_length=2)]]
+    blocked_sectors: list[Pair]
     intensity_noise: NonNeg
     intensity_scale: Pos
     intensity_falloff: Pos

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from vla_edge.config_schema._base import (
-    AnyFloat,
     Count,
     Frac,
+    FracPair,
     NonNeg,
     NonNegInt,
+    NonNegPair,
+    Pair,
     Pos,
     Section,
 )
 from vla_edge.config_schema.sim import Family
-
-Range = Annotated[list[AnyFloat], Field(min_length=2, max_length=2)]  # (low, high)
 
 
 class DatasetFilter(Section):
@@ -115,13 +115,13 @@ class Takeover(Section):
 
 
 class Randomize(Section):
-    dropout: Annotated[list[Frac], Field(min_length=2, max_length=2)]
-    range_noise: Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
-    mount_height: Range
-    mount_pitch_deg: Range
-    pitch_error_deg: Range
+    dropout: FracPair
+    range_noise: NonNegPair
+    mount_height: Pair
+    mount_pitch_deg: Pair
+    pitch_error_deg: Pair
     blocked_sector_prob: Frac
-    blocked_sector_deg: Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
+    blocked_sector_deg: NonNegPair
 
 
 class OnPolicy(Section):
