@@ -415,9 +415,8 @@ class Arbiter:
         if s_ok and f_ok and student is not None and inp.frenet is not None:
             # Both are safe by the checks: a student that stalls where the fallback would drive on
             # (e.g. waiting behind a blocked lane) gives way to the fallback.
-            h = min(student.horizon, inp.frenet.horizon)
-            if ck.progress_within(inp.frenet, h) >= p.progress_min_frenet:
-                ratio = ck.progress_ratio(student, inp.frenet)
+            ratio = ck.progress_ratio(student, inp.frenet, p.progress_min_frenet)
+            if ratio is not None:
                 out["student.progress"] = at_least(ratio, p.progress_min_ratio)
                 s_ok = out["student.progress"].ok
         for k, v in out.items():

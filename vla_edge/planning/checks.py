@@ -307,8 +307,11 @@ def progress_within(traj: Trajectory, horizon: float) -> float:
     return float(np.interp(min(horizon, float(t[-1])), t, s))
 
 
-def progress_ratio(student: Trajectory, frenet: Trajectory) -> Measured:
-    """The student's progress over the common horizon as a fraction of the Frenet plan's."""
+def progress_ratio(student: Trajectory, frenet: Trajectory, min_frenet: float = 0.0) -> Measured | None:
+    """The student's progress over the common horizon as a fraction of the Frenet plan's, or
+    None when the Frenet plan drives less than ``min_frenet`` metres (nothing to compare)."""
     horizon = min(student.horizon, frenet.horizon)
     fp = progress_within(frenet, horizon)
+    if fp < min_frenet:
+        return None
     return (progress_within(student, horizon) / fp if fp > 0 else 1.0), -1
