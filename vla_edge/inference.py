@@ -100,6 +100,13 @@ def manifest_camera(man: Any) -> CameraSpec | None:
     return cam
 
 
+def engine_declares_camera(onnx_path: str | Path) -> bool:
+    """True when the engine's manifest declares a camera input (a ``tiny_cam`` student)."""
+    from vla_edge.backends.manifest import load_manifest, manifest_path_for
+
+    return manifest_camera(load_manifest(manifest_path_for(onnx_path))) is not None
+
+
 def check_camera_calibration(man: Any, cam: CameraSpec, calib: Calibration, atol: float = 1e-3) -> None:
     """The calibration's camera must be the one the lift was exported with.
 

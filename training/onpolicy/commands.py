@@ -153,10 +153,9 @@ def _eval_engine(job: tuple[str, list[Any], float]) -> list[dict[str, Any]]:
     """Closed-loop rows of one engine on some scenarios (worker process; ONNX Runtime, 1 thread)."""
     from dataclasses import asdict
 
-    from vla_edge.backends.manifest import load_manifest, manifest_path_for
     from vla_edge.calibration import Calibration
     from vla_edge.config import load_config
-    from vla_edge.inference import StudentRunner, manifest_camera
+    from vla_edge.inference import StudentRunner, engine_declares_camera
     from vla_edge.planning.arbiter import ArbiterParams
     from vla_edge.planning.cycle import load_planning_config
     from vla_edge.sim.harness import run_suite
@@ -166,7 +165,7 @@ def _eval_engine(job: tuple[str, list[Any], float]) -> list[dict[str, Any]]:
     inf = load_config("inference")
     inf.setdefault("onnxruntime", {})["intra_op_threads"] = 1
     # A camera engine (tiny_cam) drives with the rendered camera (decoded RGB: camera "raw").
-    camera = manifest_camera(load_manifest(manifest_path_for(onnx))) is not None
+    camera = engine_declares_camera(onnx)
     calib = Calibration.from_config(load_config("calibration")) if camera else None
     runner = StudentRunner.from_config(
         load_config("model"), "onnxruntime", onnx, inf, camera="raw" if camera else "none", calibration=calib

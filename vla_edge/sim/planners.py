@@ -14,10 +14,9 @@ def engine_takes_camera(drive_cfg: dict[str, Any]) -> bool:
     The engine is ``engine_path`` of the drive config, else ``engine`` of inference.yaml. A
     missing or broken manifest answers False here; loading the runner reports it properly.
     """
-    from vla_edge.backends.manifest import load_manifest, manifest_path_for
     from vla_edge.config import load_config, resolve_path
     from vla_edge.errors import VlaEdgeError
-    from vla_edge.inference import manifest_camera
+    from vla_edge.inference import engine_declares_camera
     from vla_edge.pipeline import engine_path
 
     try:
@@ -25,7 +24,7 @@ def engine_takes_camera(drive_cfg: dict[str, Any]) -> bool:
         if path is None:
             name = str(drive_cfg.get("inference_config") or "inference")
             path = resolve_path(str(load_config(name, kind="inference")["engine"]))
-        return manifest_camera(load_manifest(manifest_path_for(path))) is not None
+        return engine_declares_camera(path)
     except (VlaEdgeError, OSError, KeyError):
         return False
 
