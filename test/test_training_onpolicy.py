@@ -103,3 +103,38 @@ def test_promote_refuses_a_worse_engine_and_records_provenance(tmp_path: Path) -
     assert rec["heldout"]["seed"] == 9701 and rec["heldout"]["scenarios"] == 2
     assert 0.0 <= rec["candidate"]["score"] <= 1.0 and rec["replaced"] is None
     assert (empty / "student.onnx").read_bytes() == (cand / "student.onnx").read_bytes()
+
+
+def test_hazard_oversampling_repeats_braking_frames_without_copying_points() -> None:
+    """Hard-braking expert frames are sampled extra times through the index order, nothing else."""
+    import torch
+
+    from training.onpolicy.store import SparseFrames, SparseSplitData, hazard_mask, oversample_order
+    from vla_edge.config import load_config
+    from vla_edge.pillarize import PillarSpec
+
+    spec = PillarSpec.from_config(load_config("model"))
+    v = np.array([10.0, 10.0, 1.0, 10.0])  # m/s: cruise, brake, creep (never a hazard), cruise
+    reach = np.array([40.0, 12.0, 1.0, 38.0])  # m the label covers at 4 s
+    gt = np.zeros((4, 8, 3), np.float32)
+    gt[:, -1, 0] = reach
+    ego = np.zeros((4, 6), np.float32)
+    ego[:, 0] = v / spec.ego_scale[0]
+    pts = np.arange(4 * 5 * 4, dtype=np.int16).reshape(-1, 4)
+    frames = SparseFrames(
+        points=pts, offsets=np.arange(0, 21, 5), ego=ego,
+        path=np.zeros((4, spec.num_path_points, 2), np.float32),
+        gt=gt, scenario=np.arange(4), iteration=np.zeros(4, np.int32), expert_drove=np.ones(4, bool),
+    )  # fmt: skip
+    mask = hazard_mask(frames, spec, horizon_s=4.0, ratio=0.7, min_speed=2.0)
+    assert mask.tolist() == [False, True, False, False]
+    order = oversample_order(mask, 3)
+    assert sorted(order.tolist()) == [0, 1, 1, 1, 1, 2, 3]
+    data = SparseSplitData(frames, spec, order=order)
+    assert len(data) == 7 and data.points.shape[0] == 20, "points were copied"
+    b = data.batch(np.array([4, 0]), torch.device("cpu"))  # sample 4 = an extra copy of frame 1
+    assert float(b["gt"][0, -1, 0]) == 12.0 and float(b["gt"][1, -1, 0]) == 40.0
+    assert len(data.subset(np.array([4, 5]))) == 2
+    assert oversample_order(mask, 0).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="outside"):
+        SparseSplitData(frames, spec, order=np.array([0, 4]))

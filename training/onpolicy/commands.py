@@ -51,6 +51,14 @@ def register(sub: Any) -> None:
         help="training scenario families, comma-separated (default: onpolicy.families); e.g. "
         "'stop_line' or the default list plus stop_line for the camera comparison",
     )  # fmt: skip
+    p.add_argument(
+        "--train-seed", type=int, default=None,
+        help="scenario seed base (default: onpolicy.train_seed); give each chained run a new one",
+    )  # fmt: skip
+    p.add_argument(
+        "--hazard-oversample", type=int, default=None,
+        help="extra copies of hard-braking expert frames per epoch (default: onpolicy.hazard.oversample)",
+    )  # fmt: skip
     p.add_argument("--init", default=None, help="checkpoint to start from (e.g. a committed one)")
     p.add_argument("--no-export", action="store_true", help="do not export the final student")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
@@ -108,9 +116,17 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
         ("seconds", args.seconds),
         ("eval_scenarios", args.eval_scenarios),
         ("workers", args.workers),
+        ("train_seed", getattr(args, "train_seed", None)),
     ):
         if val is not None:
+            if key == "train_seed" and val < 0:
+                raise ConfigError(f"--train-seed {val}: must be >= 0")
             oc[key] = val
+    extra = getattr(args, "hazard_oversample", None)
+    if extra is not None:
+        if extra < 0:
+            raise ConfigError(f"--hazard-oversample {extra}: must be >= 0 (0 = off)")
+        oc.setdefault("hazard", {})["oversample"] = extra
     if args.batch_size is not None:
         cfg["train"]["batch_size"] = args.batch_size
     fams = getattr(args, "families", None)

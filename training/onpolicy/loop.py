@@ -35,7 +35,7 @@ from training.distill import LossWeights
 from training.evaluate import closed_loop
 from training.model.anchors import kmeans_anchors
 from training.onpolicy.collect import CollectJob, preset_camera, run_job
-from training.onpolicy.store import SparseFrames, SparseSplitData
+from training.onpolicy.store import SparseFrames, SparseSplitData, hazard_mask, oversample_order
 from training.trainer import RunSpec, load_checkpoint, train
 from vla_edge.camera_input import CameraSpec
 from vla_edge.errors import VlaEdgeError
@@ -208,7 +208,15 @@ class OnPolicyLoop:
             val[:: max(2, len(data) // max(1, int(len(data) * 0.05)))] = True
         drop = float(self.oc.get("camera_dropout", 0.0))
         seed = int(self.cfg["seed"]) + k
-        train_d = SparseSplitData(data.subset(~val), self.spec, dev, self.camera, drop, seed)
+        train_f = data.subset(~val)
+        hz = self.oc.get("hazard") or {}
+        tr = self.model_cfg["trajectory"]
+        hazards = hazard_mask(
+            train_f, self.spec, tr["num_poses"] * tr["dt"], float(hz.get("ratio", 0.7)),
+            float(hz.get("min_speed", 2.0)),
+        )  # fmt: skip
+        order = oversample_order(hazards, int(hz.get("oversample", 0)))
+        train_d = SparseSplitData(train_f, self.spec, dev, self.camera, drop, seed, order)
         val_d = SparseSplitData(data.subset(val), self.spec, dev, self.camera)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
         init_state = load_checkpoint(prev)["model"] if prev is not None and prev.exists() else None
@@ -222,12 +230,14 @@ class OnPolicyLoop:
             epochs=int(self.oc["epochs"]),
             init_from=init_state,
             force_cpu=self.force_cpu,
-            extra={"info": {"preset": self.preset, "onpolicy_iteration": k, "train_frames": len(train_d)}},
+            extra={"info": {"preset": self.preset, "onpolicy_iteration": k, "train_frames": len(train_f)}},
         )
         summary = train(spec, train_d, val_d, anchors, self.cfg, self.model_cfg, info)
         row = self.state["rows"][str(k)]
         row.update(
-            train_frames=len(train_d),
+            train_frames=len(train_f),
+            hazard_frames=int(hazards.sum()),
+            train_samples=len(train_d),
             val_frames=len(val_d),
             steps=summary["steps"],
             train_minutes=round(summary["seconds"] / 60.0, 2),
@@ -282,7 +292,7 @@ class OnPolicyLoop:
         """The per-iteration results table (markdown)."""
         cols = [
             ("iteration", "iter"), ("new_frames", "new frames"), ("train_frames", "train frames"),
-            ("student_scenarios", "student rollouts"),
+            ("hazard_frames", "hazard frames"), ("student_scenarios", "student rollouts"),
             ("takeovers_per_student_scenario", "takeovers/rollout"),
             ("steps", "steps"), ("val_ade", "val ADE m"), ("score", "score"),
             ("collision_scenarios", "collisions"), ("offroad_scenarios", "off-road"),

@@ -178,6 +178,8 @@ class SparseSplitData:
         camera_dropout: Share of samples per batch given ``camera_valid = 0`` and a zero image
             (the runtime's LiDAR-only input), drawn from a generator seeded with ``seed``.
         seed: Seed of the camera dropout draws.
+        order: Frame index of each sample (None: each frame once). Repeating a frame's index
+            oversamples it without copying its points (see :func:`oversample_order`).
 
     Raises:
         MissingImagesError: ``camera`` given but the frames hold no images.
@@ -193,10 +195,15 @@ class SparseSplitData:
         camera: CameraSpec | None = None,
         camera_dropout: float = 0.0,
         seed: int = 0,
+        order: np.ndarray | None = None,
     ) -> None:
         dev = device or torch.device("cpu")
         self.spec = spec
         self.frames = frames
+        self.order = None if order is None else np.asarray(order, dtype=np.int64)
+        o = self.order
+        if o is not None and len(o) and not 0 <= o.min() <= o.max() < len(frames):
+            raise ValueError(f"order holds indices outside 0..{len(frames) - 1}")
         self.camera, self.camera_dropout, self.seed = camera, float(camera_dropout), int(seed)
         if not 0.0 <= self.camera_dropout <= 1.0:
             raise ValueError(f"camera_dropout must be in [0, 1], got {camera_dropout}")
@@ -229,19 +236,22 @@ class SparseSplitData:
         }
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.frames) if self.order is None else len(self.order)
+
+    def _frame_index(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(idx) if self.order is None else self.order[np.asarray(idx)]
 
     def subset(self, idx: np.ndarray) -> SparseSplitData:
-        """A new view holding frames ``idx``."""
+        """A new view holding samples ``idx`` (each once)."""
         return SparseSplitData(
-            self.frames.subset(np.asarray(idx)), self.spec, self.points.device,
+            self.frames.subset(self._frame_index(idx)), self.spec, self.points.device,
             self.camera, self.camera_dropout, self.seed,
         )  # fmt: skip
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        """Frames ``idx`` as model inputs + ``gt`` on ``device`` (pillarized there)."""
+        """Samples ``idx`` as model inputs + ``gt`` on ``device`` (pillarized there)."""
         dev = self.points.device
-        ti = torch.as_tensor(np.asarray(idx), dtype=torch.long, device=dev)
+        ti = torch.as_tensor(self._frame_index(idx), dtype=torch.long, device=dev)
         starts, ends = self.offsets[ti], self.offsets[ti + 1]
         counts = ends - starts
         total = int(counts.sum())
@@ -270,3 +280,23 @@ class SparseSplitData:
             valid = valid & keep.to(device)
         img = torch.where(valid[:, None, None, None], img, torch.zeros((), device=device))
         return {"image": img, "camera_valid": valid.float()[:, None]}
+
+
+def hazard_mask(
+    frames: SparseFrames, spec: PillarSpec, horizon_s: float, ratio: float, min_speed: float
+) -> np.ndarray:
+    """Frames whose expert label brakes hard: it covers under ``ratio`` of the constant-speed distance.
+
+    These are the rare states (a cart crossing, crew stepping out) where the student's collisions
+    come from; most frames cruise. ``horizon_s`` is the label's last pose time; frames slower
+    than ``min_speed`` (m/s) are never hazards (starting and creeping look the same as braking).
+    """
+    v = frames.ego[:, 0].astype(np.float64) * spec.ego_scale[0]
+    dist = np.linalg.norm(frames.gt[:, -1, :2].astype(np.float64), axis=1)
+    return (v > min_speed) & (dist < ratio * v * horizon_s)
+
+
+def oversample_order(mask: np.ndarray, extra: int) -> np.ndarray:
+    """Sample order that holds every frame once and the frames of ``mask`` ``extra`` more times."""
+    idx = np.arange(len(mask), dtype=np.int64)
+    return np.concatenate([idx, np.repeat(np.flatnonzero(mask), int(extra))]) if extra > 0 else idx

@@ -124,6 +124,12 @@ class Randomize(Section):
     blocked_sector_deg: NonNegPair
 
 
+class Hazard(Section):
+    oversample: NonNegInt
+    ratio: Frac
+    min_speed: NonNeg
+
+
 class OnPolicy(Section):
     iterations: NonNegInt
     scenarios: list[Count] = Field(min_length=1)
@@ -142,6 +148,7 @@ class OnPolicy(Section):
     expert_share: Frac
     beta: Frac
     camera_dropout: Frac = 0.15
+    hazard: Hazard = Hazard(oversample=0, ratio=0.7, min_speed=2.0)
     dart: Dart
     takeover: Takeover
     randomize: Randomize
