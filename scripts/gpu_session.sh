@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One device session that outlives the 10-minute call limit: the jobs run in a new process session
+# (setsid), which the device keeps running until the machine goes back, and the calls that
+# follow (within the machine's 30 s idle release) only wait and, last, collect the results.
+#   bash scripts/gpu_session.sh start      # call 1: GPU latency bench, then launch the jobs
+#   bash scripts/gpu_session.sh wait 560   # calls 2..: wait up to N s (returns early when all are done)
+#   OUT=$OUT bash scripts/gpu_session.sh collect   # last call: copy what exists (also partial) to $OUT
+# Jobs (all from the committed checkpoint, all on scenario seeds never used for held-out rows):
+#   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
+#   hazard  the same with hard-braking expert frames oversampled ($HAZARD extra copies)
+#   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
+# Back come at most 8 files: {plain,hazard}.pt, {plain,hazard,camera}.tar.gz, bench_gpu.txt, session.log.
+set -uo pipefail
+S=/tmp/vla_session
+JOBS="${JOBS:-plain hazard camera}"
+ITER="${ITER:-2}" SCEN="${SCEN:-220}" MINUTES="${MINUTES:-2.5}" TRAIN_SEED="${TRAIN_SEED:-310}" HAZARD="${HAZARD:-2}"
+CAM_SCEN="${CAM_SCEN:-150}" CAM_MINUTES="${CAM_MINUTES:-2.5}" CAM_HELDOUT_N="${CAM_HELDOUT_N:-20}"
+LIMIT_S="${LIMIT_S:-1260}"  # every job is killed after this many seconds (the device session is 30 min)
+log() { echo "[$(date +%T)] $*" | tee -a "$S/session.log"; }
+setup() {
+  if [ -d .whl ] && ! python3 -c "import rosbags, pydantic" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+  fi
+  export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+}
+case "${1:-}" in
+start)
+  mkdir -p "$S" && setup
+  log "bench: GPU latency of tiny and tiny_cam (FP16, batch 1, CUDA graphs) before the jobs load the GPU"
+  python3 bench/bench_model_gpu.py --presets tiny tiny_cam --iters 200 > "$S/bench_gpu.txt" 2>&1; tail -8 "$S/bench_gpu.txt"
+  for j in $JOBS; do
+    case $j in
+    plain | hazard)
+      h=0; [ "$j" = hazard ] && h="$HAZARD"
+      env INIT=training/checkpoints/onpolicy_tiny.pt ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
+        TRAIN_SEED="$TRAIN_SEED" HAZARD="$h" TRAIN_LIMIT_S="$LIMIT_S" WORK="$S/$j" OUT="$S/out_$j" \
+        setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
+    camera)
+      env ITER=1 SCEN="$CAM_SCEN" MINUTES="$CAM_MINUTES" HELDOUT_N="$CAM_HELDOUT_N" WORK="$S/camwork" OUT="$S/out_camera" \
+        setsid nohup timeout "$LIMIT_S" bash scripts/camera_compare.sh > "$S/camera.log" 2>&1 < /dev/null & ;;
+    esac
+    log "started $j (pid $!)"
+  done ;;
+wait)
+  end=$(( $(date +%s) + ${2:-560} ))
+  while [ "$(date +%s)" -lt "$end" ] && pgrep -f "scripts/(gpu_student|camera_compare).sh" > /dev/null; do sleep 10; done
+  for j in $JOBS; do echo "== $j"; grep -v "it/s\]$" "$S/$j.log" | tail -6; done
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; uptime ;;
+collect)
+  OUT="${OUT:?set OUT}"
+  for j in plain hazard; do
+    [ -d "$S/$j" ] || continue
+    last=$(ls "$S/$j"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)
+    [ -n "$last" ] && cp "$last" "$OUT/$j.pt"
+    mkdir -p "$S/pack_$j" && cp "$S/$j"/results.{md,json} "$S/$j"/state.json "$S/$j.log" "$S/pack_$j"/ 2>/dev/null
+    cp "$S/$j"/export/student.{onnx,json} "$S/pack_$j"/ 2>/dev/null
+    tar -C "$S" -czf "$OUT/$j.tar.gz" "pack_$j"
+  done
+  [ -d "$S/out_camera" ] && cp "$S/camera.log" "$S/out_camera"/ && tar -C "$S" -czf "$OUT/camera.tar.gz" out_camera
+  cp "$S/bench_gpu.txt" "$S/session.log" "$OUT"/ 2>/dev/null
+  ls -la "$OUT" ;;
+*) echo "usage: $0 start | wait SECONDS | collect (OUT=...)"; exit 2 ;;
+esac
