@@ -265,3 +265,46 @@ def test_lockstep_step_matches_a_plain_pipeline_run():
         assert d is not None and d.trigger == "no_candidate" and d.decision.choice == want.choice
         np.testing.assert_array_equal(d.decision.trajectory.poses, want.trajectory.poses)
     assert load_config("topics")  # the loop needs no ROS config beyond drive.yaml
+
+
+def _modes_cand(t: float) -> Candidate:
+    """Four modes: best (index 2), then 0, then 3 (probability ~0.035), then 1 (~0.002)."""
+    modes = np.stack([student_straight(V, t, lateral=lat).poses for lat in (1.0, -9.0, 0.0, 2.0)])
+    scores = np.array([2.0, -3.0, 3.0, 0.0])
+    best = student_straight(V, t)
+    return Candidate(t, best, modes.astype(np.float32), scores, 2, {"inference": 5.0})
+
+
+def test_candidate_alternatives_follow_the_scores_and_the_probability_floor():
+    c = _modes_cand(1.0)
+    alts = c.alternatives(limit=3, min_probability=0.01)
+    assert [a.poses[-1, 1] for a in alts] == pytest.approx([1.0, 2.0])  # modes 0 and 3; mode 1 too unlikely
+    assert all(a.dt == 0.5 and a.stamp == 1.0 and a.source == "student" for a in alts)
+    assert len(c.alternatives(limit=1, min_probability=0.0)) == 1
+    assert len(c.alternatives(limit=3, min_probability=0.0)) == 3
+    assert c.alternatives(limit=0, min_probability=0.0) == []
+    assert c.withheld(error="x").alternatives(3, 0.0) == []
+    assert _cand(1.0).alternatives(3, 0.0) == []  # no modes: the best mode only
+
+
+def test_codec_carries_the_modes_and_rejects_bad_ones():
+    c = _modes_cand(2.0)
+    back = codec.decode(codec.encode(c))
+    assert not back.malformed and back.best_index == 2
+    np.testing.assert_allclose(back.trajectories, c.trajectories, atol=1e-4)
+    assert len(back.alternatives(3, 0.01)) == 2
+    good = json.loads(codec.encode(c))
+    for key, value in [
+        ("modes", [[[0.0, 0.0, 0.0]]]),  # wrong shape
+        ("best_index", 7),  # not a mode
+        ("best_index", True),
+        ("scores", [1.0, 2.0]),  # one score per mode
+    ]:
+        bad = {**good, key: value}
+        assert codec.decode(json.dumps(bad)).malformed, key
+    nan_mode = json.loads(codec.encode(c))
+    nan_mode["modes"][1][2][0] = float("nan")
+    assert "non-finite" in codec.decode(json.dumps(nan_mode)).error
+    old = {k: v for k, v in good.items() if k not in ("modes", "best_index")}  # an older sender
+    legacy = codec.decode(json.dumps(old))
+    assert legacy.usable and legacy.trajectories is None and legacy.alternatives(3, 0.0) == []

@@ -406,3 +406,43 @@ def test_progress_ratio_over_the_common_horizon():
     assert ck.progress_within(fast, 2.0) == pytest.approx(10.0)
     assert ck.progress_ratio(half, fast)[0] == pytest.approx(0.5)
     assert ck.progress_ratio(fast, Trajectory(np.zeros((8, 3)), 0.5, 0.0, None, "frenet"))[0] == 1.0
+
+
+def test_a_next_ranked_mode_that_passes_is_published_instead_of_the_fallback():
+    """Best mode through an obstacle, second mode too, third passes it on the left: the third drives."""
+    scene = _static_scene(1, (20.0, 0.0, 1.5, 1.5, 1.5))
+    trust = {"hysteresis": {"trust_student_at_start": True}}
+
+    def modes(t):
+        return [student_straight(V, t, lateral=0.3), student_straight(V, t, lateral=2.5)]
+
+    def run(cyc):
+        out = []
+        for k in range(3):
+            t = 0.1 * k
+            fr = frame_at(t, scene(V * t), V, x=V * t)
+            out.append(cyc.step(fr, student_straight(V, t), t, t + 0.05, student_alternatives=modes(t)))
+        return out
+
+    for d in run(cycle(arbiter=trust)):
+        assert d.choice == "student", d.reasons
+        assert d.checks["student.mode_rank"].value == 2
+        assert "student_alternative_mode" in d.reasons and "best_mode_student_collision" in d.reasons
+        assert all(v.ok for k, v in d.checks.items() if k.startswith("student."))
+        assert ck.collision(d.trajectory, d.obstacles, cycle().footprint)[0] == 0
+        assert d.trajectory.poses[-1, 1] > 2.0
+    # Only one extra mode allowed: the second also collides, so the Frenet fallback drives.
+    for d in run(cycle(arbiter={**trust, "student": {"alternative_modes": 1}})):
+        assert d.choice == "frenet" and "student_collision" in d.reasons
+        assert "student.mode_rank" not in d.checks
+
+
+def test_alternatives_are_not_tried_when_the_frame_itself_is_refused():
+    """A stale student fails for every mode alike: no mode is checked, the fallback drives."""
+    scene = _static_scene(1, (20.0, 0.0, 1.5, 1.5, 1.5))
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    fr = frame_at(1.0, scene(V), V, x=V)
+    d = cyc.step(
+        fr, student_straight(V, 1.0), 1.0 - 5.0, 1.05, student_alternatives=[student_straight(V, 1.0, 2.5)]
+    )
+    assert d.choice == "frenet" and "student_age" in d.reasons and "student.mode_rank" not in d.checks

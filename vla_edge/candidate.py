@@ -69,6 +69,34 @@ class Candidate:
         """Decoded from a message that failed validation."""
         return bool(self.error and self.error.startswith(MALFORMED))
 
+    def alternatives(self, limit: int, min_probability: float) -> list[Trajectory]:
+        """The next-best modes after :attr:`trajectory`, in score order (at most ``limit``).
+
+        Only modes whose softmax probability is at least ``min_probability`` count: a mode the
+        model itself finds unlikely is not a plan. Empty when the candidate is unusable or
+        carries no modes or scores.
+        """
+        if limit <= 0 or not self.usable or self.trajectories is None or self.scores is None:
+            return []
+        assert self.trajectory is not None  # usable
+        scores = np.asarray(self.scores, dtype=np.float64).ravel()
+        if len(scores) != len(self.trajectories) or len(scores) < 2:
+            return []
+        prob = np.exp(scores - scores.max())
+        prob /= prob.sum()
+        best = self.best_index if 0 <= self.best_index < len(scores) else int(np.argmax(scores))
+        out = []
+        for i in np.argsort(-scores, kind="stable"):
+            if int(i) == best:
+                continue
+            if prob[i] < min_probability or len(out) >= limit:
+                break
+            t = self.trajectory
+            out.append(
+                Trajectory(np.asarray(self.trajectories[i], np.float64), t.dt, t.stamp, None, t.source)
+            )
+        return out
+
     def withheld(self, **changes: Any) -> Candidate:
         """This result without its trajectory (``error=...`` or ``deadline_missed=True``)."""
         return Candidate(self.stamp, None, None, None, -1, dict(self.timing_ms), self.pillar_count, **changes)
@@ -86,6 +114,8 @@ def encode(c: Candidate) -> str:
         "stamp": float(c.stamp) if math.isfinite(c.stamp) else None,  # None: decode() rejects it
         "trajectory": trajectory_to_json(c.trajectory) if c.usable else None,
         "scores": None if scores is None else np.round(np.nan_to_num(scores, nan=1e9), 5).tolist(),
+        "modes": _modes_json(c),
+        "best_index": int(c.best_index),
         "timing_ms": {
             str(k): round(float(v), 3) for k, v in c.timing_ms.items() if v is not None and math.isfinite(v)
         },
@@ -138,4 +168,32 @@ def _decode(text: Any) -> Candidate:
             raise ValueError("trajectory is malformed or not finite")
     if traj is None and error is None and not missed:
         raise ValueError("neither a trajectory nor a reason for its absence")
-    return Candidate(stamp, traj, scores=scores, timing_ms=timing, error=error, deadline_missed=missed)
+    modes, best = _decode_modes(d, traj, scores)
+    return Candidate(stamp, traj, modes, scores, best, timing_ms=timing, error=error, deadline_missed=missed)
+
+
+def _modes_json(c: Candidate) -> list[Any] | None:
+    """Every mode (A x T x 3) of a usable candidate, rounded like the trajectory; else None."""
+    if not c.usable or c.trajectories is None:
+        return None
+    a = np.asarray(c.trajectories, dtype=np.float64)
+    return np.round(np.nan_to_num(a, nan=1e9, posinf=1e9, neginf=-1e9), 4).tolist()
+
+
+def _decode_modes(
+    d: dict, traj: Trajectory | None, scores: np.ndarray | None
+) -> tuple[np.ndarray | None, int]:
+    """Validated ``modes`` and ``best_index`` (older senders send neither: ``(None, -1)``)."""
+    raw, best = d.get("modes"), d.get("best_index", -1)
+    if raw is None or traj is None:
+        return None, -1
+    modes = np.asarray(raw, dtype=np.float64)
+    if modes.ndim != 3 or modes.shape[2] != 3 or modes.shape[1] != len(traj.poses):
+        raise ValueError(f"modes must be A x {len(traj.poses)} x 3, got shape {modes.shape}")
+    if not np.all(np.isfinite(modes)):
+        raise ValueError("modes have non-finite values")
+    if scores is None or len(scores) != len(modes):
+        raise ValueError("modes need one score each")
+    if not isinstance(best, int) or isinstance(best, bool) or not 0 <= best < len(modes):
+        raise ValueError(f"best_index {best!r} is not a mode index")
+    return modes, best

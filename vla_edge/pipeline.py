@@ -125,9 +125,11 @@ class DrivePipeline:
             prepared = self.cycle.prepare(frame, now)
         if candidate is None or not candidate.usable:
             return self.cycle.decide(prepared, None, None, now)
+        ap = self.cycle.arbiter.params
         return self.cycle.decide(
-            prepared, candidate.trajectory, candidate.stamp, now, student_scores=candidate.scores
-        )
+            prepared, candidate.trajectory, candidate.stamp, now, student_scores=candidate.scores,
+            student_alternatives=candidate.alternatives(ap.alternative_modes, ap.alternative_min_probability),
+        )  # fmt: skip
 
 
 def load_runner(drive_cfg: dict[str, Any], allow_disabled: bool = False) -> Any:

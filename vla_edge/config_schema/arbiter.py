@@ -32,6 +32,8 @@ class Student(Section):
     min_dt: Pos
     max_dt: Pos
     min_confidence: Frac
+    alternative_modes: NonNegInt = 0
+    alternative_min_probability: Frac = 0.05
     check_order = ordered(("min_horizon", "max_horizon"), ("min_dt", "max_dt"))
 
 

@@ -20,7 +20,7 @@ re-checked and replaced by a straight stop when its path would violate them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -144,6 +144,8 @@ class ArbiterParams:
     min_dt: float = at("arbiter.student.min_dt")
     max_dt: float = at("arbiter.student.max_dt")
     min_confidence: float = at("arbiter.student.min_confidence")
+    alternative_modes: int = at("arbiter.student.alternative_modes")
+    alternative_min_probability: float = at("arbiter.student.alternative_min_probability")
     max_lateral_deviation: float = at("arbiter.corridor.max_lateral_deviation")
     ttc_min: float = at("arbiter.collision.ttc_min")
     ttc_buffer: float = at("arbiter.collision.ttc_buffer")
@@ -195,6 +197,8 @@ class ArbiterInputs:
         student: Raw student trajectory (its own frame/stamp) or None.
         student_stamp: Time the student output was produced (s) or None.
         student_scores: Mode scores or None.
+        student_alternatives: Next-ranked modes of the same candidate (same frame and stamp as
+            ``student``), in score order; checked one by one when ``student`` fails a check.
         student_pose: Ego pose (odom) at ``student.stamp`` when known, else None.
         frenet: Frenet plan of this cycle or None.
         frenet_summary: Planner statistics.
@@ -219,6 +223,7 @@ class ArbiterInputs:
     student: Trajectory | None = None
     student_stamp: float | None = None
     student_scores: np.ndarray | None = None
+    student_alternatives: list[Trajectory] = field(default_factory=list)
     student_pose: tuple[float, float, float] | None = None
     frenet: Trajectory | None = None
     frenet_summary: dict[str, Any] | None = None
@@ -412,13 +417,12 @@ class Arbiter:
             f_ok = all(v.ok for k, v in out.items() if k.startswith("frenet."))
         else:
             reasons.append(inp.frenet_reason or "frenet_unavailable")
-        if s_ok and f_ok and student is not None and inp.frenet is not None:
-            # Both are safe by the checks: a student that stalls where the fallback would drive on
-            # (e.g. waiting behind a blocked lane) gives way to the fallback.
-            ratio = ck.progress_ratio(student, inp.frenet, p.progress_min_frenet)
-            if ratio is not None:
-                out["student.progress"] = at_least(ratio, p.progress_min_ratio)
-                s_ok = out["student.progress"].ok
+        if s_ok and f_ok and student is not None:
+            s_ok = self._progress(student, inp, out)
+        if not s_ok and student is not None and inp.student_alternatives and _plan_level_failure(out):
+            alt = self._alternative(inp, out, f_ok, reasons)
+            if alt is not None:
+                student, s_ok = alt, True
         for k, v in out.items():
             if not v.ok:
                 reasons.append(k.replace(".", "_"))
@@ -473,6 +477,42 @@ class Arbiter:
             frenet_summary=inp.frenet_summary,
         )
 
+    def _progress(self, student: Trajectory, inp: ArbiterInputs, out: dict[str, CheckResult]) -> bool:
+        """Both plans pass every check: a student that stalls where the fallback would drive on
+        (e.g. waiting behind a blocked lane) gives way to the fallback."""
+        p = self.params
+        ratio = ck.progress_ratio(student, inp.frenet, p.progress_min_frenet) if inp.frenet else None
+        if ratio is None:
+            return True
+        out["student.progress"] = at_least(ratio, p.progress_min_ratio)
+        return out["student.progress"].ok
+
+    def _alternative(
+        self, inp: ArbiterInputs, out: dict[str, CheckResult], f_ok: bool, reasons: list[str]
+    ) -> Trajectory | None:
+        """The first next-ranked mode that passes every student check (same checks), or None.
+
+        On success the best mode's failed checks become ``best_mode_*`` reasons and ``out``'s
+        ``student.*`` entries describe the published mode (``student.mode_rank`` = its rank).
+        """
+        for rank, mode in enumerate(inp.student_alternatives[: self.params.alternative_modes], start=1):
+            alt_out: dict[str, CheckResult] = {}
+            traj = self._student(replace(inp, student=mode), alt_out, [])
+            ok = traj is not None and all(v.ok for v in alt_out.values())
+            if ok and f_ok and traj is not None:
+                ok = self._progress(traj, inp, alt_out)
+            if not ok or traj is None:
+                continue
+            for k in [k for k in out if k.startswith("student.")]:
+                if not out[k].ok:
+                    reasons.append("best_mode_" + k.replace(".", "_"))
+                del out[k]
+            out.update(alt_out)
+            out["student.mode_rank"] = CheckResult(float(rank), float(self.params.alternative_modes), True)
+            reasons.append("student_alternative_mode")
+            return traj
+        return None
+
     def _hold(self, inp: ArbiterInputs, out: dict[str, CheckResult]) -> Trajectory | None:
         p = self.params
         if inp.previous is None or inp.previous_age is None or inp.previous_start is None:
@@ -524,6 +564,21 @@ class Arbiter:
             and kin["curvature"][0] <= p.max_curvature
             and ck.start_speed_jump(prof, v0)[0] <= p.max_start_speed_jump
         )
+
+
+#: Student checks that hold for every mode of a candidate alike (its age, frame, inputs,
+#: confidence): when one of them fails, no other mode can pass either.
+_FRAME_LEVEL_CHECKS = frozenset(
+    f"student.{c}"
+    for c in ("finite_input", "age", "frame_latency", "stale_inputs", "ego_valid", "confidence", "dt",
+              "max_horizon", "frame_known")
+)  # fmt: skip
+
+
+def _plan_level_failure(out: dict[str, CheckResult]) -> bool:
+    """The best mode failed only checks of its own plan (kinematics, collision, corridor...)."""
+    failed = {k for k, v in out.items() if k.startswith("student.") and not v.ok}
+    return bool(failed) and not (failed & _FRAME_LEVEL_CHECKS)
 
 
 def _rebase(

@@ -188,6 +188,7 @@ class PlanningCycle:
         student_stamp: float | None,
         now: float,
         student_scores: np.ndarray | None = None,
+        student_alternatives: list[Trajectory] | None = None,
     ) -> ArbiterDecision:
         """Run one planning cycle on ``frame``: :meth:`prepare` then :meth:`decide`.
 
@@ -197,12 +198,13 @@ class PlanningCycle:
             student_stamp: When the student output was produced (s) or None.
             now: Current time (s) used for staleness and latency.
             student_scores: Optional student mode scores (logits).
+            student_alternatives: Next-ranked modes, as for :meth:`decide`.
 
         Returns:
             The :class:`ArbiterDecision`; its trajectory is always finite.
         """
         prepared = self.prepare(frame, now)
-        return self.decide(prepared, student, student_stamp, now, student_scores)
+        return self.decide(prepared, student, student_stamp, now, student_scores, student_alternatives)
 
     def prepare(self, frame: Frame, now: float) -> PreparedFrame:
         """Frame-only work, done when the frame arrives (while the model runs).
@@ -233,6 +235,7 @@ class PlanningCycle:
         student_stamp: float | None,
         now: float,
         student_scores: np.ndarray | None = None,
+        student_alternatives: list[Trajectory] | None = None,
     ) -> ArbiterDecision:
         """Student checks and arbitration on a :meth:`prepare` result (a few ms).
 
@@ -242,6 +245,8 @@ class PlanningCycle:
             student_stamp: When the student output was produced (s) or None.
             now: Current time (s) used for staleness and latency.
             student_scores: Optional student mode scores (logits).
+            student_alternatives: The candidate's next-ranked modes, in score order
+                (:meth:`~vla_edge.candidate.Candidate.alternatives`), checked when the best fails.
 
         Returns:
             The :class:`ArbiterDecision`; its trajectory is always finite. ``timing_ms`` has
@@ -251,7 +256,9 @@ class PlanningCycle:
         if prepared.error is not None:
             return self._fail_safe(prepared.frame, now, prepared.error, t_all)
         try:
-            return self._decide(prepared, student, student_stamp, now, student_scores, t_all)
+            return self._decide(
+                prepared, student, student_stamp, now, student_scores, t_all, student_alternatives or []
+            )
         except Exception as exc:  # last resort: a planning bug must still yield a stop
             log.exception("planning cycle failed; publishing a straight emergency stop")
             return self._fail_safe(prepared.frame, now, exc, t_all)
@@ -352,6 +359,7 @@ class PlanningCycle:
         now: float,
         student_scores: np.ndarray | None,
         t_all: float,
+        student_alternatives: list[Trajectory],
     ) -> ArbiterDecision:
         timing = dict(prep.timing)
         stamp, ego, pose = prep.stamp, prep.ego, prep.pose
@@ -380,6 +388,7 @@ class PlanningCycle:
             student=student,
             student_stamp=student_stamp,
             student_scores=_scores(student_scores),
+            student_alternatives=list(student_alternatives),
             student_pose=student_pose,
             frenet=prep.frenet,
             frenet_summary=prep.summary,
