@@ -26,10 +26,8 @@ mkdir -p "$OUT" "$EVAL"
 # Machines without rosbags (the GPU image) get it from wheels downloaded into .whl/ beforehand.
 if [ -d .whl ] && ! python3 -c "import rosbags" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:$PWD"
-else
-  export PYTHONPATH="$PWD"
 fi
+export PYTHONPATH="/tmp/site:$PWD"  # also when gpu_session.sh installed the wheels already
 PY=python3
 log() { echo "[$(date +%T)] $*"; }
 

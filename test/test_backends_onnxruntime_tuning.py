@@ -49,6 +49,31 @@ def test_saved_optimised_graph_is_reused_and_checked(
     assert any("does not match its sidecar" in r.getMessage() for r in caplog.records)
 
 
+def test_parallel_starts_share_one_whole_optimised_graph(contract_onnx: Path, tmp_path: Path) -> None:
+    """Sim workers start together on an empty cache: each saves through its own temp file, so
+    every later start reads a whole graph that its sidecar vouches for, and no temp file stays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vla_edge.backends.manifest import sha256_file
+
+    cfg = inference_cfg(tmp_path)
+    cfg["onnxruntime"].update(save_optimized=True, graph_optimization="all", providers=["cpu"])
+
+    def start(_: int) -> np.ndarray:
+        with OnnxRuntimeBackend(contract_onnx, cfg) as be:
+            return be.infer(_feed(be)).trajectories
+
+    with ThreadPoolExecutor(6) as pool:
+        outs = list(pool.map(start, range(12)))
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    cache = tmp_path / "cache"
+    saved = sorted(cache.glob("student.*.all.*.onnx"))
+    assert len(saved) == 1
+    assert json.loads(saved[0].with_suffix(".json").read_text())["sha256"] == sha256_file(saved[0])
+    assert not list(cache.glob(".*")), "temp files left in the cache"
+
+
 def test_spinning_and_save_keys_must_be_bool(contract_onnx: Path, tmp_path: Path) -> None:
     for key in ("allow_spinning", "save_optimized"):
         cfg = inference_cfg(tmp_path)

@@ -40,7 +40,7 @@ class SmoothOutput(nn.Module):
 
     def ghosts(self, ego_state: Tensor) -> Tensor:
         """Known grid poses ``[B, 3, 3]`` (t = -2dt, -dt, 0; columns x, y, yaw) from the ego state."""
-        raw = ego_state[:, :3].float() * self.ego_scale
+        raw = ego_state[:, :3].float() * self.ego_scale.float()  # FP32 even in a .half() model
         v, r = raw[:, 0], raw[:, 2]
         a = torch.clamp(raw[:, 1], self.a_lo, self.a_hi)
         lat = torch.clamp(v * r, -self.lat_max, self.lat_max)
@@ -55,5 +55,5 @@ class SmoothOutput(nn.Module):
         if not self.enabled:
             return traj
         fit = torch.einsum("kj,bajc->bakc", self.F.type_as(traj), traj)
-        start = torch.einsum("kj,bjc->bkc", self.G, self.ghosts(ego_state)).type_as(traj)
+        start = torch.einsum("kj,bjc->bkc", self.G.float(), self.ghosts(ego_state)).type_as(traj)
         return fit + start[:, None]

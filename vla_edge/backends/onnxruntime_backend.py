@@ -8,6 +8,8 @@ logged.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from vla_edge.backends.base import InferenceBackend
+from vla_edge.backends.manifest import sha256_file
 from vla_edge.config import require
 from vla_edge.errors import BackendUnavailableError, ConfigError, ManifestError, ModelError
+from vla_edge.fsutil import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +141,26 @@ class OnnxRuntimeBackend(InferenceBackend):
         folder = cache_dir_from_config(self.cfg)
         return folder / f"{self.onnx_path.stem}.{tag}.onnx", folder / f"{self.onnx_path.stem}.{tag}.json"
 
-    def _cached_optimized(self, paths: tuple[Path, Path] | None) -> Path | None:
-        """The saved optimised graph when its sidecar vouches for it, else None."""
-        import json
+    def _cached_optimized(self, paths: tuple[Path, Path] | None) -> bytes | None:
+        """The saved optimised graph's bytes when its sidecar vouches for them, else None.
 
-        from vla_edge.backends.manifest import sha256_file
+        Read once and hashed in memory, and the session is built from these bytes: another
+        process that saves the same cache entry meanwhile cannot hand this one a torn file.
+        """
+        import hashlib
+        import json
 
         if paths is None or not paths[0].is_file() or not paths[1].is_file():
             return None
         try:
             want = json.loads(paths[1].read_text())["sha256"]
+            data = paths[0].read_bytes()
         except (OSError, ValueError, KeyError, TypeError):
-            want = None
-        if want != sha256_file(paths[0]):
+            return None
+        if want != hashlib.sha256(data).hexdigest():
             log.warning("optimised graph %s does not match its sidecar; optimising again", paths[0])
             return None
-        return paths[0]
+        return data
 
     def _provider_options(self, providers: list[str]) -> list[dict[str, Any]]:
         sec = self.cfg["onnxruntime"]
@@ -181,35 +189,33 @@ class OnnxRuntimeBackend(InferenceBackend):
         providers = choose_providers(priority, available)
         level = str(self.cfg["onnxruntime"]["graph_optimization"])
         cache = self._optimized_cache(ort, level, providers)
-        source = self._cached_optimized(cache)
-        if source is not None:  # already optimised: skip the rewrites at load
+        saved = self._cached_optimized(cache)
+        if saved is not None:  # already optimised: skip the rewrites at load
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        elif cache is not None:
-            opts.optimized_model_filepath = str(cache[0])
-        try:
-            session = ort.InferenceSession(
-                str(source or self.onnx_path),
-                sess_options=opts,
-                providers=providers,
-                provider_options=self._provider_options(providers),
-            )
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"ONNX Runtime cannot load model file {self.onnx_path}: {first[:300]} "
-                "(corrupt or truncated file? re-export with `python -m training.export`)"
-            ) from None
-        self._check_session(session)
-        if cache is not None and source is None and cache[0].is_file():
-            import json
-
-            from vla_edge.backends.manifest import sha256_file
-            from vla_edge.fsutil import atomic_path
-
-            with atomic_path(cache[1]) as tmp:
-                Path(tmp).write_text(
-                    json.dumps({"sha256": sha256_file(cache[0]), "onnx": self.onnx_path.name})
+        with contextlib.ExitStack() as stack:
+            if cache is not None and saved is None:
+                # ORT writes the optimised graph to a private temp file, published whole by a
+                # rename: parallel starts (sim workers) never see each other's half-written file.
+                tmp = stack.enter_context(atomic_path(cache[0]))
+                opts.optimized_model_filepath = str(tmp)
+            try:
+                session = ort.InferenceSession(
+                    saved if saved is not None else str(self.onnx_path),
+                    sess_options=opts,
+                    providers=providers,
+                    provider_options=self._provider_options(providers),
                 )
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types for bad files
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelError(
+                    f"ONNX Runtime cannot load model file {self.onnx_path}: {first[:300]} "
+                    "(corrupt or truncated file? re-export with `python -m training.export`)"
+                ) from None
+            self._check_session(session)
+            digest = sha256_file(tmp) if cache is not None and saved is None else None
+        if digest is not None and cache is not None:  # the sidecar vouches for the renamed file
+            atomic_write(cache[1], json.dumps({"sha256": digest, "onnx": self.onnx_path.name}))
+        source = cache[0] if saved is not None and cache is not None else None
         self._session = session
         self.optimized_source = source
         self.providers = list(session.get_providers())
