@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, requires_torch
 
-from vla_edge.errors import ManifestError
+from vla_edge.errors import ManifestError, ModelError
 
 pytestmark = requires_torch
 
@@ -150,6 +150,21 @@ def test_checkpoint_roundtrip_and_bad_checkpoints(tmp_path) -> None:
     torch.save({"preset": "base", "model": model.state_dict()}, tmp_path / "mismatch.pt")
     with pytest.raises(ExportError, match="does not match preset 'base'"):
         load_checkpoint(tmp_path / "mismatch.pt", None)
+
+
+def test_export_never_overwrites_the_shipped_engine(tmp_path) -> None:
+    """Exports go beside their checkpoint by default; engines/student.* is only reached by promote."""
+    from training.export import default_export_dir, export, main
+    from training.model.presets import build_model
+    from vla_edge.config import engines_dir
+
+    shipped = (engines_dir() / "student.onnx").read_bytes()
+    with pytest.raises(ModelError, match="vla-edge-train promote"):
+        export(build_model("tiny", seed=1), engines_dir(), "student", "trained")
+    assert main(["--random-seed", "1", "--out-dir", str(engines_dir()), "--no-torchscript"]) == 1
+    assert (engines_dir() / "student.onnx").read_bytes() == shipped
+    assert default_export_dir(tmp_path / "run" / "best.pt") == (tmp_path / "run" / "export").resolve()
+    assert default_export_dir(None, 4).name == "export-random-4"
 
 
 def test_cli_help() -> None:

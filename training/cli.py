@@ -303,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a trained checkpoint to ONNX + manifest (weights: trained)")
     p.add_argument("--checkpoint", required=True, help="trainer checkpoint (best.pt)")
-    p.add_argument("--out-dir", default=None, help="output directory (default: the package's engines/)")
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="output directory (default: export/ beside the checkpoint; never the shipped engines/: "
+        "use `vla-edge-train promote`)",
+    )
     p.add_argument("--name", default="student", help="file stem (default: student)")
     p.add_argument("--note", help="free text stored in the manifest's training info")
     p.set_defaults(func=_export)

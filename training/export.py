@@ -169,6 +169,27 @@ def _tensor_specs(values: Any) -> list[dict[str, Any]]:
     return out
 
 
+def refuse_shipped_engine(out_dir: Path, name: str) -> None:
+    """An export never replaces the shipped student: that is `promote`'s job, which checks it is better.
+
+    Raises:
+        ModelError: ``out_dir`` is the package's engines/ and ``name`` is the shipped ``student``.
+    """
+    if name == "student" and out_dir.resolve() == engines_dir().resolve():
+        raise ModelError(
+            f"refusing to export over the shipped engine in {engines_dir()}: export to a run folder "
+            "(--out-dir runs/<name>) and copy it in with `vla-edge-train promote <folder>`, which "
+            "replaces the engine only when the held-out closed-loop score is better (or --force)"
+        )
+
+
+def default_export_dir(checkpoint: str | os.PathLike[str] | None, seed: int | None = None) -> Path:
+    """Where an export goes when no --out-dir is given: beside its checkpoint, never engines/."""
+    if checkpoint is not None:
+        return Path(checkpoint).resolve().parent / "export"
+    return Path("runs") / f"export-random-{seed}"
+
+
 def export(
     model: StudentModel,
     out_dir: str | os.PathLike[str],
@@ -193,6 +214,7 @@ def export(
     from vla_edge.backends.manifest import write_manifest
 
     out = Path(out_dir)
+    refuse_shipped_engine(out, name)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / f"{name}.onnx"
     wrapper = ExportWrapper(model.eval(), with_bev=with_bev).eval()
@@ -274,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--preset", choices=PRESETS, help="size preset (default: the checkpoint's, else model.yaml's)"
     )
-    ap.add_argument("--out-dir", default=None, help="output directory (default: the package's engines/)")
+    ap.add_argument(
+        "--out-dir",
+        default=None,
+        help="output directory (default: export/ beside the checkpoint, runs/export-random-<seed> for "
+        "--random-seed; never the shipped engines/: use `vla-edge-train promote`)",
+    )
     ap.add_argument("--name", default="student", help="file stem: <name>.onnx/.ts/.json (default: student)")
     ap.add_argument("--no-bev", action="store_true", help="leave out the optional bev_features output")
     ap.add_argument("--no-torchscript", action="store_true", help="skip the TorchScript artefact")
@@ -293,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 "random-seeded",
             )
             info["anchors"] = "kinematic placeholder (seeded sweep + k-means), not fitted on data"
-        out_dir = args.out_dir or engines_dir()
+        out_dir = args.out_dir or default_export_dir(args.checkpoint, args.random_seed)
         summary = export(
             model, out_dir, args.name, weights, not args.no_bev, not args.no_torchscript, args.atol, info
         )

@@ -133,9 +133,9 @@ def export_checkpoint(
     checkpoint: str | Path, out_dir: str | Path | None, name: str = "student", extra: dict | None = None
 ) -> dict[str, Any]:
     """Export a trainer checkpoint through the model session's exporter with ``weights: trained``."""
-    from training.export import export
+    from training.export import default_export_dir, export
     from training.modelio import build
-    from vla_edge.config import engines_dir, load_config
+    from vla_edge.config import load_config
 
     ck = load_checkpoint(Path(checkpoint))
     model = build(ck["preset"], ck.get("model_cfg") or load_config("model"), np.asarray(ck["anchors"]))
@@ -145,7 +145,7 @@ def export_checkpoint(
     info["checkpoint_step"] = int(ck.get("step", -1))
     return export(
         model.eval().to(torch.device("cpu")),
-        out_dir or engines_dir(),
+        out_dir or default_export_dir(checkpoint),
         name,
         weights="trained",
         training_info=info,
