@@ -252,6 +252,10 @@ class OnPolicyLoop:
         models: dict[str, str | None] = {"student": str(self.checkpoint(k))}
         if "expert" not in self.state:
             models["expert"] = None
+        if torch.cuda.is_available():
+            # The trainer's cached blocks (tens of GB) go back before the eval workers each open
+            # a CUDA context: two runs sharing one GPU ran out of memory here.
+            torch.cuda.empty_cache()
         res = closed_loop(
             models, specs, self.model_cfg, self.force_cpu or not torch.cuda.is_available(), self.workers,
             float(self.oc["eval_seconds"]),
