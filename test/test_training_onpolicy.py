@@ -91,8 +91,8 @@ def test_promote_refuses_a_worse_engine_and_records_provenance(tmp_path: Path) -
     for f in ("student.onnx", "student.json"):
         shutil.copy2(REPO_ROOT / "engines" / f, engines / f)
     shipped = (engines / "student.onnx").read_bytes()
-    args = ["promote", str(cand), "--engines", str(engines), "--scenarios", "2", "--seconds", "6"]
-    args += ["--seed", "9701", "--difficulty", "0.3", "--workers", "1"]
+    args = ["promote", str(cand), "--engines", str(engines), "--scenarios", "1", "--seconds", "6"]
+    args += ["--seed", "9701", "9702", "--difficulty", "0.3", "--workers", "1"]  # 1 scenario per seed
     assert main(args) == 1, "a random student beat the shipped engine, or promote did not compare"
     assert (engines / "student.onnx").read_bytes() == shipped, "a refused candidate was copied"
 
@@ -100,7 +100,7 @@ def test_promote_refuses_a_worse_engine_and_records_provenance(tmp_path: Path) -
     assert main([*args[:3], str(empty), *args[4:]]) == 0  # nothing to beat: promoted
     doc = json.loads((empty / "student.json").read_text())
     rec = doc["promotion"]
-    assert rec["heldout"]["seed"] == 9701 and rec["heldout"]["scenarios"] == 2
+    assert rec["heldout"]["seeds"] == [9701, 9702] and rec["heldout"]["scenarios"] == 2
     assert 0.0 <= rec["candidate"]["score"] <= 1.0 and rec["replaced"] is None
     assert (empty / "student.onnx").read_bytes() == (cand / "student.onnx").read_bytes()
 

@@ -77,7 +77,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--scenarios", type=int, default=30, help="held-out scenarios per engine (default: 30)")
     p.add_argument(
-        "--seed", type=int, default=9700, help="held-out scenario seed (default: 9700; never trained on)"
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[9700],
+        help="held-out scenario seeds, --scenarios each, scores pooled (default: 9700; use seeds that "
+        "no training run and no earlier promotion has seen)",
     )
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per scenario (default: 20)")
     p.add_argument("--difficulty", default="mixed", help="difficulty 0..1 or 'mixed' (default: mixed)")
@@ -243,7 +248,9 @@ def run_promote(args: argparse.Namespace) -> int:
             f"{cand}: no student.onnx + student.json; export one first (vla-edge-train onpolicy)"
         )
     load_manifest(man)  # tampered or incomplete manifest: refuse before any work
-    specs = suite(args.scenarios, args.seed, None, args.difficulty, load_config("sim"))
+    seeds = list(args.seed) if isinstance(args.seed, list | tuple) else [int(args.seed)]
+    sim_cfg = load_config("sim")
+    specs = [s for seed in seeds for s in suite(args.scenarios, seed, None, args.difficulty, sim_cfg)]
     engines = {"candidate": str(onnx)}
     current = dest / "student.onnx"
     if current.is_file():
@@ -258,15 +265,15 @@ def run_promote(args: argparse.Namespace) -> int:
     if not better and not args.force:
         print(
             f"refused: candidate {res['candidate']['score']:.3f} does not beat the current engine "
-            f"{res['current']['score']:.3f} on seed {args.seed} ({args.scenarios} scenarios); "
+            f"{res['current']['score']:.3f} on seeds {seeds} ({len(specs)} scenarios); "
             "--force overrides"
         )
         return 1
     doc = json.loads(man.read_text())
     doc["promotion"] = {
         "heldout": {
-            "seed": args.seed,
-            "scenarios": args.scenarios,
+            "seeds": seeds,
+            "scenarios": len(specs),
             "seconds": args.seconds,
             "difficulty": args.difficulty,
         },
