@@ -446,3 +446,27 @@ def test_alternatives_are_not_tried_when_the_frame_itself_is_refused():
         fr, student_straight(V, 1.0), 1.0 - 5.0, 1.05, student_alternatives=[student_straight(V, 1.0, 2.5)]
     )
     assert d.choice == "frenet" and "student_age" in d.reasons and "student.mode_rank" not in d.checks
+
+
+def test_a_slower_alternative_mode_displaces_a_usable_fallback_only_at_nearly_its_pace():
+    """Best mode off the road; the next mode is safe but slows down (about 0.75 of the Frenet
+    plan's distance): it drives at the best mode's ratio, not at ``alternative_min_ratio``."""
+    scene = _static_scene(2)
+    trust = {"hysteresis": {"trust_student_at_start": True}}
+
+    def run(progress):
+        cyc = cycle(arbiter={**trust, "progress": progress})
+        d = None
+        for k in range(3):
+            t = 0.1 * k
+            fr = frame_at(t, scene(V * t), V, x=V * t)
+            slow = _student_braking(V, t, decel=1.0, v_end=0.6 * V)
+            d = cyc.step(fr, student_straight(V, t, lateral=-9.0), t, t + 0.05, student_alternatives=[slow])
+        return d
+
+    loose = run({"alternative_min_ratio": 0.6})
+    assert loose.choice == "student" and loose.checks["student.mode_rank"].value == 1, loose.reasons
+    ratio = loose.checks["student.progress"].value
+    assert 0.6 < ratio < 0.9
+    strict = run({"alternative_min_ratio": 0.9})
+    assert strict.choice == "frenet" and "student.mode_rank" not in strict.checks, strict.reasons
