@@ -211,3 +211,23 @@ def test_smooth_output_is_the_arbiters_fit() -> None:
     step = round(cfg.dt / sc["grid_dt"])
     np.testing.assert_allclose(out[:, :2], fit.poses[step - 1 :: step, :2], atol=1e-4)
     assert np.abs(np.diff(out[:, 0], 3)).max() < np.abs(np.diff(raw[:, 0], 3)).max()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny_cam"])
+def test_half_precision_forward_matches_fp32(preset: str) -> None:
+    """``model.half()`` is how bench_model_gpu and the FP16 paths run the presets: every buffer
+    (the smooth layer's fit included) must work in half and stay close to FP32 (CPU here)."""
+    import torch
+
+    from training.export import example_inputs
+    from training.model.presets import build_model
+
+    model = build_model(preset, seed=0).eval()
+    x = example_inputs(model)
+    with torch.no_grad():
+        ref = model(x)["trajectories"]
+        half = model.half()({k: v.half() if v.is_floating_point() else v for k, v in x.items()})[
+            "trajectories"
+        ]
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert (half.float() - ref).abs().max().item() < 0.1
