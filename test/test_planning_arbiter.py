@@ -411,7 +411,7 @@ def test_progress_ratio_over_the_common_horizon():
 def test_a_next_ranked_mode_that_passes_is_published_instead_of_the_fallback():
     """Best mode through an obstacle, second mode too, third passes it on the left: the third drives."""
     scene = _static_scene(1, (20.0, 0.0, 1.5, 1.5, 1.5))
-    trust = {"hysteresis": {"trust_student_at_start": True}}
+    trust = {"hysteresis": {"trust_student_at_start": True}, "student": {"alternative_modes": 3}}
 
     def modes(t):
         return [student_straight(V, t, lateral=0.3), student_straight(V, t, lateral=2.5)]
@@ -435,12 +435,15 @@ def test_a_next_ranked_mode_that_passes_is_published_instead_of_the_fallback():
     for d in run(cycle(arbiter={**trust, "student": {"alternative_modes": 1}})):
         assert d.choice == "frenet" and "student_collision" in d.reasons
         assert "student.mode_rank" not in d.checks
+    # The shipped default (alternative_modes 0): the best mode only.
+    for d in run(cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})):
+        assert d.choice == "frenet" and "student.mode_rank" not in d.checks
 
 
 def test_alternatives_are_not_tried_when_the_frame_itself_is_refused():
     """A stale student fails for every mode alike: no mode is checked, the fallback drives."""
     scene = _static_scene(1, (20.0, 0.0, 1.5, 1.5, 1.5))
-    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}})
+    cyc = cycle(arbiter={"hysteresis": {"trust_student_at_start": True}, "student": {"alternative_modes": 3}})
     fr = frame_at(1.0, scene(V), V, x=V)
     d = cyc.step(
         fr, student_straight(V, 1.0), 1.0 - 5.0, 1.05, student_alternatives=[student_straight(V, 1.0, 2.5)]
@@ -452,7 +455,7 @@ def test_a_slower_alternative_mode_displaces_a_usable_fallback_only_at_nearly_it
     """Best mode off the road; the next mode is safe but slows down (about 0.75 of the Frenet
     plan's distance): it drives at the best mode's ratio, not at ``alternative_min_ratio``."""
     scene = _static_scene(2)
-    trust = {"hysteresis": {"trust_student_at_start": True}}
+    trust = {"hysteresis": {"trust_student_at_start": True}, "student": {"alternative_modes": 3}}
 
     def run(progress):
         cyc = cycle(arbiter={**trust, "progress": progress})
