@@ -248,7 +248,7 @@ def run_promote(args: argparse.Namespace) -> int:
             f"{cand}: no student.onnx + student.json; export one first (vla-edge-train onpolicy)"
         )
     load_manifest(man)  # tampered or incomplete manifest: refuse before any work
-    seeds = list(args.seed) if isinstance(args.seed, list | tuple) else [int(args.seed)]
+    seeds = list(args.seed)
     sim_cfg = load_config("sim")
     specs = [s for seed in seeds for s in suite(args.scenarios, seed, None, args.difficulty, sim_cfg)]
     engines = {"candidate": str(onnx)}

@@ -8,7 +8,6 @@ logged.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -190,32 +189,21 @@ class OnnxRuntimeBackend(InferenceBackend):
         level = str(self.cfg["onnxruntime"]["graph_optimization"])
         cache = self._optimized_cache(ort, level, providers)
         saved = self._cached_optimized(cache)
+        source = None
         if saved is not None:  # already optimised: skip the rewrites at load
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        with contextlib.ExitStack() as stack:
-            if cache is not None and saved is None:
-                # ORT writes the optimised graph to a private temp file, published whole by a
-                # rename: parallel starts (sim workers) never see each other's half-written file.
-                tmp = stack.enter_context(atomic_path(cache[0]))
+            session = self._open(ort, saved, opts, providers)
+            source = cache[0] if cache else None
+        elif cache is None:
+            session = self._open(ort, str(self.onnx_path), opts, providers)
+        else:
+            # ORT writes the optimised graph to a private temp file, published whole by a rename:
+            # parallel starts (sim workers) never see each other's half-written file.
+            with atomic_path(cache[0]) as tmp:
                 opts.optimized_model_filepath = str(tmp)
-            try:
-                session = ort.InferenceSession(
-                    saved if saved is not None else str(self.onnx_path),
-                    sess_options=opts,
-                    providers=providers,
-                    provider_options=self._provider_options(providers),
-                )
-            except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types for bad files
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ModelError(
-                    f"ONNX Runtime cannot load model file {self.onnx_path}: {first[:300]} "
-                    "(corrupt or truncated file? re-export with `python -m training.export`)"
-                ) from None
-            self._check_session(session)
-            digest = sha256_file(tmp) if cache is not None and saved is None else None
-        if digest is not None and cache is not None:  # the sidecar vouches for the renamed file
+                session = self._open(ort, str(self.onnx_path), opts, providers)
+                digest = sha256_file(tmp)
             atomic_write(cache[1], json.dumps({"sha256": digest, "onnx": self.onnx_path.name}))
-        source = cache[0] if saved is not None and cache is not None else None
         self._session = session
         self.optimized_source = source
         self.providers = list(session.get_providers())
@@ -228,6 +216,24 @@ class OnnxRuntimeBackend(InferenceBackend):
             opts.intra_op_num_threads,
             f", optimised graph from {source}" if source else "",
         )
+
+    def _open(self, ort: Any, model: str | bytes, opts: Any, providers: list[str]) -> Any:
+        """An ONNX Runtime session of ``model`` (path or bytes) whose tensors match the manifest."""
+        try:
+            session = ort.InferenceSession(
+                model,
+                sess_options=opts,
+                providers=providers,
+                provider_options=self._provider_options(providers),
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"ONNX Runtime cannot load model file {self.onnx_path}: {first[:300]} "
+                "(corrupt or truncated file? re-export with `python -m training.export`)"
+            ) from None
+        self._check_session(session)
+        return session
 
     def _check_session(self, session: Any) -> None:
         """The graph's tensors must be exactly what the manifest says."""

@@ -78,7 +78,7 @@ class Hysteresis(Section):
 class Progress(Section):
     min_ratio: Frac
     min_frenet_m: NonNeg
-    alternative_min_ratio: Frac = 0.6
+    alternative_min_ratio: Frac = 0.9
 
 
 class HoldPrevious(Section):
