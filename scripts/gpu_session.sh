@@ -8,8 +8,10 @@
 # Jobs (all from the committed checkpoint, all on scenario seeds never used for held-out rows):
 #   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
 #   hazard  the same with hard-braking expert frames oversampled ($HAZARD extra copies)
+#   motion  the same with the multi-sweep preset tiny_motion (widened from the tiny checkpoint;
+#           training seeds $MOTION_SEED, default $TRAIN_SEED)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
-# Back come at most 8 files: {plain,hazard}.pt, {plain,hazard,camera}.tar.gz, bench_gpu.txt, session.log.
+# Back come at most 8 files: <job>.pt and <job>.tar.gz per job, bench_gpu.txt, session.log.
 set -uo pipefail
 S=/tmp/vla_session
 JOBS="${JOBS:-plain hazard camera}"
@@ -27,13 +29,15 @@ case "${1:-}" in
 start)
   mkdir -p "$S" && setup
   log "bench: GPU latency of tiny and tiny_cam (FP16, batch 1, CUDA graphs) before the jobs load the GPU"
-  python3 bench/bench_model_gpu.py --presets tiny tiny_cam --iters 200 > "$S/bench_gpu.txt" 2>&1; tail -8 "$S/bench_gpu.txt"
+  python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 > "$S/bench_gpu.txt" 2>&1; tail -8 "$S/bench_gpu.txt"
   for j in $JOBS; do
     case $j in
-    plain | hazard)
-      h=0; [ "$j" = hazard ] && h="$HAZARD"
+    plain | hazard | motion)
+      h=0 preset=tiny seed="$TRAIN_SEED"
+      [ "$j" = hazard ] && h="$HAZARD"
+      [ "$j" = motion ] && preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}"
       env INIT=training/checkpoints/onpolicy_tiny.pt ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
-        TRAIN_SEED="$TRAIN_SEED" HAZARD="$h" TRAIN_LIMIT_S="$LIMIT_S" WORK="$S/$j" OUT="$S/out_$j" \
+        TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" TRAIN_LIMIT_S="$LIMIT_S" WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
     camera)
       env ITER=1 SCEN="$CAM_SCEN" MINUTES="$CAM_MINUTES" HELDOUT_N="$CAM_HELDOUT_N" WORK="$S/camwork" OUT="$S/out_camera" \
@@ -48,7 +52,7 @@ wait)
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; uptime ;;
 collect)
   OUT="${OUT:?set OUT}"
-  for j in plain hazard; do
+  for j in plain hazard motion; do
     [ -d "$S/$j" ] || continue
     last=$(ls "$S/$j"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)
     [ -n "$last" ] && cp "$last" "$OUT/$j.pt"

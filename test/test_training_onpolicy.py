@@ -138,3 +138,35 @@ def test_hazard_oversampling_repeats_braking_frames_without_copying_points() -> 
     assert oversample_order(mask, 0).tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="outside"):
         SparseSplitData(frames, spec, order=np.array([0, 4]))
+
+
+def test_multi_sweep_preset_collects_lagged_clouds_and_trains(
+    small_onpolicy_config: Path, tmp_path: Path
+) -> None:
+    """tiny_motion stores each frame's earlier sweep (time-lag column) and trains on 11 features."""
+    from training.cli import main
+    from training.onpolicy.collect import POINT_QUANTUM
+    from training.onpolicy.store import SparseFrames
+
+    work = tmp_path / "motion"
+    args = ["onpolicy", "--workdir", str(work), "--iterations", "1", "--cpu", "--no-export"]
+    assert main([*args, "--preset", "tiny_motion"]) == 0
+    frames = SparseFrames.load(work / "data" / "iter_0.npz")
+    assert frames.points.shape[1] == 5
+    lags = np.unique(frames.points[:, 4]) * POINT_QUANTUM
+    assert lags[0] == 0.0 and np.any(np.abs(lags - 0.3) < 0.051), f"no earlier sweep near 0.3 s: {lags}"
+    first = frames.points[frames.offsets[0] : frames.offsets[1], 4]
+    assert (first == 0).all(), "a scenario's first frame has no earlier sweep"
+    assert (work / "iter0" / "best.pt").is_file()
+    with pytest.raises(ValueError, match="point columns"):  # a single-sweep workdir cannot train it
+        from training.onpolicy.store import SparseSplitData
+        from vla_edge.config import load_config
+        from vla_edge.pillarize import PillarSpec
+
+        single = SparseFrames(
+            points=frames.points[:, :4], offsets=frames.offsets, ego=frames.ego, path=frames.path,
+            gt=frames.gt, scenario=frames.scenario, iteration=frames.iteration,
+            expert_drove=frames.expert_drove,
+        )  # fmt: skip
+        spec = PillarSpec.from_config(load_config("model")).with_sweeps([0.3])
+        SparseSplitData(single, spec)

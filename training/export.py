@@ -94,9 +94,14 @@ def example_inputs(model: StudentModel, seed: int = 0) -> dict[str, torch.Tensor
     )
     boxes = rng.uniform([-30, -30, -1.7, 0], [30, 30, 0.3, 1], (3000, 4))
     s = np.linspace(0.0, 40.0, 30)
-    inputs = model_inputs(
-        cfg.spec, np.vstack([pts, boxes]).astype(np.float32), np.stack([s, 0.004 * s**2], 1), batch=True
-    )
+    cloud = np.vstack([pts, boxes]).astype(np.float32)
+    if cfg.spec.sweep_lags:  # multi-sweep: the boxes again, moved, as the earlier sweep (time-lag column)
+        now = np.hstack([cloud, np.zeros((len(cloud), 1), np.float32)])
+        lag = float(cfg.spec.sweep_lags[0])
+        moved = boxes + np.array([0.8, 0.3, 0.0, 0.0])
+        before = np.hstack([moved, np.full((len(boxes), 1), lag)]).astype(np.float32)
+        cloud = np.vstack([now, before])
+    inputs = model_inputs(cfg.spec, cloud, np.stack([s, 0.004 * s**2], 1), batch=True)
     gen = torch.Generator().manual_seed(seed)
     out = {k: torch.from_numpy(v) for k, v in inputs.items()}
     out["ego_state"] = torch.tensor([[0.8, 0.1, 0.05, 0.0, 0.0, 0.0]])  # already normalised

@@ -183,6 +183,28 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def widen_point_features(
+    state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Start a multi-sweep model from a single-sweep checkpoint.
+
+    The pillar feature net's input weight gains a column for the time lag; it starts at zero,
+    so the widened model computes exactly what the checkpoint did until training moves it.
+    Every other tensor must match as it is.
+    """
+    out = dict(state)
+    for k, v in state.items():
+        w = own.get(k)
+        if (
+            k.endswith("pfn.linear.weight") and w is not None and v.ndim == 2 and w.ndim == 2
+            and v.shape[0] == w.shape[0] and v.shape[1] < w.shape[1]
+        ):  # fmt: skip
+            wide = torch.zeros_like(w)
+            wide[:, : v.shape[1]] = v
+            out[k] = wide
+    return out
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`train` on the CPU.
 
@@ -248,7 +270,7 @@ def train(
     dist_utils.seed_all(seed)
     model = modelio.build(spec.preset, model_cfg, anchors).to(info.device)
     if spec.init_from is not None:
-        model.load_state_dict(spec.init_from, strict=False)
+        model.load_state_dict(widen_point_features(spec.init_from, model.state_dict()), strict=False)
     projector = None
     if spec.weights.gamma > 0 and train_data.teacher_bev_shape is not None:
         c_t, h_t, w_t = train_data.teacher_bev_shape

@@ -39,7 +39,7 @@ from vla_edge.conversions.pointcloud import pointcloud2_to_xyzi
 from vla_edge.conversions.trajectory import path_to_poses
 from vla_edge.errors import ConfigError, FrameError, ImageError, StampError
 from vla_edge.msgfactory import stamp_to_sec
-from vla_edge.types import EgoState, Frame
+from vla_edge.types import EgoState, Frame, PastSweep
 
 # Key of the front camera in Frame.images / Frame.ages: its calibration sensor name. Every
 # frame builder (nodes, replay, explain, training, sim harness) must use this one name.
@@ -55,6 +55,8 @@ class LidarChecks:
     min_range_m: float
     max_range_m: float
     min_plausible_ratio: float
+    history_s: float = 0.0
+    history_max_sweeps: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class FrameAssemblyConfig:
             min_range_m=min_range,
             max_range_m=num("lidar", "max_range_m"),
             min_plausible_ratio=num("lidar", "min_plausible_ratio"),
+            history_s=num("lidar", "history_s"),
+            history_max_sweeps=int(num("lidar", "history_max_sweeps")),
         )
         return cls(
             odometry=OdometryBufferConfig.from_config(cfg),
@@ -220,6 +224,7 @@ class FrameAssembler:
         self.image_errors: dict[str, str] = {}  # last decode error per camera, for diagnostics
         self.points_problem = ""  # why the last sweep's points are unusable ("" when usable)
         self.frames = 0
+        self._history: list[PastSweep] = []  # earlier usable sweeps, newest first (multi-sweep models)
 
     @classmethod
     def from_config(
@@ -368,4 +373,24 @@ class FrameAssembler:
             ages=ages,
             stale=stale,
             frame_id=self.calibration.base_frame,
+            history=self._remember(stamp, ego, pts, usable=not ({"lidar", "odometry"} & stale)),
         )
+
+    def _remember(self, stamp: float, ego: EgoState, pts: np.ndarray, usable: bool) -> tuple[PastSweep, ...]:
+        """The earlier sweeps for this one (newest first); then keep this one if usable.
+
+        Only sweeps with plausible points and fresh odometry are kept (a wrong pose would smear
+        the composed cloud). A stamp at or before a kept one (clock jump back, replay loop)
+        clears the history; older than ``lidar.history_s`` is dropped.
+        """
+        lc = self.cfg.lidar
+        if lc.history_max_sweeps <= 0 or lc.history_s <= 0:
+            return ()
+        if self._history and stamp <= self._history[0].stamp:
+            self._history = []
+        past = tuple(h for h in self._history if stamp - h.stamp <= lc.history_s)
+        if usable:
+            self._history = [PastSweep(stamp, ego, pts), *past][: lc.history_max_sweeps]
+        else:
+            self._history = list(past)
+        return past

@@ -27,7 +27,7 @@ from vla_edge.camera_input import CameraInputError, CameraSpec, camera_geometry
 from vla_edge.candidate import Candidate
 from vla_edge.config import load_config, require
 from vla_edge.errors import ConfigError, ManifestError, ModelError
-from vla_edge.model_inputs import frame_inputs
+from vla_edge.model_inputs import frame_inputs, frame_points
 from vla_edge.pillarize import PillarSpec
 from vla_edge.types import Frame, Trajectory
 
@@ -65,6 +65,19 @@ def _check_model_config(
             f"config/model.yaml differs from what model {where} was exported with ({'; '.join(diffs)}); "
             "restore config/model.yaml or re-export with `python -m training.export`"
         )
+
+
+def engine_spec(spec: PillarSpec, exported: dict[str, Any]) -> PillarSpec:
+    """``spec`` with the engine's multi-sweep setting (the engine decides how many sweeps it reads).
+
+    Manifests from before multi-sweep models have no ``sweep_lags``: single sweep.
+    """
+    spec_exp = exported.get("spec") if isinstance(exported, dict) else None
+    spec_exp = spec_exp if isinstance(spec_exp, dict) else {}
+    try:
+        return spec.with_sweeps(spec_exp.get("sweep_lags", ()), spec_exp.get("sweep_lag_tolerance"))
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ManifestError(f"engine manifest has an unusable multi-sweep setting: {exc}") from exc
 
 
 class CameraConfigError(ConfigError):
@@ -227,9 +240,9 @@ class StudentRunner:
                 a camera model gets ``camera: none``.
         """
         inf_cfg = load_config("inference") if inference_cfg is None else inference_cfg
-        spec = PillarSpec.from_config(model_cfg)
         be = create_backend(backend, engine_path, inf_cfg)
         try:
+            spec = engine_spec(PillarSpec.from_config(model_cfg), be.manifest.model_config)
             _check_model_config(spec, model_cfg, be.manifest.model_config, be.onnx_path)
             seed = int(require(inf_cfg, "noise", "seed", where="inference.yaml"))
             return cls(be, spec, seed, camera=camera, calibration=calibration)
@@ -291,7 +304,7 @@ class StudentRunner:
             seed = self.default_seed if noise_seed is None else int(noise_seed)
             rest = self._frame_inputs(frame, points=False)
             rest["noise"] = self.noise(seed)
-            result, count = self.backend.infer_points(frame.points, self.spec, rest)
+            result, count = self.backend.infer_points(frame_points(frame, self.spec), self.spec, rest)
             t1 = t0 + result.timing_ms["pillarize"] / 1e3
         else:
             feed, count = self.inputs(frame, noise_seed)

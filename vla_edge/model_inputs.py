@@ -8,12 +8,46 @@ batches).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from vla_edge.camera_input import CameraSpec, frame_image_input
-from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
+from vla_edge.pillarize import ModelInputError, PillarSpec, ego_state_input, pillarize, reference_path_input
+from vla_edge.sweeps import compose_sweeps
+from vla_edge.types import EgoState, PastSweep
+
+
+def model_points(
+    spec: PillarSpec,
+    points: np.ndarray,
+    ego: Any = None,
+    history: Sequence[PastSweep] = (),
+    stamp: float | None = None,
+) -> np.ndarray:
+    """The cloud the model pillarizes: ``points`` itself, or the multi-sweep composition.
+
+    Single-sweep specs get ``points`` unchanged. Multi-sweep specs (``spec.sweep_lags``) get
+    N x 5 points (:func:`vla_edge.sweeps.compose_sweeps`); points that already have the time
+    lag column (stored training clouds) pass through.
+
+    Raises:
+        ModelInputError: Earlier sweeps given without the ego pose (an :class:`EgoState`).
+    """
+    if not spec.sweep_lags:
+        return points
+    pts = np.asarray(points)
+    if pts.ndim == 2 and pts.shape[1] >= 5 and not history:
+        return pts
+    if history and not isinstance(ego, EgoState):
+        raise ModelInputError("a multi-sweep model needs the ego pose (EgoState) to place earlier sweeps")
+    return compose_sweeps(pts, ego if isinstance(ego, EgoState) else None, history, spec, stamp)
+
+
+def frame_points(frame: Any, spec: PillarSpec) -> np.ndarray:
+    """:func:`model_points` of a :class:`~vla_edge.types.Frame` (its ``history`` included)."""
+    return model_points(spec, frame.points, frame.ego, getattr(frame, "history", ()), frame.stamp)
 
 
 def model_inputs(
@@ -22,6 +56,8 @@ def model_inputs(
     reference_path: np.ndarray,
     ego: Any = None,
     batch: bool = False,
+    history: Sequence[PastSweep] = (),
+    stamp: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Contract inputs without the noise, as numpy arrays.
 
@@ -32,6 +68,8 @@ def model_inputs(
         reference_path: M x 2 ego-frame path.
         ego: :class:`~vla_edge.types.EgoState` or ``(v, a, yaw_rate)``; None leaves out ``ego_state``.
         batch: Add a leading batch dimension of 1.
+        history: Earlier sweeps, newest first, for multi-sweep specs (:func:`model_points`).
+        stamp: Stamp of ``points`` (default ``ego.stamp``), for the sweeps' time lags.
 
     Returns:
         ``pillar_features`` [P, M, C] float32, ``pillar_coords`` [P, 2] int32, ``pillar_count``
@@ -42,7 +80,7 @@ def model_inputs(
     """
     out: dict[str, np.ndarray] = {}
     if points is not None:
-        feats, coords, count = pillarize(points, spec)
+        feats, coords, count = pillarize(model_points(spec, points, ego, history, stamp), spec)
         out["pillar_features"], out["pillar_coords"] = feats, coords
         out["pillar_count"] = np.array(count, dtype=np.int32)
     if ego is not None:
@@ -76,7 +114,10 @@ def frame_inputs(
         camera_status: When given, ``camera_status["reason"]`` gets the camera reason code
             (``ok``, ``missing``, ``stale``, ``undecodable``, ``corrupt``, ``wrong_size``).
     """
-    out = model_inputs(spec, frame.points if points else None, frame.reference_path, frame.ego, False)
+    out = model_inputs(
+        spec, frame.points if points else None, frame.reference_path, frame.ego, False,
+        history=getattr(frame, "history", ()), stamp=frame.stamp,
+    )  # fmt: skip
     if camera is not None:
         img, valid, reason = frame_image_input(frame, camera, source_size)
         out["image"] = img

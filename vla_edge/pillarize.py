@@ -15,11 +15,13 @@ Determinism rules (shared with the torch version):
 * Features are computed in float64 and rounded to float32 once, so numpy and torch agree bit
   for bit: ``x, y, z, intensity / intensity_scale``, offsets to the pillar's point mean and
   offsets to the pillar's geometric centre (``z`` centre is the middle of the z range).
+* Multi-sweep models (``PillarSpec.sweep_lags``) take N x 5 points, the fifth column the
+  point's time lag in seconds (:mod:`vla_edge.sweeps`), and get it as an 11th feature.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from vla_edge.types import EgoState
 FEATURE_NAMES = (
     "x", "y", "z", "intensity", "dx_mean", "dy_mean", "dz_mean", "dx_center", "dy_center", "dz_center",
 )  # fmt: skip
+LAG_FEATURE = "time_lag"  # 11th feature of multi-sweep models (seconds before the current sweep)
 
 
 class ModelInputError(VlaEdgeError):
@@ -51,6 +54,10 @@ class PillarSpec:
         path_spacing: Arc length between path samples in metres.
         ego_scale: Divisors of ``(v, a, yaw_rate)``.
         ego_clip: Bound on each normalised ego value.
+        sweep_lags: Multi-sweep models: target ages (s) of the earlier sweeps fed beside the
+            current one (empty = single sweep). Set by a preset's ``sweeps`` key.
+        sweep_lag_tolerance: An earlier sweep is used for a lag when its age is within this
+            many seconds of it.
     """
 
     point_cloud_range: tuple[float, float, float, float, float, float]
@@ -62,6 +69,8 @@ class PillarSpec:
     path_spacing: float
     ego_scale: tuple[float, float, float]
     ego_clip: float
+    sweep_lags: tuple[float, ...] = ()
+    sweep_lag_tolerance: float = 0.05
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> PillarSpec:
@@ -102,6 +111,35 @@ class PillarSpec:
             raise ConfigError("model.yaml: max_pillars, max_points_per_pillar >= 1 and num_points >= 2")
         if self.intensity_scale <= 0 or self.path_spacing <= 0 or min(self.ego_scale) <= 0:
             raise ConfigError("model.yaml: intensity_scale, spacing and ego_state scales must be > 0")
+        lags = np.asarray(self.sweep_lags, dtype=np.float64)
+        if len(lags) and (
+            not np.all(np.isfinite(lags)) or lags[0] <= 0 or lags[-1] > 2.0 or np.any(np.diff(lags) <= 0)
+        ):
+            raise ConfigError(
+                "model.yaml: sweeps.lags_s must increase strictly within (0, 2] s, "
+                f"got {list(self.sweep_lags)}"
+            )
+        gaps = np.diff(np.concatenate([[0.0], lags]))
+        if len(lags) and not 0 < self.sweep_lag_tolerance < 0.5 * float(gaps.min()):
+            raise ConfigError(
+                f"model.yaml: sweeps.lag_tolerance_s must be in (0, {0.5 * float(gaps.min()):.3f}) s "
+                f"(half the smallest gap between lags), got {self.sweep_lag_tolerance}"
+            )
+
+    def with_sweeps(self, lags: Any, tolerance: float | None = None) -> PillarSpec:
+        """This spec with another multi-sweep setting (checked)."""
+        spec = replace(
+            self,
+            sweep_lags=tuple(float(v) for v in lags),
+            sweep_lag_tolerance=self.sweep_lag_tolerance if tolerance is None else float(tolerance),
+        )
+        spec.validate()
+        return spec
+
+    @property
+    def point_columns(self) -> int:
+        """Columns of the points pillarize reads: 4, or 5 (time lag) for multi-sweep models."""
+        return 5 if self.sweep_lags else 4
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -114,8 +152,8 @@ class PillarSpec:
 
     @property
     def num_features(self) -> int:
-        """C, point features per point."""
-        return len(FEATURE_NAMES)
+        """C, point features per point (11 with the time lag of multi-sweep models)."""
+        return len(FEATURE_NAMES) + (1 if self.sweep_lags else 0)
 
 
 def _pillar_centres_d2(lin: np.ndarray, spec: PillarSpec) -> np.ndarray:
@@ -131,25 +169,31 @@ def pillarize(points: np.ndarray, spec: PillarSpec) -> tuple[np.ndarray, np.ndar
     """Group a point cloud into pillars.
 
     Args:
-        points: N x 4 (x, y, z, intensity) in ``base_link``; extra columns are ignored and
-            non-finite rows dropped.
+        points: N x 4 (x, y, z, intensity) in ``base_link``, N x 5 with the time lag for
+            multi-sweep specs; extra columns are ignored and non-finite rows dropped.
         spec: The pillar spec.
 
     Returns:
         ``(features [P, M, C] float32, coords [P, 2] int32 (row, col), count)``.
 
     Raises:
-        ModelInputError: If ``points`` is not a 2-D array with at least 4 columns.
+        ModelInputError: If ``points`` is not a 2-D array with enough columns.
     """
     pts = np.asarray(points)
-    if pts.ndim != 2 or pts.shape[1] < 4:
-        raise ModelInputError(f"pillarize needs N x 4 points (x, y, z, intensity), got shape {pts.shape}")
+    ncol = spec.point_columns
+    if pts.ndim != 2 or pts.shape[1] < ncol:
+        what = (
+            "N x 4 points (x, y, z, intensity)"
+            if ncol == 4
+            else "N x 5 points (x, y, z, intensity, time lag)"
+        )
+        raise ModelInputError(f"pillarize needs {what}, got shape {pts.shape}")
     P, M, C = spec.max_pillars, spec.max_points, spec.num_features
     H, W = spec.grid_size
     features = np.zeros((P, M, C), dtype=np.float32)
     coords = np.zeros((P, 2), dtype=np.int32)
 
-    p = pts[:, :4].astype(np.float64)
+    p = pts[:, :ncol].astype(np.float64)
     lo, hi = np.array(spec.point_cloud_range[:3]), np.array(spec.point_cloud_range[3:])
     keep = np.all(np.isfinite(p), axis=1) & np.all((p[:, :3] >= lo) & (p[:, :3] < hi), axis=1)
     p = p[keep]
@@ -193,7 +237,13 @@ def pillarize(points: np.ndarray, spec: PillarSpec) -> tuple[np.ndarray, np.ndar
         axis=1,
     )
     feat = np.concatenate(
-        [q[:, :3], q[:, 3:4] / spec.intensity_scale, q[:, :3] - mean[slot], q[:, :3] - centre[slot]],
+        [
+            q[:, :3],
+            q[:, 3:4] / spec.intensity_scale,
+            q[:, :3] - mean[slot],
+            q[:, :3] - centre[slot],
+            q[:, 4:],
+        ],
         axis=1,
     )
     features[slot, rank] = feat.astype(np.float32)

@@ -48,6 +48,21 @@ class EgoState:
         return bool(np.all(np.isfinite(self.as_array()))) and bool(np.isfinite(self.stamp))
 
 
+@dataclass(frozen=True)
+class PastSweep:
+    """An earlier LiDAR sweep kept for multi-sweep models.
+
+    Attributes:
+        stamp: Its LiDAR header stamp in seconds.
+        ego: Ego state (odometry pose) interpolated to ``stamp``.
+        points: N x 4 float32 (x, y, z, intensity) in ``base_link`` at ``stamp``.
+    """
+
+    stamp: float
+    ego: EgoState
+    points: np.ndarray
+
+
 @dataclass
 class Frame:
     """One LiDAR sweep's worth of synchronized input.
@@ -65,6 +80,9 @@ class Frame:
         stale: Names of inputs whose age exceeds their configured limit. A stale input is
             flagged here, never silently used as fresh.
         frame_id: Frame of ``points`` (always ``base_link`` after assembly).
+        history: Earlier usable sweeps, newest first (:class:`PastSweep`, each in its own
+            ``base_link``); multi-sweep models motion-compensate them into this frame
+            (:mod:`vla_edge.sweeps`). Empty for single-sweep use.
     """
 
     stamp: float
@@ -75,6 +93,7 @@ class Frame:
     ages: dict[str, float] = field(default_factory=dict)
     stale: set[str] = field(default_factory=set)
     frame_id: str = "base_link"
+    history: tuple[PastSweep, ...] = ()
 
     @property
     def is_fresh(self) -> bool:

@@ -122,7 +122,7 @@ class ModelConfig:
         try:
             return cls(
                 preset=preset,
-                spec=PillarSpec.from_config(cfg),
+                spec=preset_spec(cfg, net),
                 net=PresetConfig(
                     pfn_channels=int(net["pfn_channels"]),
                     stages=tuple(tuple(int(v) for v in s) for s in net["stages"]),  # type: ignore[misc]
@@ -159,6 +159,13 @@ class ModelConfig:
         out = asdict(self)
         out["grid_size"] = list(self.spec.grid_size)
         return out
+
+
+def preset_spec(cfg: dict[str, Any], net: dict[str, Any]) -> PillarSpec:
+    """The pillar/input spec of model.yaml with the preset's ``sweeps`` (multi-sweep presets)."""
+    spec = PillarSpec.from_config(cfg)
+    sw = net.get("sweeps")
+    return spec.with_sweeps(sw["lags_s"], sw["lag_tolerance_s"]) if sw else spec
 
 
 def resolve_preset(cfg: dict[str, Any], preset: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from vla_edge.calibration import Calibration
 from vla_edge.camera_input import CameraSpec, camera_geometry
 from vla_edge.config import load_config
 
-PRESETS = ("tiny", "tiny_cam", "base", "teacher", "vanilla")
+PRESETS = ("tiny", "tiny_motion", "tiny_cam", "base", "teacher", "vanilla")
 
 
 def build_model(

@@ -29,7 +29,7 @@ import numpy as np
 from vla_edge.calibration import Calibration
 from vla_edge.camera_input import REASONS, CameraSpec, frame_resized_image
 from vla_edge.config import load_config
-from vla_edge.model_inputs import frame_inputs
+from vla_edge.model_inputs import frame_inputs, frame_points
 from vla_edge.pillarize import ModelInputError, PillarSpec
 from vla_edge.sim.ego import Plan, plan_from_trajectory
 from vla_edge.sim.expert import Expert
@@ -56,6 +56,8 @@ class CollectJob:
         checkpoint: Student checkpoint for ``policy="student"``.
         force_cpu: Run the student on the CPU even when CUDA exists.
         camera: The trained preset's camera input (None: LiDAR-only, no images rendered or stored).
+        pillar_spec: The trained preset's pillar spec (None: model.yaml's, single sweep); a
+            multi-sweep spec stores the composed clouds (time lag as a fifth column).
     """
 
     spec: ScenarioSpec
@@ -65,6 +67,7 @@ class CollectJob:
     checkpoint: str | None = None
     force_cpu: bool = True
     camera: CameraSpec | None = None
+    pillar_spec: PillarSpec | None = None
 
 
 def preset_camera(model_cfg: dict[str, Any], preset: str) -> CameraSpec | None:
@@ -76,8 +79,11 @@ def preset_camera(model_cfg: dict[str, Any], preset: str) -> CameraSpec | None:
 
 
 def quantise_points(points: np.ndarray, spec: PillarSpec) -> np.ndarray:
-    """Finite in-range points ``[N, 4]`` as int16 (x, y, z, intensity in units of ``POINT_QUANTUM``)."""
-    p = np.asarray(points, dtype=np.float64)[:, :4]
+    """Finite in-range points as int16 in units of ``POINT_QUANTUM``.
+
+    ``[N, 4]`` (x, y, z, intensity), or ``[N, 5]`` with the time lag (s) for multi-sweep specs.
+    """
+    p = np.asarray(points, dtype=np.float64)[:, : spec.point_columns]
     lo, hi = np.array(spec.point_cloud_range[:3]), np.array(spec.point_cloud_range[3:])
     keep = np.all(np.isfinite(p), axis=1) & np.all((p[:, :3] >= lo) & (p[:, :3] < hi), axis=1)
     q = np.round(p[keep] / POINT_QUANTUM)
@@ -144,7 +150,7 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     """Drive one scenario and return its samples (``arrays``) and what happened (``stats``)."""
     oc = job.oc
     sim_cfg = load_config("sim")
-    spec = PillarSpec.from_config(load_config("model"))
+    spec = job.pillar_spec or PillarSpec.from_config(load_config("model"))
     seconds = float(oc["seconds"])
     rng = np.random.default_rng([job.spec.seed, job.iteration, 17])
     cfg, believed, true = randomised_sensors(sim_cfg, load_config("calibration"), oc["randomize"], rng)
@@ -189,7 +195,7 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         if k % int(oc["stride"]) == 0:
             try:
                 inp = frame_inputs(frame, spec, points=False)  # points are stored sparse, pillarized later
-                rows["points"].append(quantise_points(frame.points, spec))
+                rows["points"].append(quantise_points(frame_points(frame, spec), spec))
                 rows["ego"].append(inp["ego_state"])
                 rows["path"].append(inp["reference_path"])
                 rows["gt"].append(label.poses.astype(np.float32))
@@ -228,7 +234,7 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     n = len(counts)
     K, T = spec.num_path_points, len(rows["gt"][0]) if n else 8
     arrays = {
-        "points": np.concatenate(rows["points"]) if n else np.zeros((0, 4), np.int16),
+        "points": np.concatenate(rows["points"]) if n else np.zeros((0, spec.point_columns), np.int16),
         "counts": counts,
         "ego": np.asarray(rows["ego"], dtype=np.float32).reshape(n, 6),
         "path": np.asarray(rows["path"], dtype=np.float32).reshape(n, K, 2),

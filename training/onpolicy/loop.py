@@ -34,6 +34,7 @@ from training import distributed as dist_utils
 from training.distill import LossWeights
 from training.evaluate import closed_loop
 from training.model.anchors import kmeans_anchors
+from training.model.config import ModelConfig
 from training.onpolicy.collect import CollectJob, preset_camera, run_job
 from training.onpolicy.store import SparseFrames, SparseSplitData, hazard_mask, oversample_order
 from training.trainer import RunSpec, load_checkpoint, train
@@ -57,11 +58,17 @@ def per_iteration(values: Any, k: int) -> float:
 
 
 def plan_jobs(
-    oc: dict[str, Any], k: int, checkpoint: str | None, force_cpu: bool, camera: CameraSpec | None = None
+    oc: dict[str, Any],
+    k: int,
+    checkpoint: str | None,
+    force_cpu: bool,
+    camera: CameraSpec | None = None,
+    pillar_spec: PillarSpec | None = None,
 ) -> list[CollectJob]:
     """Scenario jobs of iteration ``k``: the DART expert until a student exists, then mostly the student.
 
-    ``camera`` (a camera preset's input) makes every job render and store the camera image.
+    ``camera`` (a camera preset's input) makes every job render and store the camera image;
+    ``pillar_spec`` is the trained preset's (a multi-sweep preset stores composed clouds).
     """
     n = int(per_iteration(oc["scenarios"], k))
     specs = suite(n, int(oc["train_seed"]) + 100 * k, oc.get("families"), oc["difficulty"])
@@ -75,6 +82,7 @@ def plan_jobs(
             checkpoint if i >= n_expert else None,
             force_cpu,
             camera,
+            pillar_spec,
         )
         for i, s in enumerate(specs)
     ]
@@ -132,7 +140,7 @@ class OnPolicyLoop:
         self.oc = cfg["onpolicy"]
         self.force_cpu = force_cpu
         self.init = init
-        self.spec = PillarSpec.from_config(model_cfg)
+        self.spec = ModelConfig.from_config(model_cfg, preset).spec  # the preset's (multi-sweep presets)
         self.camera = preset_camera(model_cfg, preset)  # None: LiDAR-only, no images collected
         self.workers = int(self.oc["workers"]) or (os.cpu_count() or 1)
         self.state_path = self.dir / "state.json"
@@ -161,7 +169,9 @@ class OnPolicyLoop:
             return SparseFrames.load(path)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
         ckpt = str(prev) if prev is not None and prev.exists() else None
-        jobs = plan_jobs(self.oc, k, ckpt, self.force_cpu or not torch.cuda.is_available(), self.camera)
+        jobs = plan_jobs(
+            self.oc, k, ckpt, self.force_cpu or not torch.cuda.is_available(), self.camera, self.spec
+        )
         res = _pool_map(run_job, jobs, self.workers, f"collect iter {k}")
         frames = SparseFrames.from_jobs(res, k)
         frames.save(path)

@@ -39,7 +39,8 @@ class SparseFrames:
     """Frames with sparse points (numpy, CPU).
 
     Attributes:
-        points: ``[N, 4]`` int16, every frame's points back to back (units of ``POINT_QUANTUM``).
+        points: ``[N, 4]`` int16, every frame's points back to back (units of ``POINT_QUANTUM``);
+            ``[N, 5]`` with the time lag (s, same units) for multi-sweep presets.
         offsets: ``[F + 1]`` int64, frame ``i`` is ``points[offsets[i]:offsets[i + 1]]``.
         ego: ``[F, 6]`` ego-state model input.
         path: ``[F, K, 2]`` reference-path model input.
@@ -227,6 +228,12 @@ class SparseSplitData:
                 torch.from_numpy(inv_std),
             )
             self._gen = torch.Generator().manual_seed(self.seed)
+        if frames.points.ndim != 2 or frames.points.shape[1] < spec.point_columns:
+            raise ValueError(
+                f"these on-policy frames hold {frames.points.shape[1:]} point columns, the model reads "
+                f"{spec.point_columns} (a multi-sweep preset needs frames collected for it): "
+                "use a new --workdir"
+            )
         self.points = torch.from_numpy(frames.points).to(dev)
         self.offsets = torch.from_numpy(frames.offsets).to(dev)
         self.tensors = {

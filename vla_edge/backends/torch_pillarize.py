@@ -29,8 +29,10 @@ def pillarize_torch(points: Tensor, spec: PillarSpec) -> tuple[Tensor, Tensor, i
     """
     import torch
 
-    if points.ndim != 2 or points.shape[1] < 4:
-        raise ModelInputError(f"pillarize needs N x 4 points, got shape {tuple(points.shape)}")
+    if points.ndim != 2 or points.shape[1] < spec.point_columns:
+        raise ModelInputError(
+            f"pillarize needs N x {spec.point_columns} points, got shape {tuple(points.shape)}"
+        )
     offsets = torch.tensor([0, points.shape[0]], dtype=torch.long, device=points.device)
     feats, coords, count = pillarize_batch(points, offsets, spec)
     return feats[0], coords[0], int(count[0])
@@ -44,7 +46,8 @@ def pillarize_batch(points: Tensor, offsets: Tensor, spec: PillarSpec) -> tuple[
     linear-index order and the nearest-``P`` selection ranks inside each cloud.
 
     Args:
-        points: ``[N, >=4]`` points of all clouds, concatenated.
+        points: ``[N, >=4]`` points of all clouds, concatenated (``[N, >=5]`` with the time lag
+            for multi-sweep specs).
         offsets: ``[B + 1]`` int64, cloud ``b`` is ``points[offsets[b]:offsets[b + 1]]``.
         spec: The pillar spec.
 
@@ -62,7 +65,7 @@ def pillarize_batch(points: Tensor, offsets: Tensor, spec: PillarSpec) -> tuple[
     count = torch.zeros((B,), dtype=torch.int32, device=dev)
     sizes = (offsets[1:] - offsets[:-1]).long()
     cloud = torch.repeat_interleave(torch.arange(B, device=dev), sizes, output_size=int(points.shape[0]))
-    p = points[:, :4].to(torch.float64)
+    p = points[:, : spec.point_columns].to(torch.float64)  # x, y, z, intensity (, time lag)
     lo = torch.tensor(spec.point_cloud_range[:3], dtype=torch.float64, device=dev)
     hi = torch.tensor(spec.point_cloud_range[3:], dtype=torch.float64, device=dev)
     keep = torch.isfinite(p).all(1) & ((p[:, :3] >= lo) & (p[:, :3] < hi)).all(1)
@@ -119,7 +122,8 @@ def pillarize_batch(points: Tensor, offsets: Tensor, spec: PillarSpec) -> tuple[
     )
     fs = flat_slot[g_use]
     feat = torch.cat(
-        [q[:, :3], q[:, 3:4] / spec.intensity_scale, q[:, :3] - mean[fs], q[:, :3] - centre[fs]], dim=1
+        [q[:, :3], q[:, 3:4] / spec.intensity_scale, q[:, :3] - mean[fs], q[:, :3] - centre[fs], q[:, 4:]],
+        dim=1,
     )
     features[b_use, slot, rank] = feat.to(torch.float32)
     kb, ks = g_cloud[kg], slot_of_group[kg]

@@ -21,6 +21,8 @@ class Lidar(Section):
     min_range_m: rng(ge=0, le=10)
     max_range_m: rng(gt=0, le=1e4)
     min_plausible_ratio: rng(ge=0, le=1)
+    history_s: rng(ge=0, le=5)
+    history_max_sweeps: irng(ge=0, le=50)
     check_order = ordered(("min_range_m", "max_range_m"), strict=True)
 
 

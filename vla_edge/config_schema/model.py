@@ -86,6 +86,11 @@ class CameraPreset(Section):
     samples: Count
 
 
+class Sweeps(Section):
+    lags_s: list[rng(gt=0, le=2)]  # target ages of the earlier sweeps (increasing; PillarSpec checks)
+    lag_tolerance_s: Pos
+
+
 class Preset(Section):
     # Every key optional: a preset may `extends` another and override a few keys.
     extends: str | None = None
@@ -99,6 +104,7 @@ class Preset(Section):
     decoder_layers: Count | None = None
     vanilla: bool | None = None
     camera: CameraPreset | None = None
+    sweeps: Sweeps | None = None
 
 
 class ModelFile(Section):
