@@ -207,14 +207,10 @@ def test_real_scans_give_finite_final_trajectories(harness: Harness) -> None:
     assert harness.graph.inference.stats["sweeps"] >= len(sent) - 1
 
 
-def test_model_raises_falls_back_within_one_cycle(harness: Harness, request: pytest.FixtureRequest) -> None:
-    if harness.share_frames is False:
-        # Open (issue 14.5 family): in the own-frames layout, after the module's earlier rows,
-        # a frame whose model raised is sometimes decided only when the next sweep supersedes
-        # it (0.7-1.2 s; reproducible with the whole module under the Jazzy wheels, not alone).
-        request.applymarker(
-            pytest.mark.xfail(reason="open: own-frames fallback waits for supersede", strict=False)
-        )
+def test_model_raises_falls_back_within_one_cycle(harness: Harness) -> None:
+    # Both layouts, strictly: the own-frames row was xfail (decided only at the next sweep,
+    # 0.7-1.2 s) while the in-process graph shared one MultiThreadedExecutor, whose dispatch
+    # loop starved the arbiter's thread; one executor thread per node fixed it (issue 14).
     harness.runner.backend = RaisingBackend(harness.real_backend)
     try:
         sent = harness.drive(4)
@@ -236,13 +232,7 @@ def test_model_raises_falls_back_within_one_cycle(harness: Harness, request: pyt
     assert errors and errors[-1]["level"] == 2
 
 
-def test_model_past_deadline_falls_back_within_one_cycle(
-    harness: Harness, request: pytest.FixtureRequest
-) -> None:
-    if harness.share_frames is False:
-        # Same open problem as the model-raises row: own-frames fallback up to 0.5 s late under
-        # the Jazzy wheels after the module's earlier rows.
-        request.applymarker(pytest.mark.xfail(reason="open: own-frames fallback late", strict=False))
+def test_model_past_deadline_falls_back_within_one_cycle(harness: Harness) -> None:
     delay = 2.5 * harness.cfg["inference"]["deadline_ms"] / 1000.0
     harness.runner.backend = SlowBackend(harness.real_backend, delay)
     try:

@@ -37,6 +37,7 @@ import numpy as np
 from vla_edge.backends.manifest import load_manifest, manifest_path_for, write_manifest
 from vla_edge.config import engines_dir, load_config
 from vla_edge.errors import ModelError
+from vla_edge.pillarize import PillarSpec
 
 log = logging.getLogger("training.quantize")
 
@@ -54,7 +55,9 @@ class QuantizeError(ModelError):
     """Quantisation failed or its result is too far from FP32."""
 
 
-def sim_feeds(n_scenarios: int, seed: int, seconds: float, every: int) -> list[dict[str, np.ndarray]]:
+def sim_feeds(
+    n_scenarios: int, seed: int, seconds: float, every: int, spec: PillarSpec | None = None
+) -> list[dict[str, np.ndarray]]:
     """Model inputs of simulated frames (expert drives), every ``every``-th frame.
 
     Args:
@@ -62,12 +65,13 @@ def sim_feeds(n_scenarios: int, seed: int, seconds: float, every: int) -> list[d
         seed: Suite seed (calibration and evaluation use different seeds).
         seconds: Length of each drive.
         every: Keep one frame in ``every``.
+        spec: The engine's input spec (:func:`engine_input_spec`); default model.yaml's.
     """
-    from vla_edge.pillarize import PillarSpec, ego_state_input, pillarize, reference_path_input
+    from vla_edge.model_inputs import frame_inputs
     from vla_edge.sim.harness import ExpertPlanner, run_suite
 
     cfg = load_config("sim")
-    spec = PillarSpec.from_config(load_config("model"))
+    spec = spec or PillarSpec.from_config(load_config("model"))
     feeds: list[dict[str, np.ndarray]] = []
     expert = ExpertPlanner(cfg)
     count = [0]
@@ -78,16 +82,7 @@ def sim_feeds(n_scenarios: int, seed: int, seconds: float, every: int) -> list[d
 
         def __call__(self, frame: Any) -> Any:
             if count[0] % every == 0 and len(frame.points):
-                feats, coords, n = pillarize(frame.points, spec)
-                feeds.append(
-                    {
-                        "pillar_features": feats[None],
-                        "pillar_coords": coords[None],
-                        "pillar_count": np.array([n], np.int32),
-                        "ego_state": ego_state_input(frame.ego, spec)[None],
-                        "reference_path": reference_path_input(frame.reference_path, spec)[None],
-                    }
-                )
+                feeds.append(frame_inputs(frame, spec, batch=True))  # the runtime's builder (sweeps too)
             count[0] += 1
             return expert(frame)
 
@@ -108,6 +103,14 @@ def npz_feeds(path: str | Path, limit: int) -> list[dict[str, np.ndarray]]:
 def with_noise(feeds: list[dict[str, np.ndarray]], noise: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Add the runtime's fixed diffusion noise (``noise.seed`` of inference.yaml) to each feed."""
     return [{**f, "noise": noise} for f in feeds]
+
+
+def engine_input_spec(onnx_path: Path) -> PillarSpec:
+    """model.yaml's pillar spec with the engine's sweeps (what the runtime feeds this engine)."""
+    from vla_edge.inference import engine_spec
+
+    man = load_manifest(manifest_path_for(onnx_path))
+    return engine_spec(PillarSpec.from_config(load_config("model")), man.model_config)
 
 
 def runtime_noise(onnx_path: Path) -> np.ndarray:
@@ -237,14 +240,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else fp32.with_name(f"{fp32.stem}_int8.onnx")
     man = load_manifest(manifest_path_for(fp32))
     noise = runtime_noise(fp32)
+    spec = engine_input_spec(fp32)
     t0 = time.perf_counter()
     if args.calib:
         calib = npz_feeds(args.calib, args.calib_frames)
         source = f"npz {args.calib}"
     else:
-        calib = sim_feeds(args.sim_scenarios, args.seed, args.seconds, args.every)[: args.calib_frames]
+        calib = sim_feeds(args.sim_scenarios, args.seed, args.seconds, args.every, spec)[: args.calib_frames]
         source = f"sim expert drives: {args.sim_scenarios} scenarios, seed {args.seed}, {args.seconds:g} s"
-    evals = sim_feeds(max(2, args.sim_scenarios // 2), args.seed + 1, args.seconds, args.every)
+    evals = sim_feeds(max(2, args.sim_scenarios // 2), args.seed + 1, args.seconds, args.every, spec)
     evals = with_noise(evals[: args.eval_frames], noise)
     log.info("calibration: %d frames (%s), evaluation: %d held-out frames", len(calib), source, len(evals))
     if not calib:

@@ -1,8 +1,11 @@
 """Compose the drive graph's node classes in one process (``vla-edge drive``, tests, demo).
 
 ``ros2 launch vla_edge drive.launch.py`` starts the same classes as separate processes;
-here they share one :class:`~rclpy.executors.MultiThreadedExecutor`, whose threads serve the
-nodes' callback groups so the arbiter's deadline timer keeps firing while the student runs.
+here each node gets a :class:`~rclpy.executors.SingleThreadedExecutor` on a thread of its
+own, as each process does under ``ros2 launch``, so the arbiter's deadline timer keeps firing
+while the student runs. Not one shared MultiThreadedExecutor: its dispatch loop re-polls the
+wait set while a callback group is busy and holds the GIL about as long as the model runs
+(docs/profiling.md), which made the in-process graph miss every deadline in realtime replay.
 
 rclpy's ``with rclpy.init():`` does not exist in Humble, so init/shutdown are paired with
 try/finally, and KeyboardInterrupt / ExternalShutdownException end the spin cleanly.
@@ -19,17 +22,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
 from vla_edge.nodes.params import as_overrides
-from vla_edge.nodes.spin import EXECUTOR_THREADS, PROCESS_EXECUTOR  # noqa: F401 - re-exported
+from vla_edge.nodes.spin import EXECUTOR_THREADS, PROCESS_EXECUTOR, make_executor  # noqa: F401 - re-exported
 from vla_edge.params import unflatten
 
 log = logging.getLogger(__name__)
 
 
 class DriveGraph:
-    """The inference and arbiter nodes (and the recorder when asked) on one executor.
+    """The inference and arbiter nodes (and the recorder when asked), one executor thread each.
 
     Args:
         values: Flat parameter values (``resolve_overrides``) given to every node.
@@ -70,23 +73,54 @@ class DriveGraph:
         except BaseException:
             self.destroy()
             raise
-        self.executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS, context=context)
-        for node in self.nodes:
-            self.executor.add_node(node)
+        self.executors = [make_executor("single", context) for _ in self.nodes]
+        for executor, node in zip(self.executors, self.nodes, strict=True):
+            executor.add_node(node)
         self._thread: threading.Thread | None = None
+        self._halt = threading.Event()
+        self._errors: list[BaseException] = []
+
+    def _spin_node(self, executor: Any) -> None:
+        """One node's executor until the graph halts; a callback's exception halts the graph."""
+        try:
+            while executor.context.ok() and not self._halt.is_set():
+                executor.spin_once(timeout_sec=0.05)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except Exception as exc:  # noqa: BLE001 - re-raised by spin(), as the one executor's spin did
+            self._errors.append(exc)
+        finally:
+            self._halt.set()
 
     def spin(self, duration: float | None = None, stop: Callable[[], bool] | None = None) -> None:
-        """Spin in this thread until ``duration`` s pass, ``stop()`` is true or shutdown."""
+        """Spin every node until ``duration`` s pass, ``stop()`` is true or shutdown.
+
+        Raises:
+            BaseException: What a node callback raised (the graph is stopped first).
+        """
         end = None if duration is None else time.monotonic() + duration
+        self._halt.clear()
+        threads = [
+            threading.Thread(target=self._spin_node, args=(ex,), name=f"spin-{node.get_name()}", daemon=True)
+            for ex, node in zip(self.executors, self.nodes, strict=True)
+        ]
+        for t in threads:
+            t.start()
         try:
-            while self.executor.context.ok():
+            while not self._halt.is_set() and all(ex.context.ok() for ex in self.executors):
                 if end is not None and time.monotonic() >= end:
                     break
                 if stop is not None and stop():
                     break
-                self.executor.spin_once(timeout_sec=0.05)
-        except (KeyboardInterrupt, ExternalShutdownException):
+                self._halt.wait(0.05)
+        except KeyboardInterrupt:
             pass
+        finally:
+            self._halt.set()
+            for t in threads:
+                t.join(timeout=10.0)
+        if self._errors:
+            raise self._errors[0]
 
     def start(self) -> DriveGraph:
         """Spin in a background thread (tests, demo); stop with :meth:`stop`."""
@@ -105,9 +139,9 @@ class DriveGraph:
 
     def destroy(self) -> None:
         """Destroy every node (idempotent)."""
-        if getattr(self, "executor", None) is not None:
-            self.executor.shutdown(timeout_sec=2.0)
-            self.executor = None
+        for executor in getattr(self, "executors", []):
+            executor.shutdown(timeout_sec=2.0)
+        self.executors = []
         for node in self.nodes:
             try:
                 node.destroy_node()
