@@ -161,7 +161,8 @@ def test_widened_checkpoint_computes_what_the_single_sweep_one_did() -> None:
     tiny, motion = build_model("tiny", seed=1), build_model("tiny_motion", seed=2)
     motion.load_state_dict(widen_point_features(tiny.state_dict(), motion.state_dict()))
     x = example_inputs(tiny)
-    x5 = dict(x, pillar_features=torch.cat([x["pillar_features"], torch.zeros_like(x["pillar_features"][..., :1])], -1))
+    feats = x["pillar_features"]
+    x5 = dict(x, pillar_features=torch.cat([feats, torch.zeros_like(feats[..., :1])], -1))
     with torch.no_grad():
         a, b = tiny(x), motion(x5)
     torch.testing.assert_close(a["trajectories"], b["trajectories"])
