@@ -28,7 +28,7 @@ setup() {
 case "${1:-}" in
 start)
   mkdir -p "$S" && setup
-  log "bench: GPU latency of tiny and tiny_cam (FP16, batch 1, CUDA graphs) before the jobs load the GPU"
+  log "bench: GPU latency of tiny, tiny_motion and tiny_cam (FP16, batch 1, CUDA graphs) before the jobs load the GPU"
   python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 > "$S/bench_gpu.txt" 2>&1; tail -8 "$S/bench_gpu.txt"
   for j in $JOBS; do
     case $j in
@@ -48,8 +48,11 @@ start)
 wait)
   end=$(( $(date +%s) + ${2:-560} ))
   while [ "$(date +%s)" -lt "$end" ] && pgrep -f "scripts/(gpu_student|camera_compare).sh" > /dev/null; do sleep 10; done
-  for j in $JOBS; do echo "== $j"; grep -v "it/s\]$" "$S/$j.log" | tail -6; done
-  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; uptime ;;
+  for j in plain hazard motion camera; do  # the jobs that started (no need to repeat JOBS here)
+    [ -f "$S/$j.log" ] && { echo "== $j"; grep -v "it/s\]$" "$S/$j.log" | tail -6; }
+  done
+  command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+  uptime ;;
 collect)
   OUT="${OUT:?set OUT}"
   for j in plain hazard motion; do
