@@ -118,6 +118,17 @@ def test_assembler_keeps_usable_sweeps_and_frame_points_compensates_them() -> No
     assert all(h.stamp != 5.0 for h in nxt.history)
 
 
+def test_an_odometry_jump_clears_the_history() -> None:
+    """A relocalisation (or a hostile odometry message) must not place old sweeps as ghosts."""
+    asm = _assembler()
+    for i in range(3):
+        _sweep(asm, 1.0 + 0.1 * i, 0.5 * i)
+    jumped = _sweep(asm, 1.3, 50.0)  # 48.5 m in 0.1 s
+    assert jumped.history == ()
+    after = _sweep(asm, 1.4, 50.5)
+    assert [round(h.stamp, 3) for h in after.history] == [1.3]
+
+
 def test_history_off_costs_nothing() -> None:
     asm = _assembler(history_s=0.0)
     assert all(_sweep(asm, 1.0 + 0.1 * i, 0.5 * i).history == () for i in range(3))

@@ -57,6 +57,7 @@ class LidarChecks:
     min_plausible_ratio: float
     history_s: float = 0.0
     history_max_sweeps: int = 0
+    history_max_speed_mps: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class FrameAssemblyConfig:
             min_plausible_ratio=num("lidar", "min_plausible_ratio"),
             history_s=num("lidar", "history_s"),
             history_max_sweeps=int(num("lidar", "history_max_sweeps")),
+            history_max_speed_mps=num("lidar", "history_max_speed_mps"),
         )
         return cls(
             odometry=OdometryBufferConfig.from_config(cfg),
@@ -380,14 +382,20 @@ class FrameAssembler:
         """The earlier sweeps for this one (newest first); then keep this one if usable.
 
         Only sweeps with plausible points and fresh odometry are kept (a wrong pose would smear
-        the composed cloud). A stamp at or before a kept one (clock jump back, replay loop)
-        clears the history; older than ``lidar.history_s`` is dropped.
+        the composed cloud). A stamp at or before a kept one (clock jump back, replay loop), or
+        a pose that moved faster than ``lidar.history_max_speed_mps`` since the newest kept one
+        (relocalisation, a bad or hostile odometry message), clears the history: earlier sweeps
+        placed with such a pose would show obstacles where there are none.
         """
         lc = self.cfg.lidar
         if lc.history_max_sweeps <= 0 or lc.history_s <= 0:
             return ()
-        if self._history and stamp <= self._history[0].stamp:
-            self._history = []
+        if self._history:
+            last = self._history[0]
+            dt = stamp - last.stamp
+            jump = float(np.hypot(ego.x - last.ego.x, ego.y - last.ego.y))
+            if dt <= 0 or not np.isfinite(jump) or jump > lc.history_max_speed_mps * dt:
+                self._history = []
         past = tuple(h for h in self._history if stamp - h.stamp <= lc.history_s)
         if usable:
             self._history = [PastSweep(stamp, ego, pts), *past][: lc.history_max_sweeps]

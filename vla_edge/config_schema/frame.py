@@ -23,6 +23,7 @@ class Lidar(Section):
     min_plausible_ratio: rng(ge=0, le=1)
     history_s: rng(ge=0, le=5)
     history_max_sweeps: irng(ge=0, le=50)
+    history_max_speed_mps: rng(gt=0, le=200)
     check_order = ordered(("min_range_m", "max_range_m"), strict=True)
 
 
