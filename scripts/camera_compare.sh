@@ -7,8 +7,8 @@
 #   OUT=out/camsmoke CPU=1 ITER=1 SCEN=20 MINUTES=3 SECONDS_PER=10 FAMILIES=stop_line \
 #     HELDOUT_N=8 EVAL_N=2 bash scripts/camera_compare.sh                    # CPU smoke run
 # Writes $OUT/compare.{json,md} (+ each preset's results.md and exported student.{onnx,json}).
-# FAMILIES defaults to onpolicy.families of config/train.yaml plus stop_line (the config's own
-# LiDAR default stays without it); both presets get the same list.
+# FAMILIES defaults to onpolicy.families of config/train.yaml plus stop_line STOP_LINE_WEIGHT times
+# (the config's own LiDAR default stays without it); both presets get the same list.
 set -uo pipefail
 OUT="${OUT:-out/camcmp}"
 WORK="${WORK:-/tmp/vla_camcmp}"
@@ -26,7 +26,10 @@ PRESETS="${PRESETS:-tiny tiny_cam}"
 BATCH="${BATCH:-256}"
 export PYTHONPATH="${PYTHONPATH:-$PWD}"
 PY=python3
-FAMILIES="${FAMILIES:-$($PY -c 'from vla_edge.config import load_config; print(",".join(load_config("train")["onpolicy"]["families"] + ["stop_line"]))')}"
+# stop_line STOP_LINE_WEIGHT times: once in 17 (the first comparison) left both presets at 20 of 20
+# violations, too few rollouts for the camera branch to learn the painted line.
+STOP_LINE_WEIGHT="${STOP_LINE_WEIGHT:-4}"
+FAMILIES="${FAMILIES:-$($PY -c "from vla_edge.config import load_config; print(','.join(load_config('train')['onpolicy']['families'] + ['stop_line'] * $STOP_LINE_WEIGHT))")}"
 EVW=$([ "$WORKERS" = 0 ] && nproc || echo "$WORKERS")
 mkdir -p "$OUT"
 log() { echo "[$(date +%T)] $*"; }
