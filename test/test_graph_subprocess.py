@@ -166,22 +166,11 @@ def test_node_executables_take_what_ros2_launch_passes(
     "peer",
     [
         "absent",
-        pytest.param(
-            "sigstop",
-            marks=pytest.mark.xfail(
-                # Idle machine: passes (2 of 2, 2026-12-06). With two busy-looping processes on
-                # the 2 cores it failed 1 of 4 (3 more only after reruns): the arbiter decided 4
-                # of 10 sweeps, none for 1.6 s after the freeze, then all again. py-spy dumps of
-                # the arbiter every 0.25 s during a failing run: idle in the executor's wait, not
-                # busy and not blocked in a call - the inputs stop arriving. UDPv4 only
-                # (FASTDDS_BUILTIN_TRANSPORTS) is worse (4 of 5 failed), so not the SHM transport;
-                # nor the feeder's reliable odometry (best effort instead: 4 of 5 failed). Next:
-                # log what the arbiter receives; the cloud is large and best effort.
-                reason="open (issue 14.5): with the inference process SIGSTOPped the arbiter process "
-                "decides only 1-4 of 10 sweeps in 2 of 3 loaded runs, on UDP too; cause not found yet",
-                strict=False,
-            ),
-        ),
+        # "sigstop" was xfail (issue 14.5: the arbiter decided 1-4 of 10 sweeps in loaded runs).
+        # A third-process probe missed the same sweeps: with Fast DDS's default transports the
+        # feeder's cloud stopped reaching every reader for 1.2-1.6 s once one reader froze. With
+        # config/fastdds_shm.xml, the profile users run (conftest sets it), 6 of 6 loaded runs pass.
+        "sigstop",
     ],
 )
 def test_arbiter_process_falls_back_whatever_the_inference_process_does(
