@@ -9,7 +9,7 @@ from conftest import requires_torch
 from vla_edge.config import load_config
 from vla_edge.errors import ConfigError, ManifestError
 from vla_edge.frame_assembly import FrameAssembler
-from vla_edge.model_inputs import frame_points, model_inputs
+from vla_edge.model_inputs import frame_points, model_inputs, model_points
 from vla_edge.pillarize import ModelInputError, PillarSpec, pillarize
 from vla_edge.sweeps import compose_sweeps, select_sweeps, to_current_frame
 from vla_edge.types import EgoState, PastSweep
@@ -58,13 +58,7 @@ def test_earlier_sweeps_without_an_ego_pose_are_an_error() -> None:
     # a single-sweep spec ignores history entirely (the shipped engine)
     single = PillarSpec.from_config(load_config("model"))
     pts = _cloud(10)
-    assert frame_points_single(single, pts, hist) is pts
-
-
-def frame_points_single(spec: PillarSpec, pts: np.ndarray, hist: tuple[PastSweep, ...]) -> np.ndarray:
-    from vla_edge.model_inputs import model_points
-
-    return model_points(spec, pts, None, hist)
+    assert model_points(single, pts, None, hist) is pts
 
 
 def test_lag_is_the_eleventh_feature_and_needs_five_columns() -> None:

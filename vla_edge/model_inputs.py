@@ -29,8 +29,8 @@ def model_points(
     """The cloud the model pillarizes: ``points`` itself, or the multi-sweep composition.
 
     Single-sweep specs get ``points`` unchanged. Multi-sweep specs (``spec.sweep_lags``) get
-    N x 5 points (:func:`vla_edge.sweeps.compose_sweeps`); points that already have the time
-    lag column (stored training clouds) pass through.
+    N x 5 points (:func:`vla_edge.sweeps.compose_sweeps`); a cloud that already has the time
+    lag column and no history (e.g. the export's example input) passes through.
 
     Raises:
         ModelInputError: Earlier sweeps given without the ego pose (an :class:`EgoState`).

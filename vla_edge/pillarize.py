@@ -33,7 +33,6 @@ from vla_edge.types import EgoState
 FEATURE_NAMES = (
     "x", "y", "z", "intensity", "dx_mean", "dy_mean", "dz_mean", "dx_center", "dy_center", "dz_center",
 )  # fmt: skip
-LAG_FEATURE = "time_lag"  # 11th feature of multi-sweep models (seconds before the current sweep)
 
 
 class ModelInputError(VlaEdgeError):

@@ -35,11 +35,11 @@ def select_sweeps(
     Returns:
         ``(age, sweep)`` pairs in the order of the lags.
     """
+    if not history:
+        return []
     out: list[tuple[float, PastSweep]] = []
     ages = np.array([stamp - h.stamp for h in history], dtype=np.float64)
     for lag in spec.sweep_lags:
-        if not len(ages):
-            break
         i = int(np.argmin(np.abs(ages - lag)))
         if abs(ages[i] - lag) <= spec.sweep_lag_tolerance and ages[i] > 0:
             out.append((float(ages[i]), history[i]))

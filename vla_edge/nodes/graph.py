@@ -100,6 +100,7 @@ class DriveGraph:
         """
         end = None if duration is None else time.monotonic() + duration
         self._halt.clear()
+        self._errors.clear()
         threads = [
             threading.Thread(target=self._spin_node, args=(ex,), name=f"spin-{node.get_name()}", daemon=True)
             for ex, node in zip(self.executors, self.nodes, strict=True)
