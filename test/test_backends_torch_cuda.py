@@ -187,3 +187,21 @@ def test_shipped_artefact_is_where_the_manifest_says() -> None:
     if "torchscript" not in man.extra:
         pytest.skip("shipped manifest has no torchscript entry")
     assert tcb.find_artefact(SHIPPED_ONNX.resolve(), man, "") == SHIPPED_TS.resolve()
+
+
+@needs_shipped
+def test_shipped_torchscript_runs_in_fp16_mode_on_cpu() -> None:
+    """The backend's ``half`` mode (``.half()`` + half inputs) must run on the shipped trace.
+
+    A trace that kept a buffer's ``.float()`` as a no-op failed here, so the GPU backend fell
+    back to autocast at about twice the replay time without anyone noticing.
+    """
+    torch = pytest.importorskip("torch")
+    man = load_manifest(SHIPPED_ONNX)
+    ts = torch.jit.load(str(SHIPPED_TS), map_location="cpu").eval()
+    args = [torch.from_numpy(v) for v in dummy_inputs(man.inputs).values()]
+    with torch.no_grad():
+        ref = ts(*args)[0]
+        out16 = ts.half()(*[a.half() if a.is_floating_point() else a for a in args])[0]
+    assert out16.dtype == torch.float16
+    assert float((out16.float() - ref).abs().max()) < 0.2  # metres (0.034 on the export inputs)

@@ -85,6 +85,7 @@ def test_torchscript_artefact_matches_eager(exported, committed_scan) -> None:
     ts_path = out / entry["file"]
     assert ts_path.name == "student.ts"
     assert hashlib.sha256(ts_path.read_bytes()).hexdigest() == entry["sha256"]
+    assert 0.0 <= entry["fp16_max_abs_traj_m"] < 0.5  # the halved trace ran (the backend's half mode)
     ts = torch.jit.load(str(ts_path))
     feed = {k: torch.from_numpy(v) for k, v in _real_inputs(model, committed_scan).items()}
     with torch.no_grad():

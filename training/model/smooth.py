@@ -40,7 +40,10 @@ class SmoothOutput(nn.Module):
 
     def ghosts(self, ego_state: Tensor) -> Tensor:
         """Known grid poses ``[B, 3, 3]`` (t = -2dt, -dt, 0; columns x, y, yaw) from the ego state."""
-        raw = ego_state[:, :3].float() * self.ego_scale.float()  # FP32 even in a .half() model
+        # FP32 even in a .half() model. type_as, not .float(): a trace drops .float() on a buffer
+        # that is FP32 while tracing, and the half TorchScript then mixes dtypes.
+        raw = ego_state[:, :3].float()
+        raw = raw * self.ego_scale.type_as(raw)
         v, r = raw[:, 0], raw[:, 2]
         a = torch.clamp(raw[:, 1], self.a_lo, self.a_hi)
         lat = torch.clamp(v * r, -self.lat_max, self.lat_max)
@@ -55,5 +58,6 @@ class SmoothOutput(nn.Module):
         if not self.enabled:
             return traj
         fit = torch.einsum("kj,bajc->bakc", self.F.type_as(traj), traj)
-        start = torch.einsum("kj,bjc->bkc", self.G.float(), self.ghosts(ego_state)).type_as(traj)
+        ghosts = self.ghosts(ego_state)
+        start = torch.einsum("kj,bjc->bkc", self.G.type_as(ghosts), ghosts).type_as(traj)
         return fit + start[:, None]
