@@ -5,8 +5,9 @@ For each cloud size (a real nuScenes sweep tiled to N points) it runs
 closed-loop simulator call it, in two modes side by side (interleaved, same process):
 
 * ``cpu-pillars``: numpy pillarization on the CPU, P x M x C features copied to the GPU;
-* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are copied and
-  pillarized on the GPU (``vla_edge/backends/torch_pillarize.py``);
+* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are uploaded and
+  pillarized on the GPU by one captured CUDA graph (``vla_edge/backends/gpu_pillars.py``;
+  its "pillar" column is then host time only: copy, upload, launch);
 
 and times the CUDA-graph replay alone (static inputs, what ``bench_model_gpu.py`` reports).
 Printed: median / p99 per-frame ms, replay ms, and the ratio per-frame / replay (goal <= 1.5).

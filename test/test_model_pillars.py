@@ -84,3 +84,39 @@ def test_batch_matches_numpy_per_cloud(shared_data, spec: PillarSpec) -> None:
             assert int(n[b]) == rn
             assert np.array_equal(f[b].numpy(), rf), f"cloud {b}: features must be bit-identical"
             assert np.array_equal(c[b].numpy(), rc)
+
+
+def _static(buf: np.ndarray, n: int, spec: PillarSpec) -> tuple[np.ndarray, np.ndarray, int]:
+    import torch
+
+    from vla_edge.backends.torch_pillarize import pillarize_static
+
+    f, c, k = pillarize_static(torch.from_numpy(buf), torch.tensor(n), spec)
+    assert f.shape == (spec.max_pillars, spec.max_points, spec.num_features)
+    assert c.shape == (spec.max_pillars, 2)
+    return f.numpy(), c.numpy(), int(k)
+
+
+@pytest.mark.parametrize("case", ["padded", "empty", "all_out_of_range", "few_slots", "multi_sweep"])
+def test_static_buffer_matches_numpy(committed_scan: np.ndarray, spec: PillarSpec, case: str) -> None:
+    """The capture-friendly pillarizer reads only the first n rows of a fixed buffer; the tail
+    (in-range points and NaN alike) must change nothing."""
+    rng = np.random.default_rng(4)
+    pts, sp = committed_scan.copy(), spec
+    if case == "empty":
+        pts = pts[:0]
+    elif case == "all_out_of_range":
+        pts[:, 0] += 500.0
+    elif case == "few_slots":
+        sp = dataclasses.replace(spec, max_pillars=200, max_points=3)
+    elif case == "multi_sweep":
+        sp = spec.with_sweeps((0.3,), 0.05)
+        pts = np.concatenate([pts, rng.choice([0.0, 0.3], size=(len(pts), 1)).astype(np.float32)], 1)
+    tail = rng.uniform(-20, 20, size=(777, pts.shape[1])).astype(np.float32)  # in range: must be ignored
+    tail[::5, 0] = np.nan
+    buf = np.concatenate([pts, tail])
+    f, c, n = pillarize(pts, sp)
+    tf, tc, tn = _static(buf, len(pts), sp)
+    assert tn == n
+    assert np.array_equal(tf, f), "features must be bit-identical"
+    assert np.array_equal(tc, c)

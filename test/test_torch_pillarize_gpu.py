@@ -76,3 +76,56 @@ def test_runner_gives_the_same_plan_with_gpu_pillars(shared_data: Path) -> None:
     assert outs[True].pillar_count == outs[False].pillar_count > 0
     np.testing.assert_array_equal(outs[True].trajectories, outs[False].trajectories)
     assert outs[True].timing_ms["pillarize"] > 0
+
+
+def _pillarizer_case(torch: object, device: str, spec: object, max_points: int, dtype: object) -> tuple:
+    from vla_edge.backends.gpu_pillars import GpuPillarizer
+
+    P, M, C = spec.max_pillars, spec.max_points, spec.num_features
+    targets = {
+        "pillar_features": torch.zeros((1, P, M, C), dtype=dtype, device=device),
+        "pillar_coords": torch.zeros((1, P, 2), dtype=torch.int32, device=device),
+        "pillar_count": torch.zeros((1,), dtype=torch.int32, device=device),
+    }
+    return GpuPillarizer(torch, torch.device(device), spec, max_points, targets, use_graph=True), targets
+
+
+def _check_targets(targets: dict, pts: np.ndarray, spec: object, dtype: object) -> None:
+    from vla_edge.pillarize import pillarize
+
+    f, c, n = pillarize(pts, spec)
+    assert int(targets["pillar_count"][0]) == n
+    np.testing.assert_array_equal(targets["pillar_features"][0].cpu().numpy(), f.astype(dtype))
+    np.testing.assert_array_equal(targets["pillar_coords"][0].cpu().numpy(), c)
+
+
+def test_pillarizer_buffers_on_cpu(committed_scan: np.ndarray) -> None:
+    """The fixed point buffer (CPU device: no graph): a smaller cloud after a larger one leaves
+    no stale rows, a cloud over max_points takes the eager path, and features land in the
+    model's dtype."""
+    torch = pytest.importorskip("torch")
+    from vla_edge.config import load_config
+    from vla_edge.pillarize import PillarSpec
+
+    spec = PillarSpec.from_config(load_config("model"))
+    pz, targets = _pillarizer_case(torch, "cpu", spec, 20000, torch.float16)
+    assert not pz.captured
+    for pts in (committed_scan[:20000], committed_scan[:5000], committed_scan):  # last: oversize
+        pz(pts)
+        _check_targets(targets, pts, spec, np.float16)
+
+
+def test_pillarizer_graph_on_gpu(shared_data: Path) -> None:
+    """Captured once, replayed per cloud: the same pillars as numpy, scan after scan."""
+    torch = _cuda()
+    from vla_edge.config import load_config
+    from vla_edge.pillarize import PillarSpec
+
+    spec = PillarSpec.from_config(load_config("model"))
+    pz, targets = _pillarizer_case(torch, "cuda", spec, 300000, torch.float32)
+    assert pz.captured, pz.capture_error
+    for scan in sorted((shared_data / "lidar").iterdir()):
+        pts = load_scan(str(scan))
+        pz(pts)
+        torch.cuda.synchronize()
+        _check_targets(targets, pts, spec, np.float32)

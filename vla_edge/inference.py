@@ -194,6 +194,8 @@ class StudentRunner:
             check_camera_calibration(man, self.camera, calib)
             src = calib.camera_intrinsics(self.camera.name)
             self._source_size = (src.height, src.width)
+        if getattr(backend, "pillarize_on_device", False):
+            backend.prepare_points(spec)  # buffers and graph now, not on the first frame
 
     def _check_spec_matches(self, man: Any) -> None:
         P, M, C = self.spec.max_pillars, self.spec.max_points, self.spec.num_features

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.backends.base import InferenceBackend, InferenceInputError, validate_inputs
+from vla_edge.backends.gpu_pillars import PILLAR_INPUTS, GpuPillarizer
 from vla_edge.backends.manifest import sha256_file
 from vla_edge.candidate import Candidate
 from vla_edge.config import require, resolve_path
@@ -176,6 +177,10 @@ class TorchCudaBackend(InferenceBackend):
             )
         #: StudentRunner hands this backend the raw points (infer_points) instead of pillars.
         self.pillarize_on_device = gpu_pillars
+        self.max_points = int(require(sec, "max_points", where="inference.yaml torch_cuda"))
+        if self.max_points < 1:
+            raise ModelError(f"inference.yaml: torch_cuda.max_points must be >= 1, got {self.max_points}")
+        self._pillarizer: Any = None  # GpuPillarizer, made by prepare_points
         self.capture_error = ""  # why the CUDA graph could not be captured ("" = captured or off)
         self.mode = ""  # "half" | "autocast" | "fp32", set by load
         self._torch: Any = None
@@ -314,39 +319,55 @@ class TorchCudaBackend(InferenceBackend):
             host = [o.float().cpu().numpy() for o in outs]  # .cpu() synchronises the stream
         return dict(zip(self.manifest.output_names, host))
 
+    def prepare_points(self, spec: Any) -> None:
+        """Allocate the point buffers and capture the pillarization for ``spec`` (at start-up,
+        so the first frame does not pay for it); :class:`~vla_edge.inference.StudentRunner`
+        calls it when ``pillarize_on_device`` is set."""
+        if not self.loaded:
+            self.load()
+        t = self._torch
+        bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
+        want = (spec.max_pillars, spec.max_points, spec.num_features)
+        if tuple(bufs["pillar_features"].shape[1:]) != want:
+            raise InferenceInputError(
+                f"pillar spec {want} does not fit model input pillar_features "
+                f"{tuple(bufs['pillar_features'].shape[1:])}"
+            )
+        self._pillarizer = GpuPillarizer(
+            t, t.device("cuda", self.device_index), spec, self.max_points, bufs, self.use_graphs
+        )
+        log.info(
+            "torch_cuda: GPU pillarization for up to %d points, CUDA graph %s",
+            self.max_points,
+            "on" if self._pillarizer.captured else f"off ({self._pillarizer.capture_error or 'disabled'})",
+        )
+
     def infer_points(
         self, points: np.ndarray, spec: Any, inputs: dict[str, np.ndarray]
     ) -> tuple[Candidate, int]:
         """Pillarize ``points`` on the GPU into the static input buffers, then infer.
 
-        Only the N x 4 points cross to the device (not the P x M x C features); the
-        pillarizer is :func:`vla_edge.backends.torch_pillarize.pillarize_torch`, bit-identical
-        to the numpy one. ``inputs`` holds the other contract inputs (ego state, reference
-        path, noise). Returns the result (``timing_ms["pillarize"]`` = upload + GPU
-        pillarization) and the pillar count.
+        Only the N x C points cross to the device (not the P x M x C features), through
+        :class:`~vla_edge.backends.gpu_pillars.GpuPillarizer` (bit-identical to the numpy
+        pillarizer, one CUDA graph). ``inputs`` holds the other contract inputs (ego state,
+        reference path, noise). Returns the result (``timing_ms["pillarize"]`` = host copy,
+        upload and launch; the GPU work itself lands in ``infer``) and the pillar count.
         """
-        from vla_edge.backends.torch_pillarize import pillarize_torch
-
         if not self.loaded:
             self.load()
+        if self._pillarizer is None or self._pillarizer.spec != spec:
+            self.prepare_points(spec)
         t = self._torch
-        pillar_names = ("pillar_features", "pillar_coords", "pillar_count")
-        rest = tuple(s for s in self.input_specs if s.name not in pillar_names)
+        rest = tuple(s for s in self.input_specs if s.name not in PILLAR_INPUTS)
         validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
+        if points.ndim != 2 or points.shape[1] < spec.point_columns:
+            raise InferenceInputError(
+                f"GPU pillarization needs N x {spec.point_columns} points, got shape {points.shape}"
+            )
         t0 = time.perf_counter()
-        dev = t.device("cuda", self.device_index)
+        bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
         with t.no_grad():
-            pts = t.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).to(dev)
-            feats, coords, count = pillarize_torch(pts, spec)
-            bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
-            want = tuple(bufs["pillar_features"].shape[1:])
-            if tuple(feats.shape) != want:
-                raise InferenceInputError(
-                    f"GPU pillars {tuple(feats.shape)} do not fit model input pillar_features {want}"
-                )
-            bufs["pillar_features"][0].copy_(feats)
-            bufs["pillar_coords"][0].copy_(coords)
-            bufs["pillar_count"].fill_(count)
+            self._pillarizer(points)
             t1 = time.perf_counter()
             for spec_ in rest:
                 bufs[spec_.name].copy_(t.from_numpy(np.ascontiguousarray(inputs[spec_.name])))
@@ -356,12 +377,14 @@ class TorchCudaBackend(InferenceBackend):
             else:
                 outs = self._forward(self._static_in)
             host = [o.float().cpu().numpy() for o in outs]
+            count = int(bufs["pillar_count"].reshape(-1)[0])  # after .cpu(): no extra wait
         t2 = time.perf_counter()
         timing = {"pillarize": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1)}
-        return self._result(dict(zip(self.manifest.output_names, host)), timing), int(count)
+        return self._result(dict(zip(self.manifest.output_names, host)), timing), count
 
     def _close(self) -> None:
         self._graph = None
+        self._pillarizer = None
         self._static_in, self._static_out = [], []
         self._module = None
         if self._torch is not None:

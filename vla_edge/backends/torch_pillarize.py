@@ -33,9 +33,99 @@ def pillarize_torch(points: Tensor, spec: PillarSpec) -> tuple[Tensor, Tensor, i
         raise ModelInputError(
             f"pillarize needs N x {spec.point_columns} points, got shape {tuple(points.shape)}"
         )
-    offsets = torch.tensor([0, points.shape[0]], dtype=torch.long, device=points.device)
-    feats, coords, count = pillarize_batch(points, offsets, spec)
-    return feats[0], coords[0], int(count[0])
+    n = torch.full((), points.shape[0], dtype=torch.long, device=points.device)
+    feats, coords, count = pillarize_static(points, n, spec)
+    return feats, coords, int(count)
+
+
+def pillarize_static(points: Tensor, n: Tensor, spec: PillarSpec) -> tuple[Tensor, Tensor, Tensor]:
+    """One cloud with static shapes and no host synchronisation, so a CUDA graph can hold it.
+
+    Same rules and results as :func:`vla_edge.pillarize.pillarize`, but nothing is compacted:
+    rows past ``n`` and dropped points get a sentinel key that sorts last, pillars are the
+    runs of equal keys (found by comparing neighbours, not ``unique``), and points or pillars
+    that are not kept write into a spare row ``P`` that is cut off at the end. Every tensor
+    is sized by the buffer's N, never by the data, so the torch-CUDA backend captures it once
+    (``torch_cuda.max_points`` rows) and replays it per frame.
+
+    Args:
+        points: ``[N, >=point_columns]`` buffer; only the first ``n`` rows are the cloud.
+        n: 0-d int64 tensor on ``points.device``, the number of valid rows.
+        spec: The pillar spec.
+
+    Returns:
+        ``(features [P, M, C] float32, coords [P, 2] int32, count 0-d int32)``.
+    """
+    import torch
+
+    dev = points.device
+    N = int(points.shape[0])
+    P, M = spec.max_pillars, spec.max_points
+    H, W = spec.grid_size
+    sentinel = H * W  # sorts after every real pillar index
+    idx = torch.arange(N, device=dev)
+    p = points[:, : spec.point_columns].to(torch.float64)
+    lo, hi = _device_const(spec.point_cloud_range[:3], dev), _device_const(spec.point_cloud_range[3:], dev)
+    valid = (idx < n) & torch.isfinite(p).all(1) & ((p[:, :3] >= lo) & (p[:, :3] < hi)).all(1)
+    p = torch.where(valid[:, None], p, torch.zeros_like(p))  # no NaN reaches floor/long
+    vx, vy, vz = spec.voxel_size
+    col = torch.clamp(torch.floor((p[:, 0] - lo[0]) / vx).long(), 0, W - 1)
+    row = torch.clamp(torch.floor((p[:, 1] - lo[1]) / vy).long(), 0, H - 1)
+    key = torch.where(valid, row * W + col, torch.full_like(col, sentinel))
+
+    key_s, order = torch.sort(key, stable=True)  # pillars in linear order, input order inside
+    new = torch.ones(N, dtype=torch.bool, device=dev)
+    new[1:] = key_s[1:] != key_s[:-1]
+    gid = torch.cumsum(new.long(), 0) - 1  # pillar (group) of each sorted point
+    start = torch.cummax(torch.where(new, idx, torch.zeros_like(idx)), 0).values  # its group's start
+    gkey = torch.full((N,), sentinel, dtype=torch.long, device=dev).scatter_(0, gid, key_s)
+    greal = gkey < sentinel
+    # The nearest P pillars by centre distance; ties keep linear-index order (stable sort).
+    cx = spec.point_cloud_range[0] + ((gkey % W).to(torch.float64) + 0.5) * vx
+    cy = spec.point_cloud_range[1] + ((gkey // W).to(torch.float64) + 0.5) * vy
+    d2 = torch.where(greal, cx * cx + cy * cy, torch.full_like(cx, float("inf")))
+    by_d = torch.sort(d2, stable=True).indices
+    d_rank = torch.empty_like(by_d).scatter_(0, by_d, idx)
+    kept = greal & (d_rank < P)
+    slot_of_group = torch.where(kept, torch.cumsum(kept.long(), 0) - 1, torch.full_like(gid, P))
+
+    rank = idx - start
+    use = (key_s < sentinel) & kept[gid] & (rank < M)
+    slot = torch.where(use, slot_of_group[gid], torch.full_like(gid, P))  # P: the spare row
+    rank = torch.where(use, rank, torch.zeros_like(rank))
+    q = p[order]
+    n_pts = torch.zeros(P + 1, dtype=torch.float64, device=dev).index_add_(
+        0, slot, torch.ones_like(q[:, 0])
+    )  # points used per pillar: min(count, M)
+    sums = torch.zeros((P + 1, 3), dtype=torch.float64, device=dev).index_add_(0, slot, q[:, :3])
+    mean = sums / torch.clamp(n_pts, min=1.0)[:, None]
+    kl = torch.zeros(P + 1, dtype=torch.long, device=dev).scatter_(0, slot_of_group, gkey)
+    centre = torch.stack(
+        [
+            lo[0] + ((kl % W).to(torch.float64) + 0.5) * vx,
+            lo[1] + ((kl // W).to(torch.float64) + 0.5) * vy,
+            torch.full((P + 1,), spec.point_cloud_range[2] + 0.5 * vz, dtype=torch.float64, device=dev),
+        ],
+        dim=1,
+    )
+    xyz = q[:, :3]
+    feat = torch.cat(
+        [xyz, q[:, 3:4] / spec.intensity_scale, xyz - mean[slot], xyz - centre[slot], q[:, 4:]], dim=1
+    )
+    features = torch.zeros((P + 1, M, spec.num_features), dtype=torch.float32, device=dev)
+    features[slot, rank] = feat.to(torch.float32)
+    coords = torch.stack([kl // W, kl % W], 1).to(torch.int32)
+    count = kept.sum().to(torch.int32)
+    real = torch.arange(P + 1, device=dev) < count
+    return features[:P], torch.where(real[:, None], coords, torch.zeros_like(coords))[:P], count
+
+
+def _device_const(values: tuple[float, ...], dev: object) -> Tensor:
+    """A float64 constant made on the device by fills: no host-to-device copy, which a CUDA
+    graph capture refuses."""
+    import torch
+
+    return torch.stack([torch.full((), float(v), dtype=torch.float64, device=dev) for v in values])
 
 
 def pillarize_batch(points: Tensor, offsets: Tensor, spec: PillarSpec) -> tuple[Tensor, Tensor, Tensor]:

@@ -47,6 +47,7 @@ class TorchCuda(Section):
     deterministic: bool
     device: Index
     pillarize_on_gpu: bool
+    max_points: irng(ge=1, le=5_000_000)
 
 
 class InferenceFile(Section):
