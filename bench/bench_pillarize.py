@@ -30,22 +30,20 @@ def load_old(rev: str) -> types.ModuleType:
         ["git", "show", f"{rev}:vla_edge/pillarize.py"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     mod = types.ModuleType("pillarize_at_" + rev.replace("~", "_"))
-    exec(compile(src, f"{rev}:vla_edge/pillarize.py", "exec"), mod.__dict__)  # noqa: S102 - our own file
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up there
+    exec(compile(src, f"{rev}:vla_edge/pillarize.py", "exec"), mod.__dict__)  # our file, earlier
     return mod
 
 
 def clouds(n_big: int) -> dict[str, np.ndarray]:
     from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
 
-    scan = np.ascontiguousarray(
-        pcd_to_xyzi(read_pcd(str(REPO / "test" / "data" / "lidar" / "hesai_qt64_1673401196087570870.pcd"))),
-        np.float32,
-    )
+    pcd = REPO / "test" / "data" / "lidar" / "hesai_qt64_1673401196087570870.pcd"
+    scan = np.ascontiguousarray(pcd_to_xyzi(read_pcd(str(pcd))), np.float32)
     rng = np.random.default_rng(0)
     reps = -(-n_big // len(scan))
-    big = np.concatenate([scan + rng.normal(0, 0.05, scan.shape).astype(np.float32) for _ in range(reps)])[
-        :n_big
-    ]
+    jitter = [scan + rng.normal(0, 0.05, scan.shape).astype(np.float32) for _ in range(reps)]
+    big = np.concatenate(jitter)[:n_big]
     big[::997, 0] = np.nan
     return {f"{len(scan)} (Hesai QT64)": scan, f"{n_big} (tiled)": big}
 

@@ -206,3 +206,29 @@ def test_ego_state_input(spec: PillarSpec) -> None:
         ego_state_input(np.array([np.nan, 0.0, 0.0]), spec)
     with pytest.raises(ModelInputError, match="v, a, yaw_rate"):
         ego_state_input(np.zeros(4), spec)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_range_filter_is_the_float64_comparison(dtype: type) -> None:
+    """Bounds that float32 cannot hold (-40.05, 3.1) and points on and next to them: the
+    column-wise filter keeps exactly the rows the float64 comparison keeps."""
+    from vla_edge.pillarize import _in_range
+
+    pcr = (-40.05, -40.0, -3.0, 40.0, 40.1, 3.1)
+    edges = []
+    for b in pcr:
+        b32 = np.float32(b)
+        edges += [
+            b,
+            float(b32),
+            float(np.nextafter(b32, np.float32(-np.inf))),
+            float(np.nextafter(b32, np.float32(np.inf))),
+        ]
+    rng = np.random.default_rng(1)
+    pts = rng.choice(np.array([*edges, 0.0, np.nan, np.inf]), size=(5000, 5)).astype(dtype)
+    p64 = pts.astype(np.float64)
+    lo, hi = np.array(pcr[:3]), np.array(pcr[3:])
+    want = np.all(np.isfinite(p64), axis=1) & np.all((p64[:, :3] >= lo) & (p64[:, :3] < hi), axis=1)
+    got = _in_range(pts, pcr)
+    assert 0 < want.sum() < len(want)
+    assert np.array_equal(got, want)
