@@ -4,6 +4,8 @@
 # follow (within the machine's 30 s idle release) only wait and, last, collect the results.
 #   bash scripts/gpu_session.sh start      # call 1: GPU latency bench, then launch the jobs
 #   bash scripts/gpu_session.sh wait 560   # calls 2..: wait up to N s (returns early when all are done)
+#   bash scripts/gpu_session.sh judge      # optional: drive each candidate and the shipped engine
+#                                          # on the tuning seeds with all cores (judge.json, judge.md)
 #   OUT=$OUT bash scripts/gpu_session.sh collect   # last call: copy what exists (also partial) to $OUT
 # Jobs (all from the committed checkpoint, all on scenario seeds never used for held-out rows):
 #   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
@@ -11,7 +13,11 @@
 #   motion  the same with the multi-sweep preset tiny_motion (widened from the tiny checkpoint;
 #           training seeds $MOTION_SEED, default $TRAIN_SEED)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
-# Back come at most 8 files: <job>.pt and <job>.tar.gz per job, bench_gpu.txt, session.log.
+# Back come at most 8 files: judge.json, bench_gpu.txt, then <job>.pt and <job>.tar.gz per job,
+# session.log (judge.md and the logs are inside the tarballs).
+# The judge (JUDGE_ROWS, default "9200:0.5 9200:mixed"; JUDGE_N scenarios x 20 s each) runs on
+# the GPU machine's 16 cores, about 1 minute per 30-scenario row there against 7 on a 2-core
+# workstation; tuning seeds only, so promotion on fresh seeds stays a separate step.
 set -uo pipefail
 S=/tmp/vla_session
 JOBS="${JOBS:-plain hazard camera}"
@@ -53,18 +59,39 @@ wait)
   done
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
   uptime ;;
+judge)
+  setup
+  rows="${JUDGE_ROWS:-9200:0.5 9200:mixed}" n="${JUDGE_N:-30}" w=$(( $(nproc) / 2 ))
+  mkdir -p "$S/judge"
+  for row in $rows; do
+    seed=${row%%:*} diff=${row#*:}
+    for j in shipped plain hazard motion; do
+      eng=""
+      if [ "$j" != shipped ]; then
+        eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue
+      fi
+      # two rows at a time, half the cores each
+      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 1; done
+      timeout 600 python3 -m vla_edge sim evaluate --planner student ${eng:+--engine "$eng"} --backend onnxruntime \
+        --seed "$seed" --difficulty "$diff" --scenarios "$n" --seconds 20 --workers "$w" --no-progress \
+        --out "$S/judge/${j}_${seed}_${diff}.json" > "$S/judge/${j}_${seed}_${diff}.log" 2>&1 &
+    done
+  done
+  wait
+  python3 scripts/judge_table.py "$S/judge" --out "$S/judge.json" | tee "$S/judge.md" ;;
 collect)
   OUT="${OUT:?set OUT}"
+  cp "$S/judge.json" "$OUT"/ 2>/dev/null
   for j in plain hazard motion; do
     [ -d "$S/$j" ] || continue
     last=$(ls "$S/$j"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)
     [ -n "$last" ] && cp "$last" "$OUT/$j.pt"
-    mkdir -p "$S/pack_$j" && cp "$S/$j"/results.{md,json} "$S/$j"/state.json "$S/$j.log" "$S/pack_$j"/ 2>/dev/null
+    mkdir -p "$S/pack_$j" && cp "$S/$j"/results.{md,json} "$S/$j"/state.json "$S/$j.log" "$S/judge.md" "$S/pack_$j"/ 2>/dev/null
     cp "$S/$j"/export/student.{onnx,json} "$S/pack_$j"/ 2>/dev/null
     tar -C "$S" -czf "$OUT/$j.tar.gz" "pack_$j"
   done
   [ -d "$S/out_camera" ] && cp "$S/camera.log" "$S/out_camera"/ && tar -C "$S" -czf "$OUT/camera.tar.gz" out_camera
   cp "$S/bench_gpu.txt" "$S/session.log" "$OUT"/ 2>/dev/null
   ls -la "$OUT" ;;
-*) echo "usage: $0 start | wait SECONDS | collect (OUT=...)"; exit 2 ;;
+*) echo "usage: $0 start | wait SECONDS | judge | collect (OUT=...)"; exit 2 ;;
 esac
