@@ -12,6 +12,8 @@
 #   hazard  the same with hard-braking expert frames oversampled ($HAZARD extra copies)
 #   motion  the same with the multi-sweep preset tiny_motion (widened from the tiny checkpoint;
 #           training seeds $MOTION_SEED, default $TRAIN_SEED)
+#   observe, motion_observe   plain / motion with labels from the expert cut to the student's
+#           view (--observable-labels: objects inside the pillar range, no agent start times)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
 # Back come at most 8 files: judge.json, bench_gpu.txt, then <job>.pt and <job>.tar.gz per job,
 # session.log (judge.md and the logs are inside the tarballs).
@@ -38,12 +40,14 @@ start)
   python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 > "$S/bench_gpu.txt" 2>&1; tail -8 "$S/bench_gpu.txt"
   for j in $JOBS; do
     case $j in
-    plain | hazard | motion)
-      h=0 preset=tiny seed="$TRAIN_SEED"
+    plain | hazard | motion | observe | motion_observe)
+      h=0 preset=tiny seed="$TRAIN_SEED" obs=0
       [ "$j" = hazard ] && h="$HAZARD"
-      [ "$j" = motion ] && preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}"
+      case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" ;; esac
+      case $j in *observe) obs=1 ;; esac
       env INIT=training/checkpoints/onpolicy_tiny.pt ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
-        TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" TRAIN_LIMIT_S="$LIMIT_S" WORK="$S/$j" OUT="$S/out_$j" \
+        TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" TRAIN_LIMIT_S="$LIMIT_S" \
+        WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
     camera)
       env ITER=1 SCEN="$CAM_SCEN" MINUTES="$CAM_MINUTES" HELDOUT_N="$CAM_HELDOUT_N" WORK="$S/camwork" OUT="$S/out_camera" \
@@ -54,7 +58,7 @@ start)
 wait)
   end=$(( $(date +%s) + ${2:-560} ))
   while [ "$(date +%s)" -lt "$end" ] && pgrep -f "scripts/(gpu_student|camera_compare).sh" > /dev/null; do sleep 10; done
-  for j in plain hazard motion camera; do  # the jobs that started (no need to repeat JOBS here)
+  for j in plain hazard motion observe motion_observe camera; do  # the jobs that started (no need to repeat JOBS here)
     [ -f "$S/$j.log" ] && { echo "== $j"; grep -v "it/s\]$" "$S/$j.log" | tail -6; }
   done
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
@@ -65,7 +69,7 @@ judge)
   mkdir -p "$S/judge"
   for row in $rows; do
     seed=${row%%:*} diff=${row#*:}
-    for j in shipped plain hazard motion; do
+    for j in shipped plain hazard motion observe motion_observe; do
       eng=""
       if [ "$j" != shipped ]; then
         eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue
@@ -82,7 +86,7 @@ judge)
 collect)
   OUT="${OUT:?set OUT}"
   cp "$S/judge.json" "$OUT"/ 2>/dev/null
-  for j in plain hazard motion; do
+  for j in plain hazard motion observe motion_observe; do
     [ -d "$S/$j" ] || continue
     last=$(ls "$S/$j"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)
     [ -n "$last" ] && cp "$last" "$OUT/$j.pt"

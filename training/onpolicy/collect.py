@@ -4,7 +4,8 @@ Runs in a worker process (:func:`run_job`). Every kept frame stores exactly what
 vehicle's model would be fed, built by the runtime's own code (``FrameBuilder`` →
 ``FrameAssembler`` → ``vla_edge.pillarize`` input helpers), except that the points stay
 *sparse* (quantised to 1 cm, int16) and are pillarized later on the GPU, batched
-(:func:`training.model.pillars.pillarize_batch`). The label is the privileged expert's plan
+(:func:`training.model.pillars.pillarize_batch`). The label is the expert's plan (privileged, or
+cut to the student's view with ``onpolicy.observable_labels``: :mod:`vla_edge.sim.label_view`)
 from the visited state, whoever drives.
 
 A camera preset (``tiny_cam``; :attr:`CollectJob.camera`) renders the front camera too and
@@ -34,6 +35,7 @@ from vla_edge.pillarize import ModelInputError, PillarSpec
 from vla_edge.sim.ego import Plan, plan_from_trajectory
 from vla_edge.sim.expert import Expert
 from vla_edge.sim.harness import FrameBuilder, _ttc_violation, plan_to_trajectory
+from vla_edge.sim.label_view import LabelView
 from vla_edge.sim.rollout import run_closed_loop
 from vla_edge.sim.scenarios import ScenarioSpec, make_scenario
 from vla_edge.sim.world import SimError, World
@@ -161,7 +163,8 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         src = believed.camera_intrinsics(cam.name)
         source_size = (src.height, src.width)
     world = make_scenario(job.spec, cfg, seconds)
-    expert = Expert(cfg)
+    expert = Expert(cfg)  # drives (DART demonstrations, takeovers): the whole world
+    labeller = Expert(cfg, LabelView.from_spec(spec)) if oc.get("observable_labels", False) else expert
     student = _student(job.checkpoint, job.force_cpu) if job.policy == "student" else None
     dart, take = oc["dart"], oc["takeover"]
     frame_dt = float(cfg["time"]["frame_dt"])
@@ -177,7 +180,6 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         state["k"] += 1
         frame = builder.build(w, k)
         dec = expert.plan(w)
-        label = plan_to_trajectory(dec.plan, w, frame.stamp)
         expert_drives = student is None or state["expert_left"] > 0 or rng.random() < float(oc["beta"])
         if student is not None and not expert_drives:
             _, d = w.lane.project(w.ego.xy()[None, :], w.ego_s() - 10.0, w.ego_s() + 10.0)
@@ -194,6 +196,8 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         state["expert_left"] = max(0, state["expert_left"] - 1)
         if k % int(oc["stride"]) == 0:
             try:
+                lab = dec if labeller is expert else labeller.plan(w)
+                label = plan_to_trajectory(lab.plan, w, frame.stamp)
                 inp = frame_inputs(frame, spec, points=False)  # points are stored sparse, pillarized later
                 rows["points"].append(quantise_points(frame_points(frame, spec), spec))
                 rows["ego"].append(inp["ego_state"])
@@ -219,7 +223,8 @@ def run_job(job: CollectJob) -> dict[str, Any]:
                 )
             calm = dec.safe and dec.action in ("cruise", "accelerate", "follow", "nudge")
             if calm and dec.plan.path is not None:
-                pert = _perturbed(label, state["lateral"], state["scale"])
+                drive = plan_to_trajectory(dec.plan, w, frame.stamp)
+                pert = _perturbed(drive, state["lateral"], state["scale"])
                 return plan_from_trajectory(pert, w.ego, w.t), {}
             return dec.plan, {}
         if expert_drives:

@@ -59,6 +59,11 @@ def register(sub: Any) -> None:
         "--hazard-oversample", type=int, default=None,
         help="extra copies of hard-braking expert frames per epoch (default: onpolicy.hazard.oversample)",
     )  # fmt: skip
+    p.add_argument(
+        "--observable-labels", action="store_true", default=None,
+        help="label with the expert cut to the student's view (objects inside the pillar range, no "
+        "agent start times; onpolicy.observable_labels, vla_edge/sim/label_view.py)",
+    )  # fmt: skip
     p.add_argument("--init", default=None, help="checkpoint to start from (e.g. a committed one)")
     p.add_argument("--no-export", action="store_true", help="do not export the final student")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
@@ -127,6 +132,8 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
             if key == "train_seed" and val < 0:
                 raise ConfigError(f"--train-seed {val}: must be >= 0")
             oc[key] = val
+    if getattr(args, "observable_labels", None):
+        oc["observable_labels"] = True
     extra = getattr(args, "hazard_oversample", None)
     if extra is not None:
         if extra < 0:

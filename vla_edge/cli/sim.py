@@ -75,8 +75,10 @@ def register(subparsers: Any) -> None:
     e.add_argument(
         "--planner",
         default="expert",
-        choices=["expert", "straight", "student", "stack", "frenet"],
-        help="expert (privileged), straight (constant-speed baseline), student (the raw student's best "
+        choices=["expert", "expert_view", "straight", "student", "stack", "frenet"],
+        help="expert (privileged), expert_view (the expert cut to the student's view: objects inside "
+        "the pillar range, no agent start times; what observable labels can teach), straight "
+        "(constant-speed baseline), student (the raw student's best "
         "mode drives, no arbiter), stack (student + arbiter), frenet (arbiter without the student); "
         "default expert",
     )

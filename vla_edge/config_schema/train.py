@@ -148,6 +148,7 @@ class OnPolicy(Section):
     expert_share: Frac
     beta: Frac
     camera_dropout: Frac = 0.15
+    observable_labels: bool = False
     hazard: Hazard = Hazard(oversample=0, ratio=0.7, min_speed=2.0)
     dart: Dart
     takeover: Takeover

@@ -24,6 +24,7 @@ import numpy as np
 
 from vla_edge.sim.agents import Agent
 from vla_edge.sim.ego import Plan
+from vla_edge.sim.label_view import LabelView
 from vla_edge.sim.world import Polyline, World, box_corners, rect_overlaps, wrap_angle
 
 NAMES = {
@@ -87,10 +88,13 @@ class Expert:
 
     Args:
         cfg: The whole ``sim`` config.
+        view: Plan only from what a sensor-limited student could know (labels for on-policy
+            training, :mod:`vla_edge.sim.label_view`); None = the whole world (driving).
     """
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], view: LabelView | None = None) -> None:
         self.cfg = cfg
+        self.view = view
         e = cfg["expert"]
         self.e = e
         self.hw = 0.5 * float(cfg["ego"]["width"])
@@ -263,6 +267,8 @@ class Expert:
         t_stop = v / b
         smin = np.where(t < t_stop, v * t - 0.5 * b * t * t, 0.5 * v * t_stop)
         if not ag.started:
+            if self.view is not None:  # a sweep shows no plan to start: it stays until it moves
+                return np.zeros_like(t), np.zeros_like(t)
             if ag.start_time is not None and ag.trigger_s is None:
                 delay = max(0.0, ag.start_time - now)
                 tt = np.maximum(t - delay, 0.0)
@@ -435,6 +441,8 @@ class Expert:
 
     def plan(self, world: World) -> ExpertDecision:
         """Plan from the current world state (does not change the world)."""
+        if self.view is not None:
+            world = self.view.visible(world)
         e = self.e
         ego = world.ego
         s_e = world.ego_s()

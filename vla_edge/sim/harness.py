@@ -43,6 +43,7 @@ from vla_edge.calibration import Calibration
 from vla_edge.sim.camera import Camera
 from vla_edge.sim.ego import Plan, plan_from_trajectory
 from vla_edge.sim.expert import Expert
+from vla_edge.sim.label_view import LabelView
 from vla_edge.sim.lidar import Lidar
 from vla_edge.sim.rollout import FrameRecord, RolloutLog, expert_policy, run_closed_loop
 from vla_edge.sim.scenarios import ScenarioSpec, make_scenario, suite
@@ -167,10 +168,12 @@ class ExpertPlanner:
 
     Args:
         cfg: The ``sim`` config.
+        view: Drive as the sensor-limited labeller sees the world (``--planner expert_view``);
+            None = the whole world.
     """
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.expert = Expert(cfg)
+    def __init__(self, cfg: dict[str, Any], view: LabelView | None = None) -> None:
+        self.expert = Expert(cfg, view)
         self.world: World | None = None
         self.last_reasoning = ""
 

@@ -50,10 +50,16 @@ def make_planner(
     from vla_edge.types import Frame, Trajectory
 
     choices: dict[str, int] = {}
-    if kind == "expert":
+    if kind in ("expert", "expert_view"):
+        from vla_edge.config import load_config
+        from vla_edge.pillarize import PillarSpec
         from vla_edge.sim.harness import ExpertPlanner
+        from vla_edge.sim.label_view import LabelView
 
-        return ExpertPlanner(sim_cfg), choices
+        view = None
+        if kind == "expert_view":
+            view = LabelView.from_spec(PillarSpec.from_config(load_config("model")))
+        return ExpertPlanner(sim_cfg, view), choices
     if kind == "straight":
         v = float(sim_cfg["expert"]["cruise_speed"])
 
