@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.backends.cuda_capture import clear_cuda_error, error_chain
 from vla_edge.pillarize import PillarSpec
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,9 @@ class GpuPillarizer:
                 self._write(self._points, self._n)
             self._graph = graph
         except RuntimeError as exc:  # an op that syncs or copies from the host: run eagerly
-            text = str(exc).strip()
-            self.capture_error = text.splitlines()[-1][:300] if text else "RuntimeError"
+            self.capture_error = error_chain(exc)
             log.warning("GPU pillarization: graph capture failed (%s); running eagerly", self.capture_error)
             del graph
-            from vla_edge.backends.torch_cuda_backend import clear_cuda_error
-
             clear_cuda_error(t)
         t.cuda.synchronize(self.device)
 

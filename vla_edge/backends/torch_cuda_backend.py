@@ -27,7 +27,6 @@ autocast, then to FP32, and logs which mode runs (:attr:`TorchCudaBackend.mode`)
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.backends.base import InferenceBackend, InferenceInputError, validate_inputs
+from vla_edge.backends.cuda_capture import clear_cuda_error, error_chain
 from vla_edge.backends.gpu_pillars import PILLAR_INPUTS, GpuPillarizer
 from vla_edge.backends.manifest import sha256_file
 from vla_edge.candidate import Candidate
@@ -101,36 +101,6 @@ def find_artefact(onnx_path: Path, manifest: Any, configured: str) -> Path:
                 "re-export with `python -m training.export`"
             )
     return path
-
-
-def error_chain(exc: BaseException, limit: int = 4) -> str:
-    """First lines of ``exc`` and its causes/contexts, root cause last.
-
-    A failed capture surfaces as "operation failed due to a previous error during capture"
-    from the graph's ``__exit__``; the op that broke it is in ``__context__``.
-    """
-    parts: list[str] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(parts) < limit:
-        text = str(cur).strip()
-        parts.append(f"{type(cur).__name__}: {text.splitlines()[0][:200] if text else ''}")
-        cur = cur.__cause__ or cur.__context__
-    return " <- ".join(parts)
-
-
-def clear_cuda_error(torch: Any) -> None:
-    """Reset a pending non-sticky CUDA error left by an invalidated capture."""
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            rt = importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - binding absent: try the next way
-            continue
-        rt.cudaGetLastError()
-        break
-    try:
-        torch.cuda.synchronize()
-    except RuntimeError as exc:  # the error surfaces once and is consumed
-        log.info("torch_cuda: cleared CUDA error after failed capture: %s", str(exc).splitlines()[0][:200])
 
 
 def _load_module(torch: Any, path: Path, device: Any) -> Any:
