@@ -100,3 +100,22 @@ def test_label_view_is_a_frozen_value() -> None:
     v = LabelView(-1.0, 1.0, -2.0, 2.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.x_min = 0.0  # type: ignore[misc]
+
+
+def test_far_stop_line_is_cut_until_it_is_in_range(cfg: dict, view: LabelView) -> None:
+    world = make_scenario(suite(1, 3, ["stop_line"], 0.5, cfg)[0], cfg, 20.0)
+    (line,) = world.stop_lines
+    ahead = line.s - world.ego_s()
+    assert ahead > view.x_max, f"the line starts {ahead:.0f} m ahead, out of range"
+    assert view.visible(world).stop_lines == []
+    expert = Expert(cfg)
+    seen_at: list[float] = []
+
+    def policy(w):
+        if not seen_at and view.visible(w).stop_lines:
+            seen_at.append(line.s - w.ego_s())
+        return expert.plan(w).plan, {}
+
+    run_closed_loop(world, policy, 20.0, cfg)
+    assert seen_at and view.x_max - 1.0 < seen_at[0] <= view.x_max, seen_at  # 10 Hz frames, <= 6.5 m/s
+    assert not line.violated, "the privileged driver stopped at the line"

@@ -8,7 +8,9 @@ slows for a tug 49 m ahead and 28 m to the side, outside the student's grid, and
 trained on such labels, never slows and hits it.
 
 A :class:`LabelView` gives the expert a world cut to the student's view: agents and static
-objects with a footprint corner inside the pillar range (in the ego frame), and
+objects with a footprint corner inside the pillar range (in the ego frame), painted stop lines
+whose centre is inside it (the expert otherwise brakes for a line 55 m ahead, a few pixels of
+the camera image), and
 (:attr:`Expert.view <vla_edge.sim.expert.Expert>`) no anticipation of an agent's start
 time: a waiting agent is planned as staying where it is until it moves. The agent's path
 along its lane stays known: a moving agent's heading and speed are what two sweeps show.
@@ -58,7 +60,12 @@ class LabelView:
         static = world.static
         if len(static):
             static = static.subset(self._inside(world, static.corners()))
+        # painted stop lines (camera): the line's centre on the ego lane; the objects are shared,
+        # so the world still updates their rule state
+        lines = [
+            ln for ln in world.stop_lines if self._inside(world, world.lane.interp(ln.s)[None, None, :2])[0]
+        ]
         # the copy's static-box caches must not be the full world's
         return dataclasses.replace(
-            world, agents=agents, static=static, _static_corners=None, _static_radius=None
+            world, agents=agents, static=static, stop_lines=lines, _static_corners=None, _static_radius=None
         )
