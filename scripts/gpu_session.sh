@@ -5,7 +5,8 @@
 #   bash scripts/gpu_session.sh start      # call 1: GPU latency bench, then launch the jobs
 #   bash scripts/gpu_session.sh wait 560   # calls 2..: wait up to N s (returns early when all are done)
 #   bash scripts/gpu_session.sh judge      # optional: drive each candidate and the shipped engine
-#                                          # on the tuning seeds with all cores (judge.json, judge.md)
+#                                          # on the tuning seeds with all cores (judge.json, judge.md),
+#                                          # then scripts/probe_obstacles.py on each (judge.md)
 #   OUT=$OUT bash scripts/gpu_session.sh collect   # last call: copy what exists (also partial) to $OUT
 # Jobs (all from the committed checkpoint, all on scenario seeds never used for held-out rows):
 #   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
@@ -82,7 +83,11 @@ judge)
     done
   done
   wait
-  python3 scripts/judge_table.py "$S/judge" --out "$S/judge.json" | tee "$S/judge.md" ;;
+  python3 scripts/judge_table.py "$S/judge" --out "$S/judge.json" | tee "$S/judge.md"
+  for j in shipped plain hazard motion observe motion_observe; do  # a parked object close ahead
+    eng=""; [ "$j" != shipped ] && { eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue; }
+    echo "probe $j: $(python3 scripts/probe_obstacles.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
+  done ;;
 collect)
   OUT="${OUT:?set OUT}"
   cp "$S/judge.json" "$OUT"/ 2>/dev/null

@@ -1,0 +1,143 @@
+"""Does the student stop for an object in its lane? A probe beside the expert, frame by frame.
+
+Closed-loop scores mix many causes and need minutes per seed; this asks one question in a few
+seconds. An ``empty_road`` scenario is driven by the expert to ``--at`` seconds (cruising);
+then, one at a time, a box of each class is placed on the lane centre ``d`` metres ahead, the
+simulator's LiDAR renders the frame, and the student (raw, best mode) and the privileged
+expert plan from it. Printed per class and distance: the LiDAR points on the box, how far
+each plan gets in its horizon (4 s), and whether the ego body swept along the plan overlaps the
+box (going around it, as the expert does where the road has room, is fine). Written while
+diagnosing why the student hits crossing carts (docs/training.md).
+
+    python scripts/probe_obstacles.py [--engine engines/student.onnx] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: class -> (length, width, height) m, the sizes the scenario families use for such objects
+BOXES = {"crew": (0.5, 0.6, 1.8), "baggage_cart": (2.5, 1.5, 1.5), "tug": (3.0, 1.8, 1.8)}
+
+
+def cruising_world(cfg: dict[str, Any], seed: int, at: float) -> Any:
+    """An ``empty_road`` world driven by the expert up to ``at`` s (a copy at that time)."""
+    from vla_edge.sim.expert import Expert
+    from vla_edge.sim.rollout import run_closed_loop
+    from vla_edge.sim.scenarios import make_scenario, suite
+
+    world = make_scenario(suite(1, seed, ["empty_road"], 0.5, cfg)[0], cfg, 20.0)
+    expert, kept = Expert(cfg), {}
+
+    def policy(w: Any) -> tuple[Any, dict]:
+        if w.t >= at and "w" not in kept:
+            kept["w"] = copy.deepcopy(w)
+        return expert.plan(w).plan, {}
+
+    run_closed_loop(world, policy, at + 0.2, cfg)
+    return kept["w"]
+
+
+def with_box(world: Any, cls: str, ahead: float) -> Any:
+    """``world`` plus a parked box of ``cls`` centred on the lane ``ahead`` m in front of the ego."""
+    from vla_edge.sim.world import Boxes
+
+    x, y, yaw = world.lane.interp(world.ego_s() + ahead)
+    size = np.array([BOXES[cls]])
+    box = Boxes(
+        np.array([[x, y]]), np.array([yaw]), size, np.zeros(1), np.array([cls]), np.array([10**6]),
+        np.array([0.5]), np.array([[255, 140, 0]], dtype=np.uint8), np.array([False]), np.zeros((1, 2)),
+    )  # fmt: skip
+    return dataclasses.replace(
+        world, static=Boxes.concat([world.static, box]), _static_corners=None, _static_radius=None
+    )
+
+
+def plan_hits(world: Any, poses: np.ndarray, dt: float, box: np.ndarray) -> bool:
+    """Whether the ego body, swept along ``poses`` (ego frame, one every ``dt`` s; the origin
+    prepended) at 0.05 s steps, overlaps the box corners ``box`` (1, 4, 2), odom frame."""
+    from vla_edge.sim.world import box_corners, rect_overlaps
+
+    e = world.ego
+    p = np.vstack([[0.0, 0.0, 0.0], poses])
+    t = dt * np.arange(len(p))
+    tt = np.arange(0.0, t[-1] + 1e-9, 0.05)
+    x, y, yaw = (np.interp(tt, t, p[:, i]) for i in range(3))
+    c, s = np.cos(e.yaw), np.sin(e.yaw)
+    ox, oy, oyaw = e.x + c * x - s * y, e.y + s * x + c * y, e.yaw + yaw
+    centre = np.stack([ox + e.centre_offset * np.cos(oyaw), oy + e.centre_offset * np.sin(oyaw)], 1)
+    body = box_corners(centre, oyaw, np.full(len(tt), e.length), np.full(len(tt), e.width))
+    return bool(rect_overlaps(np.broadcast_to(box[0], body.shape), body).any())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--engine", default=None, help="student ONNX (default: inference.yaml's engine)")
+    ap.add_argument("--backend", default="onnxruntime", help="inference backend (default onnxruntime)")
+    ap.add_argument("--seed", type=int, default=9200, help="empty_road scenario seed (default 9200)")
+    ap.add_argument("--at", type=float, default=8.0, help="scenario time of the probe frame, s (default 8)")
+    ap.add_argument("--distances", default="6,10,15,25", help="box distances ahead, m (default 6,10,15,25)")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args(argv)
+    from vla_edge.calibration import Calibration
+    from vla_edge.config import load_config
+    from vla_edge.sim.expert import Expert
+    from vla_edge.sim.harness import FrameBuilder, plan_to_trajectory
+    from vla_edge.sim.planners import make_planner
+
+    cfg = load_config("sim")
+    builder = FrameBuilder(cfg, Calibration.from_config(load_config("calibration")), True, False, None)
+    student, _ = make_planner("student", cfg, None, args.engine, args.backend)
+    expert = Expert(cfg)
+    base = cruising_world(cfg, args.seed, args.at)
+    k = round(args.at / float(cfg["time"]["frame_dt"]))
+    rows = []
+    print(f"ego {base.ego.v:.1f} m/s, empty road (seed {args.seed}, t = {args.at:g} s), plans over 4 s")
+    print(f"{'object':>13} {'ahead m':>8} {'points':>7}  student: reach m, hits  expert: reach m, hits")
+    for cls in BOXES:
+        for d in (float(v) for v in args.distances.split(",")):
+            w = with_box(base, cls, d)
+            box = w.static.subset(np.array([len(w.static) - 1])).corners()
+            frame = builder.build(w, k)
+            pts = frame.points
+            on_box = (np.abs(pts[:, 0] - d) < 0.6 * BOXES[cls][0] + 0.3) & (np.abs(pts[:, 1]) < 1.5)
+            row: dict[str, Any] = {
+                "object": cls,
+                "ahead_m": d,
+                "points": int(np.sum(on_box & (pts[:, 2] > 0.3))),
+            }
+            trajs = {
+                "student": student(frame),
+                "expert": plan_to_trajectory(expert.plan(w).plan, w, frame.stamp),
+            }
+            for who, traj in trajs.items():
+                row[f"{who}_reach_m"] = float(np.hypot(*traj.poses[-1, :2]))
+                row[f"{who}_hits"] = plan_hits(w, traj.poses, traj.dt, box)
+            rows.append(row)
+            print(
+                f"{cls:>13} {d:8.0f} {row['points']:7d}  {row['student_reach_m']:14.1f}, "
+                f"{'HITS' if row['student_hits'] else 'clear':>5}  {row['expert_reach_m']:13.1f}, "
+                f"{'HITS' if row['expert_hits'] else 'clear':>5}"
+            )
+    n = len(rows)
+    s_hit, e_hit = sum(r["student_hits"] for r in rows), sum(r["expert_hits"] for r in rows)
+    print(f"plans that drive into the object: student {s_hit} of {n}, expert {e_hit} of {n}")
+    if args.json:
+        out = {"rows": rows, "student_hits": s_hit, "expert_hits": e_hit, "n": n}
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

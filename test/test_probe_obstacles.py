@@ -1,0 +1,51 @@
+"""scripts/probe_obstacles.py: the swept-body check and the probe run on the shipped engine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def probe():
+    spec = importlib.util.spec_from_file_location("probe_obstacles", REPO / "scripts" / "probe_obstacles.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def world_with_tug(probe):
+    from vla_edge.config import load_config
+
+    base = probe.cruising_world(load_config("sim"), 9200, 8.0)
+    w = probe.with_box(base, "tug", 10.0)
+    return w, w.static.subset(np.array([len(w.static) - 1])).corners()
+
+
+def test_swept_body_check(probe, world_with_tug) -> None:
+    w, box = world_with_tug
+    t = 0.5 * np.arange(1, 9)
+    straight = np.stack([6.5 * t, 0 * t, 0 * t], 1)
+    assert probe.plan_hits(w, straight, 0.5, box), "6.5 m/s straight on meets a tug 10 m ahead"
+    standing = np.zeros((8, 3))
+    assert not probe.plan_hits(w, standing, 0.5, box)
+    short = np.stack([np.minimum(6.5 * t, 3.0), 0 * t, 0 * t], 1)  # stops 3 m on: front bumper short of it
+    assert not probe.plan_hits(w, short, 0.5, box)
+    aside = straight + np.array([0.0, 4.0, 0.0])  # the same plan one lane to the left
+    assert not probe.plan_hits(w, aside, 0.5, box)
+
+
+def test_probe_runs_and_the_expert_never_hits(probe, tmp_path: Path) -> None:
+    out = tmp_path / "probe.json"
+    assert probe.main(["--distances", "10", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["n"] == 3 and [r["object"] for r in res["rows"]] == ["crew", "baggage_cart", "tug"]
+    assert res["expert_hits"] == 0
+    assert all(r["points"] > 20 for r in res["rows"]), "the LiDAR sees each box"
