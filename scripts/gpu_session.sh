@@ -15,6 +15,8 @@
 #           training seeds $MOTION_SEED, default $TRAIN_SEED)
 #   observe, motion_observe   plain / motion with labels from the expert cut to the student's
 #           view (--observable-labels: objects inside the pillar range, no agent start times)
+# CF_SHARE (all training jobs): share of frames that also get a counterfactual parked object close
+#   ahead, labelled by the expert (--counterfactual-share; default onpolicy.counterfactual.share, 0)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
 # Back come at most 8 files: judge.json, bench_gpu.txt, then <job>.pt and <job>.tar.gz per job,
 # session.log (judge.md and the logs are inside the tarballs).
@@ -47,7 +49,7 @@ start)
       case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" ;; esac
       case $j in *observe) obs=1 ;; esac
       env INIT=training/checkpoints/onpolicy_tiny.pt ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
-        TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" TRAIN_LIMIT_S="$LIMIT_S" \
+        TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" TRAIN_LIMIT_S="$LIMIT_S" \
         WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
     camera)

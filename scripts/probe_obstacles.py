@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,9 +25,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-#: class -> (length, width, height) m, the sizes the scenario families use for such objects
-BOXES = {"crew": (0.5, 0.6, 1.8), "baggage_cart": (2.5, 1.5, 1.5), "tug": (3.0, 1.8, 1.8)}
 
 
 def cruising_world(cfg: dict[str, Any], seed: int, at: float) -> Any:
@@ -47,21 +43,6 @@ def cruising_world(cfg: dict[str, Any], seed: int, at: float) -> Any:
 
     run_closed_loop(world, policy, at + 0.2, cfg)
     return kept["w"]
-
-
-def with_box(world: Any, cls: str, ahead: float) -> Any:
-    """``world`` plus a parked box of ``cls`` centred on the lane ``ahead`` m in front of the ego."""
-    from vla_edge.sim.world import Boxes
-
-    x, y, yaw = world.lane.interp(world.ego_s() + ahead)
-    size = np.array([BOXES[cls]])
-    box = Boxes(
-        np.array([[x, y]]), np.array([yaw]), size, np.zeros(1), np.array([cls]), np.array([10**6]),
-        np.array([0.5]), np.array([[255, 140, 0]], dtype=np.uint8), np.array([False]), np.zeros((1, 2)),
-    )  # fmt: skip
-    return dataclasses.replace(
-        world, static=Boxes.concat([world.static, box]), _static_corners=None, _static_radius=None
-    )
 
 
 def plan_hits(world: Any, poses: np.ndarray, dt: float, box: np.ndarray) -> bool:
@@ -92,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from vla_edge.calibration import Calibration
     from vla_edge.config import load_config
+    from vla_edge.sim.counterfactual import parked_box, with_boxes
     from vla_edge.sim.expert import Expert
     from vla_edge.sim.harness import FrameBuilder, plan_to_trajectory
     from vla_edge.sim.planners import make_planner
@@ -105,13 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"ego {base.ego.v:.1f} m/s, empty road (seed {args.seed}, t = {args.at:g} s), plans over 4 s")
     print(f"{'object':>13} {'ahead m':>8} {'points':>7}  student: reach m, hits  expert: reach m, hits")
-    for cls in BOXES:
+    for cls in ("crew", "baggage_cart", "tug"):
         for d in (float(v) for v in args.distances.split(",")):
-            w = with_box(base, cls, d)
-            box = w.static.subset(np.array([len(w.static) - 1])).corners()
+            added = parked_box(base, cls, d)
+            w, box = with_boxes(base, added), added.corners()
             frame = builder.build(w, k)
             pts = frame.points
-            on_box = (np.abs(pts[:, 0] - d) < 0.6 * BOXES[cls][0] + 0.3) & (np.abs(pts[:, 1]) < 1.5)
+            on_box = (np.abs(pts[:, 0] - d) < 0.6 * added.size[0, 0] + 0.3) & (np.abs(pts[:, 1]) < 1.5)
             row: dict[str, Any] = {
                 "object": cls,
                 "ahead_m": d,

@@ -23,10 +23,11 @@ def probe():
 @pytest.fixture(scope="module")
 def world_with_tug(probe):
     from vla_edge.config import load_config
+    from vla_edge.sim.counterfactual import parked_box, with_boxes
 
     base = probe.cruising_world(load_config("sim"), 9200, 8.0)
-    w = probe.with_box(base, "tug", 10.0)
-    return w, w.static.subset(np.array([len(w.static) - 1])).corners()
+    box = parked_box(base, "tug", 10.0)
+    return with_boxes(base, box), box.corners()
 
 
 def test_swept_body_check(probe, world_with_tug) -> None:

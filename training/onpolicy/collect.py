@@ -32,6 +32,7 @@ from vla_edge.camera_input import REASONS, CameraSpec, frame_resized_image
 from vla_edge.config import load_config
 from vla_edge.model_inputs import frame_inputs, frame_points
 from vla_edge.pillarize import ModelInputError, PillarSpec
+from vla_edge.sim.counterfactual import parked_box, with_boxes
 from vla_edge.sim.ego import Plan, plan_from_trajectory
 from vla_edge.sim.expert import Expert
 from vla_edge.sim.harness import FrameBuilder, _ttc_violation, plan_to_trajectory
@@ -173,11 +174,38 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     keys = ("points", "ego", "path", "gt", "t", "expert_drove")
     rows: dict[str, list[Any]] = {k: [] for k in keys + (("images", "camera_reason") if cam else ())}
     takeovers = 0
+    cf = oc.get("counterfactual", {})
+    cf_share = float(cf.get("share", 0.0))
+    cf_rng = np.random.default_rng([job.spec.seed, job.iteration, 31])  # independent of the rollout's draws
+    added = {"counterfactual": 0}
+
+    def store(fr: Any, label: Trajectory, t: float, expert_drove: bool) -> None:
+        inp = frame_inputs(fr, spec, points=False)  # points are stored sparse, pillarized later
+        rows["points"].append(quantise_points(frame_points(fr, spec), spec))
+        rows["ego"].append(inp["ego_state"])
+        rows["path"].append(inp["reference_path"])
+        rows["gt"].append(label.poses.astype(np.float32))
+        rows["t"].append(t)
+        rows["expert_drove"].append(expert_drove)
+        if cam is not None:
+            img, reason = frame_resized_image(fr, cam, source_size)
+            rows["images"].append(img if img is not None else np.zeros((cam.height, cam.width, 3), np.uint8))
+            rows["camera_reason"].append(REASONS.index(reason))
 
     def policy(w: World) -> tuple[Plan | None, dict[str, Any]]:
         nonlocal takeovers
         k = state["k"]
         state["k"] += 1
+        cf_world = None
+        if cf_share > 0.0 and k % int(oc["stride"]) == 0 and cf_rng.random() < cf_share:
+            box = parked_box(
+                w,
+                str(cf_rng.choice(cf["classes"])),
+                cf_rng.uniform(*cf["distance"]),
+                cf_rng.uniform(*cf["lateral"]),
+            )
+            cf_world = with_boxes(w, box)
+            cf_frame = builder.build_variant(w, k, box)  # before build(): it copies the assembler
         frame = builder.build(w, k)
         dec = expert.plan(w)
         expert_drives = student is None or state["expert_left"] > 0 or rng.random() < float(oc["beta"])
@@ -197,20 +225,15 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         if k % int(oc["stride"]) == 0:
             try:
                 lab = dec if labeller is expert else labeller.plan(w)
-                label = plan_to_trajectory(lab.plan, w, frame.stamp)
-                inp = frame_inputs(frame, spec, points=False)  # points are stored sparse, pillarized later
-                rows["points"].append(quantise_points(frame_points(frame, spec), spec))
-                rows["ego"].append(inp["ego_state"])
-                rows["path"].append(inp["reference_path"])
-                rows["gt"].append(label.poses.astype(np.float32))
-                rows["t"].append(w.t)
-                rows["expert_drove"].append(expert_drives)
-                if cam is not None:
-                    img, reason = frame_resized_image(frame, cam, source_size)
-                    rows["images"].append(
-                        img if img is not None else np.zeros((cam.height, cam.width, 3), np.uint8)
+                store(frame, plan_to_trajectory(lab.plan, w, frame.stamp), w.t, expert_drives)
+                if cf_world is not None:
+                    store(
+                        cf_frame,
+                        plan_to_trajectory(labeller.plan(cf_world).plan, cf_world, frame.stamp),
+                        w.t,
+                        True,
                     )
-                    rows["camera_reason"].append(REASONS.index(reason))
+                    added["counterfactual"] += 1
             except ModelInputError:
                 pass  # no usable reference path yet: the vehicle would not run the model either
         if student is None:
@@ -257,6 +280,7 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         "policy": job.policy,
         "frames": n,
         "takeovers": takeovers,
+        "counterfactual": added["counterfactual"],
         "collisions": len([c for c in log.collisions if c[3] >= 0.05]),
         "offroad": bool(log.offroad.any()),
     }

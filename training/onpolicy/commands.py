@@ -64,6 +64,11 @@ def register(sub: Any) -> None:
         help="label with the expert cut to the student's view (objects inside the pillar range, no "
         "agent start times; onpolicy.observable_labels, vla_edge/sim/label_view.py)",
     )  # fmt: skip
+    p.add_argument(
+        "--counterfactual-share", type=float, default=None,
+        help="fraction of stored frames that also get a parked object close ahead, labelled by the "
+        "expert (default: onpolicy.counterfactual.share; vla_edge/sim/counterfactual.py)",
+    )  # fmt: skip
     p.add_argument("--init", default=None, help="checkpoint to start from (e.g. a committed one)")
     p.add_argument("--no-export", action="store_true", help="do not export the final student")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
@@ -134,6 +139,11 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
             oc[key] = val
     if getattr(args, "observable_labels", None):
         oc["observable_labels"] = True
+    share = getattr(args, "counterfactual_share", None)
+    if share is not None:
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"--counterfactual-share {share}: must be in [0, 1]")
+        oc.setdefault("counterfactual", {})["share"] = share
     extra = getattr(args, "hazard_oversample", None)
     if extra is not None:
         if extra < 0:

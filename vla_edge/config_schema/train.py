@@ -130,6 +130,13 @@ class Hazard(Section):
     min_speed: NonNeg
 
 
+class Counterfactual(Section):
+    share: Frac
+    distance: NonNegPair
+    lateral: Pair
+    classes: list[Literal["crew", "baggage_cart", "tug", "cone"]] = Field(min_length=1)
+
+
 class OnPolicy(Section):
     iterations: NonNegInt
     scenarios: list[Count] = Field(min_length=1)
@@ -149,6 +156,9 @@ class OnPolicy(Section):
     beta: Frac
     camera_dropout: Frac = 0.15
     observable_labels: bool = False
+    counterfactual: Counterfactual = Counterfactual(
+        share=0.0, distance=[5.0, 20.0], lateral=[-1.0, 1.0], classes=["crew", "baggage_cart", "tug", "cone"]
+    )
     hazard: Hazard = Hazard(oversample=0, ratio=0.7, min_speed=2.0)
     dart: Dart
     takeover: Takeover

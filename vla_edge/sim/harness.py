@@ -267,32 +267,48 @@ class FrameBuilder:
 
     def build(self, world: World, frame_index: int) -> Frame:
         """The Frame the vehicle would assemble now."""
-        from vla_edge.conversions import rgb_to_image
+        if world is not self._world:
+            self._reset(world)
+        return self._assemble(self.asm, world, frame_index, None)
+
+    def build_variant(self, world: World, frame_index: int, extra: Boxes) -> Frame:
+        """The Frame of ``world`` with ``extra`` boxes in the scene (LiDAR and camera),
+        assembled on a copy of the assembler, so the frames that follow are unaffected. Call
+        it before :meth:`build` of the same frame index."""
+        import copy
 
         if world is not self._world:
             self._reset(world)
+        return self._assemble(copy.deepcopy(self.asm), world, frame_index, extra)
+
+    def _assemble(self, asm: Any, world: World, frame_index: int, extra: Boxes | None) -> Frame:
+        from vla_edge.conversions import rgb_to_image
+
         e = world.ego
         pose = np.array([e.x, e.y, e.yaw])
         stamp = world.stamp
-        self.asm.add_ego_state(EgoState(stamp, e.x, e.y, e.yaw, e.v, 0.0, e.yaw_rate), self.odom)
+        asm.add_ego_state(EgoState(stamp, e.x, e.y, e.yaw, e.v, 0.0, e.yaw_rate), self.odom)
         tc = self.cfg["time"]
         if world.t - self._last_path >= float(tc["path_period"]) - 1e-6:
             rp = self.cfg["reference_path"]
             s_e = world.ego_s()
             pts = world.lane.resample(float(rp["step"]), s_e - float(rp["behind"]), s_e + float(rp["ahead"]))
-            self.asm.set_reference_path(pts, stamp, self.odom)
-            self._last_path = world.t
+            asm.set_reference_path(pts, stamp, self.odom)
+            if asm is self.asm:
+                self._last_path = world.t
         boxes = world.boxes() if (self.lidar or self.camera) else Boxes.empty()
+        if extra is not None:
+            boxes = Boxes.concat([boxes, extra])
         if self.camera is not None:
             img = self.camera.render(pose, boxes, world.ground)
-            self.asm.add_image(self.camera_key, rgb_to_image(img, self.factory, stamp, self.camera.frame_id))
+            asm.add_image(self.camera_key, rgb_to_image(img, self.factory, stamp, self.camera.frame_id))
         if self.lidar is not None:
             rng = np.random.default_rng([world.seed, frame_index, 29])
             deg = world.info.get("lidar")  # per-scenario degradation (lidar_degraded family)
             points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False, degradation=deg).points
         else:
             points = np.zeros((0, 4), np.float32)
-        return self.asm.make_frame_from_points(stamp, points, self.lidar_frame)
+        return asm.make_frame_from_points(stamp, points, self.lidar_frame)
 
 
 def _ttc_violation(world: World, horizon: float, step: float) -> float:

@@ -1,0 +1,116 @@
+"""Counterfactual parked objects (vla_edge/sim/counterfactual.py) and their training samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vla_edge.calibration import Calibration
+from vla_edge.config import load_config
+from vla_edge.sim.counterfactual import COUNTERFACTUAL_ID, parked_box, with_boxes
+from vla_edge.sim.expert import Expert
+from vla_edge.sim.harness import FrameBuilder
+from vla_edge.sim.rollout import run_closed_loop
+from vla_edge.sim.scenarios import make_scenario, suite
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict:
+    return load_config("sim")
+
+
+def _world(cfg: dict):
+    return make_scenario(suite(1, 9200, ["empty_road"], 0.5, cfg)[0], cfg, 20.0)
+
+
+def test_box_sits_on_the_lane_ahead_and_the_world_is_untouched(cfg: dict) -> None:
+    w = _world(cfg)
+    n_static = len(w.static)
+    box = parked_box(w, "tug", 12.0, lateral=1.0)
+    x, y, yaw = w.lane.interp(w.ego_s() + 12.0)
+    assert np.allclose(box.xy[0], [x - np.sin(yaw), y + np.cos(yaw)])
+    assert box.ids[0] == COUNTERFACTUAL_ID and tuple(box.size[0]) == (3.0, 1.8, 1.8)
+    w2 = with_boxes(w, box)
+    assert len(w2.static) == n_static + 1 and len(w.static) == n_static
+    with pytest.raises(ValueError, match="unknown object class"):
+        parked_box(w, "airbus", 5.0)
+
+
+def test_variant_frames_leave_the_real_frames_unchanged(cfg: dict) -> None:
+    """Frames built with variants in between equal the frames built without (assembler copied)."""
+    calib = Calibration.from_config(load_config("calibration"))
+    expert = Expert(cfg)
+    frames: dict[bool, list] = {False: [], True: []}
+    for with_variants in (False, True):
+        builder = FrameBuilder(cfg, calib, lidar=True, camera=False)
+        world = _world(cfg)
+        k = [0]
+
+        def policy(w, with_variants=with_variants, builder=builder, k=k):
+            if with_variants and k[0] % 3 == 0:
+                v = builder.build_variant(w, k[0], parked_box(w, "tug", 8.0))
+                near = v.points[(np.abs(v.points[:, 0] - 8.0) < 2.0) & (np.abs(v.points[:, 1]) < 1.0)]
+                assert len(near) > 50, "the variant shows the tug"
+            frames[with_variants].append(builder.build(w, k[0]))
+            k[0] += 1
+            return expert.plan(w).plan, {}
+
+        run_closed_loop(world, policy, 1.5, cfg)
+    assert len(frames[True]) == len(frames[False]) > 10
+    for a, b in zip(frames[False], frames[True]):
+        assert np.array_equal(a.points, b.points) and a.stamp == b.stamp
+        assert np.array_equal(a.reference_path, b.reference_path)
+
+
+def test_collection_adds_expert_labelled_counterfactual_samples(cfg: dict) -> None:
+    from training.onpolicy.collect import CollectJob, run_job
+
+    oc = load_config("train")["onpolicy"]
+    spec = suite(1, 9200, ["empty_road"], 0.5, cfg)[0]
+    out = {}
+    for share in (0.0, 1.0):
+        job = CollectJob(
+            spec,
+            0,
+            "expert",
+            dict(
+                oc,
+                seconds=4.0,
+                stride=10,
+                counterfactual=dict(
+                    oc["counterfactual"], share=share, distance=[6.0, 8.0], lateral=[0.0, 0.0]
+                ),
+            ),
+        )
+        out[share] = run_job(job)
+    plain, both = out[0.0], out[1.0]
+    n = plain["stats"]["frames"]
+    assert both["stats"]["counterfactual"] == n and both["stats"]["frames"] == 2 * n
+    gt = both["arrays"]["gt"]
+    real, cf = gt[0::2], gt[1::2]  # each counterfactual sample follows its frame
+    assert np.allclose(real, plain["arrays"]["gt"]), "the rollout and its labels are unchanged"
+    moved = np.hypot(*real[:, -1, :2].T) - np.hypot(*cf[:, -1, :2].T)
+    later = np.flatnonzero(both["arrays"]["t"][0::2] >= 1.0)  # once cruising, the expert reacts
+    assert (moved[later] > 1.0).all(), moved
+
+
+def test_onpolicy_flags_set_the_config() -> None:
+    import argparse
+
+    from training.onpolicy.commands import onpolicy_config, register
+    from vla_edge.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    base = ["onpolicy", "--workdir", "x"]
+    cfg, _ = onpolicy_config(
+        parser.parse_args([*base, "--counterfactual-share", "0.2", "--observable-labels"])
+    )
+    assert cfg["onpolicy"]["counterfactual"]["share"] == 0.2 and cfg["onpolicy"]["observable_labels"] is True
+    default, _ = onpolicy_config(parser.parse_args(base))
+    assert (
+        default["onpolicy"]["counterfactual"]["share"] == 0.0
+        and default["onpolicy"]["observable_labels"] is False
+    )
+    with pytest.raises(ConfigError, match="counterfactual-share"):
+        onpolicy_config(parser.parse_args([*base, "--counterfactual-share", "1.5"]))
