@@ -257,7 +257,14 @@ class OnPolicyLoop:
         return summary
 
     def evaluate(self, k: int) -> dict[str, Any]:
-        """Closed loop (student alone) on the held-out eval seeds; adds the row's scores."""
+        """Closed loop (student alone) on the held-out eval seeds; adds the row's scores.
+
+        ``eval_scenarios: 0`` skips it (the row's score columns stay empty), e.g. when the
+        candidates are judged afterwards on more scenarios (``gpu_session.sh judge``).
+        """
+        if int(self.oc["eval_scenarios"]) == 0:
+            self._mark(k, "evaluate")
+            return {}
         specs = suite(int(self.oc["eval_scenarios"]), int(self.oc["eval_seed"]), None, self.oc["difficulty"])
         models: dict[str, str | None] = {"student": str(self.checkpoint(k))}
         if "expert" not in self.state:
