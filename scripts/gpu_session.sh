@@ -29,6 +29,7 @@ JOBS="${JOBS:-plain hazard camera}"
 ITER="${ITER:-2}" SCEN="${SCEN:-220}" MINUTES="${MINUTES:-2.5}" TRAIN_SEED="${TRAIN_SEED:-310}" HAZARD="${HAZARD:-2}"
 CAM_SCEN="${CAM_SCEN:-150}" CAM_MINUTES="${CAM_MINUTES:-2.5}" CAM_HELDOUT_N="${CAM_HELDOUT_N:-20}"
 LIMIT_S="${LIMIT_S:-1260}"  # every job is killed after this many seconds (the device session is 30 min)
+TRAIN_JOBS="plain hazard motion observe motion_observe"  # the jobs of scripts/gpu_student.sh, below
 log() { echo "[$(date +%T)] $*" | tee -a "$S/session.log"; }
 setup() {
   if [ -d .whl ] && ! python3 -c "import rosbags, pydantic" 2>/dev/null; then
@@ -61,7 +62,7 @@ start)
 wait)
   end=$(( $(date +%s) + ${2:-560} ))
   while [ "$(date +%s)" -lt "$end" ] && pgrep -f "scripts/(gpu_student|camera_compare).sh" > /dev/null; do sleep 10; done
-  for j in plain hazard motion observe motion_observe camera; do  # the jobs that started (no need to repeat JOBS here)
+  for j in $TRAIN_JOBS camera; do  # the jobs that started (no need to repeat JOBS here)
     [ -f "$S/$j.log" ] && { echo "== $j"; grep -v "it/s\]$" "$S/$j.log" | tail -6; }
   done
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
@@ -72,7 +73,7 @@ judge)
   mkdir -p "$S/judge"
   for row in $rows; do
     seed=${row%%:*} diff=${row#*:}
-    for j in shipped plain hazard motion observe motion_observe; do
+    for j in shipped $TRAIN_JOBS; do
       eng=""
       if [ "$j" != shipped ]; then
         eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue
@@ -86,14 +87,14 @@ judge)
   done
   wait
   python3 scripts/judge_table.py "$S/judge" --out "$S/judge.json" | tee "$S/judge.md"
-  for j in shipped plain hazard motion observe motion_observe; do  # a parked object close ahead
+  for j in shipped $TRAIN_JOBS; do  # a parked object close ahead
     eng=""; [ "$j" != shipped ] && { eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue; }
     echo "probe $j: $(python3 scripts/probe_obstacles.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
   done ;;
 collect)
   OUT="${OUT:?set OUT}"
   cp "$S/judge.json" "$OUT"/ 2>/dev/null
-  for j in plain hazard motion observe motion_observe; do
+  for j in $TRAIN_JOBS; do
     [ -d "$S/$j" ] || continue
     last=$(ls "$S/$j"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)
     [ -n "$last" ] && cp "$last" "$OUT/$j.pt"
