@@ -2,7 +2,7 @@
 # One device session that outlives the 10-minute call limit: the jobs run in a new process session
 # (setsid), which the device keeps running until the machine goes back, and the calls that
 # follow (within the machine's 30 s idle release) only wait and, last, collect the results.
-#   bash scripts/gpu_session.sh start      # call 1: GPU latency bench, then launch the jobs
+#   bash scripts/gpu_session.sh start      # call 1: GPU benches ($BENCH), then launch the jobs
 #   bash scripts/gpu_session.sh wait 560   # calls 2..: wait up to N s (returns early when all are done)
 #   bash scripts/gpu_session.sh judge      # optional: drive each candidate and the shipped engine
 #                                          # on the tuning seeds with all cores (judge.json, judge.md),
@@ -40,8 +40,16 @@ setup() {
 case "${1:-}" in
 start)
   mkdir -p "$S" && setup
-  log "bench: GPU latency of tiny, tiny_motion and tiny_cam (FP16, batch 1, CUDA graphs) before the jobs load the GPU"
-  python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 > "$S/bench_gpu.txt" 2>&1; tail -8 "$S/bench_gpu.txt"
+  # the benches run before the jobs load the GPU and the cores (BENCH: any of model frame tests)
+  for b in ${BENCH:-model}; do
+    log "bench: $b"
+    case $b in
+    model) python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 ;;
+    frame) VLA_EDGE_SHARED_DATA="${VLA_EDGE_SHARED_DATA:-$PWD/test/data}" python3 bench/bench_gpu_frame.py --iters 200 ;;  # ../shared is not carried
+    tests) python3 -m pytest -q -p no:cacheprovider test/test_torch_pillarize_gpu.py test/test_backends_torch_cuda.py ;;
+    esac >> "$S/bench_gpu.txt" 2>&1
+    tail -12 "$S/bench_gpu.txt"
+  done
   for j in $JOBS; do
     case $j in
     plain | hazard | motion | observe | motion_observe)
@@ -50,7 +58,7 @@ start)
       case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" ;; esac
       case $j in *observe) obs=1 ;; esac
       env INIT=training/checkpoints/onpolicy_tiny.pt ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
-        TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" TRAIN_LIMIT_S="$LIMIT_S" \
+        EVAL_SCEN="${EVAL_SCEN:-8}" TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" TRAIN_LIMIT_S="$LIMIT_S" \
         WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
     camera)

@@ -16,6 +16,7 @@ ITER="${ITER:-2}"
 SCEN="${SCEN:-220,150}"
 MINUTES="${MINUTES:-1.7,1.3}"
 HELDOUT_N="${HELDOUT_N:-30}"
+# EVAL_SCEN: scenarios of the per-iteration closed-loop row (default 8; 0 skips it, for runs judged afterwards)
 HELDOUT="${HELDOUT:-1}"  # 0: train and export only (run the held-out rows on a workstation)
 PRESET="${PRESET:-tiny}"  # tiny_cam: the camera student (collects images; docs/training.md)
 FAMILIES="${FAMILIES:-}"  # comma-separated training families (default onpolicy.families), e.g. add stop_line
@@ -35,7 +36,7 @@ log() { echo "[$(date +%T)] $*"; }
 
 log "training: $ITER iterations, scenarios $SCEN, minutes $MINUTES"
 timeout "${TRAIN_LIMIT_S:-390}" $PY -m training onpolicy --workdir "$WORK" --iterations "$ITER" --scenarios "$SCEN" --minutes "$MINUTES" \
-  --eval-scenarios 8 --batch-size 256 --preset "$PRESET" ${FAMILIES:+--families "$FAMILIES"} ${INIT:+--init "$INIT"} \
+  --eval-scenarios "${EVAL_SCEN:-8}" --batch-size 256 --preset "$PRESET" ${FAMILIES:+--families "$FAMILIES"} ${INIT:+--init "$INIT"} \
   ${TRAIN_SEED:+--train-seed "$TRAIN_SEED"} ${HAZARD:+--hazard-oversample "$HAZARD"} ${WORKERS:+--workers "$WORKERS"} \
   $([ "$OBSERVABLE" = 1 ] && echo --observable-labels) ${CF_SHARE:+--counterfactual-share "$CF_SHARE"} 2>&1 | grep -v "it/s\]$" | tail -40
 cp "$WORK"/results.json "$WORK"/results.md "$OUT"/ 2>/dev/null
