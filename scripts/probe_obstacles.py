@@ -3,11 +3,12 @@
 Closed-loop scores mix many causes and need minutes per seed; this asks one question in a few
 seconds. An ``empty_road`` scenario is driven by the expert to ``--at`` seconds (cruising);
 then, one at a time, a box of each class is placed on the lane centre ``d`` metres ahead, the
-simulator's LiDAR renders the frame, and the student (raw, best mode) and the privileged
-expert plan from it. Printed per class and distance: the LiDAR points on the box, how far
-each plan gets in its horizon (4 s), and whether the ego body swept along the plan overlaps the
-box (going around it, as the expert does where the road has room, is fine). Written while
-diagnosing why the student hits crossing carts (docs/training.md).
+simulator's LiDAR renders the frame (and the earlier sweeps a multi-sweep model uses), and the
+student (raw, best mode) and the privileged expert plan from it. Printed per class and distance:
+the LiDAR points on the box, how far each plan gets in its horizon (4 s), and whether the ego
+body swept along the plan overlaps the box (going around it, as the expert does where the road
+has room, is fine). Written while diagnosing why the student hits crossing carts
+(docs/training.md).
 
     python scripts/probe_obstacles.py [--engine engines/student.onnx] [--json out.json]
 """
@@ -27,22 +28,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def cruising_world(cfg: dict[str, Any], seed: int, at: float) -> Any:
-    """An ``empty_road`` world driven by the expert up to ``at`` s (a copy at that time)."""
+def cruising_world(cfg: dict[str, Any], seed: int, at: float, builder: Any) -> tuple[Any, Any, int]:
+    """An ``empty_road`` world driven by the expert up to ``at`` s, with ``builder`` building
+    every frame on the way (so multi-sweep models get their earlier sweeps): copies of the
+    world and the builder at that time, and the frame index there."""
     from vla_edge.sim.expert import Expert
     from vla_edge.sim.rollout import run_closed_loop
     from vla_edge.sim.scenarios import make_scenario, suite
 
     world = make_scenario(suite(1, seed, ["empty_road"], 0.5, cfg)[0], cfg, 20.0)
-    expert, kept = Expert(cfg), {}
+    expert, kept, k = Expert(cfg), {}, [0]
 
     def policy(w: Any) -> tuple[Any, dict]:
         if w.t >= at and "w" not in kept:
-            kept["w"] = copy.deepcopy(w)
+            kept["w"], kept["b"] = copy.deepcopy((w, builder))  # one memo: the copy builds on the copy
+            kept["k"] = k[0]
+        builder.build(w, k[0])
+        k[0] += 1
         return expert.plan(w).plan, {}
 
     run_closed_loop(world, policy, at + 0.2, cfg)
-    return kept["w"]
+    return kept["w"], kept["b"], kept["k"]
 
 
 def plan_hits(world: Any, poses: np.ndarray, dt: float, box: np.ndarray) -> bool:
@@ -82,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     builder = FrameBuilder(cfg, Calibration.from_config(load_config("calibration")), True, False, None)
     student, _ = make_planner("student", cfg, None, args.engine, args.backend)
     expert = Expert(cfg)
-    base = cruising_world(cfg, args.seed, args.at)
-    k = round(args.at / float(cfg["time"]["frame_dt"]))
+    base, builder, k = cruising_world(cfg, args.seed, args.at, builder)
     rows = []
     print(f"ego {base.ego.v:.1f} m/s, empty road (seed {args.seed}, t = {args.at:g} s), plans over 4 s")
     print(f"{'object':>13} {'ahead m':>8} {'points':>7}  student: reach m, hits  expert: reach m, hits")
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in (float(v) for v in args.distances.split(",")):
             added = parked_box(base, cls, d)
             w, box = with_boxes(base, added), added.corners()
-            frame = builder.build(w, k)
+            frame = builder.build_variant(base, k, added)  # the earlier sweeps show it too
             pts = frame.points
             on_box = (np.abs(pts[:, 0] - d) < 0.6 * added.size[0, 0] + 0.3) & (np.abs(pts[:, 1]) < 1.5)
             row: dict[str, Any] = {

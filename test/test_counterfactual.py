@@ -114,3 +114,41 @@ def test_onpolicy_flags_set_the_config() -> None:
     )
     with pytest.raises(ConfigError, match="counterfactual-share"):
         onpolicy_config(parser.parse_args([*base, "--counterfactual-share", "1.5"]))
+
+
+def test_variant_renders_the_object_in_the_earlier_sweeps_a_model_uses(cfg: dict) -> None:
+    """A multi-sweep model sees the parked object in its earlier sweep too (not one that
+    appeared just now); the real frames' history stays without it."""
+    from vla_edge.pillarize import PillarSpec
+    from vla_edge.sweeps import select_sweeps
+
+    spec = PillarSpec.from_config(load_config("model")).with_sweeps([0.3], 0.05)  # tiny_motion's
+    calib = Calibration.from_config(load_config("calibration"))
+    builder = FrameBuilder(cfg, calib, lidar=True, camera=False)
+    expert, k, seen = Expert(cfg), [0], {}
+
+    def near_tug(points: np.ndarray, ahead: float) -> int:
+        return int(
+            np.sum((np.abs(points[:, 0] - ahead) < 2.0) & (np.abs(points[:, 1]) < 1.0) & (points[:, 2] > 0.3))
+        )
+
+    def policy(w):
+        if k[0] == 12:
+            box = parked_box(w, "tug", 10.0)
+            v = builder.build_variant(w, k[0], box, spec)
+            _lag, past = select_sweeps(v.stamp, v.history, spec)[0]
+            moved = float(np.hypot(w.ego.x - past.ego.x, w.ego.y - past.ego.y))
+            seen["variant_past"] = near_tug(past.points, 10.0 + moved)
+            seen["variant_now"] = near_tug(v.points, 10.0)
+            real = builder.build(w, k[0])
+            seen["real_past"] = near_tug(
+                select_sweeps(real.stamp, real.history, spec)[0][1].points, 10.0 + moved
+            )
+        else:
+            builder.build(w, k[0])
+        k[0] += 1
+        return expert.plan(w).plan, {}
+
+    run_closed_loop(_world(cfg), policy, 1.5, cfg)
+    assert seen["variant_now"] > 50 and seen["variant_past"] > 50, seen
+    assert seen["real_past"] == 0, seen

@@ -32,6 +32,7 @@ start of each scenario.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from vla_edge.calibration import Calibration
+from vla_edge.pillarize import PillarSpec
 from vla_edge.sim.camera import Camera
 from vla_edge.sim.ego import Plan, plan_from_trajectory
 from vla_edge.sim.expert import Expert
@@ -48,7 +50,8 @@ from vla_edge.sim.lidar import Lidar
 from vla_edge.sim.rollout import FrameRecord, RolloutLog, expert_policy, run_closed_loop
 from vla_edge.sim.scenarios import ScenarioSpec, make_scenario, suite
 from vla_edge.sim.world import Boxes, SimError, World, box_corners, rect_overlaps
-from vla_edge.types import EgoState, Frame, Trajectory
+from vla_edge.sweeps import select_sweeps
+from vla_edge.types import EgoState, Frame, PastSweep, Trajectory
 
 Planner = Callable[[Frame], "Trajectory | None"]
 _SOFT = ("cone", "fod")
@@ -257,6 +260,10 @@ class FrameBuilder:
         self.asm: Any = None
         self._world: World | None = None
         self._last_path = -np.inf
+        # the last sweeps as rendered (stamp -> pose, boxes, rng key): build_variant re-renders
+        # them with its extra boxes, so a multi-sweep model sees a parked object in every sweep
+        self._renders: dict[float, tuple[np.ndarray, Boxes, list[int], Any]] = {}
+        self._renders_kept = int(self.frame_cfg["lidar"]["history_max_sweeps"]) + 1
 
     def _reset(self, world: World) -> None:
         from vla_edge.frame_assembly import FrameAssembler
@@ -264,6 +271,7 @@ class FrameBuilder:
         self.asm = FrameAssembler(self.frame_cfg, self.calib)
         self._world = world
         self._last_path = -np.inf
+        self._renders = {}
 
     def build(self, world: World, frame_index: int) -> Frame:
         """The Frame the vehicle would assemble now."""
@@ -271,15 +279,44 @@ class FrameBuilder:
             self._reset(world)
         return self._assemble(self.asm, world, frame_index, None)
 
-    def build_variant(self, world: World, frame_index: int, extra: Boxes) -> Frame:
-        """The Frame of ``world`` with ``extra`` boxes in the scene (LiDAR and camera),
+    def build_variant(
+        self, world: World, frame_index: int, extra: Boxes, spec: PillarSpec | None = None
+    ) -> Frame:
+        """The Frame of ``world`` with ``extra`` (static) boxes in the scene (LiDAR and camera),
         assembled on a copy of the assembler, so the frames that follow are unaffected. Call
-        it before :meth:`build` of the same frame index."""
+        it before :meth:`build` of the same frame index.
+
+        The earlier sweeps a multi-sweep model composes (``spec``'s lags; every kept sweep
+        when ``spec`` is None) are rendered again from their own poses with ``extra`` added:
+        a parked object is in every sweep, as it would be, not one that appeared just now.
+        """
         import copy
 
         if world is not self._world:
             self._reset(world)
-        return self._assemble(copy.deepcopy(self.asm), world, frame_index, extra)
+        asm = copy.deepcopy(self.asm)
+        if self.lidar is not None and asm._history:
+            wanted = {id(h) for _, h in select_sweeps(world.stamp, asm._history, spec)} if spec else None
+            asm._history = [
+                self._rerender(h, world, extra) if wanted is None or id(h) in wanted else h
+                for h in asm._history
+            ]
+        return self._assemble(asm, world, frame_index, extra)
+
+    def _rerender(self, past: PastSweep, world: World, extra: Boxes) -> PastSweep:
+        """``past`` as the LiDAR would have seen it with ``extra`` in the scene (unchanged if
+        it was not rendered by this builder)."""
+        r = self._renders.get(past.stamp)
+        if r is None or self.lidar is None:
+            return past
+        pose, boxes, key, deg = r
+        scan = self.lidar.scan(
+            pose, Boxes.concat([boxes, extra]), world.ground, np.random.default_rng(key),
+            organized=False, degradation=deg,
+        ).points  # fmt: skip
+        cal = self.asm.calibration
+        pts = cal.transform_points(cal.crop_self_returns(scan, self.lidar_frame), self.lidar_frame)
+        return dataclasses.replace(past, points=pts)
 
     def _assemble(self, asm: Any, world: World, frame_index: int, extra: Boxes | None) -> Frame:
         from vla_edge.conversions import rgb_to_image
@@ -303,8 +340,13 @@ class FrameBuilder:
             img = self.camera.render(pose, boxes, world.ground)
             asm.add_image(self.camera_key, rgb_to_image(img, self.factory, stamp, self.camera.frame_id))
         if self.lidar is not None:
-            rng = np.random.default_rng([world.seed, frame_index, 29])
+            key = [world.seed, frame_index, 29]
             deg = world.info.get("lidar")  # per-scenario degradation (lidar_degraded family)
+            if asm is self.asm:
+                self._renders[stamp] = (pose, boxes, key, deg)
+                for old in sorted(self._renders)[: -self._renders_kept]:
+                    del self._renders[old]
+            rng = np.random.default_rng(key)
             points = self.lidar.scan(pose, boxes, world.ground, rng, organized=False, degradation=deg).points
         else:
             points = np.zeros((0, 4), np.float32)
