@@ -51,17 +51,13 @@ for p in $PRESETS; do
 done
 $PY - "$OUT" $PRESETS <<'PYEOF'
 import json, pathlib, sys
+from vla_edge.sim.summary import summarize_file
 out, presets = pathlib.Path(sys.argv[1]), sys.argv[2:]
 rows, lines = {}, ["| preset | held-out | scenarios | score | collisions | off-road | stop-line violations | raw pass | camera fallbacks |",
                    "|---|---|---|---|---|---|---|---|---|"]
 for p in presets:
     for f in sorted((out / p).glob("heldout_*.json")):
-        r = json.loads(f.read_text()); a = r["aggregate"]; sc = r["scenarios"]
-        row = {"score": a["score"], "scenarios": int(a["scenarios"]),
-               "collision_scenarios": sum(1 for s in sc if s["collisions"]),
-               "offroad_scenarios": sum(1 for s in sc if s["dac"] < 1.0),
-               "stop_line_violations": int(a.get("stop_line_violations", 0)),
-               "raw_pass_fraction": r.get("raw_pass_fraction"), "camera_fallbacks": r.get("camera_fallbacks")}
+        row = summarize_file(f)
         rows[f"{p}/{f.stem[8:]}"] = row
         lines.append(f"| {p} | {f.stem[8:]} | {row['scenarios']} | {row['score']:.3f} | {row['collision_scenarios']} | "
                      f"{row['offroad_scenarios']} | {row['stop_line_violations']} | {row['raw_pass_fraction']:.3f} | "

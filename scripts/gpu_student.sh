@@ -71,16 +71,10 @@ cp "$WORK"/export/student.onnx "$WORK"/export/student.json "$OUT"/
 [ -f "$WORK/export/student.ts" ] && cp "$WORK/export/student.ts" "$OUT"/
 $PY - "$EVAL" "$OUT/heldout.json" <<'EOF'
 import json, pathlib, sys
+from vla_edge.sim.summary import summarize_file
 d, out = pathlib.Path(sys.argv[1]), {}
 for f in sorted(d.glob("*.json")):
-    r = json.loads(f.read_text())
-    a = r["aggregate"]
-    out[f.stem] = {
-        "score": a["score"], "collision_scenarios": sum(1 for s in r["scenarios"] if s["collisions"]),
-        "offroad_scenarios": sum(1 for s in r["scenarios"] if s["dac"] < 1.0), "ep": a["ep"],
-        "comfort": a["comfort"], "scenarios": int(a["scenarios"]), "choices": r.get("choices"),
-        "raw_pass_fraction": r.get("raw_pass_fraction"), "raw_failed_checks": r.get("raw_failed_checks"),
-    }
+    out[f.stem] = summarize_file(f)
 out["promote_log"] = (d / "promote.log").read_text()[-3000:]
 out["logs"] = {f.stem: f.read_text()[-600:] for f in sorted(d.glob("*.log")) if f.stem != "promote"}
 pathlib.Path(sys.argv[2]).write_text(json.dumps(out, indent=1))

@@ -14,17 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-def summary(path: Path) -> dict[str, float | int | None]:
-    r = json.loads(path.read_text())
-    sc = r["scenarios"]
-    return {
-        "score": float(r["aggregate"]["score"]),
-        "scenarios": len(sc),
-        "collision_scenarios": sum(1 for s in sc if s["collisions"]),
-        "offroad_scenarios": sum(1 for s in sc if s["dac"] < 1.0),
-        "raw_pass_fraction": r.get("raw_pass_fraction"),
-    }
+from vla_edge.sim.summary import summarize_file  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in sorted(args.dir.glob("*_*_*.json")):
         engine, seed, diff = f.stem.rsplit("_", 2)
         try:
-            table.setdefault(engine, {})[f"{seed}:{diff}"] = summary(f)
+            table.setdefault(engine, {})[f"{seed}:{diff}"] = summarize_file(f)
         except (KeyError, ValueError, json.JSONDecodeError) as exc:
             print(f"skipping {f.name}: {exc}", file=sys.stderr)
     if not table:

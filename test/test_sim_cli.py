@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vla_edge.bagio import open_bag
 from vla_edge.cli import main
 
@@ -152,6 +154,15 @@ def test_evaluate_runs_the_vehicle_fallback_planner(tmp_path: Path) -> None:
     )
     d = json.loads(out.read_text())
     assert sum(d["choices"].values()) == 15  # the arbiter decided every frame
+    # the figures the docs' tables quote, as the side-by-side scripts read them
+    from vla_edge.sim.summary import summarize_file
+
+    s = summarize_file(out)
+    assert s["scenarios"] == 1 and s["score"] == d["aggregate"]["score"] and s["choices"] == d["choices"]
+    assert s["collision_scenarios"] == int(bool(d["scenarios"][0]["collisions"]))
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(KeyError):
+        summarize_file(tmp_path / "other.json")  # not an evaluate result
 
 
 def test_evaluate_workers_give_the_same_scores_in_scenario_order(tmp_path: Path) -> None:
