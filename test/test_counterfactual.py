@@ -152,3 +152,33 @@ def test_variant_renders_the_object_in_the_earlier_sweeps_a_model_uses(cfg: dict
     run_closed_loop(_world(cfg), policy, 1.5, cfg)
     assert seen["variant_now"] > 50 and seen["variant_past"] > 50, seen
     assert seen["real_past"] == 0, seen
+
+
+@pytest.mark.parametrize("parked_share", [1.0, 0.0])
+def test_multi_sweep_samples_show_a_parked_object_in_the_earlier_sweep(
+    cfg: dict, parked_share: float
+) -> None:
+    """Collected for a multi-sweep preset: a parked object is in the earlier sweep's points too
+    (motion-compensated to the same place); with ``parked_share`` 0 it shows only now."""
+    from training.onpolicy.collect import POINT_QUANTUM, CollectJob, run_job
+    from vla_edge.pillarize import PillarSpec
+
+    oc = load_config("train")["onpolicy"]
+    pspec = PillarSpec.from_config(load_config("model")).with_sweeps([0.3], 0.05)
+    cf = dict(
+        oc["counterfactual"], share=1.0, parked_share=parked_share, distance=[8.0, 8.0], lateral=[0.0, 0.0],
+        classes=["tug"],
+    )  # fmt: skip
+    job = CollectJob(
+        suite(1, 9200, ["empty_road"], 0.5, cfg)[0], 0, "expert",
+        dict(oc, seconds=2.5, stride=10, counterfactual=cf), pillar_spec=pspec,
+    )  # fmt: skip
+    arrays = run_job(job)["arrays"]
+    samples = np.split(arrays["points"].astype(np.float64) * POINT_QUANTUM, np.cumsum(arrays["counts"])[:-1])
+    cf_samples = samples[1::2][1:]  # after the first second, the 0.3 s sweep exists
+    assert len(cf_samples) == 2
+    for p in cf_samples:
+        on_tug = (np.abs(p[:, 0] - 8.0) < 2.0) & (np.abs(p[:, 1]) < 1.0) & (p[:, 2] > 0.3)
+        assert np.sum(on_tug & (p[:, 4] == 0)) > 50, "the current sweep shows it"
+        earlier = int(np.sum(on_tug & (p[:, 4] > 0.2)))
+        assert (earlier > 50) if parked_share == 1.0 else (earlier == 0), earlier

@@ -205,7 +205,8 @@ def run_job(job: CollectJob) -> dict[str, Any]:
                 cf_rng.uniform(*cf["lateral"]),
             )
             cf_world = with_boxes(w, box)
-            cf_frame = builder.build_variant(w, k, box, spec)  # before build(): it copies the assembler
+            parked = cf_rng.random() < float(cf["parked_share"])  # else it appears now (multi-sweep)
+            cf_frame = builder.build_variant(w, k, box, spec, parked)  # before build(): copies the assembler
         frame = builder.build(w, k)
         dec = expert.plan(w)
         expert_drives = student is None or state["expert_left"] > 0 or rng.random() < float(oc["beta"])

@@ -132,6 +132,7 @@ class Hazard(Section):
 
 class Counterfactual(Section):
     share: Frac
+    parked_share: Frac = 0.75
     distance: NonNegPair
     lateral: Pair
     classes: list[Literal["crew", "baggage_cart", "tug", "cone"]] = Field(min_length=1)

@@ -280,22 +280,28 @@ class FrameBuilder:
         return self._assemble(self.asm, world, frame_index, None)
 
     def build_variant(
-        self, world: World, frame_index: int, extra: Boxes, spec: PillarSpec | None = None
+        self,
+        world: World,
+        frame_index: int,
+        extra: Boxes,
+        spec: PillarSpec | None = None,
+        in_history: bool = True,
     ) -> Frame:
         """The Frame of ``world`` with ``extra`` (static) boxes in the scene (LiDAR and camera),
         assembled on a copy of the assembler, so the frames that follow are unaffected. Call
         it before :meth:`build` of the same frame index.
 
-        The earlier sweeps a multi-sweep model composes (``spec``'s lags; every kept sweep
-        when ``spec`` is None) are rendered again from their own poses with ``extra`` added:
-        a parked object is in every sweep, as it would be, not one that appeared just now.
+        With ``in_history``, the earlier sweeps a multi-sweep model composes (``spec``'s lags;
+        every kept sweep when ``spec`` is None) are rendered again from their own poses with
+        ``extra`` added: a parked object is in every sweep. Without, it shows only now, as an
+        object that appeared (crew stepping out from behind a vehicle).
         """
         import copy
 
         if world is not self._world:
             self._reset(world)
         asm = copy.deepcopy(self.asm)
-        if self.lidar is not None and asm._history:
+        if in_history and self.lidar is not None and asm._history:
             wanted = {id(h) for _, h in select_sweeps(world.stamp, asm._history, spec)} if spec else None
             asm._history = [
                 self._rerender(h, world, extra) if wanted is None or id(h) in wanted else h
