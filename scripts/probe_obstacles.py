@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def cruising_world(cfg: dict[str, Any], seed: int, at: float, builder: Any) -> tuple[Any, Any, int]:
+def cruising_world(cfg: dict[str, Any], seed: int, at: float, builder: Any = None) -> tuple[Any, Any, int]:
     """An ``empty_road`` world driven by the expert up to ``at`` s, with ``builder`` building
     every frame on the way (so multi-sweep models get their earlier sweeps): copies of the
     world and the builder at that time, and the frame index there."""
@@ -43,7 +43,8 @@ def cruising_world(cfg: dict[str, Any], seed: int, at: float, builder: Any) -> t
         if w.t >= at and "w" not in kept:
             kept["w"], kept["b"] = copy.deepcopy((w, builder))  # one memo: the copy builds on the copy
             kept["k"] = k[0]
-        builder.build(w, k[0])
+        if builder is not None:
+            builder.build(w, k[0])
         k[0] += 1
         return expert.plan(w).plan, {}
 

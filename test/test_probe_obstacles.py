@@ -25,7 +25,7 @@ def world_with_tug(probe):
     from vla_edge.config import load_config
     from vla_edge.sim.counterfactual import parked_box, with_boxes
 
-    base = probe.cruising_world(load_config("sim"), 9200, 8.0)
+    base = probe.cruising_world(load_config("sim"), 9200, 8.0)[0]
     box = parked_box(base, "tug", 10.0)
     return with_boxes(base, box), box.corners()
 
