@@ -120,3 +120,21 @@ def test_static_buffer_matches_numpy(committed_scan: np.ndarray, spec: PillarSpe
     assert tn == n
     assert np.array_equal(tf, f), "features must be bit-identical"
     assert np.array_equal(tc, c)
+
+
+def test_static_buffer_matches_numpy_in_deterministic_mode(
+    committed_scan: np.ndarray, spec: PillarSpec
+) -> None:
+    """``torch_cuda.deterministic`` turns on torch's deterministic algorithms before capture;
+    the pillarizer must run (and agree) under them, with fewer buffer rows than pillar slots."""
+    import torch
+
+    sp = dataclasses.replace(spec, max_pillars=len(committed_scan) + 50)  # N < P: empty slots pad
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        tf, tc, tn = _static(committed_scan.copy(), len(committed_scan), sp)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    f, c, n = pillarize(committed_scan, sp)
+    assert tn == n and np.array_equal(tf, f) and np.array_equal(tc, c)

@@ -104,15 +104,26 @@ def test_pillarizer_buffers_on_cpu(committed_scan: np.ndarray) -> None:
     no stale rows, a cloud over max_points takes the eager path, and features land in the
     model's dtype."""
     torch = pytest.importorskip("torch")
+    from vla_edge.backends.gpu_pillars import SMALLEST_BUCKET, bucket_sizes
     from vla_edge.config import load_config
     from vla_edge.pillarize import PillarSpec
 
+    assert bucket_sizes(300000) == [32768, 65536, 131072, 262144, 300000]
+    assert bucket_sizes(32768) == [32768] and bucket_sizes(1000) == [1000]
     spec = PillarSpec.from_config(load_config("model"))
     pz, targets = _pillarizer_case(torch, "cpu", spec, 20000, torch.float16)
     assert not pz.captured
     for pts in (committed_scan[:20000], committed_scan[:5000], committed_scan):  # last: oversize
         pz(pts)
         _check_targets(targets, pts, spec, np.float16)
+    # Three buckets: a cloud goes through the smallest buffer that holds it, stale rows ignored.
+    big = np.concatenate([committed_scan, committed_scan + np.float32([0.01, 0.0, 0.0, 0.0])])
+    assert len(big) > SMALLEST_BUCKET
+    pz, targets = _pillarizer_case(torch, "cpu", spec, len(big), torch.float32)
+    assert pz.sizes == [SMALLEST_BUCKET, 2 * SMALLEST_BUCKET, len(big)]
+    for pts in (big, big[:1000], big[: SMALLEST_BUCKET + 1], big[:SMALLEST_BUCKET]):
+        pz(pts)
+        _check_targets(targets, pts, spec, np.float32)
 
 
 def test_pillarizer_graph_on_gpu(shared_data: Path) -> None:
