@@ -36,36 +36,6 @@ SCANS = Path(os.environ.get("VLA_EDGE_SHARED_DATA", ROOT.parent / "shared" / "da
 GOAL_RATIO = 1.5
 
 
-def tile(pts: np.ndarray, n_points: int) -> np.ndarray:
-    """``pts`` repeated (3 cm jitter after the first copy) to exactly ``n_points`` rows."""
-    reps = -(-n_points // len(pts))
-    rng = np.random.default_rng(0)
-    tiled = np.concatenate(
-        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
-    )
-    tiled[:, 3] = np.tile(pts[:, 3], reps)
-    return np.ascontiguousarray(tiled[:n_points])
-
-
-def load_scan(path: str, n_points: int | None = None) -> np.ndarray:
-    """A real scan as N x 4 float32, tiled (3 cm jitter) to ``n_points``; no rclpy needed."""
-    if path.endswith(".pcd"):
-        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
-
-        return np.ascontiguousarray(pcd_to_xyzi(read_pcd(path)), dtype=np.float32)
-    raw = np.fromfile(path, dtype=np.float32)
-    pts = np.ascontiguousarray(raw.reshape(-1, 5 if "nuscenes" in path else 4)[:, :4])
-    if n_points is None:
-        return pts
-    reps = -(-n_points // len(pts))
-    rng = np.random.default_rng(0)
-    tiled = np.concatenate(
-        [pts + (rng.normal(0, 0.03, pts.shape) * (i > 0)).astype(np.float32) for i in range(reps)]
-    )
-    tiled[:, 3] = np.tile(pts[:, 3], reps)
-    return np.ascontiguousarray(tiled[:n_points])
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=200, help="timed frames per mode and size (default 200)")
@@ -93,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from vla_edge.config import load_config
     from vla_edge.inference import StudentRunner
     from vla_edge.pillarize import PillarSpec, pillarize
+    from vla_edge.scans import load_scan, tile_points
     from vla_edge.types import EgoState, Frame
 
     model_cfg = load_config("model")
@@ -135,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, mode {dev.mode}, "
               f"CUDA graph {'on' if dev._graph is not None else 'off'}")  # fmt: skip
         for n in [int(x) for x in args.points.split(",") if x]:
-            pts = load_scan(str(big), n) if big is not None else tile(clouds["synthetic"], n)
+            pts = load_scan(str(big), n) if big is not None else tile_points(clouds["synthetic"], n)
             frame = Frame(stamp=0.0, points=pts, ego=ego, reference_path=path)
             outs = {m: r.run(frame) for m, r in runners.items()}
             if not np.array_equal(outs["cpu-pillars"].trajectories, outs["gpu-pillars"].trajectories):

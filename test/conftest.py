@@ -83,7 +83,7 @@ def committed_scan_path() -> Path:
 @pytest.fixture(scope="session")
 def committed_scan(committed_scan_path: Path) -> np.ndarray:
     """The committed real scan as N x 4 float32 (x, y, z, intensity = 0: the PCD has xyz only)."""
-    from vla_edge.nodes.feeder import load_scan
+    from vla_edge.scans import load_scan  # ROS-free (the GPU machine has no rclpy)
 
     return load_scan(str(committed_scan_path))
 

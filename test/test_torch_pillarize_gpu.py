@@ -8,18 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COMMITTED_SCAN, real_scan_paths
+
+from vla_edge.scans import load_scan
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_scan(path: str) -> np.ndarray:
-    """KITTI (4 floats) / nuScenes (5 floats) ``.bin`` as N x 4 float32 (no rclpy on GPU hosts)."""
-    if path.endswith(".pcd"):
-        from vla_edge.conversions.pcd import pcd_to_xyzi, read_pcd
-
-        return np.ascontiguousarray(pcd_to_xyzi(read_pcd(path)), dtype=np.float32)
-    raw = np.fromfile(path, dtype=np.float32)
-    return np.ascontiguousarray(raw.reshape(-1, 5 if "nuscenes" in path else 4)[:, :4])
 
 
 def test_module_imports_without_torch() -> None:
@@ -37,14 +30,14 @@ def _cuda() -> object:
     return torch
 
 
-def test_gpu_pillars_are_the_numpy_pillars(shared_data: Path) -> None:
+def test_gpu_pillars_are_the_numpy_pillars() -> None:
     torch = _cuda()
     from vla_edge.backends.torch_pillarize import pillarize_torch
     from vla_edge.config import load_config
     from vla_edge.pillarize import PillarSpec, pillarize
 
     spec = PillarSpec.from_config(load_config("model"))
-    for scan in sorted((shared_data / "lidar").iterdir()):
+    for scan in real_scan_paths():  # the committed Hesai scan (+ KITTI/nuScenes where fetched)
         pts = load_scan(str(scan))
         f, c, n = pillarize(pts, spec)
         ft, ct, nt = pillarize_torch(torch.from_numpy(pts).cuda(), spec)
@@ -53,7 +46,7 @@ def test_gpu_pillars_are_the_numpy_pillars(shared_data: Path) -> None:
         np.testing.assert_array_equal(ct.cpu().numpy(), c)
 
 
-def test_runner_gives_the_same_plan_with_gpu_pillars(shared_data: Path) -> None:
+def test_runner_gives_the_same_plan_with_gpu_pillars() -> None:
     _cuda()
     from vla_edge.config import load_config
     from vla_edge.inference import StudentRunner
@@ -68,7 +61,7 @@ def test_runner_gives_the_same_plan_with_gpu_pillars(shared_data: Path) -> None:
             assert runner.backend.pillarize_on_device is on_gpu
             frame = Frame(
                 stamp=1.0,
-                points=load_scan(str(shared_data / "lidar" / "kitti_000008.bin")),
+                points=load_scan(str(COMMITTED_SCAN)),
                 ego=EgoState(1.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0),
                 reference_path=np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1),
             )
@@ -126,7 +119,7 @@ def test_pillarizer_buffers_on_cpu(committed_scan: np.ndarray) -> None:
         _check_targets(targets, pts, spec, np.float32)
 
 
-def test_pillarizer_graph_on_gpu(shared_data: Path) -> None:
+def test_pillarizer_graph_on_gpu() -> None:
     """Captured once, replayed per cloud: the same pillars as numpy, scan after scan."""
     torch = _cuda()
     from vla_edge.config import load_config
@@ -135,7 +128,7 @@ def test_pillarizer_graph_on_gpu(shared_data: Path) -> None:
     spec = PillarSpec.from_config(load_config("model"))
     pz, targets = _pillarizer_case(torch, "cuda", spec, 300000, torch.float32)
     assert pz.captured, pz.capture_error
-    for scan in sorted((shared_data / "lidar").iterdir()):
+    for scan in real_scan_paths():  # the committed Hesai scan (+ KITTI/nuScenes where fetched)
         pts = load_scan(str(scan))
         pz(pts)
         torch.cuda.synchronize()
