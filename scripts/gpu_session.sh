@@ -25,6 +25,9 @@
 # workstation; tuning seeds only, so promotion on fresh seeds stays a separate step.
 set -uo pipefail
 S=/tmp/vla_session
+# The jobs run from a copy of the checkout: every device call copies the working tree again, and a
+# collection worker once found a module missing mid-copy. judge and collect use the copy too.
+R=/tmp/vla_repo
 JOBS="${JOBS:-plain hazard camera}"
 ITER="${ITER:-2}" SCEN="${SCEN:-220}" MINUTES="${MINUTES:-2.5}" TRAIN_SEED="${TRAIN_SEED:-310}" HAZARD="${HAZARD:-2}"
 CAM_SCEN="${CAM_SCEN:-150}" CAM_MINUTES="${CAM_MINUTES:-2.5}" CAM_HELDOUT_N="${CAM_HELDOUT_N:-20}"
@@ -38,7 +41,12 @@ setup() {
   export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 }
 case "${1:-}" in
+start) ;;
+*) [ -d "$R" ] && cd "$R" ;;
+esac
+case "${1:-}" in
 start)
+  rm -rf "$R" && cp -a . "$R" && cd "$R" || exit 1
   mkdir -p "$S" && setup
   # the benches run before the jobs load the GPU and the cores (BENCH: any of model frame tests)
   for b in ${BENCH:-model}; do
