@@ -8,11 +8,11 @@
 #                                          # on the tuning seeds with all cores (judge.json, judge.md),
 #                                          # then scripts/probe_obstacles.py on each (judge.md)
 #   OUT=$OUT bash scripts/gpu_session.sh collect   # last call: copy what exists (also partial) to $OUT
-# Jobs (all from the committed checkpoint, all on scenario seeds never used for held-out rows):
+# Jobs (all from a committed checkpoint, all on scenario seeds never used for held-out rows):
 #   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
 #   hazard  the same with hard-braking expert frames oversampled ($HAZARD extra copies)
-#   motion  the same with the multi-sweep preset tiny_motion (widened from the tiny checkpoint;
-#           training seeds $MOTION_SEED, default $TRAIN_SEED)
+#   motion  the same with the multi-sweep preset tiny_motion (from onpolicy_tiny_motion.pt, the
+#           shipped student since 2026-12-07; training seeds $MOTION_SEED, default $TRAIN_SEED)
 #   observe, motion_observe   plain / motion with labels from the expert cut to the student's
 #           view (--observable-labels: objects inside the pillar range, no agent start times)
 # CF_SHARE (all training jobs): share of frames that also get a counterfactual parked object close
@@ -63,9 +63,10 @@ start)
     plain | hazard | motion | observe | motion_observe)
       h=0 preset=tiny seed="$TRAIN_SEED" obs=0
       [ "$j" = hazard ] && h="$HAZARD"
-      case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" ;; esac
+      init=training/checkpoints/onpolicy_tiny.pt
+      case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" init=training/checkpoints/onpolicy_tiny_motion.pt ;; esac
       case $j in *observe) obs=1 ;; esac
-      env INIT=training/checkpoints/onpolicy_tiny.pt ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
+      env INIT="$init" ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
         EVAL_SCEN="${EVAL_SCEN:-8}" TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" TRAIN_LIMIT_S="$LIMIT_S" \
         WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;

@@ -351,7 +351,15 @@ class OnPolicyLoop:
         data = SparseFrames.concat(frames)
         prov = {
             "provenance": {
-                "method": "onpolicy (DAgger, privileged-expert labels)",
+                "method": "onpolicy (DAgger, "
+                + ("observable-view" if self.oc.get("observable_labels") else "privileged")
+                + " expert labels"
+                + (
+                    ", counterfactual parked objects"
+                    if float(self.oc.get("counterfactual", {}).get("share", 0))
+                    else ""
+                )
+                + ")",
                 "dataset_sha256": data.digest(),
                 "frames": len(data),
                 "scenario_seeds": sorted({int(s) for s in data.scenario}),
