@@ -103,7 +103,9 @@ def test_manifest_contents_and_tamper_refusal(exported) -> None:
     verify_onnx(man)
     cfg = model.cfg
     assert man.weights == "random-seeded" and man.preset == "tiny" and man.opset >= 17
-    assert man.input("pillar_features").shape == (1, cfg.spec.max_pillars, cfg.spec.max_points, 10)
+    assert man.input("pillar_features").shape == (
+        1, cfg.spec.max_pillars, cfg.spec.max_points, cfg.spec.num_features
+    )  # fmt: skip
     assert man.input("pillar_coords").dtype == "int32" and man.input("pillar_count").shape == (1,)
     assert man.output("trajectories").shape == (1, cfg.num_anchors, cfg.num_poses, 3)
     assert np.asarray(man.anchors).shape == (cfg.num_anchors, cfg.num_poses, 3)
@@ -187,7 +189,9 @@ def test_shipped_engine_matches_config() -> None:
     man = load_manifest(onnx_path)
     verify_onnx(man)
     cfg = ModelConfig.from_config(preset=man.preset)
-    assert man.input("pillar_features").shape == (1, cfg.spec.max_pillars, cfg.spec.max_points, 10)
+    assert man.input("pillar_features").shape == (
+        1, cfg.spec.max_pillars, cfg.spec.max_points, cfg.spec.num_features
+    )  # fmt: skip
     assert man.input("reference_path").shape == (1, cfg.spec.num_path_points, 2)
     assert man.input("noise").shape == (1, cfg.num_anchors, cfg.num_poses, 3)
     assert man.model_config["spec"]["point_cloud_range"] == list(cfg.spec.point_cloud_range)
