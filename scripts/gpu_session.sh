@@ -12,7 +12,7 @@
 #   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
 #   hazard  the same with hard-braking expert frames oversampled ($HAZARD extra copies)
 #   motion  the same with the multi-sweep preset tiny_motion (from onpolicy_tiny_motion.pt, the
-#           shipped student since 2026-12-07; training seeds $MOTION_SEED, default $TRAIN_SEED)
+#           best multi-sweep student so far; training seeds $MOTION_SEED, default $TRAIN_SEED)
 #   observe, motion_observe   plain / motion with labels from the expert cut to the student's
 #           view (--observable-labels: objects inside the pillar range, no agent start times)
 # CF_SHARE (all training jobs): share of frames that also get a counterfactual parked object close
