@@ -4,7 +4,8 @@
 # follow (within the machine's 30 s idle release) only wait and, last, collect the results.
 #   bash scripts/gpu_session.sh start      # call 1: GPU benches ($BENCH), then launch the jobs
 #   bash scripts/gpu_session.sh wait 560   # calls 2..: wait up to N s (returns early when all are done)
-#   bash scripts/gpu_session.sh judge      # optional: drive each candidate and the shipped engine
+#   bash scripts/gpu_session.sh judge      # optional: drive each candidate and the shipped engine,
+#                                          # alone and in the stack (JUDGE_PLANNERS, "<job>-stack" rows),
 #                                          # on the tuning seeds with all cores (judge.json, judge.md),
 #                                          # then scripts/probe_obstacles.py on each (judge.md)
 #   OUT=$OUT bash scripts/gpu_session.sh collect   # last call: copy what exists (also partial) to $OUT
@@ -95,11 +96,14 @@ judge)
       if [ "$j" != shipped ]; then
         eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue
       fi
-      # two rows at a time, half the cores each
-      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 1; done
-      timeout 600 python3 -m vla_edge sim evaluate --planner student ${eng:+--engine "$eng"} --backend onnxruntime \
-        --seed "$seed" --difficulty "$diff" --scenarios "$n" --seconds 20 --workers "$w" --no-progress \
-        --out "$S/judge/${j}_${seed}_${diff}.json" > "$S/judge/${j}_${seed}_${diff}.log" 2>&1 &
+      for pl in ${JUDGE_PLANNERS:-student stack}; do  # the stack too: the vehicle runs it
+        name=$j; [ "$pl" = stack ] && name="$j-stack"
+        # two rows at a time, half the cores each
+        while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 1; done
+        timeout 600 python3 -m vla_edge sim evaluate --planner "$pl" ${eng:+--engine "$eng"} --backend onnxruntime \
+          --seed "$seed" --difficulty "$diff" --scenarios "$n" --seconds 20 --workers "$w" --no-progress \
+          --out "$S/judge/${name}_${seed}_${diff}.json" > "$S/judge/${name}_${seed}_${diff}.log" 2>&1 &
+      done
     done
   done
   wait
