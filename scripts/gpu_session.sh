@@ -35,6 +35,10 @@ CAM_SCEN="${CAM_SCEN:-150}" CAM_MINUTES="${CAM_MINUTES:-2.5}" CAM_HELDOUT_N="${C
 LIMIT_S="${LIMIT_S:-1260}"  # every job is killed after this many seconds (the device session is 30 min)
 TRAIN_JOBS="plain hazard motion observe motion_observe"  # the jobs of scripts/gpu_student.sh, below
 log() { echo "[$(date +%T)] $*" | tee -a "$S/session.log"; }
+engine_of() {  # the ONNX a judge row drives ("" = the shipped engine); exit 1 when the job exported none
+  [ "$1" = shipped ] && { echo ""; return 0; }
+  [ -f "$S/$1/export/student.onnx" ] && echo "$S/$1/export/student.onnx"
+}
 setup() {
   if [ -d .whl ] && ! python3 -c "import rosbags, pydantic" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
@@ -92,10 +96,7 @@ judge)
   for row in $rows; do
     seed=${row%%:*} diff=${row#*:}
     for j in shipped $TRAIN_JOBS; do
-      eng=""
-      if [ "$j" != shipped ]; then
-        eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue
-      fi
+      eng=$(engine_of "$j") || continue
       for pl in ${JUDGE_PLANNERS:-student stack}; do  # the stack too: the vehicle runs it
         name=$j; [ "$pl" = stack ] && name="$j-stack"
         # two rows at a time, half the cores each
@@ -109,7 +110,7 @@ judge)
   wait
   python3 scripts/judge_table.py "$S/judge" --out "$S/judge.json" | tee "$S/judge.md"
   for j in shipped $TRAIN_JOBS; do  # a parked object close ahead
-    eng=""; [ "$j" != shipped ] && { eng="$S/$j/export/student.onnx"; [ -f "$eng" ] || continue; }
+    eng=$(engine_of "$j") || continue
     echo "probe $j: $(python3 scripts/probe_obstacles.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
   done ;;
 collect)

@@ -349,17 +349,11 @@ class OnPolicyLoop:
 
         row = self.state["rows"][str(k)]
         data = SparseFrames.concat(frames)
+        labels = "observable-view" if self.oc.get("observable_labels") else "privileged"
+        cf = ", counterfactual parked objects" if self.oc.get("counterfactual", {}).get("share") else ""
         prov = {
             "provenance": {
-                "method": "onpolicy (DAgger, "
-                + ("observable-view" if self.oc.get("observable_labels") else "privileged")
-                + " expert labels"
-                + (
-                    ", counterfactual parked objects"
-                    if float(self.oc.get("counterfactual", {}).get("share", 0))
-                    else ""
-                )
-                + ")",
+                "method": f"onpolicy (DAgger, {labels} expert labels{cf})",
                 "dataset_sha256": data.digest(),
                 "frames": len(data),
                 "scenario_seeds": sorted({int(s) for s in data.scenario}),

@@ -100,7 +100,7 @@ def pillarize_static(points: Tensor, n: Tensor, spec: PillarSpec) -> tuple[Tenso
     used = torch.where(real, torch.clamp(gstart[g + 1] - start, max=M), torch.zeros_like(start))
     m = torch.arange(M, device=dev)
     take = m[None, :] < used[:, None]  # [P, M]: the first M points of each kept pillar
-    q = p[order][(start[:, None] + m[None, :]).clamp(max=N - 1)]  # [P, M, point_columns]
+    q = p[order[(start[:, None] + m[None, :]).clamp(max=N - 1)]]  # [P, M, point_columns], no N-row copy
     q = torch.where(take[..., None], q, torch.zeros_like(q))
     xyz = q[..., :3]
     mean = xyz.sum(1) / torch.clamp(used, min=1).to(torch.float64)[:, None]
