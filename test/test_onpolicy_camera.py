@@ -96,8 +96,8 @@ def test_stack_suite_and_promote_configure_a_camera_engine(tmp_path: Path) -> No
     tiny, _ = make_planner("student", load_config("sim"), None, None, "onnxruntime")
     assert not tiny.needs_camera, "the shipped LiDAR-only engine is unchanged"
     # promote's closed loop configures the camera the same way
-    rows = _eval_engine((onnx, [ScenarioSpec("empty_road", 9701, 0.3)], 1.0))
-    assert rows[0]["raw"]["raw_plans"] > 0 and rows[0]["raw"]["camera_fallbacks"] == {}
+    _, _, raw = _eval_engine(("student", onnx, [ScenarioSpec("empty_road", 9701, 0.3)], 1.0))
+    assert raw["raw_plans"] > 0 and raw["camera_fallbacks"] == {}
 
 
 def test_model_planner_feeds_the_camera(small_onpolicy_config: Path) -> None:
@@ -228,11 +228,11 @@ def test_families_override_is_validated(small_onpolicy_config: Path) -> None:
 
 
 def test_sim_evaluate_workers_merge_camera_fallbacks() -> None:
-    from vla_edge.cli.sim import _merge_raw
+    from vla_edge.cli.sim import merge_raw
 
     parts = [
         {"raw_plans": 2, "raw_pass_fraction": 1.0, "raw_failed_checks": {}, "camera_fallbacks": {"stale": 1}},
         {"raw_plans": 2, "raw_pass_fraction": 0.5, "raw_failed_checks": {}, "camera_fallbacks": {"stale": 2}},
     ]
-    assert _merge_raw(parts)["camera_fallbacks"] == {"stale": 3}
-    assert "camera_fallbacks" not in _merge_raw([{"raw_plans": 1, "raw_pass_fraction": 1.0}])
+    assert merge_raw(parts)["camera_fallbacks"] == {"stale": 3}
+    assert "camera_fallbacks" not in merge_raw([{"raw_plans": 1, "raw_pass_fraction": 1.0}])

@@ -101,21 +101,51 @@ def test_promote_refuses_a_worse_engine_and_records_provenance(tmp_path: Path) -
     doc = json.loads((empty / "student.json").read_text())
     rec = doc["promotion"]
     assert rec["heldout"]["seeds"] == [9701, 9702] and rec["heldout"]["scenarios"] == 2
-    assert 0.0 <= rec["candidate"]["score"] <= 1.0 and rec["replaced"] is None
+    assert rec["replaced"] is None
+    alone = rec["candidate"]["student"]
+    assert 0.0 <= alone["score"] <= 1.0 and "raw_pass_fraction" in alone
+    assert 0.0 <= rec["candidate"]["stack"]["student_share"] <= 1.0, "the stack row counts who drove"
     assert (empty / "student.onnx").read_bytes() == (cand / "student.onnx").read_bytes()
 
 
+def test_promotion_needs_a_win_alone_and_in_the_stack() -> None:
+    """Better alone but worse in the stack (the slow 2026-12-07 candidate) is refused, and so is a
+    stack win bought with a collision; a candidate better in both passes."""
+    from training.onpolicy.commands import promotion_verdict
+
+    def res(alone: float, stack: float, coll: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+        cand = {"student": {"score": alone, "collision_scenarios": 0}}
+        cand["stack"] = {"score": stack, "collision_scenarios": coll}
+        cur = {"student": {"score": 0.82, "collision_scenarios": 5}}
+        cur["stack"] = {"score": 0.98, "collision_scenarios": 0}
+        return {"candidate": cand, "current": cur}
+
+    assert promotion_verdict(res(0.90, 0.915)) == ["stack: score 0.915 does not beat 0.980"]
+    assert promotion_verdict(res(0.90, 0.99, coll=1)) == ["stack: 1 collision scenarios against 0"]
+    assert promotion_verdict(res(0.80, 0.99)) == ["student: score 0.800 does not beat 0.820"]
+    assert promotion_verdict(res(0.90, 0.99)) == []
+    assert promotion_verdict({"candidate": res(0.1, 0.1)["candidate"]}) == [], "nothing to beat"
+
+
 def test_hazard_oversampling_repeats_braking_frames_without_copying_points() -> None:
-    """Hard-braking expert frames are sampled extra times through the index order, nothing else."""
+    """Hard-braking and speeding-up expert frames are sampled extra times through the index order,
+    nothing else."""
     import torch
 
-    from training.onpolicy.store import SparseFrames, SparseSplitData, hazard_mask, oversample_order
+    from training.onpolicy.store import (
+        SparseFrames,
+        SparseSplitData,
+        hazard_mask,
+        oversample_order,
+        speedup_mask,
+    )
     from vla_edge.config import load_config
     from vla_edge.pillarize import PillarSpec
 
     spec = PillarSpec.from_config(load_config("model"))
     v = np.array([10.0, 10.0, 1.0, 10.0])  # m/s: cruise, brake, creep (never a hazard), cruise
     reach = np.array([40.0, 12.0, 1.0, 38.0])  # m the label covers at 4 s
+    # creeping at 1 m/s with a 1 m label holds speed; the same frame with 8 m speeds up
     gt = np.zeros((4, 8, 3), np.float32)
     gt[:, -1, 0] = reach
     ego = np.zeros((4, 6), np.float32)
@@ -128,14 +158,19 @@ def test_hazard_oversampling_repeats_braking_frames_without_copying_points() -> 
     )  # fmt: skip
     mask = hazard_mask(frames, spec, horizon_s=4.0, ratio=0.7, min_speed=2.0)
     assert mask.tolist() == [False, True, False, False]
-    order = oversample_order(mask, 3)
+    assert speedup_mask(frames, spec, horizon_s=4.0, margin=3.0).tolist() == [False] * 4
+    order = oversample_order(mask * 3)
     assert sorted(order.tolist()) == [0, 1, 1, 1, 1, 2, 3]
     data = SparseSplitData(frames, spec, order=order)
     assert len(data) == 7 and data.points.shape[0] == 20, "points were copied"
     b = data.batch(np.array([4, 0]), torch.device("cpu"))  # sample 4 = an extra copy of frame 1
     assert float(b["gt"][0, -1, 0]) == 12.0 and float(b["gt"][1, -1, 0]) == 40.0
     assert len(data.subset(np.array([4, 5]))) == 2
-    assert oversample_order(mask, 0).tolist() == [0, 1, 2, 3]
+    assert oversample_order(mask * 0).tolist() == [0, 1, 2, 3]
+    frames.gt[2, -1, 0] = 8.0  # 1 m/s for 4 s covers 4 m: 8 m means the expert speeds up
+    fast = speedup_mask(frames, spec, horizon_s=4.0, margin=3.0)
+    assert fast.tolist() == [False, False, True, False]
+    assert sorted(oversample_order(mask * 1 + fast * 2).tolist()) == [0, 1, 1, 2, 2, 2, 3]
     with pytest.raises(ValueError, match="outside"):
         SparseSplitData(frames, spec, order=np.array([0, 4]))
 

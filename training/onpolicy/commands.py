@@ -16,9 +16,15 @@ continue); prints a results table per iteration and exports the last student to 
 never to engines/ (use `promote` for that)."""
 
 PROMOTE_DOC = """Replace the shipped engine only by a better one: run the candidate and the current engine
-closed loop (raw student alone, ONNX Runtime) on held-out scenario seeds, and copy the candidate into
-engines/ only when its mean score is higher (or --force). The promotion record (both scores, seeds,
-difficulty) is added to the candidate's manifest."""
+closed loop (ONNX Runtime) on held-out scenario seeds, both as the raw student alone and in the stack
+(student + arbiter + Frenet fallback, what the vehicle runs), and copy the candidate into engines/ only
+when its mean score is higher in each (and, in the stack, it has no more collision scenarios), or with
+--force. A student that is better alone can still lose in the stack, for example by driving slowly
+where the arbiter lets it. The promotion record (every score, seeds, difficulty) is added to the
+candidate's manifest."""
+
+
+PROMOTE_PLANNERS = ("student", "stack")
 
 
 def register(sub: Any) -> None:
@@ -60,6 +66,11 @@ def register(sub: Any) -> None:
         help="extra copies of hard-braking expert frames per epoch (default: onpolicy.hazard.oversample)",
     )  # fmt: skip
     p.add_argument(
+        "--speedup-oversample", type=int, default=None,
+        help="extra copies of frames where the expert speeds up, per epoch (default: "
+        "onpolicy.hazard.speedup_oversample; against the copycat student that holds its speed)",
+    )  # fmt: skip
+    p.add_argument(
         "--observable-labels", action="store_true", default=None,
         help="label with the expert cut to the student's view (objects inside the pillar range, no "
         "agent start times; onpolicy.observable_labels, vla_edge/sim/label_view.py)",
@@ -97,6 +108,13 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per scenario (default: 20)")
     p.add_argument("--difficulty", default="mixed", help="difficulty 0..1 or 'mixed' (default: mixed)")
     p.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
+    p.add_argument(
+        "--planner",
+        nargs="+",
+        choices=PROMOTE_PLANNERS,
+        default=list(PROMOTE_PLANNERS),
+        help="closed loops the candidate must win (default: both: student alone and stack)",
+    )
     p.add_argument("--force", action="store_true", help="promote even if the candidate does not score higher")
     p.set_defaults(func=run_promote)
 
@@ -144,11 +162,12 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
         if not 0.0 <= share <= 1.0:
             raise ConfigError(f"--counterfactual-share {share}: must be in [0, 1]")
         oc.setdefault("counterfactual", {})["share"] = share
-    extra = getattr(args, "hazard_oversample", None)
-    if extra is not None:
-        if extra < 0:
-            raise ConfigError(f"--hazard-oversample {extra}: must be >= 0 (0 = off)")
-        oc.setdefault("hazard", {})["oversample"] = extra
+    for flag, key in (("hazard_oversample", "oversample"), ("speedup_oversample", "speedup_oversample")):
+        extra = getattr(args, flag, None)
+        if extra is not None:
+            if extra < 0:
+                raise ConfigError(f"--{flag.replace('_', '-')} {extra}: must be >= 0 (0 = off)")
+            oc.setdefault("hazard", {})[key] = extra
     if args.batch_size is not None:
         cfg["train"]["batch_size"] = args.batch_size
     fams = getattr(args, "families", None)
@@ -187,66 +206,72 @@ def run_onpolicy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_engine(job: tuple[str, list[Any], float]) -> list[dict[str, Any]]:
-    """Closed-loop rows of one engine on some scenarios (worker process; ONNX Runtime, 1 thread)."""
-    from dataclasses import asdict
+def _eval_engine(job: tuple[str, str, list[Any], float]) -> tuple[list[Any], dict[str, int], dict[str, Any]]:
+    """Closed loop of one engine as ``planner`` (student or stack) on some scenarios (worker process).
 
-    from vla_edge.calibration import Calibration
-    from vla_edge.config import load_config
-    from vla_edge.inference import StudentRunner, engine_declares_camera
-    from vla_edge.planning.arbiter import ArbiterParams
-    from vla_edge.planning.cycle import load_planning_config
-    from vla_edge.sim.harness import run_suite
-    from vla_edge.sim.student_planner import StudentPlanner
+    The same worker as ``vla-edge sim evaluate --planner P --engine E --backend onnxruntime``, so a
+    promotion figure is reproduced by that command; a camera engine gets its camera there too.
+    """
+    from vla_edge.cli.sim import evaluate_share
 
-    onnx, specs, seconds = job
-    inf = load_config("inference")
-    inf.setdefault("onnxruntime", {})["intra_op_threads"] = 1
-    # A camera engine (tiny_cam) drives with the rendered camera (decoded RGB: camera "raw").
-    camera = engine_declares_camera(onnx)
-    calib = Calibration.from_config(load_config("calibration")) if camera else None
-    runner = StudentRunner.from_config(
-        load_config("model"), "onnxruntime", onnx, inf, camera="raw" if camera else "none", calibration=calib
-    )
-    planner = StudentPlanner(runner, ArbiterParams.from_config(load_planning_config(None)))
-    res = run_suite(planner, specs, seconds=seconds, render_camera=camera or None)
-    rows = [asdict(s) for s in res.scenarios]
-    for r in rows:
-        r["min_ttc"] = None
-    rows[0]["raw"] = planner.stats()
-    return rows
+    planner, onnx, specs, seconds = job
+    args = {"planner": planner, "engine": onnx, "backend": "onnxruntime", "config": None}
+    return evaluate_share((args | {"seconds": seconds, "camera": False, "no_lidar": False}, specs))
 
 
 def closed_loop_engines(
-    engines: dict[str, str], specs: list[Any], seconds: float, workers: int
-) -> dict[str, dict[str, Any]]:
-    """Mean score, collision and off-road scenario counts of each ONNX engine (raw student drives)."""
+    engines: dict[str, str], planners: list[str], specs: list[Any], seconds: float, workers: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{engine: {planner: summary}}``: mean score, collision and off-road scenario counts, and the
+    raw-pass fraction (student) or the student's share of frames (stack) of each ONNX engine."""
     import multiprocessing as mp
     import os
 
-    import numpy as np
     from tqdm import tqdm
+
+    from vla_edge.cli.sim import merge_raw
+    from vla_edge.sim.harness import SuiteResult
+    from vla_edge.sim.summary import summarize
 
     n = max(1, workers or (os.cpu_count() or 1))
     chunks = [specs[i::n] for i in range(n) if specs[i::n]]
-    jobs = [(path, c, seconds) for path in engines.values() for c in chunks]
+    keys = [(name, kind) for name in engines for kind in planners]
+    jobs = [(kind, engines[name], c, seconds) for name, kind in keys for c in chunks]
     with mp.get_context("spawn").Pool(min(n, len(jobs))) as pool:
         parts = list(tqdm(pool.imap(_eval_engine, jobs), total=len(jobs), desc="closed loop", unit="chunk"))
-    out: dict[str, dict[str, Any]] = {}
-    for i, name in enumerate(engines):
-        rows = [r for p in parts[i * len(chunks) : (i + 1) * len(chunks)] for r in p]
-        raws = [r["raw"] for r in rows if "raw" in r]
-        plans = sum(x["raw_plans"] for x in raws)
-        out[name] = {
-            "score": float(np.mean([r["score"] for r in rows])),
-            "collision_scenarios": sum(1 for r in rows if r["collisions"]),
-            "offroad_scenarios": sum(1 for r in rows if r["dac"] < 1.0),
-            "raw_pass_fraction": (
-                sum(x["raw_pass_fraction"] * x["raw_plans"] for x in raws) / plans if plans else None
-            ),
-            "scenarios": len(rows),
-        }
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in engines}
+    for i, (name, kind) in enumerate(keys):
+        mine = parts[i * len(chunks) : (i + 1) * len(chunks)]
+        choices: dict[str, int] = {}
+        for _, c, _ in mine:
+            for k, v in c.items():
+                choices[k] = choices.get(k, 0) + v
+        result = SuiteResult([s for p in mine for s in p[0]]).to_dict()
+        result |= {"choices": choices} | merge_raw([p[2] for p in mine])
+        row = summarize(result)
+        frames = sum(choices.values())
+        row["student_share"] = choices.get("student", 0) / frames if kind == "stack" and frames else None
+        out[name][kind] = {k: v for k, v in row.items() if v is not None}
     return out
+
+
+def promotion_verdict(res: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Why the candidate does not beat the current engine (empty: it does, or there is none).
+
+    It must score higher in every planner run, and in the stack also have no more collision
+    scenarios: the stack's score can hide a collision that the fallback did not prevent.
+    """
+    if "current" not in res:
+        return []
+    why = []
+    for kind, cand in res["candidate"].items():
+        cur = res["current"][kind]
+        if not cand["score"] > cur["score"]:
+            why.append(f"{kind}: score {cand['score']:.3f} does not beat {cur['score']:.3f}")
+        if kind == "stack" and cand["collision_scenarios"] > cur["collision_scenarios"]:
+            n, m = cand["collision_scenarios"], cur["collision_scenarios"]
+            why.append(f"stack: {n} collision scenarios against {m}")
+    return why
 
 
 def run_promote(args: argparse.Namespace) -> int:
@@ -272,19 +297,22 @@ def run_promote(args: argparse.Namespace) -> int:
     current = dest / "student.onnx"
     if current.is_file():
         engines["current"] = str(current)
-    res = closed_loop_engines(engines, specs, args.seconds, args.workers)
-    for name, r in res.items():
-        print(
-            f"{name:9s} score {r['score']:.3f}  collisions {r['collision_scenarios']}/{r['scenarios']}  "
-            f"off-road {r['offroad_scenarios']}  raw pass {r['raw_pass_fraction']:.3f}"
-        )
-    better = "current" not in res or res["candidate"]["score"] > res["current"]["score"]
-    if not better and not args.force:
-        print(
-            f"refused: candidate {res['candidate']['score']:.3f} does not beat the current engine "
-            f"{res['current']['score']:.3f} on seeds {seeds} ({len(specs)} scenarios); "
-            "--force overrides"
-        )
+    planners = list(dict.fromkeys(args.planner))
+    res = closed_loop_engines(engines, planners, specs, args.seconds, args.workers)
+    for name, rows in res.items():
+        for kind, r in rows.items():
+            extra = (
+                f"student share {r['student_share']:.3f}"
+                if "student_share" in r
+                else f"raw pass {r.get('raw_pass_fraction', float('nan')):.3f}"
+            )
+            print(
+                f"{name:9s} {kind:7s} score {r['score']:.3f}  collisions {r['collision_scenarios']}/"
+                f"{r['scenarios']}  off-road {r['offroad_scenarios']}  progress {r['ep']:.3f}  {extra}"
+            )
+    why = promotion_verdict(res)
+    if why and not args.force:
+        print(f"refused on seeds {seeds} ({len(specs)} scenarios): " + "; ".join(why) + "; --force overrides")
         return 1
     doc = json.loads(man.read_text())
     doc["promotion"] = {
@@ -296,7 +324,7 @@ def run_promote(args: argparse.Namespace) -> int:
         },
         "candidate": res["candidate"],
         "replaced": res.get("current"),
-        "forced": bool(args.force and not better),
+        "forced": bool(why),
     }
     man.write_text(json.dumps(doc, indent=1))
     dest.mkdir(parents=True, exist_ok=True)

@@ -208,7 +208,7 @@ def _planner(args: argparse.Namespace, sim_cfg: dict[str, Any]) -> tuple[Any, di
     return make_planner(args.planner, sim_cfg, args.config, args.engine, args.backend)
 
 
-def _evaluate_share(
+def evaluate_share(
     job: tuple[dict[str, Any], list[Any]],
 ) -> tuple[list[Any], dict[str, int], dict[str, Any]]:
     """Scores, arbiter choices and raw-plan stats of one worker's share of the scenarios."""
@@ -231,7 +231,7 @@ def _evaluate_share(
     return res.scenarios, choices, raw
 
 
-def _merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_raw(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Planner stats of several workers as one: raw-plan pass fraction weighted by plans, counters summed."""
     from collections import Counter
 
@@ -267,13 +267,13 @@ def _evaluate(
     specs = suite(args.scenarios, args.seed, args.family, args.difficulty, sim_cfg)
     workers = min(len(specs), args.workers if args.workers > 0 else os.cpu_count() or 1)
     if workers <= 1:
-        scen, choices, raw = _evaluate_share((vars(args) | {"no_progress": True}, specs))
+        scen, choices, raw = evaluate_share((vars(args) | {"no_progress": True}, specs))
         return SuiteResult(scen), choices, raw
     args_dict = {k: v for k, v in vars(args).items() if k != "func"}
     jobs = [(args_dict, specs[i::workers]) for i in range(workers)]
     with mp.get_context("spawn").Pool(workers) as pool:
         parts = list(
-            tqdm(pool.imap(_evaluate_share, jobs), total=len(jobs), desc="workers", disable=args.no_progress)
+            tqdm(pool.imap(evaluate_share, jobs), total=len(jobs), desc="workers", disable=args.no_progress)
         )
     order = {s.name: i for i, s in enumerate(specs)}
     scenarios = sorted((s for p in parts for s in p[0]), key=lambda s: order.get(s.name, 0))
@@ -281,7 +281,7 @@ def _evaluate(
     for _, c, _ in parts:
         for k, v in c.items():
             choices[k] = choices.get(k, 0) + v
-    return SuiteResult(scenarios), choices, _merge_raw([p[2] for p in parts])
+    return SuiteResult(scenarios), choices, merge_raw([p[2] for p in parts])
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
