@@ -36,7 +36,13 @@ from training.evaluate import closed_loop
 from training.model.anchors import kmeans_anchors
 from training.model.config import ModelConfig
 from training.onpolicy.collect import CollectJob, preset_camera, run_job
-from training.onpolicy.store import SparseFrames, SparseSplitData, hazard_mask, oversample_order
+from training.onpolicy.store import (
+    SparseFrames,
+    SparseSplitData,
+    hazard_mask,
+    oversample_order,
+    speedup_mask,
+)
 from training.trainer import RunSpec, load_checkpoint, train
 from vla_edge.camera_input import CameraSpec
 from vla_edge.errors import VlaEdgeError
@@ -221,11 +227,13 @@ class OnPolicyLoop:
         train_f = data.subset(~val)
         hz = self.oc.get("hazard") or {}
         tr = self.model_cfg["trajectory"]
+        horizon = tr["num_poses"] * tr["dt"]
         hazards = hazard_mask(
-            train_f, self.spec, tr["num_poses"] * tr["dt"], float(hz.get("ratio", 0.7)),
-            float(hz.get("min_speed", 2.0)),
-        )  # fmt: skip
-        order = oversample_order(hazards, int(hz.get("oversample", 0)))
+            train_f, self.spec, horizon, float(hz.get("ratio", 0.7)), float(hz.get("min_speed", 2.0))
+        )
+        speedups = speedup_mask(train_f, self.spec, horizon, float(hz.get("speedup_margin", 3.0)))
+        extra = hazards * int(hz.get("oversample", 0)) + speedups * int(hz.get("speedup_oversample", 0))
+        order = oversample_order(extra)
         train_d = SparseSplitData(train_f, self.spec, dev, self.camera, drop, seed, order)
         val_d = SparseSplitData(data.subset(val), self.spec, dev, self.camera)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
@@ -247,6 +255,7 @@ class OnPolicyLoop:
         row.update(
             train_frames=len(train_f),
             hazard_frames=int(hazards.sum()),
+            speedup_frames=int(speedups.sum()),
             train_samples=len(train_d),
             val_frames=len(val_d),
             steps=summary["steps"],
@@ -313,7 +322,8 @@ class OnPolicyLoop:
         """The per-iteration results table (markdown)."""
         cols = [
             ("iteration", "iter"), ("new_frames", "new frames"), ("train_frames", "train frames"),
-            ("hazard_frames", "hazard frames"), ("student_scenarios", "student rollouts"),
+            ("hazard_frames", "hazard frames"), ("speedup_frames", "speed-up frames"),
+            ("student_scenarios", "student rollouts"),
             ("takeovers_per_student_scenario", "takeovers/rollout"),
             ("steps", "steps"), ("val_ade", "val ADE m"), ("score", "score"),
             ("collision_scenarios", "collisions"), ("offroad_scenarios", "off-road"),

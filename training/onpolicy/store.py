@@ -303,7 +303,21 @@ def hazard_mask(
     return (v > min_speed) & (dist < ratio * v * horizon_s)
 
 
-def oversample_order(mask: np.ndarray, extra: int) -> np.ndarray:
-    """Sample order that holds every frame once and the frames of ``mask`` ``extra`` more times."""
-    idx = np.arange(len(mask), dtype=np.int64)
-    return np.concatenate([idx, np.repeat(np.flatnonzero(mask), int(extra))]) if extra > 0 else idx
+def speedup_mask(frames: SparseFrames, spec: PillarSpec, horizon_s: float, margin: float) -> np.ndarray:
+    """Frames whose expert label speeds up: it covers over ``margin`` m more than constant speed.
+
+    A student given its own speed learns to copy it (the "copycat" shortcut): most frames cruise,
+    so holding the current speed fits nearly every label, and it then never speeds up on an open
+    road (the 2026-12-07 multi-sweep candidate held 3 m/s for 20 s where the expert reached 6.5).
+    These frames are the few where the speed must change upwards.
+    """
+    v = frames.ego[:, 0].astype(np.float64) * spec.ego_scale[0]
+    dist = np.linalg.norm(frames.gt[:, -1, :2].astype(np.float64), axis=1)
+    return dist > v * horizon_s + margin
+
+
+def oversample_order(extra: np.ndarray) -> np.ndarray:
+    """Sample order that holds frame ``i`` ``1 + extra[i]`` times (frames in order, then the repeats)."""
+    extra = np.asarray(extra, dtype=np.int64)
+    idx = np.arange(len(extra), dtype=np.int64)
+    return np.concatenate([idx, np.repeat(idx, np.maximum(extra, 0))])

@@ -128,6 +128,8 @@ class Hazard(Section):
     oversample: NonNegInt
     ratio: Frac
     min_speed: NonNeg
+    speedup_oversample: NonNegInt = 0
+    speedup_margin: NonNeg = 3.0
 
 
 class Counterfactual(Section):
