@@ -7,7 +7,7 @@
 #   bash scripts/gpu_session.sh judge      # optional: drive each candidate and the shipped engine,
 #                                          # alone and in the stack (JUDGE_PLANNERS, "<job>-stack" rows),
 #                                          # on the tuning seeds with all cores (judge.json, judge.md),
-#                                          # then scripts/probe_obstacles.py on each (judge.md)
+#                                          # then scripts/probe_obstacles.py and probe_speedup.py on each (judge.md)
 #   OUT=$OUT bash scripts/gpu_session.sh collect   # last call: copy what exists (also partial) to $OUT
 # Jobs (all from a committed checkpoint, all on scenario seeds never used for held-out rows):
 #   plain   on-policy student, $ITER iterations, new training seeds ($TRAIN_SEED)
@@ -111,9 +111,10 @@ judge)
   done
   wait
   python3 scripts/judge_table.py "$S/judge" --out "$S/judge.json" | tee "$S/judge.md"
-  for j in shipped $TRAIN_JOBS; do  # a parked object close ahead
+  for j in shipped $TRAIN_JOBS; do  # a parked object close ahead; an open road at a low speed
     eng=$(engine_of "$j") || continue
     echo "probe $j: $(python3 scripts/probe_obstacles.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
+    echo "speed-up probe $j: $(python3 scripts/probe_speedup.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
   done ;;
 collect)
   OUT="${OUT:?set OUT}"

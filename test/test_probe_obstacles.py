@@ -50,3 +50,19 @@ def test_probe_runs_and_the_expert_never_hits(probe, tmp_path: Path) -> None:
     assert res["n"] == 3 and [r["object"] for r in res["rows"]] == ["crew", "baggage_cart", "tug"]
     assert res["expert_hits"] == 0
     assert all(r["points"] > 20 for r in res["rows"]), "the LiDAR sees each box"
+
+
+def test_speedup_probe_runs_and_the_expert_speeds_up(tmp_path: Path) -> None:
+    """scripts/probe_speedup.py: steady below cruise on an open road, the expert's plan speeds up."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "speed.json"
+    script = REPO / "scripts" / "probe_speedup.py"
+    cmd = [sys.executable, str(script), "--speeds", "3,6.5", "--json", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    res = json.loads(out.read_text())
+    slow, cruise = res["rows"]
+    assert abs(slow["ego_v"] - 3.0) < 0.3, "the capped expert held v0 before the probe frame"
+    assert slow["expert_speeds_up"] and not cruise["expert_speeds_up"], "it speeds up only below cruise"
+    assert res["n"] == 2 and all(isinstance(r["student_speeds_up"], bool) for r in res["rows"])
