@@ -69,14 +69,20 @@ def plan_hits(world: Any, poses: np.ndarray, dt: float, box: np.ndarray) -> bool
     return bool(rect_overlaps(np.broadcast_to(box[0], body.shape), body).any())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every probe takes: engine, backend, scenario seed, probe time, ``--json``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--engine", default=None, help="student ONNX (default: inference.yaml's engine)")
     ap.add_argument("--backend", default="onnxruntime", help="inference backend (default onnxruntime)")
     ap.add_argument("--seed", type=int, default=9200, help="empty_road scenario seed (default 9200)")
     ap.add_argument("--at", type=float, default=8.0, help="scenario time of the probe frame, s (default 8)")
-    ap.add_argument("--distances", default="6,10,15,25", help="box distances ahead, m (default 6,10,15,25)")
     ap.add_argument("--json", type=Path, help="write the rows here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = probe_parser(__doc__)
+    ap.add_argument("--distances", default="6,10,15,25", help="box distances ahead, m (default 6,10,15,25)")
     args = ap.parse_args(argv)
     from vla_edge.calibration import Calibration
     from vla_edge.config import load_config
@@ -118,12 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'HITS' if row['student_hits'] else 'clear':>5}  {row['expert_reach_m']:13.1f}, "
                 f"{'HITS' if row['expert_hits'] else 'clear':>5}"
             )
+    return summarize(rows, "hits", "plans that drive into the object", args.json)
+
+
+def summarize(rows: list[dict[str, Any]], flag: str, what: str, out: Path | None) -> int:
+    """Print how many student and expert plans have ``flag`` set; write the rows to ``out``."""
     n = len(rows)
-    s_hit, e_hit = sum(r["student_hits"] for r in rows), sum(r["expert_hits"] for r in rows)
-    print(f"plans that drive into the object: student {s_hit} of {n}, expert {e_hit} of {n}")
-    if args.json:
-        out = {"rows": rows, "student_hits": s_hit, "expert_hits": e_hit, "n": n}
-        args.json.write_text(json.dumps(out, indent=1))
+    count = {who: sum(bool(r[f"{who}_{flag}"]) for r in rows) for who in ("student", "expert")}
+    print(f"{what}: student {count['student']} of {n}, expert {count['expert']} of {n}")
+    if out:
+        doc = {"rows": rows, f"student_{flag}": count["student"], f"expert_{flag}": count["expert"], "n": n}
+        out.write_text(json.dumps(doc, indent=1))
     return 0
 
 

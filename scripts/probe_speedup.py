@@ -15,9 +15,7 @@ plus ``--margin`` m, the rule of ``onpolicy.hazard.speedup_margin``).
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,16 +27,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--engine", default=None, help="student ONNX (default: inference.yaml's engine)")
-    ap.add_argument("--backend", default="onnxruntime", help="inference backend (default onnxruntime)")
-    ap.add_argument("--seed", type=int, default=9200, help="empty_road scenario seed (default 9200)")
-    ap.add_argument("--at", type=float, default=8.0, help="scenario time of the probe frame, s (default 8)")
+    from probe_obstacles import cruising_world, probe_parser, summarize
+
+    ap = probe_parser(__doc__)
     ap.add_argument("--speeds", default="2,3,4,5", help="steady speeds before the frame, m/s")
     ap.add_argument("--margin", type=float, default=3.0, help="m beyond holding v0 that count as speeding up")
-    ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
-    from probe_obstacles import cruising_world
 
     from vla_edge.calibration import Calibration
     from vla_edge.config import load_config
@@ -73,13 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'yes' if row['student_speeds_up'] else 'HOLDS':>9}  {row['expert_reach_m']:13.1f}, "
             f"{'yes' if row['expert_speeds_up'] else 'HOLDS':>9}"
         )
-    n = len(rows)
-    s_up, e_up = sum(r["student_speeds_up"] for r in rows), sum(r["expert_speeds_up"] for r in rows)
-    print(f"plans that speed up on the open road: student {s_up} of {n}, expert {e_up} of {n}")
-    if args.json:
-        out = {"rows": rows, "student_speeds_up": s_up, "expert_speeds_up": e_up, "n": n}
-        args.json.write_text(json.dumps(out, indent=1))
-    return 0
+    return summarize(rows, "speeds_up", "plans that speed up on the open road", args.json)
 
 
 if __name__ == "__main__":
