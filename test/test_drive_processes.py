@@ -148,3 +148,76 @@ def test_one_process_per_node_publishes_student_trajectories(shared_data: Path, 
         executor.shutdown(timeout_sec=2.0)
         if ctx.ok():
             rclpy.shutdown(context=ctx)
+
+
+def _node_pids(log: Path, timeout: float) -> dict[str, int]:
+    """The node pids `vla-edge drive` logs once it has started them."""
+    import re
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = dict(re.findall(r"(\w+_node) pid (\d+)", log.read_text()))
+        if len(found) >= 2:
+            return {n: int(p) for n, p in found.items()}
+        time.sleep(0.1)
+    pytest.fail(f"no node pids logged in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its new parent to reap it has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_link_to_supervisor_names_a_parent_that_is_gone() -> None:
+    """Armed in a child whose parent is the named supervisor; False when another pid is named."""
+    from vla_edge.nodes.supervisor_link import SUPERVISOR_ENV, link_to_supervisor
+
+    assert link_to_supervisor({}) is None  # ros2 run / ros2 launch: nothing to link
+    code = "from vla_edge.nodes.supervisor_link import link_to_supervisor as f; print(f())"
+    for named, want in ((os.getpid(), "True"), (os.getpid() + 10**6, "False")):
+        env = {**os.environ, SUPERVISOR_ENV: str(named)}
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == want, out.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_drive_supervisor_death_ends_every_node(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGTERM stops the graph as Ctrl-C does; a SIGKILLed supervisor leaves no orphan node."""
+    pytest.importorskip("rclpy")
+    log = tmp_path / "drive.log"
+    cmd = [sys.executable, "-m", "vla_edge", "drive", "--processes", "3", "--record"]
+    cmd += ["--record-dir", str(tmp_path / "rec"), "--backend", "onnxruntime", "--duration", "120"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+    pids: dict[str, int] = {}
+    try:
+        pids = _node_pids(log, 60.0)
+        assert set(pids) == {"inference_node", "arbiter_node", "recorder_node"}, pids
+        # Let the nodes come up, so the signal lands on running nodes, not on their imports.
+        end = time.monotonic() + 60.0
+        ready = ("arbiter ready", "inference node ready")
+        while time.monotonic() < end and not all(r in log.read_text() for r in ready):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=40)
+        end = time.monotonic() + 30.0
+        while time.monotonic() < end and any(_running(p) for p in pids.values()):
+            time.sleep(0.2)
+        alive = {n: p for n, p in pids.items() if _running(p)}
+        assert not alive, f"nodes outlived the supervisor ({sig.name}): {alive}\n{log.read_text()[-3000:]}"
+        if sig == signal.SIGTERM:
+            assert rc == 0 and "drive graph stopped (3 node processes)" in log.read_text(), log.read_text()[
+                -3000:
+            ]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for p in pids.values():
+            if _running(p):
+                os.kill(p, signal.SIGKILL)

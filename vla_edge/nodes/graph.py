@@ -26,6 +26,7 @@ from rclpy.executors import ExternalShutdownException
 
 from vla_edge.nodes.params import as_overrides
 from vla_edge.nodes.spin import EXECUTOR_THREADS, PROCESS_EXECUTOR, make_executor  # noqa: F401 - re-exported
+from vla_edge.nodes.supervisor_link import SUPERVISOR_ENV
 from vla_edge.params import unflatten
 
 log = logging.getLogger(__name__)
@@ -254,9 +255,11 @@ class NodeProcesses:
             yaml.safe_dump({"/**": {"ros__parameters": unflatten(values)}}, fh, sort_keys=False)
         self.commands = node_commands(values, self.params_file, record, ros_args)
         self.procs: dict[str, subprocess.Popen] = {}
+        # The children end with this process even when it is SIGKILLed (supervisor_link.py).
+        env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
         try:
             for name, cmd in self.commands.items():
-                self.procs[name] = subprocess.Popen(cmd, env=os.environ.copy(), stdout=output, stderr=output)
+                self.procs[name] = subprocess.Popen(cmd, env=env, stdout=output, stderr=output)
         except BaseException:
             self.stop()
             raise

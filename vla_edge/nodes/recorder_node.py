@@ -21,7 +21,6 @@ import logging
 import sys
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from std_srvs.srv import Trigger
@@ -149,23 +148,11 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``recorder_node`` (spins until Ctrl-C / shutdown)."""
-    from rclpy.executors import ExternalShutdownException
+    """Entry point of ``recorder_node`` (spins until Ctrl-C / shutdown, then closes the split)."""
+    from vla_edge.nodes.spin import spin_nodes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_nodes([RecorderNode], args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 from vla_edge.errors import VlaEdgeError
+from vla_edge.nodes.supervisor_link import link_to_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ def spin_nodes(
     passes; rclpy reads parameter overrides from them. ``executor_kind`` is
     :data:`PROCESS_EXECUTOR` unless a caller knows better (see :func:`make_executor`).
     """
+    if link_to_supervisor() is False:
+        log.error("the vla-edge drive that started %s has exited; not starting", node_classes)
+        return 1
     rclpy.init(args=args)
     nodes: list[Any] = []
     executor = None
@@ -60,6 +64,7 @@ def spin_nodes(
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        _ignore_interrupts()  # a second Ctrl-C must not cut the cleanup (the recorder's bag) short
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
         for node in nodes:
@@ -67,3 +72,12 @@ def spin_nodes(
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def _ignore_interrupts() -> None:
+    """Ignore SIGINT from here on (main thread only; the supervisor kills a node that hangs)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
