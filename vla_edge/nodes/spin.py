@@ -64,7 +64,6 @@ def spin_nodes(
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        _ignore_interrupts()  # a second Ctrl-C must not cut the cleanup (the recorder's bag) short
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
         for node in nodes:
@@ -73,11 +72,3 @@ def spin_nodes(
             rclpy.shutdown()
     return 0
 
-
-def _ignore_interrupts() -> None:
-    """Ignore SIGINT from here on (main thread only; the supervisor kills a node that hangs)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
