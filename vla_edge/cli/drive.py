@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from typing import Any
 
@@ -150,20 +149,7 @@ def run_processes(values: dict[str, Any], record: bool, duration: float | None) 
     from vla_edge.nodes.graph import NodeProcesses
 
     preflight(values)
-    # systemd, docker and supervisors stop a service with SIGTERM: stop the nodes as on Ctrl-C.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        return _supervise(NodeProcesses(values, record=record), duration)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _supervise(procs: Any, duration: float | None) -> int:
-    """Wait on the node processes, then stop them all (SIGINT, then kill)."""
+    procs = NodeProcesses(values, record=record)
     log.info(
         "drive graph up as %d processes (%s); Ctrl-C to stop",
         len(procs.procs),
@@ -175,13 +161,7 @@ def _supervise(procs: Any, duration: float | None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        # A second Ctrl-C or SIGTERM must not cut the stop short and orphan a node.
-        held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            codes = procs.stop()
-        finally:
-            for s, handler in held.items():
-                signal.signal(s, handler)
+        codes = procs.stop()
     # Only a node that ended on its own failed; exit codes after our SIGINT (even one that
     # landed during a node's imports, before rclpy handles it) are a requested stop.
     failed = {n: c for n, c in ended.items() if c != 0}

@@ -71,4 +71,3 @@ def spin_nodes(
         if rclpy.ok():
             rclpy.shutdown()
     return 0
-
