@@ -18,6 +18,7 @@
 #           view (--observable-labels: objects inside the pillar range, no agent start times)
 # CF_SHARE (all training jobs): share of frames that also get a counterfactual parked object close
 #   ahead, labelled by the expert (--counterfactual-share; default onpolicy.counterfactual.share, 0)
+# BASE_HAZARD (all training jobs but hazard, which takes HAZARD): extra copies of hard-braking frames (default 0)
 # SPEEDUP (all training jobs): extra copies of the frames where the expert speeds up
 #   (--speedup-oversample; default onpolicy.hazard.speedup_oversample, 0)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
@@ -68,7 +69,7 @@ start)
   for j in $JOBS; do
     case $j in
     plain | hazard | motion | observe | motion_observe)
-      h=0 preset=tiny seed="$TRAIN_SEED" obs=0
+      h="${BASE_HAZARD:-0}" preset=tiny seed="$TRAIN_SEED" obs=0
       [ "$j" = hazard ] && h="$HAZARD"
       init=training/checkpoints/onpolicy_tiny.pt
       case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" init=training/checkpoints/onpolicy_tiny_motion.pt ;; esac
