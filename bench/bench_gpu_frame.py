@@ -8,6 +8,7 @@ closed-loop simulator call it, in two modes side by side (interleaved, same proc
 * ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are uploaded and
   pillarized on the GPU by one captured CUDA graph (``vla_edge/backends/gpu_pillars.py``;
   its "pillar" column is then host time only: copy, upload, launch);
+* ``gpu+bev``: the same, also copying the model's BEV output back (``torch_cuda.fetch_bev``);
 
 and times the CUDA-graph replay alone (static inputs, what ``bench_model_gpu.py`` reports).
 Printed: median / p99 per-frame ms, replay ms, and the ratio per-frame / replay (goal <= 1.5).
@@ -94,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
     runners = {}
-    for mode, on_gpu in (("cpu-pillars", False), ("gpu-pillars", True)):
+    modes = (("cpu-pillars", False, False), ("gpu-pillars", True, False), ("gpu+bev", True, True))
+    for mode, on_gpu, bev in modes:
         inf = load_config("inference")
         inf["torch_cuda"]["pillarize_on_gpu"] = on_gpu
+        inf["torch_cuda"]["fetch_bev"] = bev
         runners[mode] = StudentRunner.from_config(model_cfg, "torch_cuda", args.engine, inf)
     path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
     ego = EgoState(0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0)
@@ -109,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             pts = load_scan(str(big), n) if big is not None else tile_points(clouds["synthetic"], n)
             frame = Frame(stamp=0.0, points=pts, ego=ego, reference_path=path)
             outs = {m: r.run(frame) for m, r in runners.items()}
-            if not np.array_equal(outs["cpu-pillars"].trajectories, outs["gpu-pillars"].trajectories):
-                d = float(np.abs(outs["cpu-pillars"].trajectories - outs["gpu-pillars"].trajectories).max())
+            ref = outs["cpu-pillars"].trajectories
+            d = max(float(np.abs(ref - o.trajectories).max()) for o in outs.values())
+            if d > 0.0:
                 print(
                     f"MISMATCH at {n} points: trajectories differ by {d:.2e} m between modes", file=sys.stderr
                 )
@@ -138,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.synchronize()
                 replay.append(1e3 * (time.perf_counter() - t0))
             rep = float(np.median(replay))
+            gpu_pil = []  # the pillarization alone, upload to finished graph: the floor beside the replay
+            for _ in range(args.iters):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                be._pillarizer(pts)
+                torch.cuda.synchronize()
+                gpu_pil.append(1e3 * (time.perf_counter() - t0))
+            alone = _pct(gpu_pil, 50)
+            print(f"{n} points: GPU pillarization alone (copy, upload, graph, wait) p50 {alone:.2f} ms")
             for m in runners:
                 row = {
                     "points": n,

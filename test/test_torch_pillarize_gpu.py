@@ -71,6 +71,35 @@ def test_runner_gives_the_same_plan_with_gpu_pillars() -> None:
     assert outs[True].timing_ms["pillarize"] > 0
 
 
+def test_runner_fetches_the_bev_only_when_asked() -> None:
+    """``torch_cuda.fetch_bev``: off, the BEV stays on the GPU and the plans are unchanged; a
+    frame whose inputs fail after its points were launched leaves no trace in the next one."""
+    _cuda()
+    from vla_edge.config import load_config
+    from vla_edge.errors import ModelInputError
+    from vla_edge.inference import StudentRunner
+    from vla_edge.types import EgoState, Frame
+
+    path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
+    frame = Frame(1.0, load_scan(str(COMMITTED_SCAN)), EgoState(1.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0), path)
+    outs = {}
+    for fetch in (False, True):
+        inf = load_config("inference")
+        inf["torch_cuda"]["fetch_bev"] = fetch
+        with StudentRunner.from_config(load_config("model"), "torch_cuda", None, inf) as runner:
+            outs[fetch] = runner.run(frame)
+            bad = Frame(2.0, frame.points, frame.ego, np.full((40, 2), np.nan))
+            with pytest.raises(ModelInputError):
+                runner.run(bad)
+            again = runner.run(frame)
+            np.testing.assert_array_equal(again.trajectories, outs[fetch].trajectories)
+            assert again.pillar_count == outs[fetch].pillar_count > 0
+    assert outs[False].bev is None
+    assert outs[True].bev is not None and outs[True].bev.shape == (128, 40, 40)
+    assert np.isfinite(outs[True].bev).all()
+    np.testing.assert_array_equal(outs[True].trajectories, outs[False].trajectories)
+
+
 def _pillarizer_case(torch: object, device: str, spec: object, max_points: int, dtype: object) -> tuple:
     from vla_edge.backends.gpu_pillars import GpuPillarizer
 

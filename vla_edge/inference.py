@@ -304,9 +304,13 @@ class StudentRunner:
             # The backend pillarizes on its device (torch_cuda.pillarize_on_gpu): only the
             # points cross, and the CPU does not spend the pillarization (docs/backends.md).
             seed = self.default_seed if noise_seed is None else int(noise_seed)
-            rest = self._frame_inputs(frame, points=False)
-            rest["noise"] = self.noise(seed)
-            result, count = self.backend.infer_points(frame_points(frame, self.spec), self.spec, rest)
+
+            def make_inputs() -> dict[str, np.ndarray]:  # the backend calls it while the GPU pillarizes
+                rest = self._frame_inputs(frame, points=False)
+                rest["noise"] = self.noise(seed)
+                return rest
+
+            result, count = self.backend.infer_points(frame_points(frame, self.spec), self.spec, make_inputs)
             t1 = t0 + result.timing_ms["pillarize"] / 1e3
         else:
             feed, count = self.inputs(frame, noise_seed)

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,9 @@ class TorchCudaBackend(InferenceBackend):
         self.max_points = int(require(sec, "max_points", where="inference.yaml torch_cuda"))
         if self.max_points < 1:
             raise ModelError(f"inference.yaml: torch_cuda.max_points must be >= 1, got {self.max_points}")
+        #: Copy bev_features back too; off, only trajectories and scores cross (the drive loop
+        #: never reads the BEV, and its 0.8 MB copy cost more than the plans).
+        self.fetch_bev = bool(require(sec, "fetch_bev", where="inference.yaml torch_cuda"))
         self._pillarizer: Any = None  # GpuPillarizer, made by prepare_points
         self.capture_error = ""  # why the CUDA graph could not be captured ("" = captured or off)
         self.mode = ""  # "half" | "autocast" | "fp32", set by load
@@ -158,6 +162,10 @@ class TorchCudaBackend(InferenceBackend):
         self._static_in: list[Any] = []
         self._static_out: list[Any] = []
         self._graph: Any = None
+        # Pinned host buffers: inputs staged for asynchronous uploads, outputs fetched
+        # asynchronously, so a frame waits for the GPU once, at its end.
+        self._stage_in: dict[str, Any] = {}
+        self._host_out: dict[str, Any] = {}
 
     # -- helpers
     def _float_dtype(self) -> Any:
@@ -279,15 +287,45 @@ class TorchCudaBackend(InferenceBackend):
     def _run(self, inputs: dict[str, np.ndarray], timing: dict[str, float]) -> dict[str, np.ndarray]:
         t = self._torch
         with t.no_grad():
-            for buf, spec in zip(self._static_in, self.input_specs):
-                buf.copy_(t.from_numpy(np.ascontiguousarray(inputs[spec.name])), non_blocking=False)
-            if self._graph is not None:
-                self._graph.replay()
-                outs = self._static_out
-            else:
-                outs = self._forward(self._static_in)
-            host = [o.float().cpu().numpy() for o in outs]  # .cpu() synchronises the stream
-        return dict(zip(self.manifest.output_names, host))
+            self._upload(inputs, self.input_specs)
+            return self._replay_and_fetch()[0]
+
+    def _upload(self, inputs: dict[str, np.ndarray], specs: Any) -> None:
+        """Stage ``inputs`` in pinned memory and upload them without waiting for the GPU."""
+        t = self._torch
+        bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
+        for spec in specs:
+            buf, stage = bufs[spec.name], self._stage_in.get(spec.name)
+            if stage is None:
+                dtype = t.float32 if buf.dtype == t.float16 else buf.dtype  # inputs arrive as float32
+                stage = self._stage_in[spec.name] = t.empty(spec.shape, dtype=dtype).pin_memory()
+            np.copyto(stage.numpy(), inputs[spec.name], casting="same_kind")
+            buf.copy_(stage, non_blocking=True)  # FP16 inputs: the cast runs on the GPU
+
+    def _replay_and_fetch(self) -> tuple[dict[str, np.ndarray], int]:
+        """Replay the model, fetch the outputs (and the pillar count) and wait once.
+
+        Returns the outputs by name (copies: the pinned buffers are reused) and the pillar count.
+        """
+        t = self._torch
+        if self._graph is not None:
+            self._graph.replay()
+            outs = self._static_out
+        else:
+            outs = self._forward(self._static_in)
+        names = self.manifest.output_names
+        fetch = [(n, o) for n, o in zip(names, outs) if self.fetch_bev or n != "bev_features"]
+        if not self._host_out:
+            self._host_out = {n: t.empty(tuple(o.shape), dtype=t.float32).pin_memory() for n, o in fetch}
+            self._host_out["pillar_count"] = t.empty((1,), dtype=t.int32).pin_memory()
+        for n, o in fetch:
+            self._host_out[n].copy_(o, non_blocking=True)  # FP16 outputs: cast on the GPU
+        count_in = {s.name: b for s, b in zip(self.input_specs, self._static_in)}.get("pillar_count")
+        if count_in is not None:
+            self._host_out["pillar_count"].copy_(count_in.reshape(-1)[:1], non_blocking=True)
+        t.cuda.current_stream(self.device_index).synchronize()
+        count = int(self._host_out["pillar_count"][0]) if count_in is not None else 0
+        return {n: self._host_out[n].numpy().copy() for n, _ in fetch}, count
 
     def prepare_points(self, spec: Any) -> None:
         """Allocate the point buffers and capture the pillarization for ``spec`` (at start-up,
@@ -313,15 +351,17 @@ class TorchCudaBackend(InferenceBackend):
         )
 
     def infer_points(
-        self, points: np.ndarray, spec: Any, inputs: dict[str, np.ndarray]
+        self, points: np.ndarray, spec: Any, make_inputs: Callable[[], dict[str, np.ndarray]]
     ) -> tuple[Candidate, int]:
         """Pillarize ``points`` on the GPU into the static input buffers, then infer.
 
         Only the N x C points cross to the device (not the P x M x C features), through
         :class:`~vla_edge.backends.gpu_pillars.GpuPillarizer` (bit-identical to the numpy
-        pillarizer, one CUDA graph). ``inputs`` holds the other contract inputs (ego state,
-        reference path, noise). Returns the result (``timing_ms["pillarize"]`` = host copy,
-        upload and launch; the GPU work itself lands in ``infer``) and the pillar count.
+        pillarizer, one CUDA graph). ``make_inputs()`` builds the other contract inputs (ego
+        state, reference path, noise); it is called after the pillarization is launched, so
+        that host work runs while the GPU pillarizes. Returns the result
+        (``timing_ms["pillarize"]`` = host copy, upload and launch; the GPU work itself and
+        ``make_inputs`` land in ``infer``) and the pillar count.
         """
         if not self.loaded:
             self.load()
@@ -329,31 +369,25 @@ class TorchCudaBackend(InferenceBackend):
             self.prepare_points(spec)
         t = self._torch
         rest = tuple(s for s in self.input_specs if s.name not in PILLAR_INPUTS)
-        validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
         if points.ndim != 2 or points.shape[1] < spec.point_columns:
             raise InferenceInputError(
                 f"GPU pillarization needs N x {spec.point_columns} points, got shape {points.shape}"
             )
         t0 = time.perf_counter()
-        bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
         with t.no_grad():
             self._pillarizer(points)
             t1 = time.perf_counter()
-            for spec_ in rest:
-                bufs[spec_.name].copy_(t.from_numpy(np.ascontiguousarray(inputs[spec_.name])))
-            if self._graph is not None:
-                self._graph.replay()
-                outs = self._static_out
-            else:
-                outs = self._forward(self._static_in)
-            host = [o.float().cpu().numpy() for o in outs]
-            count = int(bufs["pillar_count"].reshape(-1)[0])  # after .cpu(): no extra wait
+            inputs = make_inputs()  # while the GPU pillarizes
+            validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
+            self._upload(inputs, rest)
+            host, count = self._replay_and_fetch()
         t2 = time.perf_counter()
         timing = {"pillarize": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1)}
-        return self._result(dict(zip(self.manifest.output_names, host)), timing), count
+        return self._result(host, timing), count
 
     def _close(self) -> None:
         self._graph = None
+        self._stage_in, self._host_out = {}, {}
         self._pillarizer = None
         self._static_in, self._static_out = [], []
         self._module = None
