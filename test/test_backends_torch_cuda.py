@@ -205,3 +205,95 @@ def test_shipped_torchscript_runs_in_fp16_mode_on_cpu() -> None:
         out16 = ts.half()(*[a.half() if a.is_floating_point() else a for a in args])[0]
     assert out16.dtype == torch.float16
     assert float((out16.float() - ref).abs().max()) < 0.2  # metres (0.034 on the export inputs)
+
+
+class FakeCudaTorch:
+    """FAKE for the absent GPU: torch on the CPU where the backend asks for CUDA things.
+
+    Pinned host buffers become plain ones and the stream wait does nothing (CPU ops are
+    synchronous), so the backend's own staging, fetch and ordering code runs on CI.
+    """
+
+    def __init__(self, torch: object) -> None:
+        self._torch = torch
+        self.cuda = type("FakeCuda", (), {"current_stream": staticmethod(lambda *_: _NoWaitStream())})
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._torch, name)
+
+    def empty(self, *shape: object, pin_memory: bool = False, **kw: object) -> object:
+        return self._torch.empty(*shape, **kw)
+
+
+class _NoWaitStream:
+    def synchronize(self) -> None:
+        """CPU work is already done."""
+
+
+def _backend_on_fake_cuda(torch: object, fetch_bev: bool) -> tcb.TorchCudaBackend:
+    """The shipped student in the backend's fp32 mode, its buffers on the CPU (FakeCudaTorch;
+    half precision on the CPU is slow, and its casts run on the GPU anyway)."""
+    cfg = inference_cfg()
+    cfg["torch_cuda"]["fetch_bev"] = fetch_bev
+    be = tcb.TorchCudaBackend(SHIPPED_ONNX, cfg)
+    be._torch, be.mode = FakeCudaTorch(torch), "fp32"
+    be._module = torch.jit.load(str(SHIPPED_TS), map_location="cpu").eval()
+    float_or_int = [torch.float32 if s.dtype == "float32" else torch.int32 for s in be.input_specs]
+    be._static_in = [torch.zeros(s.shape, dtype=d) for s, d in zip(be.input_specs, float_or_int)]
+    be._loaded = True
+    return be
+
+
+class _Recorder:
+    """Calls the pillarizer and notes the order (``spec`` as the backend checks it)."""
+
+    def __init__(self, pillarizer: object, order: list[str]) -> None:
+        self._p, self._order, self.spec = pillarizer, order, pillarizer.spec
+
+    def __call__(self, points: np.ndarray) -> None:
+        self._order.append("points")
+        self._p(points)
+
+
+@needs_shipped
+@pytest.mark.parametrize("fetch_bev", [False, True])
+def test_staged_inputs_and_fetched_outputs_on_fake_cuda(fetch_bev: bool) -> None:
+    """The per-frame data path (pinned staging, one wait, BEV left on the device unless
+    ``fetch_bev``, pillar count read back, inputs built after the points are launched) on the
+    CPU through FakeCudaTorch; the CUDA-graph and timing parts need a GPU (tests above)."""
+    torch = pytest.importorskip("torch")
+    from conftest import COMMITTED_SCAN
+
+    from vla_edge.backends.gpu_pillars import GpuPillarizer
+    from vla_edge.config import load_config
+    from vla_edge.inference import StudentRunner
+    from vla_edge.pillarize import PillarSpec, ego_state_input
+    from vla_edge.scans import load_scan
+    from vla_edge.types import EgoState, Frame
+
+    spec = PillarSpec.from_config(load_config("model"))
+    frame = Frame(
+        1.0, load_scan(str(COMMITTED_SCAN)), EgoState(1.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0),
+        np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1),
+    )  # fmt: skip
+    with StudentRunner.from_config(load_config("model"), "onnxruntime", SHIPPED_ONNX) as ort_runner:
+        ref = ort_runner.run(frame)
+        feed, count = ort_runner.inputs(frame)
+    be = _backend_on_fake_cuda(torch, fetch_bev)
+    res = be.infer(feed)  # the CPU-pillar path: every input staged and uploaded
+    np.testing.assert_allclose(res.trajectories, ref.trajectories, atol=1e-3)
+    assert (res.bev is not None) is fetch_bev
+    if fetch_bev:
+        assert res.bev.shape == (128, 40, 40) and res.bev.dtype == np.float32
+    # the GPU-pillar path: the points first, then the other inputs, built while the GPU works
+    bufs = {s.name: b for s, b in zip(be.input_specs, be._static_in)}
+    order: list[str] = []
+    be._pillarizer = _Recorder(GpuPillarizer(torch, torch.device("cpu"), spec, 200000, bufs, False), order)
+    rest = {k: v for k, v in feed.items() if not k.startswith("pillar_")}
+    res2, count2 = be.infer_points(frame.points, spec, lambda: (order.append("inputs"), rest)[1])
+    assert order == ["points", "inputs"] and count2 == count > 0
+    np.testing.assert_allclose(res2.trajectories, res.trajectories, atol=1e-3)
+    # the staged buffers are reused: a new ego speed reaches the model
+    faster = dict(rest, ego_state=ego_state_input(np.array([8.0, 0.0, 0.0]), spec)[None])
+    res3, _ = be.infer_points(frame.points, spec, lambda: faster)
+    assert not np.array_equal(res3.trajectories, res2.trajectories)

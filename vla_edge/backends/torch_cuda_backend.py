@@ -298,7 +298,7 @@ class TorchCudaBackend(InferenceBackend):
             buf, stage = bufs[spec.name], self._stage_in.get(spec.name)
             if stage is None:
                 dtype = t.float32 if buf.dtype == t.float16 else buf.dtype  # inputs arrive as float32
-                stage = self._stage_in[spec.name] = t.empty(spec.shape, dtype=dtype).pin_memory()
+                stage = self._stage_in[spec.name] = t.empty(spec.shape, dtype=dtype, pin_memory=True)
             np.copyto(stage.numpy(), inputs[spec.name], casting="same_kind")
             buf.copy_(stage, non_blocking=True)  # FP16 inputs: the cast runs on the GPU
 
@@ -316,8 +316,8 @@ class TorchCudaBackend(InferenceBackend):
         names = self.manifest.output_names
         fetch = [(n, o) for n, o in zip(names, outs) if self.fetch_bev or n != "bev_features"]
         if not self._host_out:
-            self._host_out = {n: t.empty(tuple(o.shape), dtype=t.float32).pin_memory() for n, o in fetch}
-            self._host_out["pillar_count"] = t.empty((1,), dtype=t.int32).pin_memory()
+            self._host_out = {n: t.empty(tuple(o.shape), dtype=t.float32, pin_memory=True) for n, o in fetch}
+            self._host_out["pillar_count"] = t.empty((1,), dtype=t.int32, pin_memory=True)
         for n, o in fetch:
             self._host_out[n].copy_(o, non_blocking=True)  # FP16 outputs: cast on the GPU
         count_in = {s.name: b for s, b in zip(self.input_specs, self._static_in)}.get("pillar_count")
