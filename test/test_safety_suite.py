@@ -137,3 +137,12 @@ def test_ci_slice_of_the_safety_suite(tmp_path):
     d = json.loads((tmp_path / "r.json").read_text())
     assert d["aggregate"]["frames"] > 0 and "false_estop_causes" in d
     assert "Safety suite" in (tmp_path / "r.html").read_text()
+
+
+def test_safety_suite_runs_the_stack():
+    """The stack (student + arbiter in the drive loop) through the suite: decisions recorded,
+    the student among them; it once crashed here (the drive pipeline lost its ``step``)."""
+    res = su.run_safety_suite("stack", 2, 5, seconds=4.0, workers=1)
+    a = res["aggregate"]
+    assert a["scenarios"] == 2 and a["frames"] > 0, su.table(res)
+    assert res["choices"].get("student", 0) > 0, res["choices"]

@@ -194,6 +194,7 @@ class RecordingPlanner:
     def __init__(
         self, kind: str, config: str | None, engine: str | None, backend: str | None, cfg: dict[str, Any]
     ):
+        from vla_edge.drive_loop import DriveLoop
         from vla_edge.params import resolve_overrides, unflatten
         from vla_edge.pipeline import DrivePipeline
         from vla_edge.sim.expert import Expert
@@ -207,6 +208,8 @@ class RecordingPlanner:
         if self.needs_camera and str(drive.get("camera", "none")) == "none":
             drive["camera"] = "raw"
         self.pipe = DrivePipeline.from_config(drive, with_runner=kind == "stack")
+        # the stack runs the arbiter node's drive loop on the simulated clock, as `sim evaluate` does
+        self.loop = DriveLoop.from_config(drive, self.pipe) if kind == "stack" else None
         self.expert = Expert(cfg)
         self.world: World | None = None
         self.choices: Counter[str] = Counter()
@@ -217,10 +220,15 @@ class RecordingPlanner:
         self.world = world
         self.estops = []
         self.pipe.cycle.reset()  # stamps move forward between scenarios: no time-jump reset
+        if self.loop is not None:
+            self.loop.reset()
 
     def __call__(self, frame: Any) -> Any:
-        if self.kind == "stack":
-            _, dec = self.pipe.step(frame)
+        if self.loop is not None:
+            _, step = self.loop.step(frame)
+            if step is None or step.decision is None:
+                raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
+            dec = step.decision
         else:
             dec = self.pipe.plan(frame, None, frame.stamp)
         self.choices[dec.choice] += 1
@@ -307,6 +315,7 @@ def _run_one(spec: ScenarioSpec) -> dict[str, Any]:
     harness._EXPERT_PROGRESS[(spec, round(seconds, 3))] = exp["progress"]
     keep: dict[str, Any] = {}
     planner = _W["planner"]
+    before = Counter(getattr(planner, "choices", {}))
     score = harness.run_scenario(planner, spec, cfg, _W["calib"], seconds, _W["builder"], keep)
     world, log = keep["world"], keep["log"]
     contacts = classify_contacts(world, log, cfg)
@@ -320,6 +329,7 @@ def _run_one(spec: ScenarioSpec) -> dict[str, Any]:
         contacts=contacts,
         at_fault=sum(c["fault"] == "at_fault" for c in contacts),
         estops=list(getattr(planner, "estops", [])),
+        choices=dict(Counter(getattr(planner, "choices", {})) - before),  # arbiter choices, this scenario
         frames=len(log.frames),
         generator_unavoidable=exp["unavoidable_entries"],
         expert_collisions=exp["collisions"],
@@ -407,6 +417,7 @@ def summarize(
         "wall_s": round(wall, 1),
         "aggregate": agg,
         "by_family": {k: float(np.mean(v)) for k, v in sorted(fams.items())},
+        "choices": dict(sum((Counter(r.get("choices", {})) for r in rows), Counter()).most_common()),
         "estop_causes": dict(by_cause.most_common()),
         "false_estop_causes": dict(false_cause.most_common()),
         "at_fault": [c for c in contacts if c["fault"] == "at_fault"],
@@ -430,6 +441,7 @@ def table(res: dict[str, Any]) -> str:
         f"off-road scenarios {a['offroad_scenarios']}; generator unavoidable scenes "
         f"{a['generator_unavoidable_scenarios']}; expert collisions {a['expert_collision_scenarios']}",
         "by family: " + ", ".join(f"{k} {v:.3f}" for k, v in res["by_family"].items()),
+        "arbiter choices: " + (", ".join(f"{k} {v}" for k, v in res.get("choices", {}).items()) or "none"),
         "e-stop causes: "
         + (", ".join(f"{k} {v}" for k, v in list(res["estop_causes"].items())[:6]) or "none"),
         "false e-stop causes: "
