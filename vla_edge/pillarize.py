@@ -182,6 +182,18 @@ def _bound(b: float, dtype: np.dtype) -> np.generic:
     return np.float64(b)
 
 
+def _cell(v: np.ndarray, lo: float, size: float, n: int) -> np.ndarray:
+    """``min(floor((v - lo) / size), n - 1)`` as int64, in float64 like the GPU pillarizer
+    (in place: a 210k-point cloud spent more time allocating than computing)."""
+    t = v.astype(np.float64)
+    t -= lo
+    t /= size
+    np.floor(t, out=t)
+    idx = t.astype(np.int64)
+    np.minimum(idx, n - 1, out=idx)
+    return idx
+
+
 def _pillar_centres_d2(lin: np.ndarray, spec: PillarSpec) -> np.ndarray:
     """Squared distance (float64) of pillar centres from the origin."""
     _, w = spec.grid_size
@@ -222,14 +234,13 @@ def pillarize(points: np.ndarray, spec: PillarSpec) -> tuple[np.ndarray, np.ndar
     lo = np.array(spec.point_cloud_range[:3])
     raw = pts[:, :ncol]
     keep = _in_range(raw, spec.point_cloud_range)
-    # np.compress, not raw[keep]: ~10x faster for 2-D rows; only kept rows are widened.
-    p = np.compress(keep, raw, axis=0).astype(np.float64)
+    # np.compress, not raw[keep]: ~10x faster for 2-D rows. Only x and y of every kept row are
+    # widened to float64 here, the other columns only for the points that land in a pillar.
+    p = np.compress(keep, raw, axis=0)
     if len(p) == 0:
         return features, coords, 0
     vx, vy, vz = spec.voxel_size
-    col = np.minimum(np.floor((p[:, 0] - lo[0]) / vx).astype(np.int64), W - 1)
-    row = np.minimum(np.floor((p[:, 1] - lo[1]) / vy).astype(np.int64), H - 1)
-    lin = row * W + col
+    lin = _cell(p[:, 1], lo[1], vy, H) * W + _cell(p[:, 0], lo[0], vx, W)
 
     # Stable sort: groups by pillar, input order inside a pillar. Keys below 2**16 sort as
     # uint16, where numpy's stable sort is a radix sort (the same order, several times faster).
@@ -255,7 +266,7 @@ def pillarize(points: np.ndarray, spec: PillarSpec) -> tuple[np.ndarray, np.ndar
     src = order[use]
     slot = slot_of_group[group[use]]
     rank = rank[use]
-    q = p[src]
+    q = p[src].astype(np.float64)
 
     n_kept = int(kept.sum())
     n_pts = np.minimum(counts[kept], M).astype(np.float64)
