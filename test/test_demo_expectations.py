@@ -34,6 +34,16 @@ def test_render_names_machine_and_other_scenarios() -> None:
     assert "load average" in text
 
 
+def test_a_student_slower_than_the_wait_is_explained() -> None:
+    cfg, args = load_config("demo"), argparse.Namespace(bag=None, seed=0, seconds=25.0)
+    slow = dict(SUMMARY, model_ms={"p50": 101.6, "p99": 102.9})
+    text = render_expectations(slow, cfg, args, (70.0, 100.0))
+    assert "came too late to drive: model p50 101.6 ms" in text and "arbiter.deadline_ms" in text
+    fast = dict(SUMMARY, model_ms={"p50": 38.8, "p99": 50.0})
+    assert "too late" not in render_expectations(fast, cfg, args, (70.0, 100.0))
+    assert "too late" not in render_expectations(slow, cfg, args)
+
+
 def test_bad_expectation_is_named() -> None:
     with pytest.raises(ConfigError, match=r"demo.yaml expect.frames: need \[min, max\]"):
         expectation_rows(SUMMARY, {"expect": {"frames": 250}})
