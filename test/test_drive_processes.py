@@ -217,3 +217,42 @@ def test_drive_supervisor_death_ends_every_node(tmp_path: Path, sig: signal.Sign
         for p in pids.values():
             if _running(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_drive_stops_on_sigint_when_started_ignoring_it(tmp_path: Path) -> None:
+    """A shell's background job (``vla-edge drive &``, ``nohup``) starts with SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: Ctrl-C / SIGINT must still stop the graph."""
+    pytest.importorskip("rclpy")
+    log = tmp_path / "drive.log"
+    cmd = [sys.executable, "-m", "vla_edge", "drive", "--processes", "2", "--backend", "onnxruntime"]
+    cmd += ["--duration", "120"]
+
+    def ignore_sigint() -> None:  # what bash does for a background job without job control
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    with log.open("w") as out:
+        env = os.environ.copy()
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=ignore_sigint
+        )
+    pids: dict[str, int] = {}
+    try:
+        pids = _node_pids(log, 60.0)
+        end = time.monotonic() + 60.0
+        ready = ("arbiter ready", "inference node ready")
+        while time.monotonic() < end and not all(r in log.read_text() for r in ready):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"SIGINT did not stop `vla-edge drive`:\n{log.read_text()[-3000:]}")
+        assert rc == 0, log.read_text()[-3000:]
+        assert "drive graph stopped" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for p in pids.values():
+            if _running(p):
+                os.kill(p, signal.SIGKILL)

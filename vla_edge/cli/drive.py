@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -71,10 +73,24 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return resolve_overrides(args.config, cli)
 
 
+def honour_sigint() -> None:
+    """Let Ctrl-C / SIGINT stop the graph even when this process started with SIGINT ignored.
+
+    A background job of a non-interactive shell (``vla-edge drive &``, ``nohup``) inherits
+    SIGINT as ignored, and Python then installs no KeyboardInterrupt handler: the supervisor
+    could only be killed, and a launcher's or test's SIGINT did nothing. rclpy nodes install
+    their own handler the same way. Main thread only (signal handlers live there).
+    """
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start rclpy, compose the graph, spin until Ctrl-C / --duration / external shutdown."""
     from vla_edge.nodes.graph import DriveGraph, ros_session
 
+    honour_sigint()
     values = cli_values(args)
     record = bool(values.get("record"))
     per_node = 3 if record else 2
