@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,24 +185,45 @@ def test_link_to_supervisor_names_a_parent_that_is_gone() -> None:
         assert out.stdout.strip() == want, out.stderr
 
 
+def _start_drive(tmp_path: Path, args: list[str], preexec_fn: Any = None) -> tuple[subprocess.Popen, Path]:
+    """`vla-edge drive --processes ...` with its output in ``tmp_path/drive.log``."""
+    log = tmp_path / "drive.log"
+    cmd = [sys.executable, "-m", "vla_edge", "drive", *args, "--backend", "onnxruntime", "--duration", "120"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn
+        )
+    return proc, log
+
+
+def _wait_ready(log: Path) -> None:
+    """Until both nodes say they are up, so a signal lands on running nodes, not on imports."""
+    end = time.monotonic() + 60.0
+    ready = ("arbiter ready", "inference node ready")
+    while time.monotonic() < end and not all(r in log.read_text() for r in ready):
+        time.sleep(0.2)
+
+
+def _kill_all(proc: subprocess.Popen, pids: dict[str, int]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    for p in pids.values():
+        if _running(p):
+            os.kill(p, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_drive_supervisor_death_ends_every_node(tmp_path: Path, sig: signal.Signals) -> None:
     """A supervisor that is terminated or SIGKILLed leaves no orphan node (each gets a SIGINT)."""
     pytest.importorskip("rclpy")
-    log = tmp_path / "drive.log"
-    cmd = [sys.executable, "-m", "vla_edge", "drive", "--processes", "3", "--record"]
-    cmd += ["--record-dir", str(tmp_path / "rec"), "--backend", "onnxruntime", "--duration", "120"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
+    record = ["--record", "--record-dir", str(tmp_path / "rec")]
+    proc, log = _start_drive(tmp_path, ["--processes", "3", *record])
     pids: dict[str, int] = {}
     try:
         pids = _node_pids(log, 60.0)
         assert set(pids) == {"inference_node", "arbiter_node", "recorder_node"}, pids
-        # Let the nodes come up, so the signal lands on running nodes, not on their imports.
-        end = time.monotonic() + 60.0
-        ready = ("arbiter ready", "inference node ready")
-        while time.monotonic() < end and not all(r in log.read_text() for r in ready):
-            time.sleep(0.2)
+        _wait_ready(log)
         time.sleep(1.0)
         proc.send_signal(sig)
         proc.wait(timeout=40)
@@ -211,37 +233,22 @@ def test_drive_supervisor_death_ends_every_node(tmp_path: Path, sig: signal.Sign
         alive = {n: p for n, p in pids.items() if _running(p)}
         assert not alive, f"nodes outlived the supervisor ({sig.name}): {alive}\n{log.read_text()[-3000:]}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        for p in pids.values():
-            if _running(p):
-                os.kill(p, signal.SIGKILL)
+        _kill_all(proc, pids)
 
 
 def test_drive_stops_on_sigint_when_started_ignoring_it(tmp_path: Path) -> None:
-    """A shell's background job (``vla-edge drive &``, ``nohup``) starts with SIGINT ignored, and
+    """A shell's background job (a script's ``&``, ``nohup``) starts with SIGINT ignored, and
     Python then installs no KeyboardInterrupt handler: Ctrl-C / SIGINT must still stop the graph."""
     pytest.importorskip("rclpy")
-    log = tmp_path / "drive.log"
-    cmd = [sys.executable, "-m", "vla_edge", "drive", "--processes", "2", "--backend", "onnxruntime"]
-    cmd += ["--duration", "120"]
 
     def ignore_sigint() -> None:  # what bash does for a background job without job control
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    with log.open("w") as out:
-        env = os.environ.copy()
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=ignore_sigint
-        )
+    proc, log = _start_drive(tmp_path, ["--processes", "2"], ignore_sigint)
     pids: dict[str, int] = {}
     try:
         pids = _node_pids(log, 60.0)
-        end = time.monotonic() + 60.0
-        ready = ("arbiter ready", "inference node ready")
-        while time.monotonic() < end and not all(r in log.read_text() for r in ready):
-            time.sleep(0.2)
+        _wait_ready(log)
         proc.send_signal(signal.SIGINT)
         try:
             rc = proc.wait(timeout=40)
@@ -250,9 +257,4 @@ def test_drive_stops_on_sigint_when_started_ignoring_it(tmp_path: Path) -> None:
         assert rc == 0, log.read_text()[-3000:]
         assert "drive graph stopped" in log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        for p in pids.values():
-            if _running(p):
-                os.kill(p, signal.SIGKILL)
+        _kill_all(proc, pids)
