@@ -193,6 +193,10 @@ class TorchCudaBackend(InferenceBackend):
             return list(out)[: len(names)]
         return [out]
 
+    def _input_buffers(self) -> dict[str, Any]:
+        """The static (graph-captured) input buffers by contract input name."""
+        return {s.name: b for s, b in zip(self.input_specs, self._static_in)}
+
     def _alloc_inputs(self) -> list[Any]:
         t = self._torch
         dev = t.device("cuda", self.device_index)
@@ -293,7 +297,7 @@ class TorchCudaBackend(InferenceBackend):
     def _upload(self, inputs: dict[str, np.ndarray], specs: Any) -> None:
         """Stage ``inputs`` in pinned memory and upload them without waiting for the GPU."""
         t = self._torch
-        bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
+        bufs = self._input_buffers()
         for spec in specs:
             buf, stage = bufs[spec.name], self._stage_in.get(spec.name)
             if stage is None:
@@ -320,7 +324,7 @@ class TorchCudaBackend(InferenceBackend):
             self._host_out["pillar_count"] = t.empty((1,), dtype=t.int32, pin_memory=True)
         for n, o in fetch:
             self._host_out[n].copy_(o, non_blocking=True)  # FP16 outputs: cast on the GPU
-        count_in = {s.name: b for s, b in zip(self.input_specs, self._static_in)}.get("pillar_count")
+        count_in = self._input_buffers().get("pillar_count")
         if count_in is not None:
             self._host_out["pillar_count"].copy_(count_in.reshape(-1)[:1], non_blocking=True)
         t.cuda.current_stream(self.device_index).synchronize()
@@ -334,7 +338,7 @@ class TorchCudaBackend(InferenceBackend):
         if not self.loaded:
             self.load()
         t = self._torch
-        bufs = {s.name: b for s, b in zip(self.input_specs, self._static_in)}
+        bufs = self._input_buffers()
         want = (spec.max_pillars, spec.max_points, spec.num_features)
         if tuple(bufs["pillar_features"].shape[1:]) != want:
             raise InferenceInputError(

@@ -29,6 +29,18 @@ def engine_takes_camera(drive_cfg: dict[str, Any]) -> bool:
         return False
 
 
+def loop_decision(loop: Any, frame: Any) -> Any:
+    """The drive loop's decision on ``frame`` in lockstep (simulated clock: every frame is decided).
+
+    Raises:
+        RuntimeError: The loop refused the frame (a harness bug: stamps must move forward).
+    """
+    _, step = loop.step(frame)
+    if step is None or step.decision is None:
+        raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
+    return step.decision
+
+
 def make_planner(
     kind: str,
     sim_cfg: dict[str, Any],
@@ -89,10 +101,7 @@ def make_planner(
     refusals: dict[str, int] = {}
 
     def stack(frame: Frame) -> Trajectory:
-        _, step = loop.step(frame)
-        if step is None or step.decision is None:
-            raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
-        dec = step.decision
+        dec = loop_decision(loop, frame)
         choices[dec.choice] = choices.get(dec.choice, 0) + 1
         if kind == "stack" and dec.choice != "student":  # why the student did not drive this frame
             for r in dec.reasons:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.sim.planners import loop_decision
 from vla_edge.sim.rollout import RolloutLog, run_closed_loop
 from vla_edge.sim.scenarios import SUITE_FAMILIES, ScenarioSpec, make_scenario, suite
 from vla_edge.sim.world import SimError, World, box_corners, rect_overlaps
@@ -219,16 +220,14 @@ class RecordingPlanner:
         """Bind to a new scenario and forget the previous one's tracks, plans and hysteresis."""
         self.world = world
         self.estops = []
+        self.choices = Counter()  # per scenario, like the stops
         self.pipe.cycle.reset()  # stamps move forward between scenarios: no time-jump reset
         if self.loop is not None:
             self.loop.reset()
 
     def __call__(self, frame: Any) -> Any:
         if self.loop is not None:
-            _, step = self.loop.step(frame)
-            if step is None or step.decision is None:
-                raise RuntimeError(f"drive loop gave no decision for frame {frame.stamp:.3f}")
-            dec = step.decision
+            dec = loop_decision(self.loop, frame)
         else:
             dec = self.pipe.plan(frame, None, frame.stamp)
         self.choices[dec.choice] += 1
@@ -315,7 +314,6 @@ def _run_one(spec: ScenarioSpec) -> dict[str, Any]:
     harness._EXPERT_PROGRESS[(spec, round(seconds, 3))] = exp["progress"]
     keep: dict[str, Any] = {}
     planner = _W["planner"]
-    before = Counter(getattr(planner, "choices", {}))
     score = harness.run_scenario(planner, spec, cfg, _W["calib"], seconds, _W["builder"], keep)
     world, log = keep["world"], keep["log"]
     contacts = classify_contacts(world, log, cfg)
@@ -329,7 +327,7 @@ def _run_one(spec: ScenarioSpec) -> dict[str, Any]:
         contacts=contacts,
         at_fault=sum(c["fault"] == "at_fault" for c in contacts),
         estops=list(getattr(planner, "estops", [])),
-        choices=dict(Counter(getattr(planner, "choices", {})) - before),  # arbiter choices, this scenario
+        choices=dict(getattr(planner, "choices", {})),  # arbiter choices, this scenario
         frames=len(log.frames),
         generator_unavoidable=exp["unavoidable_entries"],
         expert_collisions=exp["collisions"],
