@@ -93,6 +93,23 @@ def test_trajectory_conversion_and_bad_values() -> None:
         plan_from_trajectory(Trajectory(np.full((2, 3), np.nan), 0.5, 0.0), ego, 0.0)
 
 
+def test_plan_that_jitters_around_a_stop_point_reads_as_standing_still() -> None:
+    # A learned plan near a parked truck (blocked_lane_s9200013, shipped student): the poses
+    # step back and forth by 0.1-0.2 m. Read as unsigned lengths these were 0.3-0.5 m/s of
+    # speed, and the vehicle crept into the truck; the backwards segments are a stop.
+    x = np.array([0.13, 0.04, -0.05, 0.01, 0.03, -0.02, 0.02, 0.0])
+    poses = np.column_stack([x, np.zeros(8), np.zeros(8)])
+    ego = EgoVehicle(CFG["ego"], 0.0, 0.0, 0.0, 0.5)
+    plan = plan_from_trajectory(Trajectory(poses, 0.5, 0.0), ego, 0.0)
+    unsigned = np.hypot(*np.diff(np.vstack([[0.0, 0.0], poses[:, :2]]), axis=0).T) / 0.5
+    assert unsigned[1:].mean() > 0.1  # what the old reading drove at
+    assert plan.speeds[2:].max() <= 0.05 + 1e-9
+    forward = plan_from_trajectory(
+        Trajectory(np.column_stack([np.arange(1, 9.0), np.zeros((8, 2))]), 0.5, 0.0), ego, 0.0
+    )
+    assert forward.speeds[1:] == pytest.approx(np.full(8, 2.0))
+
+
 def test_ground_raster_and_drivable_area() -> None:
     world = make_scenario(ScenarioSpec("crossing_cart", 2, 0.9), CFG, 10.0)
     lane = world.lane.resample(2.0)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.planning.kinematics import trajectory_profile
 from vla_edge.sim.world import Polyline, SimError, box_corners, wrap_angle
 from vla_edge.types import EgoState, Trajectory
 
@@ -128,7 +129,15 @@ def plan_from_trajectory(traj: Trajectory, ego: EgoVehicle, t0: float) -> Plan:
     if traj.speeds is not None and len(traj.speeds) == len(traj.poses):
         speeds = np.concatenate([[ego.v], np.abs(traj.speeds)])
     else:
-        ds = np.hypot(np.diff(wx), np.diff(wy)) / traj.dt
+        # Speed = the rate of forward progress along the plan: each segment's length along the
+        # planned heading (the arbiter's own kinematics; sideways or backwards steps are no
+        # progress), and progress that never falls below the farthest point already planned,
+        # as a position-tracking controller of a forward-only vehicle holds. With unsigned
+        # lengths, a learned plan that jitters by 0.2 m around a stop point read as 0.5 m/s,
+        # and the vehicle crept into what it had planned to stop for.
+        prof = trajectory_profile(traj, 0.0)
+        progress = np.cumsum(prof.speed * np.cos(prof.heading_error) * traj.dt)
+        ds = np.diff(np.maximum.accumulate(np.concatenate([[0.0], progress]))) / traj.dt
         # Speeds at the poses: average of the adjacent segment speeds.
         mid = np.concatenate([ds, ds[-1:]])
         speeds = np.concatenate([[ego.v], 0.5 * (mid[:-1] + mid[1:])])
