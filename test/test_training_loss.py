@@ -23,6 +23,7 @@ def _weights(**kw):
         cls_weight=1.0,
         huber_delta=1.0,
         focal_gamma=0.0,
+        step_weight=1.0,
     )
     base.update(kw)
     return LossWeights(**base)
@@ -127,6 +128,7 @@ def test_total_is_weighted_sum_and_huber_mse_by_hand():
     terms = distillation_loss(student, target, w, proj)
     expected = (
         w.alpha * terms["huber_gt"]
+        + w.step_weight * terms["step"]
         + w.cls_weight * terms["cls"]
         + w.beta * terms["mse_teacher"]
         + w.gamma * terms["feat"]
@@ -148,6 +150,30 @@ def test_total_is_weighted_sum_and_huber_mse_by_hand():
     )
 
 
+def test_step_term_costs_a_plan_that_jitters_round_a_stop_point():
+    import torch
+
+    from training.distill import distillation_loss
+
+    # GT: standing still. One plan 0.15 m ahead at every pose, one stepping back and forth by
+    # 0.15 m (what the shipped student planned near a parked truck, and crept on).
+    gt = torch.zeros(1, 8, 3)
+    offset = gt.clone()
+    offset[..., 0] = 0.15
+    jitter = gt.clone()
+    jitter[0, :, 0] = torch.tensor([0.15, 0.0, 0.15, 0.0, 0.15, 0.0, 0.15, 0.0])
+    target = {"gt": gt, "gt_mode": torch.zeros(1, dtype=torch.long)}
+    w = _weights(beta=0.0, gamma=0.0, delta=0.0)
+    terms = [
+        distillation_loss({"trajectories": p[:, None], "scores": torch.zeros(1, 1)}, target, w)
+        for p in (offset, jitter)
+    ]
+    assert float(terms[1]["huber_gt"]) < float(terms[0]["huber_gt"])  # the position term prefers the jitter
+    assert float(terms[0]["step"]) == pytest.approx(0.15 / 16, rel=1e-5)  # one 0.15 m step of 16 values
+    assert float(terms[1]["step"]) == pytest.approx(0.15 * 8 / 16, rel=1e-5)
+    assert float(terms[1]["total"]) > float(terms[0]["total"])  # the total no longer does
+
+
 def test_gt_only_and_masked_teacher_terms():
     from training.distill import distillation_loss
 
@@ -155,7 +181,9 @@ def test_gt_only_and_masked_teacher_terms():
     w = _weights().gt_only()
     terms = distillation_loss(student, target, w)
     assert float(terms["kl"]) == 0.0 and float(terms["mse_teacher"]) == 0.0 and float(terms["feat"]) == 0.0
-    assert float(terms["total"]) == pytest.approx(float(terms["huber_gt"] + terms["cls"]), rel=1e-6)
+    assert float(terms["total"]) == pytest.approx(
+        float(terms["huber_gt"] + terms["step"] + terms["cls"]), rel=1e-6
+    )
     # mask: a batch without labels contributes 0; half-masked averages over labelled rows only
     target["teacher_mask"][:] = False
     t0 = distillation_loss(student, target, _weights(gamma=0.0))

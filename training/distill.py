@@ -1,12 +1,16 @@
 """Distillation loss: a pure function returning a dict of weighted terms, plus the feature projector.
 
-    L = α·Huber(τ_s⁺, τ_gt) + w_cls·Focal(z_s, a_gt)
+    L = α·Huber(τ_s⁺, τ_gt) + w_step·L1(Δτ_s⁺, Δτ_gt) + w_cls·Focal(z_s, a_gt)
       + β·MSE(τ_s^t, τ_teacher) + γ·MSE(proj(f_s), f_teacher)
       + δ·T²·KL(softmax(z_teacher/T) ‖ softmax(z_s/T))
 
 * ``τ_s⁺`` is the student's trajectory for the anchor nearest the ground truth (winner takes all,
   as DiffusionDrive trains its positive mode); ``τ_s^t`` the one for the anchor nearest the
   teacher's trajectory. Both are chosen by the caller (``gt_mode`` / ``teacher_mode``).
+* ``Δτ`` are the x/y steps between consecutive poses, from the origin: what the vehicle follows.
+  A plan 0.2 m off at every pose costs the Huber term little, but one that steps back and forth
+  by 0.2 m round a stop point reads as speed, and the vehicle creeps into what it stopped for
+  (docs/training.md). L1, not Huber: these errors are small, where Huber is quadratic.
 * The focal classification term (weight ``cls_weight``) is the model's own task loss over the
   anchor modes; without it a GT-only student would never learn its mode scores. Setting
   β = γ = δ = 0 gives the GT-only objective used for the teacher and the GT-only student.
@@ -17,9 +21,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
@@ -37,6 +43,7 @@ class LossWeights:
         cls_weight: Weight of the focal classification term over anchor modes (GT mode target).
         huber_delta: Huber transition point in metres/radians.
         focal_gamma: Focusing parameter of the focal loss (0 = cross-entropy).
+        step_weight: Weight of the L1 term on the positive mode's x/y steps between poses.
     """
 
     alpha: float
@@ -47,6 +54,7 @@ class LossWeights:
     cls_weight: float
     huber_delta: float
     focal_gamma: float
+    step_weight: float
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> LossWeights:
@@ -65,9 +73,7 @@ class LossWeights:
 
     def gt_only(self) -> LossWeights:
         """The same weights with every teacher term switched off."""
-        return LossWeights(
-            self.alpha, 0.0, 0.0, 0.0, self.temperature, self.cls_weight, self.huber_delta, self.focal_gamma
-        )
+        return dataclasses.replace(self, beta=0.0, gamma=0.0, delta=0.0)
 
 
 class FeatureProjector(nn.Module):
@@ -117,6 +123,12 @@ def nearest_anchor(traj: Tensor, anchors: Tensor) -> Tensor:
     return d.argmin(dim=1)
 
 
+def _steps(traj: Tensor) -> Tensor:
+    """x/y steps ``[B, T, 2]`` between consecutive poses of ``[B, T, 3]``, the origin first."""
+    xy = traj[..., :2]
+    return torch.diff(xy, dim=-2, prepend=torch.zeros_like(xy[..., :1, :]))
+
+
 def _masked_mean(per_sample: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return per_sample.mean()
@@ -143,20 +155,23 @@ def distillation_loss(
         projector: Maps student BEV features to the teacher's; required when γ > 0.
 
     Returns:
-        Unweighted terms ``huber_gt``, ``cls``, ``mse_teacher``, ``feat``, ``kl`` and the weighted
+        Unweighted terms ``huber_gt``, ``step``, ``cls``, ``mse_teacher``, ``feat``, ``kl`` and the weighted
         ``total`` (every value a scalar tensor; absent teacher terms are 0).
     """
     traj = student["trajectories"].float()
     zero = traj.new_zeros(())
     gt = target["gt"].to(traj)
     layers = [(traj, student["scores"]), *student.get("aux", [])]
-    huber, cls = zero, zero
+    huber, step, cls = zero, zero, zero
+    gt_steps = _steps(gt)
     for layer_traj, layer_scores in layers:  # every cascade layer is supervised by the GT
         pos = select_mode(layer_traj.float(), target["gt_mode"])
         huber = huber + F.huber_loss(pos, gt, delta=weights.huber_delta)
+        step = step + (_steps(pos) - gt_steps).abs().mean()
         cls = cls + focal_loss(layer_scores, target["gt_mode"].long(), weights.focal_gamma).mean()
     terms = {
         "huber_gt": huber / len(layers),
+        "step": step / len(layers),
         "cls": cls / len(layers),
         "mse_teacher": zero,
         "feat": zero,
@@ -179,6 +194,7 @@ def distillation_loss(
         terms["kl"] = _masked_mean(kl, mask)
     terms["total"] = (
         weights.alpha * terms["huber_gt"]
+        + weights.step_weight * terms["step"]
         + weights.cls_weight * terms["cls"]
         + weights.beta * terms["mse_teacher"]
         + weights.gamma * terms["feat"]

@@ -50,6 +50,7 @@ class Loss(Section):
     cls_weight: NonNeg
     huber_delta: Pos
     focal_gamma: NonNeg
+    step_weight: NonNeg
 
 
 class Train(Section):
