@@ -76,7 +76,7 @@ def test_runner_fetches_the_bev_only_when_asked() -> None:
     frame whose inputs fail after its points were launched leaves no trace in the next one."""
     _cuda()
     from vla_edge.config import load_config
-    from vla_edge.errors import ModelInputError
+    from vla_edge.pillarize import ModelInputError
     from vla_edge.inference import StudentRunner
     from vla_edge.types import EgoState, Frame
 
