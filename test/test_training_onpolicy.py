@@ -98,6 +98,11 @@ def test_promote_refuses_a_worse_engine_and_records_provenance(tmp_path: Path) -
 
     empty = tmp_path / "empty"
     assert main([*args[:3], str(empty), *args[4:]]) == 0  # nothing to beat: promoted
+    # forced over an engine with a TorchScript: the candidate has none, so none stays (not a stale one)
+    shutil.copy2(REPO_ROOT / "engines" / "student.ts", engines / "student.ts")
+    assert main([*args, "--force"]) == 0
+    assert (engines / "student.onnx").read_bytes() == (cand / "student.onnx").read_bytes()
+    assert not (engines / "student.ts").exists(), "the replaced engine's TorchScript was left behind"
     doc = json.loads((empty / "student.json").read_text())
     rec = doc["promotion"]
     assert rec["heldout"]["seeds"] == [9701, 9702] and rec["heldout"]["scenarios"] == 2

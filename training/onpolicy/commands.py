@@ -331,5 +331,13 @@ def run_promote(args: argparse.Namespace) -> int:
     for f in ("student.onnx", "student.json", "student.ts"):
         if (cand / f).is_file():
             shutil.copy2(cand / f, dest / f)
+        elif f == "student.ts" and (dest / f).is_file():
+            # The replaced engine's TorchScript would sit beside a manifest that names another
+            # hash: the torch backends would refuse it. Leave none rather than a stale one.
+            (dest / f).unlink()
+            print(
+                f"{cand} has no student.ts: removed the replaced engine's from {dest}; the torch "
+                "backends need one: vla-edge-train export --checkpoint <run>/best.pt (docs/training.md)"
+            )
     print(f"promoted {cand} -> {dest}")
     return 0
