@@ -34,6 +34,7 @@ class Student(Section):
     min_confidence: Frac
     alternative_modes: NonNegInt = 0
     alternative_min_probability: Frac = 0.05
+    speed_rule_retime: bool = False
     check_order = ordered(("min_horizon", "max_horizon"), ("min_dt", "max_dt"))
 
 

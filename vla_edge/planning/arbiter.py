@@ -31,6 +31,7 @@ from vla_edge.planning.emergency import EmergencyParams, emergency_stop, stop_pr
 from vla_edge.planning.kinematics import reanchor, shift_trajectory, smooth_resample, trajectory_profile
 from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
+from vla_edge.planning.retime import retime_along_path
 from vla_edge.planning.rules import RulesParams, allowed_speed
 from vla_edge.planning.smoothing import SmoothingParams, smooth_student
 from vla_edge.types import EgoState, Trajectory, trajectory_to_json
@@ -146,6 +147,7 @@ class ArbiterParams:
     min_confidence: float = at("arbiter.student.min_confidence")
     alternative_modes: int = at("arbiter.student.alternative_modes")
     alternative_min_probability: float = at("arbiter.student.alternative_min_probability")
+    speed_rule_retime: bool = at("arbiter.student.speed_rule_retime")
     max_lateral_deviation: float = at("arbiter.corridor.max_lateral_deviation")
     ttc_min: float = at("arbiter.collision.ttc_min")
     ttc_buffer: float = at("arbiter.collision.ttc_buffer")
@@ -397,7 +399,37 @@ class Arbiter:
         traj.source = "student"
         with np.errstate(all="ignore"):
             self._plan_checks("student", traj, inp, out, p.min_horizon, corridor=True, continuity=True)
+            if p.speed_rule_retime and _only_failure(out, "student.speed_rule"):
+                traj = self._retimed(traj, inp, out, reasons)
         return traj
+
+    def _retimed(
+        self, traj: Trajectory, inp: ArbiterInputs, out: dict[str, CheckResult], reasons: list[str]
+    ) -> Trajectory:
+        """The student's plan slowed to the speed rule along its own path, if that passes every
+        check (``student.speed_retimed``: by how much the plan was over); else ``traj`` unchanged."""
+        if self.rules is None or inp.speed_cap is None or inp.ref is None:  # no rule was checked
+            return traj
+        cap_s, cap_v = inp.speed_cap
+        ref = inp.ref
+
+        def cap_of_xy(xy: np.ndarray) -> np.ndarray:
+            return np.interp(ref.project_trajectory(xy)[0], cap_s, cap_v)
+
+        slowed = retime_along_path(traj, float(inp.ego.v), cap_of_xy, self.rules.rule_decel)
+        if slowed is None:
+            return traj
+        trial: dict[str, CheckResult] = {}
+        p = self.params
+        self._plan_checks("student", slowed, inp, trial, p.min_horizon, corridor=True, continuity=True)
+        if not all(v.ok for v in trial.values()):
+            return traj
+        over = out["student.speed_rule"]
+        out.update(trial)
+        out["student.speed_retimed"] = CheckResult(over.value, over.threshold, True, over.index)
+        reasons.append("student_speed_retimed")
+        slowed.source = "student"
+        return slowed
 
     # ------------------------------------------------------------------ decision
     def decide(self, inp: ArbiterInputs) -> ArbiterDecision:
@@ -578,6 +610,13 @@ _FRAME_LEVEL_CHECKS = frozenset(
     for c in ("finite_input", "age", "frame_latency", "stale_inputs", "ego_valid", "confidence", "dt",
               "max_horizon", "frame_known")
 )  # fmt: skip
+
+
+def _only_failure(out: dict[str, CheckResult], name: str) -> bool:
+    """``name`` failed and every other check of its candidate passed."""
+    prefix = name.split(".")[0] + "."
+    failed = [k for k, v in out.items() if k.startswith(prefix) and not v.ok]
+    return failed == [name]
 
 
 def _plan_level_failure(out: dict[str, CheckResult]) -> bool:
