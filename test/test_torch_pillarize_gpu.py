@@ -76,8 +76,8 @@ def test_runner_fetches_the_bev_only_when_asked() -> None:
     frame whose inputs fail after its points were launched leaves no trace in the next one."""
     _cuda()
     from vla_edge.config import load_config
-    from vla_edge.pillarize import ModelInputError
     from vla_edge.inference import StudentRunner
+    from vla_edge.pillarize import ModelInputError
     from vla_edge.types import EgoState, Frame
 
     path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
