@@ -66,9 +66,9 @@ def retime_along_path(
     # but at the start, where the ego's speed is given, by about decel * window / 4.
     horizon = traj.dt * len(traj.poses)
     fine = np.arange(0.0, horizon + FINE_DT / 2, FINE_DT)
-    target = np.where(fine <= times[-1], np.interp(fine, times, speeds), 0.0)
-    if len(times) == len(grid):  # the plan's end reached: hold its last speed (it is not a stop)
-        target = np.where(fine <= times[-1], target, speeds[-1])
+    target = np.interp(fine, times, speeds)  # past the plan's end: its last speed (not a stop)
+    if len(times) < len(grid):  # stopped before the end of the path
+        target[fine > times[-1]] = 0.0
     half = round(0.5 * WINDOW_S / FINE_DT)
     padded = np.concatenate([target, np.full(half, target[-1])])
     ahead = np.lib.stride_tricks.sliding_window_view(padded, half + 1).min(axis=1)
