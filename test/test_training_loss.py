@@ -24,6 +24,7 @@ def _weights(**kw):
         huber_delta=1.0,
         focal_gamma=0.0,
         step_weight=1.0,
+        yaw_step_weight=2.0,
     )
     base.update(kw)
     return LossWeights(**base)
@@ -129,6 +130,7 @@ def test_total_is_weighted_sum_and_huber_mse_by_hand():
     expected = (
         w.alpha * terms["huber_gt"]
         + w.step_weight * terms["step"]
+        + w.yaw_step_weight * terms["yaw_step"]
         + w.cls_weight * terms["cls"]
         + w.beta * terms["mse_teacher"]
         + w.gamma * terms["feat"]
@@ -174,6 +176,29 @@ def test_step_term_costs_a_plan_that_jitters_round_a_stop_point():
     assert float(terms[1]["total"]) > float(terms[0]["total"])  # the total no longer does
 
 
+def test_yaw_step_term_costs_a_heading_that_flips_and_wraps_at_pi():
+    import torch
+
+    from training.distill import distillation_loss
+
+    # GT: standing still, heading pi (a yaw column may wrap: -pi and pi are the same heading).
+    gt = torch.zeros(1, 8, 3)
+    gt[..., 2] = torch.pi
+    wrapped = gt.clone()
+    wrapped[0, 1::2, 2] = -torch.pi  # the same headings, written across the wrap
+    flipped = gt.clone()
+    flipped[0, 4:, 2] = 0.0  # half-way the heading turns round: a stopped plan that reverses
+    target = {"gt": gt, "gt_mode": torch.zeros(1, dtype=torch.long)}
+    w = _weights(beta=0.0, gamma=0.0, delta=0.0)
+    t_wrap, t_flip = (
+        distillation_loss({"trajectories": p[:, None], "scores": torch.zeros(1, 1)}, target, w)
+        for p in (wrapped, flipped)
+    )
+    assert float(t_wrap["yaw_step"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(t_flip["yaw_step"]) == pytest.approx(torch.pi / 8, rel=1e-5)  # one pi step of 8
+    assert float(t_flip["step"]) == 0.0  # the x/y term cannot see it
+
+
 def test_gt_only_and_masked_teacher_terms():
     from training.distill import distillation_loss
 
@@ -182,7 +207,7 @@ def test_gt_only_and_masked_teacher_terms():
     terms = distillation_loss(student, target, w)
     assert float(terms["kl"]) == 0.0 and float(terms["mse_teacher"]) == 0.0 and float(terms["feat"]) == 0.0
     assert float(terms["total"]) == pytest.approx(
-        float(terms["huber_gt"] + terms["step"] + terms["cls"]), rel=1e-6
+        float(terms["huber_gt"] + terms["step"] + 2.0 * terms["yaw_step"] + terms["cls"]), rel=1e-6
     )
     # mask: a batch without labels contributes 0; half-masked averages over labelled rows only
     target["teacher_mask"][:] = False

@@ -44,6 +44,9 @@ class LossWeights:
         huber_delta: Huber transition point in metres/radians.
         focal_gamma: Focusing parameter of the focal loss (0 = cross-entropy).
         step_weight: Weight of the L1 term on the positive mode's x/y steps between poses.
+        yaw_step_weight: Weight of the L1 term on its (wrapped) yaw steps between poses: the
+            arbiter reads a stopped plan's heading from the yaw column, and a yaw that
+            disagrees with the motion by more than 90 degrees makes the plan drive backwards.
     """
 
     alpha: float
@@ -55,6 +58,7 @@ class LossWeights:
     huber_delta: float
     focal_gamma: float
     step_weight: float
+    yaw_step_weight: float
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> LossWeights:
@@ -124,9 +128,10 @@ def nearest_anchor(traj: Tensor, anchors: Tensor) -> Tensor:
 
 
 def _steps(traj: Tensor) -> Tensor:
-    """x/y steps ``[B, T, 2]`` between consecutive poses of ``[B, T, 3]``, the origin first."""
-    xy = traj[..., :2]
-    return torch.diff(xy, dim=-2, prepend=torch.zeros_like(xy[..., :1, :]))
+    """Steps ``[B, T, 3]`` (x, y, yaw wrapped to [-pi, pi]) between consecutive poses of
+    ``[B, T, 3]``, the origin (0, 0, 0) first."""
+    d = torch.diff(traj, dim=-2, prepend=torch.zeros_like(traj[..., :1, :]))
+    return torch.cat([d[..., :2], torch.atan2(torch.sin(d[..., 2:]), torch.cos(d[..., 2:]))], dim=-1)
 
 
 def _masked_mean(per_sample: Tensor, mask: Tensor | None) -> Tensor:
@@ -155,23 +160,26 @@ def distillation_loss(
         projector: Maps student BEV features to the teacher's; required when γ > 0.
 
     Returns:
-        Unweighted terms ``huber_gt``, ``step``, ``cls``, ``mse_teacher``, ``feat``, ``kl`` and the weighted
-        ``total`` (every value a scalar tensor; absent teacher terms are 0).
+        Unweighted terms ``huber_gt``, ``step``, ``yaw_step``, ``cls``, ``mse_teacher``,
+        ``feat``, ``kl`` and the weighted ``total`` (every value a scalar tensor; absent teacher terms are 0).
     """
     traj = student["trajectories"].float()
     zero = traj.new_zeros(())
     gt = target["gt"].to(traj)
     layers = [(traj, student["scores"]), *student.get("aux", [])]
-    huber, step, cls = zero, zero, zero
+    huber, step, yaw_step, cls = zero, zero, zero, zero
     gt_steps = _steps(gt)
     for layer_traj, layer_scores in layers:  # every cascade layer is supervised by the GT
         pos = select_mode(layer_traj.float(), target["gt_mode"])
         huber = huber + F.huber_loss(pos, gt, delta=weights.huber_delta)
-        step = step + (_steps(pos) - gt_steps).abs().mean()
+        err = (_steps(pos) - gt_steps).abs()
+        step = step + err[..., :2].mean()
+        yaw_step = yaw_step + err[..., 2].mean()
         cls = cls + focal_loss(layer_scores, target["gt_mode"].long(), weights.focal_gamma).mean()
     terms = {
         "huber_gt": huber / len(layers),
         "step": step / len(layers),
+        "yaw_step": yaw_step / len(layers),
         "cls": cls / len(layers),
         "mse_teacher": zero,
         "feat": zero,
@@ -195,6 +203,7 @@ def distillation_loss(
     terms["total"] = (
         weights.alpha * terms["huber_gt"]
         + weights.step_weight * terms["step"]
+        + weights.yaw_step_weight * terms["yaw_step"]
         + weights.cls_weight * terms["cls"]
         + weights.beta * terms["mse_teacher"]
         + weights.gamma * terms["feat"]

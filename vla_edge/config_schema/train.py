@@ -51,6 +51,7 @@ class Loss(Section):
     huber_delta: Pos
     focal_gamma: NonNeg
     step_weight: NonNeg
+    yaw_step_weight: NonNeg
 
 
 class Train(Section):
