@@ -245,22 +245,31 @@ def _backend_on_fake_cuda(torch: object, fetch_bev: bool) -> tcb.TorchCudaBacken
 
 
 class _Recorder:
-    """Calls the pillarizer and notes the order (``spec`` as the backend checks it)."""
+    """Calls the pillarizer and notes the order (``spec`` as the backend checks it), and which
+    ego state the model's buffer holds when the pillarization (on a GPU: the fused graph of
+    pillarization + model) is launched."""
 
-    def __init__(self, pillarizer: object, order: list[str]) -> None:
-        self._p, self._order, self.spec = pillarizer, order, pillarizer.spec
+    def __init__(self, pillarizer: object, order: list[str], ego_buf: object) -> None:
+        self._p, self._order, self.spec, self._ego = pillarizer, order, pillarizer.spec, ego_buf
+        self.ego_at_launch: list[np.ndarray] = []
 
-    def __call__(self, points: np.ndarray) -> None:
+    def stage(self, points: np.ndarray) -> int:
         self._order.append("points")
-        self._p(points)
+        return self._p.stage(points)
+
+    def launch(self, bucket: int) -> object:
+        self._order.append("launch")
+        self.ego_at_launch.append(self._ego.numpy().copy())
+        return self._p.launch(bucket)
 
 
 @needs_shipped
 @pytest.mark.parametrize("fetch_bev", [False, True])
 def test_staged_inputs_and_fetched_outputs_on_fake_cuda(fetch_bev: bool) -> None:
     """The per-frame data path (pinned staging, one wait, BEV left on the device unless
-    ``fetch_bev``, pillar count read back, inputs built after the points are launched) on the
-    CPU through FakeCudaTorch; the CUDA-graph and timing parts need a GPU (tests above)."""
+    ``fetch_bev``, pillar count read back, inputs built while the points upload and uploaded
+    before the (fused) graph is launched) on the CPU through FakeCudaTorch; the CUDA-graph and
+    timing parts need a GPU (tests above and test_torch_pillarize_gpu.py)."""
     torch = pytest.importorskip("torch")
     from conftest import COMMITTED_SCAN
 
@@ -285,15 +294,18 @@ def test_staged_inputs_and_fetched_outputs_on_fake_cuda(fetch_bev: bool) -> None
     assert (res.bev is not None) is fetch_bev
     if fetch_bev:
         assert res.bev.shape == (128, 40, 40) and res.bev.dtype == np.float32
-    # the GPU-pillar path: the points first, then the other inputs, built while the GPU works
+    # the GPU-pillar path: the points upload, the other inputs are built meanwhile and uploaded,
+    # then the graph that pillarizes and runs the model is launched
     bufs = {s.name: b for s, b in zip(be.input_specs, be._static_in)}
     order: list[str] = []
-    be._pillarizer = _Recorder(GpuPillarizer(torch, torch.device("cpu"), spec, 200000, bufs, False), order)
+    pz = GpuPillarizer(torch, torch.device("cpu"), spec, 200000, bufs, False)
+    be._pillarizer = rec = _Recorder(pz, order, bufs["ego_state"])
     rest = {k: v for k, v in feed.items() if not k.startswith("pillar_")}
     res2, count2 = be.infer_points(frame.points, spec, lambda: (order.append("inputs"), rest)[1])
-    assert order == ["points", "inputs"] and count2 == count > 0
+    assert order == ["points", "inputs", "launch"] and count2 == count > 0
     np.testing.assert_allclose(res2.trajectories, res.trajectories, atol=1e-3)
-    # the staged buffers are reused: a new ego speed reaches the model
+    # the staged buffers are reused: a new ego speed reaches the model, uploaded before the launch
     faster = dict(rest, ego_state=ego_state_input(np.array([8.0, 0.0, 0.0]), spec)[None])
     res3, _ = be.infer_points(frame.points, spec, lambda: faster)
     assert not np.array_equal(res3.trajectories, res2.trajectories)
+    np.testing.assert_array_equal(rec.ego_at_launch[-1], faster["ego_state"])

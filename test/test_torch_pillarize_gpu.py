@@ -53,22 +53,25 @@ def test_runner_gives_the_same_plan_with_gpu_pillars() -> None:
     from vla_edge.types import EgoState, Frame
 
     model_cfg = load_config("model")
+    path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
+    pts = load_scan(str(COMMITTED_SCAN))
+    # the second frame's ego speed differs: the fused graph must read this frame's inputs
+    frames = [Frame(1.0, pts, EgoState(1.0, 0.0, 0.0, 0.0, v, 0.0, 0.0), path) for v in (4.0, 8.0)]
     outs = {}
     for on_gpu in (False, True):
         inf = load_config("inference")
         inf["torch_cuda"]["pillarize_on_gpu"] = on_gpu
         with StudentRunner.from_config(model_cfg, "torch_cuda", None, inf) as runner:
             assert runner.backend.pillarize_on_device is on_gpu
-            frame = Frame(
-                stamp=1.0,
-                points=load_scan(str(COMMITTED_SCAN)),
-                ego=EgoState(1.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0),
-                reference_path=np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1),
-            )
-            outs[on_gpu] = runner.run(frame)
-    assert outs[True].pillar_count == outs[False].pillar_count > 0
-    np.testing.assert_array_equal(outs[True].trajectories, outs[False].trajectories)
-    assert outs[True].timing_ms["pillarize"] > 0
+            if on_gpu:  # pillarization + model in one graph per bucket
+                pz = runner.backend._pillarizer
+                assert pz.fused, pz.fused_error or pz.capture_error or runner.backend.capture_error
+            outs[on_gpu] = [runner.run(f) for f in frames]
+    for gpu, cpu in zip(outs[True], outs[False]):
+        assert gpu.pillar_count == cpu.pillar_count > 0
+        np.testing.assert_array_equal(gpu.trajectories, cpu.trajectories)
+        assert gpu.timing_ms["pillarize"] > 0
+    assert not np.array_equal(outs[True][0].trajectories, outs[True][1].trajectories)
 
 
 def test_runner_fetches_the_bev_only_when_asked() -> None:
@@ -100,7 +103,9 @@ def test_runner_fetches_the_bev_only_when_asked() -> None:
     np.testing.assert_array_equal(outs[True].trajectories, outs[False].trajectories)
 
 
-def _pillarizer_case(torch: object, device: str, spec: object, max_points: int, dtype: object) -> tuple:
+def _pillarizer_case(
+    torch: object, device: str, spec: object, max_points: int, dtype: object, tail: object = None
+) -> tuple:
     from vla_edge.backends.gpu_pillars import GpuPillarizer
 
     P, M, C = spec.max_pillars, spec.max_points, spec.num_features
@@ -109,7 +114,11 @@ def _pillarizer_case(torch: object, device: str, spec: object, max_points: int, 
         "pillar_coords": torch.zeros((1, P, 2), dtype=torch.int32, device=device),
         "pillar_count": torch.zeros((1,), dtype=torch.int32, device=device),
     }
-    return GpuPillarizer(torch, torch.device(device), spec, max_points, targets, use_graph=True), targets
+    pz = GpuPillarizer(
+        torch, torch.device(device), spec, max_points, targets, use_graph=True,
+        tail=None if tail is None else (lambda: tail(targets)),
+    )  # fmt: skip
+    return pz, targets
 
 
 def _check_targets(targets: dict, pts: np.ndarray, spec: object, dtype: object) -> None:
@@ -162,3 +171,28 @@ def test_pillarizer_graph_on_gpu() -> None:
         pz(pts)
         torch.cuda.synchronize()
         _check_targets(targets, pts, spec, np.float32)
+
+
+def test_fused_graph_runs_the_tail_after_the_pillars_on_gpu(committed_scan: np.ndarray) -> None:
+    """With a tail (the backend passes the model forward) each bucket's one graph pillarizes and
+    then runs it on the fresh pillars; an oversize cloud is pillarized eagerly and returns None."""
+    torch = _cuda()
+    from vla_edge.config import load_config
+    from vla_edge.pillarize import PillarSpec, pillarize
+
+    spec = PillarSpec.from_config(load_config("model"))
+    tail = lambda tg: [tg["pillar_coords"] + 1, tg["pillar_count"] * 2]  # noqa: E731 - exact, integer
+    pz, targets = _pillarizer_case(torch, "cuda", spec, 2 * len(committed_scan), torch.float16, tail)
+    assert pz.fused, pz.fused_error or pz.capture_error
+    big = np.concatenate([committed_scan, committed_scan + np.float32([0.01, 0.0, 0.0, 0.0])])
+    for pts in (committed_scan, committed_scan[:3000], big, committed_scan[::2]):
+        outs = pz(pts)
+        torch.cuda.synchronize()
+        _check_targets(targets, pts, spec, np.float16)
+        _, c, n = pillarize(pts, spec)
+        np.testing.assert_array_equal(outs[0][0].cpu().numpy(), c + 1)
+        assert int(outs[1][0]) == 2 * n
+    pz, targets = _pillarizer_case(torch, "cuda", spec, 3000, torch.float32, tail)
+    assert pz(committed_scan) is None  # above max_points: eager, the caller runs the model
+    torch.cuda.synchronize()
+    _check_targets(targets, committed_scan, spec, np.float32)

@@ -18,6 +18,8 @@ Execution: after warm-up on a side stream, one forward is captured into a CUDA g
 with static input buffers; each call copies inputs into those buffers, replays the graph
 and copies the static outputs out. If capture fails, the reason (root cause included) is
 logged, kept in :attr:`TorchCudaBackend.capture_error`, and the module runs eagerly.
+With ``pillarize_on_gpu`` the forward is captured once more per point-buffer bucket, after
+the GPU pillarization, so a frame replays one graph for both (``infer_points``).
 TorchScript runs with the profiling/fusing executor off by default (``jit_optimize``),
 since lazily compiled fused kernels are not capturable. FP16 means ``module.half()`` plus half float inputs;
 when that fails on the artefact (e.g. dtype-pinned ops), the backend falls back to
@@ -306,16 +308,17 @@ class TorchCudaBackend(InferenceBackend):
             np.copyto(stage.numpy(), inputs[spec.name], casting="same_kind")
             buf.copy_(stage, non_blocking=True)  # FP16 inputs: the cast runs on the GPU
 
-    def _replay_and_fetch(self) -> tuple[dict[str, np.ndarray], int]:
-        """Replay the model, fetch the outputs (and the pillar count) and wait once.
+    def _replay_and_fetch(self, outs: list[Any] | None = None) -> tuple[dict[str, np.ndarray], int]:
+        """Replay the model (unless ``outs``, the outputs of a graph that already ran it), fetch
+        the outputs (and the pillar count) and wait once.
 
         Returns the outputs by name (copies: the pinned buffers are reused) and the pillar count.
         """
         t = self._torch
-        if self._graph is not None:
+        if outs is None and self._graph is not None:
             self._graph.replay()
             outs = self._static_out
-        else:
+        elif outs is None:
             outs = self._forward(self._static_in)
         names = self.manifest.output_names
         fetch = [(n, o) for n, o in zip(names, outs) if self.fetch_bev or n != "bev_features"]
@@ -345,14 +348,20 @@ class TorchCudaBackend(InferenceBackend):
                 f"pillar spec {want} does not fit model input pillar_features "
                 f"{tuple(bufs['pillar_features'].shape[1:])}"
             )
-        self._pillarizer = GpuPillarizer(
-            t, t.device("cuda", self.device_index), spec, self.max_points, bufs, self.use_graphs
+        # With the model's graph captured, each bucket's graph also holds the model forward (the
+        # tail), so a frame replays one graph; the model-only graph stays for infer() (CPU pillars)
+        # and for clouds above max_points.
+        tail = (lambda: self._forward(self._static_in)) if self._graph is not None else None
+        self._pillarizer = pz = GpuPillarizer(
+            t, t.device("cuda", self.device_index), spec, self.max_points, bufs, self.use_graphs, tail
         )
-        log.info(
-            "torch_cuda: GPU pillarization for up to %d points, CUDA graph %s",
-            self.max_points,
-            "on" if self._pillarizer.captured else f"off ({self._pillarizer.capture_error or 'disabled'})",
-        )
+        if pz.fused:
+            graphs = "one graph with the model per bucket"
+        elif pz.captured:
+            graphs = "on, model in its own graph" + (f" ({pz.fused_error})" if pz.fused_error else "")
+        else:
+            graphs = f"off ({pz.capture_error or 'disabled'})"
+        log.info("torch_cuda: GPU pillarization for up to %d points, CUDA graph %s", self.max_points, graphs)
 
     def infer_points(
         self, points: np.ndarray, spec: Any, make_inputs: Callable[[], dict[str, np.ndarray]]
@@ -361,11 +370,12 @@ class TorchCudaBackend(InferenceBackend):
 
         Only the N x C points cross to the device (not the P x M x C features), through
         :class:`~vla_edge.backends.gpu_pillars.GpuPillarizer` (bit-identical to the numpy
-        pillarizer, one CUDA graph). ``make_inputs()`` builds the other contract inputs (ego
-        state, reference path, noise); it is called after the pillarization is launched, so
-        that host work runs while the GPU pillarizes. Returns the result
-        (``timing_ms["pillarize"]`` = host copy, upload and launch; the GPU work itself and
-        ``make_inputs`` land in ``infer``) and the pillar count.
+        pillarizer). A frame: copy the points into pinned memory, one asynchronous upload,
+        ``make_inputs()`` (the other contract inputs: ego state, reference path, noise) while
+        it runs, their upload, one replay of the bucket's graph (pillarization + model), the
+        output copies and one wait. Returns the result (``timing_ms["pillarize"]`` = host copy
+        and upload of the points; the GPU work and ``make_inputs`` land in ``infer``) and the
+        pillar count.
         """
         if not self.loaded:
             self.load()
@@ -379,12 +389,17 @@ class TorchCudaBackend(InferenceBackend):
             )
         t0 = time.perf_counter()
         with t.no_grad():
-            self._pillarizer(points)
+            bucket = self._pillarizer.stage(points)  # pinned copy + asynchronous upload
             t1 = time.perf_counter()
-            inputs = make_inputs()  # while the GPU pillarizes
+            # Trade-off: the fused graph reads the ego state, path and noise, so they must be
+            # uploaded before it is replayed, and make_inputs() now overlaps only the upload of
+            # the points (210k points: 3.4 MB) instead of the whole pillarization as before the
+            # fusion; the frame in exchange loses one graph launch and the gap between two graphs.
+            inputs = make_inputs()
             validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
             self._upload(inputs, rest)
-            host, count = self._replay_and_fetch()
+            outs = self._pillarizer.launch(bucket)  # None: pillars only, the model runs next
+            host, count = self._replay_and_fetch(outs)
         t2 = time.perf_counter()
         timing = {"pillarize": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1)}
         return self._result(host, timing), count
