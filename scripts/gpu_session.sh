@@ -26,7 +26,11 @@
 # session.log (judge.md and the logs are inside the tarballs).
 # The judge (JUDGE_ROWS, default "9200:0.5 9200:mixed"; JUDGE_N scenarios x 20 s each) runs on
 # the GPU machine's 16 cores, about 1 minute per 30-scenario row there against 7 on a 2-core
-# workstation; tuning seeds only, so promotion on fresh seeds stays a separate step.
+# workstation; tuning seeds only. JUDGE_ENGINES (default "shipped" + every job) picks the engines.
+#   PROMOTE_SEEDS="a b" bash scripts/gpu_session.sh promote   # optional, after judge, fresh seeds only:
+# `vla-edge-train promote` of each job's export into a copy of engines/ on those seeds, mixed
+# difficulty, JUDGE_N scenarios each, all cores (promote_<job>.log, appended to judge.md); engines/
+# itself is never touched here: a passing candidate is promoted on a workstation with the same command.
 set -uo pipefail
 S=/tmp/vla_session
 # The jobs run from a copy of the checkout: every device call copies the working tree again, and a
@@ -98,7 +102,7 @@ judge)
   mkdir -p "$S/judge"
   for row in $rows; do
     seed=${row%%:*} diff=${row#*:}
-    for j in shipped $TRAIN_JOBS; do
+    for j in ${JUDGE_ENGINES:-shipped $TRAIN_JOBS}; do
       eng=$(engine_of "$j") || continue
       for pl in ${JUDGE_PLANNERS:-student stack}; do  # the stack too: the vehicle runs it
         name=$j; [ "$pl" = stack ] && name="$j-stack"
@@ -117,6 +121,17 @@ judge)
     echo "probe $j: $(python3 scripts/probe_obstacles.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
     echo "speed-up probe $j: $(python3 scripts/probe_speedup.py ${eng:+--engine "$eng"} 2>/dev/null | tail -1)" | tee -a "$S/judge.md"
   done ;;
+promote)
+  setup
+  seeds="${PROMOTE_SEEDS:?set PROMOTE_SEEDS (fresh seeds)}" n="${JUDGE_N:-30}"
+  for j in $TRAIN_JOBS; do
+    [ -f "$S/$j/export/student.onnx" ] || continue
+    rm -rf "$S/eng_$j" && mkdir -p "$S/eng_$j" && cp engines/student.onnx engines/student.json "$S/eng_$j"/
+    timeout 900 python3 -m training promote "$S/$j/export" --engines "$S/eng_$j" --seed $seeds \
+      --scenarios "$n" --difficulty mixed --workers "$(nproc)" > "$S/promote_$j.log" 2>&1
+    echo "promote $j on seeds $seeds (exit $?):" | tee -a "$S/judge.md"
+    grep -v "it/s\]$" "$S/promote_$j.log" | tail -12 | tee -a "$S/judge.md"
+  done ;;
 collect)
   OUT="${OUT:?set OUT}"
   cp "$S/judge.json" "$OUT"/ 2>/dev/null
@@ -131,5 +146,5 @@ collect)
   [ -d "$S/out_camera" ] && cp "$S/camera.log" "$S/out_camera"/ && tar -C "$S" -czf "$OUT/camera.tar.gz" out_camera
   cp "$S/bench_gpu.txt" "$S/session.log" "$OUT"/ 2>/dev/null
   ls -la "$OUT" ;;
-*) echo "usage: $0 start | wait SECONDS | judge | collect (OUT=...)"; exit 2 ;;
+*) echo "usage: $0 start | wait SECONDS | judge | promote (PROMOTE_SEEDS=...) | collect (OUT=...)"; exit 2 ;;
 esac
