@@ -138,3 +138,28 @@ def test_static_buffer_matches_numpy_in_deterministic_mode(
         torch.use_deterministic_algorithms(before)
     f, c, n = pillarize(committed_scan, sp)
     assert tn == n and np.array_equal(tf, f) and np.array_equal(tc, c)
+
+
+@pytest.mark.parametrize("max_pillars", [1, 3, 4, 7, 64, 1000])
+def test_static_nearest_cut_through_ties_matches_numpy(spec: PillarSpec, max_pillars: int) -> None:
+    """The nearest-P selection cuts through groups of pillars at the same centre distance (the
+    grid is symmetric about the ego origin): the tied pillars kept are the first in linear
+    order, as in numpy, also with fewer buffer rows than grid cells and an empty buffer."""
+    rng = np.random.default_rng(max_pillars)
+    sp = dataclasses.replace(spec, max_pillars=max_pillars, max_points=3)
+    # 1-4 points at every pillar centre of a 12 x 12 block around the origin (rings of 4 and 8
+    # pillars tied in distance), in shuffled order, plus out-of-range and NaN rows
+    cx = (np.arange(-6, 6) + 0.5) * spec.voxel_size[0]
+    cy = (np.arange(-6, 6) + 0.5) * spec.voxel_size[1]
+    centres = np.array([(x, y) for x in cx for y in cy])
+    xy = np.repeat(centres, rng.integers(1, 5, len(centres)), axis=0)
+    xy += rng.uniform(-0.2, 0.2, xy.shape)
+    pts = np.concatenate([xy, rng.uniform(-1, 1, (len(xy), 1)), rng.uniform(0, 255, (len(xy), 1))], 1)
+    pts = np.concatenate([pts, [[500.0, 0, 0, 1], [np.nan, 0, 0, 1]]]).astype(np.float32)
+    pts = pts[rng.permutation(len(pts))]
+    for cloud in (pts, pts[:5], pts[:0]):
+        f, c, n = pillarize(cloud, sp)
+        tf, tc, tn = _static(np.concatenate([cloud, np.ones((3, 4), np.float32)]), len(cloud), sp)
+        assert tn == n and np.array_equal(tf, f) and np.array_equal(tc, c)
+    tf, tc, tn = _static(pts[:0], 0, sp)  # a buffer with no rows at all
+    assert tn == 0 and not tf.any() and not tc.any()
