@@ -5,19 +5,25 @@ For each cloud size (a real nuScenes sweep tiled to N points) it runs
 closed-loop simulator call it, in two modes side by side (interleaved, same process):
 
 * ``cpu-pillars``: numpy pillarization on the CPU, P x M x C features copied to the GPU;
-* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are uploaded and
-  pillarized on the GPU by one captured CUDA graph (``vla_edge/backends/gpu_pillars.py``;
-  its "pillar" column is then host time only: copy, upload, launch);
+* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are uploaded, then one
+  captured CUDA graph per point bucket pillarizes them and runs the model ("fused graph",
+  ``vla_edge/backends/gpu_pillars.py``; its "pillar" column is then host time only: copy and
+  upload of the points);
 * ``gpu+bev``: the same, also copying the model's BEV output back (``torch_cuda.fetch_bev``);
 
-and times the CUDA-graph replay alone (static inputs, what ``bench_model_gpu.py`` reports).
-Printed: median / p99 per-frame ms, replay ms, and the ratio per-frame / replay (goal <= 1.5).
+and times the model's own CUDA-graph replay alone (static inputs, what ``bench_model_gpu.py``
+reports). Printed: median / p99 per-frame ms, replay ms, and the ratio per-frame / replay
+(goal <= 1.5); per cloud size also the floors beside it: the fused graph's replay alone (points
+already uploaded) and a pillarization-only graph alone (copy, upload, replay, wait), and (unless
+``--no-profile``) a torch.profiler table of the pillarization's kernels by op (GPU time per
+frame, eager run of the same ops the graph holds), so the run shows where the time goes.
 
 Before timing it checks, and exits 1 otherwise, that GPU pillarization is bit-identical to
 the numpy pillarizer on every scan and that both modes give identical trajectories.
 Skips cleanly (exit 0) without torch or a CUDA device.
 
     python bench/bench_gpu_frame.py [--iters 200] [--points 32768,210000] [--json out.json]
+        [--no-profile]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +50,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--points", default="32768,210000", help="cloud sizes (default 32768,210000)")
     p.add_argument("--engine", default=None, help="student ONNX (default: engine of inference.yaml)")
     p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument(
+        "--no-profile", action="store_true", help="skip the torch.profiler table of the pillarization"
+    )
     return p.parse_args(argv)
 
 
 def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
+
+
+def _sync(torch: object) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _wall_ms(torch: object, fn: object, iters: int) -> list[float]:
+    """Wall time of ``fn()`` to a finished GPU, per call (ms)."""
+    out = []
+    for _ in range(iters):
+        _sync(torch)
+        t0 = time.perf_counter()
+        fn()
+        _sync(torch)
+        out.append(1e3 * (time.perf_counter() - t0))
+    return out
+
+
+def profile_ops(torch: object, fn: object, iters: int = 20, top: int = 14) -> tuple[list[str], dict]:
+    """torch.profiler of ``fn()``: self GPU time per aten op per call (CPU time without CUDA).
+
+    Returns the printable lines and ``{"ops": {name: us}, "total_us", "kernels"}`` per call.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    fn()
+    _sync(torch)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        for _ in range(iters):
+            fn()
+        _sync(torch)
+
+    def self_us(e: object) -> float:
+        if not cuda:
+            return float(e.self_cpu_time_total)
+        for name in ("self_device_time_total", "self_cuda_time_total"):  # renamed in torch 2.4
+            if hasattr(e, name):
+                return float(getattr(e, name))
+        return 0.0
+
+    ops = {}
+    for e in prof.key_averages():
+        if e.key.startswith("aten::") and self_us(e) > 0:
+            ops[e.key] = (self_us(e) / iters, e.count / iters)
+    kernels = 0
+    if cuda:
+        on_gpu = [e for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA")]
+        kernels = len(on_gpu) // iters
+    total = sum(us for us, _ in ops.values())
+    what = "GPU" if cuda else "CPU"
+    lines = [f"  {what} time per call {total:.0f} us" + (f" in {kernels} kernels" if cuda else "")]
+    lines.append(f"  {'op':<34} {'us/call':>9} {'share':>6} {'calls':>6}")
+    for name, (us, calls) in sorted(ops.items(), key=lambda kv: -kv[1][0])[:top]:
+        lines.append(f"  {name:<34} {us:>9.1f} {100 * us / max(total, 1e-9):>5.1f}% {calls:>6.1f}")
+    summary = {"ops": {k: v[0] for k, v in ops.items()}, "total_us": total, "kernels": kernels}
+    return lines, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: GPU frame benchmark skipped")
         return 0
+    from vla_edge.backends.gpu_pillars import PILLAR_INPUTS, GpuPillarizer
     from vla_edge.backends.torch_pillarize import pillarize_torch
     from vla_edge.config import load_config
     from vla_edge.inference import StudentRunner
@@ -106,8 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         dev = runners["gpu-pillars"].backend
+        fz = dev._pillarizer
+        why = fz.fused_error or fz.capture_error or "off"
         print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, mode {dev.mode}, "
-              f"CUDA graph {'on' if dev._graph is not None else 'off'}")  # fmt: skip
+              f"CUDA graph {'on' if dev._graph is not None else 'off'}, pillarization + model in one "
+              f"graph per bucket: {'yes' if fz.fused else f'NO ({why})'}")  # fmt: skip
+        # A pillarization-only graph (own target buffers, same dtypes) for the floor and profile.
+        bufs = dev._input_buffers()
+        alone_pz = GpuPillarizer(
+            torch, torch.device("cuda", dev.device_index), dev._pillarizer.spec, dev.max_points,
+            {k: torch.zeros_like(bufs[k]) for k in PILLAR_INPUTS}, dev.use_graphs,
+        )  # fmt: skip
+        profiles = {}
         for n in [int(x) for x in args.points.split(",") if x]:
             pts = load_scan(str(big), n) if big is not None else tile_points(clouds["synthetic"], n)
             frame = Frame(stamp=0.0, points=pts, ego=ego, reference_path=path)
@@ -130,27 +210,33 @@ def main(argv: list[str] | None = None) -> int:
                     out = r.run(frame)
                     times[m].append(1e3 * (time.perf_counter() - t0))
                     pil[m].append(out.timing_ms["pillarize"])
-            replay = []
             be = runners["gpu-pillars"].backend
-            for _ in range(args.iters):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
+            with torch.no_grad():
                 if be._graph is not None:
-                    be._graph.replay()
+                    replay = _wall_ms(torch, be._graph.replay, args.iters)
                 else:
-                    be._forward(be._static_in)
-                torch.cuda.synchronize()
-                replay.append(1e3 * (time.perf_counter() - t0))
-            rep = float(np.median(replay))
-            gpu_pil = []  # the pillarization alone, upload to finished graph: the floor beside the replay
-            for _ in range(args.iters):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                be._pillarizer(pts)
-                torch.cuda.synchronize()
-                gpu_pil.append(1e3 * (time.perf_counter() - t0))
-            alone = _pct(gpu_pil, 50)
-            print(f"{n} points: GPU pillarization alone (copy, upload, graph, wait) p50 {alone:.2f} ms")
+                    replay = _wall_ms(torch, partial(be._forward, be._static_in), args.iters)
+                rep = float(np.median(replay))
+                # the fused graph alone (points already uploaded): pillarization + model on the GPU
+                bucket = be._pillarizer.stage(pts)
+                fused = _pct(_wall_ms(torch, partial(be._pillarizer.launch, bucket), args.iters), 50)
+                # a pillarization-only graph alone, copy and upload to finished graph
+                alone = _pct(_wall_ms(torch, partial(alone_pz, pts), args.iters), 50)
+            f50 = _pct(times["gpu-pillars"], 50)
+            print(
+                f"{n} points: frame (gpu-pillars) p50 {f50:.2f} ms, model replay {rep:.2f} ms, "
+                f"ratio {f50 / rep:.2f} (goal <= {GOAL_RATIO}); fused graph replay alone {fused:.2f} ms "
+                f"(bucket {be._pillarizer.sizes[bucket] if bucket >= 0 else 'oversize'} rows); "
+                f"pillarization graph alone (copy, upload, graph, wait) {alone:.2f} ms"
+            )
+            if not args.no_profile:
+                i = alone_pz.stage(pts)
+                rows = alone_pz._buffers[i] if i >= 0 else alone_pz._big
+                n_t = alone_pz._n if i >= 0 else torch.full((), n, dtype=torch.long, device=rows.device)
+                with torch.no_grad():
+                    lines, profiles[n] = profile_ops(torch, partial(alone_pz._write, rows, n_t), iters=20)
+                print(f"{n} points: pillarization kernels by op (torch.profiler, eager, {len(rows)} rows):")
+                print("\n".join(lines))
             for m in runners:
                 row = {
                     "points": n,
@@ -160,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                     "pillarize_p50_ms": _pct(pil[m], 50),
                     "replay_p50_ms": rep,
                     "ratio_frame_replay_p50": _pct(times[m], 50) / rep,
+                    "fused_graph": bool(be._pillarizer.fused),
+                    "fused_replay_alone_p50_ms": fused,
+                    "gpu_pillarize_alone_p50_ms": alone,
                 }
+                if n in profiles:
+                    row["pillarize_profile"] = profiles[n]
                 results.append(row)
     finally:
         for r in runners.values():
