@@ -66,7 +66,7 @@ start)
     case $b in
     model) python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 ;;
     frame) VLA_EDGE_SHARED_DATA="${VLA_EDGE_SHARED_DATA:-$PWD/test/data}" python3 bench/bench_gpu_frame.py --iters 200 ;;  # ../shared is not carried
-    tests) python3 -m pytest -q -p no:cacheprovider test/test_torch_pillarize_gpu.py test/test_backends_torch_cuda.py ;;
+    tests) python3 -m pytest -q -p no:cacheprovider test/test_torch_pillarize_gpu.py test/test_backends_torch_cuda.py test/test_model_pillars.py ;;
     esac >> "$S/bench_gpu.txt" 2>&1
     tail -12 "$S/bench_gpu.txt"
   done
