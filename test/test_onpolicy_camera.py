@@ -49,6 +49,11 @@ def test_tiny_cam_onpolicy_collects_images_trains_exports_and_drives(
     assert frames.images is not None and frames.images.shape == (len(frames), 96, 160, 3)
     assert frames.images.dtype == np.uint8 and frames.images.std() > 10, "a rendered scene, not zeros"
     assert (frames.camera_reason == 0).all(), "every simulated frame has its image"
+    assert frames.stop_line_m is not None and frames.stop_line_m.shape == (len(frames),)
+    assert not np.isnan(frames.stop_line_m).any(), "every collected camera frame has the stop-line label"
+    row = json.loads((work / "state.json").read_text())["rows"]["0"]
+    assert 0.0 <= row["val_stop_line_acc"] <= 1.0, "the trainer reports the head's val accuracy"
+    assert "val stop-line acc" in (work / "results.md").read_text()
 
     ck = torch.load(work / "iter0" / "best.pt", map_location="cpu", weights_only=False)
     assert ck["preset"] == "tiny_cam"
@@ -122,6 +127,25 @@ def test_model_planner_feeds_the_camera(small_onpolicy_config: Path) -> None:
     assert modelio.CAMERA_KEYS == ("image", "camera_valid")
 
 
+def test_collected_stop_line_label_is_the_distance_to_the_line(small_onpolicy_config: Path) -> None:
+    """A stop_line scenario: each stored frame carries the true distance from the ego front to the line."""
+    from training.onpolicy.collect import CollectJob, preset_camera, run_job
+    from vla_edge.config import load_config
+    from vla_edge.sim.scenarios import ScenarioSpec, make_scenario
+
+    oc = load_config("train")["onpolicy"]
+    oc.update(seconds=3.0, stride=3)
+    spec = ScenarioSpec("stop_line", 4243, 1.0)
+    cam = preset_camera(load_config("model"), "tiny_cam")
+    res = run_job(CollectJob(spec, 0, "expert", oc, camera=cam))
+    d = res["arrays"]["stop_line_m"]
+    assert len(d) == res["stats"]["frames"] >= 5 and np.isfinite(d).all()
+    world = make_scenario(spec, load_config("sim"), 3.0)  # the scenario as frame 0 saw it
+    want = world.stop_lines[0].s - world.ego_s() - world.ego.front_offset
+    assert d[0] == pytest.approx(want, abs=1e-3)
+    assert (np.diff(d) < 0).all(), "the ego drives towards the line"
+
+
 def test_batches_are_the_runtime_tensor_with_dropout_at_the_configured_rate(
     small_onpolicy_config: Path,
 ) -> None:
@@ -186,7 +210,8 @@ def test_lidar_only_path_stores_no_images(small_onpolicy_config: Path, tmp_path:
 
     tiny, cam = run_job(_job(camera=False)), run_job(_job(camera=True))
     assert set(tiny["arrays"]) == {"points", "counts", "ego", "path", "gt", "t", "expert_drove"}
-    assert set(cam["arrays"]) - set(tiny["arrays"]) == {"images", "camera_reason"}
+    assert set(cam["arrays"]) - set(tiny["arrays"]) == {"images", "camera_reason", "stop_line_m"}
+    assert np.isinf(cam["arrays"]["stop_line_m"]).all(), "empty_road: no stop line, class none"
     for k, v in tiny["arrays"].items():  # rendering the camera changes nothing else
         np.testing.assert_array_equal(v, cam["arrays"][k], err_msg=k)
     f = SparseFrames.from_jobs([tiny], 0)

@@ -25,6 +25,7 @@ def _weights(**kw):
         focal_gamma=0.0,
         step_weight=1.0,
         yaw_step_weight=2.0,
+        stop_line_weight=0.2,
     )
     base.update(kw)
     return LossWeights(**base)
@@ -249,3 +250,51 @@ def test_weights_from_config_rejects_missing_and_bad_temperature():
         LossWeights.from_config(bad)
     with pytest.raises(ConfigError, match="temperature"):
         LossWeights.from_config({**cfg, "temperature": 0})
+
+
+def test_stop_line_term_is_masked_cross_entropy_by_hand():
+    """The camera head's stop-line term: CE over the known rows only (-1 = unknown), weighted."""
+    import torch
+
+    from training.distill import distillation_loss
+
+    student, target = _batch(B=4, with_teacher=False)
+    w = _weights(beta=0.0, gamma=0.0, delta=0.0, stop_line_weight=0.5)
+    base = distillation_loss(student, target, w)
+    assert float(base["stop_line"]) == 0.0, "no head (LiDAR-only preset): the term is 0"
+    logits = torch.tensor(
+        [[0.0, math.log(3.0), 0.0], [2.0, 0.0, 0.0], [5.0, -5.0, 9.0], [0.0, 0.0, 0.0]], requires_grad=True
+    )
+    cls = torch.tensor([1, 0, -1, -1])  # rows 2, 3 unknown (an old store, a dropped camera)
+    terms = distillation_loss({**student, "stop_line_logits": logits}, {**target, "stop_line": cls}, w)
+    # row 0: softmax = [1, 3, 1] / 5 -> -log(3/5); row 1: -log(e^2 / (e^2 + 2))
+    expected = 0.5 * (-math.log(3 / 5) - math.log(math.e**2 / (math.e**2 + 2)))
+    assert float(terms["stop_line"].detach()) == pytest.approx(expected, rel=1e-6)
+    assert float((terms["total"] - base["total"]).detach()) == pytest.approx(0.5 * expected, rel=1e-5)
+    terms["total"].backward()
+    assert logits.grad[2:].abs().sum() == 0.0, "masked rows get no gradient"
+    assert logits.grad[:2].abs().sum() > 0
+    # nothing known (or no label at all): 0, still in the graph with a zero gradient
+    for tgt in ({**target, "stop_line": torch.full((4,), -1)}, target):
+        z = logits.detach().clone().requires_grad_(True)
+        t0 = distillation_loss({**student, "stop_line_logits": z}, tgt, w)
+        assert float(t0["stop_line"].detach()) == 0.0
+        t0["total"].backward()
+        assert z.grad is not None and not z.grad.any()
+    # weight 0: the head's loss leaves the total alone
+    off = distillation_loss(
+        {**student, "stop_line_logits": logits}, {**target, "stop_line": cls}, _weights(stop_line_weight=0.0)
+    )
+    assert float(off["total"].detach()) == pytest.approx(float(base["total"]), rel=1e-6)
+
+
+def test_stop_line_weight_is_a_required_loss_key():
+    from training.distill import LossWeights
+    from vla_edge.config import load_config
+    from vla_edge.errors import ConfigError
+
+    cfg = load_config("train")["loss"]
+    assert LossWeights.from_config(cfg).stop_line_weight == 0.2
+    assert LossWeights.from_config(cfg).gt_only().stop_line_weight == 0.2, "not a teacher term"
+    with pytest.raises(ConfigError, match="stop_line_weight"):
+        LossWeights.from_config({k: v for k, v in cfg.items() if k != "stop_line_weight"})

@@ -2,7 +2,7 @@
 
     L = α·Huber(τ_s⁺, τ_gt) + w_step·L1(Δτ_s⁺, Δτ_gt) + w_cls·Focal(z_s, a_gt)
       + β·MSE(τ_s^t, τ_teacher) + γ·MSE(proj(f_s), f_teacher)
-      + δ·T²·KL(softmax(z_teacher/T) ‖ softmax(z_s/T))
+      + δ·T²·KL(softmax(z_teacher/T) ‖ softmax(z_s/T)) + w_sl·CE(z_stop_line, bin_gt)
 
 * ``τ_s⁺`` is the student's trajectory for the anchor nearest the ground truth (winner takes all,
   as DiffusionDrive trains its positive mode); ``τ_s^t`` the one for the anchor nearest the
@@ -17,6 +17,10 @@
 * The T² factor keeps the KL gradient magnitude independent of the temperature (Hinton 2015).
 * Teacher terms are averaged over the samples that have a label (``teacher_mask``); a batch
   without any teacher label contributes exactly 0 for them.
+* ``w_sl·CE(stop_line_logits, stop_line)`` (weight ``stop_line_weight``): the camera presets'
+  training-only auxiliary head, the distance bin of the next stop line (docs/model.md, "Camera
+  branch"). Averaged over the samples whose class is known (``stop_line >= 0``; -1 = unknown:
+  frames stored before the label existed, or no usable image); 0 for a model without the head.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class LossWeights:
         yaw_step_weight: Weight of the L1 term on its (wrapped) yaw steps between poses: the
             arbiter reads a stopped plan's heading from the yaw column, and a yaw that
             disagrees with the motion by more than 90 degrees makes the plan drive backwards.
+        stop_line_weight: Weight of the cross-entropy of the camera's stop-line distance head
+            (training-only; no effect on presets without it).
     """
 
     alpha: float
@@ -59,6 +65,7 @@ class LossWeights:
     focal_gamma: float
     step_weight: float
     yaw_step_weight: float
+    stop_line_weight: float
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> LossWeights:
@@ -134,6 +141,20 @@ def _steps(traj: Tensor) -> Tensor:
     return torch.cat([d[..., :2], torch.atan2(torch.sin(d[..., 2:]), torch.cos(d[..., 2:]))], dim=-1)
 
 
+def stop_line_ce(logits: Tensor, target: Tensor | None) -> Tensor:
+    """Mean cross-entropy of the stop-line head over the samples with a known class (``target >= 0``).
+
+    ``logits [B, K]``, ``target [B]`` int (-1 = unknown; None = all unknown). Stays in the graph
+    (zero gradient) when nothing is known, so DDP sees the head used on every step.
+    """
+    logits = logits.float()
+    if target is None:
+        return logits.sum() * 0.0
+    known = target >= 0
+    ce = F.cross_entropy(logits, target.long().clamp_min(0), reduction="none")
+    return _masked_mean(ce, known)
+
+
 def _masked_mean(per_sample: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return per_sample.mean()
@@ -152,16 +173,19 @@ def distillation_loss(
     Args:
         student: ``trajectories [B,A,T,3]``, ``scores [B,A]`` (last cascade layer), optional
             ``aux``: list of ``(trajectories, scores)`` of earlier cascade layers (GT terms are
-            averaged over all layers; teacher terms use the last), and for γ > 0 ``bev_features``.
+            averaged over all layers; teacher terms use the last), for γ > 0 ``bev_features``,
+            and ``stop_line_logits [B,K]`` for a preset with the stop-line head.
         target: ``gt [B,T,3]``, ``gt_mode [B]``; with teacher labels also ``teacher_traj [B,T,3]``,
             ``teacher_mode [B]``, ``teacher_logits [B,A]``, ``teacher_bev [B,Ct,Ht,Wt]`` and
-            ``teacher_mask [B]`` (bool, which samples carry a label; all when absent).
+            ``teacher_mask [B]`` (bool, which samples carry a label; all when absent); optional
+            ``stop_line [B]`` int (bin of the next stop line, -1 = unknown).
         weights: Term weights and temperature.
         projector: Maps student BEV features to the teacher's; required when γ > 0.
 
     Returns:
         Unweighted terms ``huber_gt``, ``step``, ``yaw_step``, ``cls``, ``mse_teacher``,
-        ``feat``, ``kl`` and the weighted ``total`` (every value a scalar tensor; absent teacher terms are 0).
+        ``feat``, ``kl``, ``stop_line`` and the weighted ``total`` (every value a scalar tensor;
+        absent teacher terms and ``stop_line`` without the head are 0).
     """
     traj = student["trajectories"].float()
     zero = traj.new_zeros(())
@@ -184,7 +208,10 @@ def distillation_loss(
         "mse_teacher": zero,
         "feat": zero,
         "kl": zero,
+        "stop_line": zero,
     }
+    if "stop_line_logits" in student:
+        terms["stop_line"] = stop_line_ce(student["stop_line_logits"], target.get("stop_line"))
     mask = target.get("teacher_mask")
     if weights.beta > 0 and "teacher_traj" in target:
         s_t = select_mode(traj, target["teacher_mode"])
@@ -208,5 +235,6 @@ def distillation_loss(
         + weights.beta * terms["mse_teacher"]
         + weights.gamma * terms["feat"]
         + weights.delta * terms["kl"]
+        + weights.stop_line_weight * terms["stop_line"]
     )
     return terms

@@ -52,15 +52,19 @@ def inputs_of(batch: dict[str, Tensor], model: nn.Module | None = None) -> dict[
 
 
 def train_forward(model: nn.Module, batch: dict[str, Tensor], t: Tensor, noise: Tensor) -> dict[str, Any]:
-    """Training pass: last cascade layer as ``trajectories``/``scores``, earlier ones in ``aux``."""
+    """Training pass: last cascade layer as ``trajectories``/``scores``, earlier ones in ``aux``
+    (plus the training-only ``stop_line_logits`` of a preset with the stop-line head)."""
     out = model.forward_train(inputs_of(batch, model), t, noise)
     trajs, scores = out["trajectories"], out["scores"]
-    return {
+    res = {
         "trajectories": trajs[-1],
         "scores": scores[-1],
         "aux": list(zip(trajs[:-1], scores[:-1])),
         "bev_features": out["bev_features"],
     }
+    if "stop_line_logits" in out:
+        res["stop_line_logits"] = out["stop_line_logits"]
+    return res
 
 
 def infer(model: nn.Module, batch: dict[str, Tensor], noise: Tensor) -> dict[str, Tensor]:

@@ -147,18 +147,28 @@ def _targets(
             tgt["teacher_logits"] = batch["teacher_logits"]
         if weights.gamma > 0 and "teacher_bev" in batch:
             tgt["teacher_bev"] = batch["teacher_bev"]
+    if "stop_line" in batch:
+        tgt["stop_line"] = batch["stop_line"]
     return tgt
 
 
 def evaluate_split(
     model: nn.Module, data: SplitData, device: torch.device, noise_seed: int, max_frames: int, batch_size: int
 ) -> dict[str, float]:
-    """ADE/FDE (metres, best-scoring mode vs GT) of a model over (up to ``max_frames`` of) a split."""
+    """ADE/FDE (metres, best-scoring mode vs GT) of a model over (up to ``max_frames`` of) a split.
+
+    A model with the training-only stop-line head, on a split with the label (``stop_line``),
+    also gets ``stop_line_acc`` (top-1 over the frames with a known class) and
+    ``stop_line_acc_line`` (the same over frames with a line inside the bins, i.e. not the
+    "none / beyond" class that most frames have); NaN when no such frame.
+    """
     n = len(data) if max_frames <= 0 else min(len(data), max_frames)
     if n == 0:
         return {"ade": float("nan"), "fde": float("nan"), "frames": 0}
     model.eval()
     ade, fde = [], []
+    sl_hit, sl_cls = [], []
+    sl_model = getattr(model, "module", model)
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             idx = np.arange(lo, min(n, lo + batch_size))
@@ -168,8 +178,23 @@ def evaluate_split(
             err = (best[..., :2] - batch["gt"][..., :2]).norm(dim=-1)
             ade.append(err.mean(dim=1).cpu())
             fde.append(err[:, -1].cpu())
+            if "stop_line" in batch and getattr(sl_model, "has_stop_line_head", False):
+                logits = sl_model.stop_line_logits(batch)
+                none = logits.shape[1] - 1  # the last class: no line within the bins
+                sl_hit.append((logits.argmax(dim=1) == batch["stop_line"]).cpu())
+                sl_cls.append(batch["stop_line"].cpu())
     model.train()
-    return {"ade": float(torch.cat(ade).mean()), "fde": float(torch.cat(fde).mean()), "frames": int(n)}
+    res: dict[str, float] = {
+        "ade": float(torch.cat(ade).mean()),
+        "fde": float(torch.cat(fde).mean()),
+        "frames": int(n),
+    }
+    if sl_hit:
+        hit, cls = torch.cat(sl_hit), torch.cat(sl_cls)
+        known, line = cls >= 0, (cls >= 0) & (cls < none)
+        res["stop_line_acc"] = float(hit[known].float().mean()) if known.any() else float("nan")
+        res["stop_line_acc_line"] = float(hit[line].float().mean()) if line.any() else float("nan")
+    return res
 
 
 def runtime_noise_seed() -> int:
@@ -386,6 +411,8 @@ def train(
                     }
                     if projector is not None:
                         student["bev_features"] = out["bev_projected"]
+                    if "stop_line_logits" in out:
+                        student["stop_line_logits"] = out["stop_line_logits"]
                     terms = distillation_loss(
                         student, _targets(batch, anchors_t, spec.weights), spec.weights, _Identity()
                     )
@@ -424,10 +451,12 @@ def train(
             if step % int(tc["val_every"]) == 0:
                 m = validate()
                 if writer is not None:
-                    writer.add_scalar("val/ade", m["ade"], step)
-                    writer.add_scalar("val/fde", m["fde"], step)
+                    for key in ("ade", "fde", "stop_line_acc", "stop_line_acc_line"):
+                        if key in m:
+                            writer.add_scalar(f"val/{key}", m[key], step)
                 if info.is_main:
-                    log.info("%s step %d: val ADE %.3f FDE %.3f", spec.name, step, m["ade"], m["fde"])
+                    sl = f" stop-line acc {m['stop_line_acc']:.3f}" if "stop_line_acc" in m else ""
+                    log.info("%s step %d: val ADE %.3f FDE %.3f%s", spec.name, step, m["ade"], m["fde"], sl)
             if step % int(tc["ckpt_every"]) == 0 and info.is_main:
                 checkpoint(last_path)
             if budget_s > 0 and time.monotonic() - t_start > budget_s:

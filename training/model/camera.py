@@ -118,6 +118,15 @@ class CameraBranch(nn.Module):
         c, d = cam.bev_channels, cam.depth_bins
         self.columns = nn.Sequential(nn.Conv2d(self.encoder.out_channels, c * d, (h_feat, 1)), nn.ReLU())
         self.post = conv_bn_relu(c, c, 3, 1)
+        # Training-only auxiliary head (issue 18; never in forward / the export): the column
+        # features, averaged over the columns, classify the distance to the next stop line
+        # (cam.stop_line_bins + "none / beyond"). The painted line is camera-only and braking for
+        # it is rare; this gives the image encoder and the column conv the lift reads a dense
+        # signal on every frame. None without ``stop_line_bins``.
+        self.stop_line_head: nn.Linear | None = None
+        if cam.stop_line_classes:
+            with torch.random.fork_rng(devices=[]):  # the rest of a seeded model inits as without it
+                self.stop_line_head = nn.Linear(c * d, cam.stop_line_classes)
         # Persistent: a checkpoint carries the geometry it was trained with; the exporter
         # writes it to the manifest and the runtime checks its calibration against it.
         self.register_buffer("lift", torch.from_numpy(lift_matrix(geometry, cam, spec, neck_stride)))
@@ -128,13 +137,25 @@ class CameraBranch(nn.Module):
             "source_size", torch.tensor([geometry.source.height, geometry.source.width], dtype=torch.int64)
         )
 
-    def forward(self, image: Tensor, camera_valid: Tensor) -> Tensor:
-        """``image [B, 3, H, W]``, ``camera_valid [B, 1]`` -> ``[B, C, Hb, Wb]``."""
+    def column_features(self, image: Tensor) -> Tensor:
+        """``image [B, 3, H, W]`` -> per-column depth-bin features ``[B, C * D, 1, W']`` (before the lift)."""
+        return self.columns(self.encoder(image))
+
+    def forward(self, image: Tensor, camera_valid: Tensor, cols: Tensor | None = None) -> Tensor:
+        """``image [B, 3, H, W]``, ``camera_valid [B, 1]`` -> ``[B, C, Hb, Wb]``.
+
+        ``cols``: :meth:`column_features` of ``image`` when the caller already has them.
+        """
         c = self.cam.bev_channels
-        cols = self.columns(self.encoder(image))  # [B, C * D, 1, W']
+        cols = self.column_features(image) if cols is None else cols  # [B, C * D, 1, W']
         flat = cols.reshape(-1, c, self.cam.depth_bins * self.w_feat)  # index d * W' + w
         bev = torch.matmul(flat, self.lift).reshape(-1, c, self.hb, self.wb)
         return self.post(bev) * camera_valid.reshape(-1, 1, 1, 1)
+
+    def stop_line_logits(self, cols: Tensor) -> Tensor:
+        """:meth:`column_features` ``[B, C * D, 1, W']`` -> stop-line distance logits ``[B, K]``."""
+        assert self.stop_line_head is not None, "preset without camera.stop_line_bins"
+        return self.stop_line_head(cols.mean(dim=(2, 3)))
 
     def geometry_dict(self) -> dict[str, object]:
         """The geometry the lift was built from (manifest ``camera`` block)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from vla_edge.config import load_config, require
@@ -24,6 +25,13 @@ class CameraPresetConfig:
     depth_bins: int  # D: fixed depth bins along the optical axis
     depth_range: tuple[float, float]  # [m] near and far edge of the depth bins
     samples: int  # samples per (column, depth bin) and axis when building the lift matrix
+    # Training-only stop-line distance head (upper bin edges [m]; () = no head; never exported)
+    stop_line_bins: tuple[float, ...] = ()
+
+    @property
+    def stop_line_classes(self) -> int:
+        """Classes of the stop-line head: one per bin, then "none / beyond" (0 = no head)."""
+        return len(self.stop_line_bins) + 1 if self.stop_line_bins else 0
 
     @property
     def stride(self) -> int:
@@ -46,6 +54,7 @@ class CameraPresetConfig:
             depth_bins=int(raw["depth_bins"]),
             depth_range=tuple(float(v) for v in raw["depth_range"]),  # type: ignore[arg-type]
             samples=int(raw["samples"]),
+            stop_line_bins=tuple(float(v) for v in raw.get("stop_line_bins") or ()),
         )
         h, w = cam.image_size
         if h % cam.stride or w % cam.stride:
@@ -54,6 +63,9 @@ class CameraPresetConfig:
             )
         if not 0 < cam.depth_range[0] < cam.depth_range[1]:
             raise ValueError(f"camera depth_range {cam.depth_range} must be 0 < near < far")
+        b = cam.stop_line_bins
+        if b and (b[0] <= 0 or any(x >= y for x, y in pairwise(b))):
+            raise ValueError(f"camera stop_line_bins {b} must be positive and strictly increasing")
         return cam
 
 

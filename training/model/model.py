@@ -10,6 +10,7 @@ Output keys: ``trajectories
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -61,15 +62,23 @@ class StudentModel(nn.Module):
         self.ego = EgoEncoder(n.d_model, cfg.spec.num_path_points, cfg.norm_offset[:2], cfg.norm_scale[:2])
         self.head = DiffusionHead(cfg, anchors)
 
-    def encode(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """BEV features, BEV value map and ego query/tokens (everything before the head)."""
+    def encode(self, inputs: dict[str, Tensor], camera_columns: bool = False) -> dict[str, Tensor]:
+        """BEV features, BEV value map and ego query/tokens (everything before the head).
+
+        ``camera_columns``: also return the camera's column features (``camera_columns``, for
+        the training-only stop-line head); off for inference, whose traced graph is unchanged.
+        """
         pillars = self.pfn(inputs["pillar_features"])
         canvas = scatter_to_bev(
             pillars, inputs["pillar_coords"], inputs["pillar_count"], self.slots, self.cfg.spec.grid_size
         )
         bev = self.backbone(canvas)
+        out: dict[str, Tensor] = {}
         if self.camera is not None:
-            cam = self.camera(inputs["image"], inputs["camera_valid"])
+            cols = None
+            if camera_columns:
+                cols = out["camera_columns"] = self.camera.column_features(inputs["image"])
+            cam = self.camera(inputs["image"], inputs["camera_valid"], cols)
             bev = self.fuse(torch.cat([bev, cam], 1))
         query, tokens = self.ego(inputs["ego_state"], inputs["reference_path"])
         return {
@@ -78,7 +87,23 @@ class StudentModel(nn.Module):
             "ego_query": query,
             "ego_tokens": tokens,
             "ego_state": inputs["ego_state"],
+            **out,
         }
+
+    @property
+    def has_stop_line_head(self) -> bool:
+        """True for a camera preset with ``camera.stop_line_bins`` (training-only head)."""
+        return self.camera is not None and self.camera.stop_line_head is not None
+
+    def stop_line_logits(self, inputs: dict[str, Tensor], cols: Tensor | None = None) -> Tensor:
+        """Training-only stop-line distance logits ``[B, len(stop_line_bins) + 1]`` (needs the head).
+
+        ``cols``: the camera's column features when already computed (else from ``inputs["image"]``:
+        the image encoder only, cheap enough for validation).
+        """
+        assert self.camera is not None
+        cols = self.camera.column_features(inputs["image"]) if cols is None else cols
+        return self.camera.stop_line_logits(cols)
 
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         """Inference: trajectories, scores and BEV features."""
@@ -94,15 +119,30 @@ class StudentModel(nn.Module):
 
         Returns:
             ``{"trajectories": [per layer [B, A, T, 3]], "scores": [per layer [B, A]],
-            "bev_features": [B, Cb, Hb, Wb]}`` (feed to :func:`training.model.loss.planning_loss`).
+            "bev_features": [B, Cb, Hb, Wb]}`` (feed to :func:`training.model.loss.planning_loss`),
+            plus ``stop_line_logits [B, K]`` when the preset has the stop-line head.
         """
-        enc = self.encode(inputs)
+        enc = self.encode(inputs, camera_columns=self.has_stop_line_head)
         B = timesteps.shape[0]
         x0 = self.head.normalize(self.head.anchors)[None].expand(B, -1, -1, -1)
         noise = torch.randn_like(x0) if noise is None else noise
         x_t = self.head.sched.add_noise(x0, noise, timesteps)
         trajs, logits = self.head.denoise(x_t, timesteps, enc, enc["bev_value"])
-        return {"trajectories": trajs, "scores": logits, "bev_features": enc["bev_features"]}
+        out = {"trajectories": trajs, "scores": logits, "bev_features": enc["bev_features"]}
+        if self.has_stop_line_head:
+            out["stop_line_logits"] = self.stop_line_logits(inputs, enc["camera_columns"])
+        return out
+
+
+def without_training_heads(model: StudentModel) -> StudentModel:
+    """``model`` itself, or a copy without the training-only stop-line head (export: the ONNX graph
+    and the TorchScript module hold exactly what they held before the head existed)."""
+    if not model.has_stop_line_head:
+        return model
+    out = copy.deepcopy(model)
+    assert out.camera is not None
+    out.camera.stop_line_head = None
+    return out
 
 
 class ExportWrapper(nn.Module):
@@ -110,7 +150,7 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model: StudentModel, with_bev: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model = without_training_heads(model)
         self.with_bev = with_bev
 
     def input_names(self) -> tuple[str, ...]:

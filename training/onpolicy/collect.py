@@ -17,6 +17,10 @@ reason code (index into :data:`vla_edge.camera_input.REASONS`). Why not JPEG byt
 the model) and a JPEG decode + resize per sample per epoch on the CPU. The stored array is the
 exact intermediate of :func:`~vla_edge.camera_input.image_tensor`, so the per-batch
 normalisation gives the runtime's tensor bit for bit. LiDAR-only presets store no images.
+A camera preset's frames also store ``stop_line_m``, the target of its training-only stop-line
+head: the distance from the ego front to the stop line the privileged expert stops for next
+(:meth:`vla_edge.sim.expert.Expert.stop_line_distance` on the true world, whatever
+``observable_labels`` says; +inf when none).
 """
 
 from __future__ import annotations
@@ -172,14 +176,15 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     decay = float(np.exp(-frame_dt / float(dart["lateral_tau"])))
     state = {"k": 0, "lateral": 0.0, "scale": 1.0, "expert_left": 0}
     keys = ("points", "ego", "path", "gt", "t", "expert_drove")
-    rows: dict[str, list[Any]] = {k: [] for k in keys + (("images", "camera_reason") if cam else ())}
+    cam_keys = ("images", "camera_reason", "stop_line_m") if cam else ()
+    rows: dict[str, list[Any]] = {k: [] for k in keys + cam_keys}
     takeovers = 0
     cf = oc.get("counterfactual", {})
     cf_share = float(cf.get("share", 0.0))
     cf_rng = np.random.default_rng([job.spec.seed, job.iteration, 31])  # independent of the rollout's draws
     added = {"counterfactual": 0}
 
-    def store(fr: Any, label: Trajectory, t: float, expert_drove: bool) -> None:
+    def store(fr: Any, label: Trajectory, t: float, expert_drove: bool, stop_line_m: float) -> None:
         inp = frame_inputs(fr, spec, points=False)  # points are stored sparse, pillarized later
         rows["points"].append(quantise_points(frame_points(fr, spec), spec))
         rows["ego"].append(inp["ego_state"])
@@ -191,6 +196,7 @@ def run_job(job: CollectJob) -> dict[str, Any]:
             img, reason = frame_resized_image(fr, cam, source_size)
             rows["images"].append(img if img is not None else np.zeros((cam.height, cam.width, 3), np.uint8))
             rows["camera_reason"].append(REASONS.index(reason))
+            rows["stop_line_m"].append(stop_line_m)
 
     def policy(w: World) -> tuple[Plan | None, dict[str, Any]]:
         nonlocal takeovers
@@ -226,13 +232,16 @@ def run_job(job: CollectJob) -> dict[str, Any]:
         if k % int(oc["stride"]) == 0:
             try:
                 lab = dec if labeller is expert else labeller.plan(w)
-                store(frame, plan_to_trajectory(lab.plan, w, frame.stamp), w.t, expert_drives)
+                # the true world's next stop line (same ego and lines in the counterfactual world)
+                sl = expert.stop_line_distance(w) if cam is not None else float("nan")
+                store(frame, plan_to_trajectory(lab.plan, w, frame.stamp), w.t, expert_drives, sl)
                 if cf_world is not None:
                     store(
                         cf_frame,
                         plan_to_trajectory(labeller.plan(cf_world).plan, cf_world, frame.stamp),
                         w.t,
                         True,
+                        sl,
                     )
                     added["counterfactual"] += 1
             except ModelInputError:
@@ -274,6 +283,7 @@ def run_job(job: CollectJob) -> dict[str, Any]:
     if cam is not None:
         arrays["images"] = np.asarray(rows["images"], dtype=np.uint8).reshape(n, cam.height, cam.width, 3)
         arrays["camera_reason"] = np.asarray(rows["camera_reason"], dtype=np.uint8)
+        arrays["stop_line_m"] = np.asarray(rows["stop_line_m"], dtype=np.float32).reshape(n)
     stats = {
         "family": job.spec.family,
         "seed": job.spec.seed,

@@ -146,8 +146,11 @@ class OnPolicyLoop:
         self.oc = cfg["onpolicy"]
         self.force_cpu = force_cpu
         self.init = init
-        self.spec = ModelConfig.from_config(model_cfg, preset).spec  # the preset's (multi-sweep presets)
+        mc = ModelConfig.from_config(model_cfg, preset)
+        self.spec = mc.spec  # the preset's (multi-sweep presets)
         self.camera = preset_camera(model_cfg, preset)  # None: LiDAR-only, no images collected
+        # bins of the training-only stop-line head (camera presets with camera.stop_line_bins)
+        self.stop_line_bins = mc.net.camera.stop_line_bins if mc.net.camera is not None else ()
         self.workers = int(self.oc["workers"]) or (os.cpu_count() or 1)
         self.state_path = self.dir / "state.json"
         self.state: dict[str, Any] = (
@@ -234,8 +237,9 @@ class OnPolicyLoop:
         speedups = speedup_mask(train_f, self.spec, horizon, float(hz.get("speedup_margin", 3.0)))
         extra = hazards * int(hz.get("oversample", 0)) + speedups * int(hz.get("speedup_oversample", 0))
         order = oversample_order(extra)
-        train_d = SparseSplitData(train_f, self.spec, dev, self.camera, drop, seed, order)
-        val_d = SparseSplitData(data.subset(val), self.spec, dev, self.camera)
+        bins = self.stop_line_bins
+        train_d = SparseSplitData(train_f, self.spec, dev, self.camera, drop, seed, order, bins)
+        val_d = SparseSplitData(data.subset(val), self.spec, dev, self.camera, stop_line_bins=bins)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
         init_state = load_checkpoint(prev)["model"] if prev is not None and prev.exists() else None
         spec = RunSpec(
@@ -262,6 +266,11 @@ class OnPolicyLoop:
             train_minutes=round(summary["seconds"] / 60.0, 2),
             val_ade=summary["best_val"]["ade"],
         )
+        if "stop_line_acc" in summary["final_val"]:  # camera presets with the stop-line head
+            row.update(
+                val_stop_line_acc=summary["final_val"]["stop_line_acc"],
+                val_stop_line_acc_line=summary["final_val"]["stop_line_acc_line"],
+            )
         self._mark(k, "train")
         return summary
 
@@ -325,10 +334,15 @@ class OnPolicyLoop:
             ("hazard_frames", "hazard frames"), ("speedup_frames", "speed-up frames"),
             ("student_scenarios", "student rollouts"),
             ("takeovers_per_student_scenario", "takeovers/rollout"),
-            ("steps", "steps"), ("val_ade", "val ADE m"), ("score", "score"),
+            ("steps", "steps"), ("val_ade", "val ADE m"),
+            ("val_stop_line_acc", "val stop-line acc"), ("val_stop_line_acc_line", "acc near line"),
+            ("score", "score"),
             ("collision_scenarios", "collisions"), ("offroad_scenarios", "off-road"),
             ("raw_pass_fraction", "raw pass"),
         ]  # fmt: skip
+        rows = self.state["rows"].values()
+        optional = ("val_stop_line_acc", "val_stop_line_acc_line")  # camera presets with the stop-line head
+        cols = [c for c in cols if c[0] not in optional or any(c[0] in r for r in rows)]
         lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
         for _, row in sorted(self.state["rows"].items(), key=lambda kv: int(kv[0])):
             cells = []

@@ -13,6 +13,13 @@ model input by :func:`vla_edge.camera_input.resized_image`) and ``camera_reason`
 ``camera_valid = 0`` and a zero image where the runtime would run LiDAR-only, and applies
 camera dropout (``onpolicy.camera_dropout``) so that LiDAR-only mode is trained. LiDAR-only
 frames have ``images = None`` and are stored exactly as before.
+
+Camera frames also carry ``stop_line_m``: the privileged simulator's along-lane distance (m)
+from the ego front to the next stop line that still applies (+inf: none), the target of the
+training-only stop-line head. It is stored in metres and binned per batch
+(:func:`stop_line_classes`, the preset's ``camera.stop_line_bins``), so new bins need no new
+collection. Files written before it existed load with ``stop_line_m = None`` (unknown: class
+-1, masked out of the loss; not "none").
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ class SparseFrames:
         expert_drove: ``[F]`` bool, the expert (not the student) drove at that frame.
         images: ``[F, H, W, 3]`` uint8 resized camera images (camera presets), else None.
         camera_reason: ``[F]`` uint8 camera reason code (0 = ``ok``), with ``images``.
+        stop_line_m: ``[F]`` float32 distance (m) from the ego front to the next stop line that
+            still applies, +inf when none, NaN when unknown; None when not stored (LiDAR-only
+            presets, camera files collected before the label existed).
     """
 
     points: np.ndarray
@@ -62,6 +72,7 @@ class SparseFrames:
     expert_drove: np.ndarray
     images: np.ndarray | None = None
     camera_reason: np.ndarray | None = None
+    stop_line_m: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.gt)
@@ -89,6 +100,7 @@ class SparseFrames:
             iteration=np.full(len(counts), iteration, dtype=np.int32),
             expert_drove=np.concatenate([a["expert_drove"] for a in arr]),
             **_camera_cat([{k: a.get(k) for k in _CAMERA} for a in arr]),
+            stop_line_m=_label_cat([(a.get("stop_line_m"), len(a["gt"])) for a in arr]),
         )
 
     @classmethod
@@ -100,6 +112,7 @@ class SparseFrames:
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             **{k: np.concatenate([getattr(p, k) for p in parts]) for k in _PER_FRAME},
             **_camera_cat([{k: getattr(p, k) for k in _CAMERA} for p in parts]),
+            stop_line_m=_label_cat([(p.stop_line_m, len(p)) for p in parts]),
         )
 
     def subset(self, mask: np.ndarray) -> SparseFrames:
@@ -114,12 +127,12 @@ class SparseFrames:
             points=self.points[sel],
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             **{k: getattr(self, k)[idx] for k in _PER_FRAME},
-            **{k: getattr(self, k)[idx] for k in _CAMERA if getattr(self, k) is not None},
+            **{k: getattr(self, k)[idx] for k in _OPTIONAL if getattr(self, k) is not None},
         )
 
     def save(self, path: Path) -> None:
         """Write one ``.npz`` (atomic)."""
-        cam = {k: getattr(self, k) for k in _CAMERA if getattr(self, k) is not None}
+        cam = {k: getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None}
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, format=FORMAT, points=self.points, offsets=self.offsets,
                      **{k: getattr(self, k) for k in _PER_FRAME}, **cam)  # fmt: skip
@@ -134,13 +147,13 @@ class SparseFrames:
         with np.load(path, allow_pickle=False) as z:
             if str(z["format"]) != FORMAT:
                 raise ValueError(f"{path}: not a {FORMAT} file (format {z['format']})")
-            cam = {k: z[k] for k in _CAMERA if k in z.files}
+            cam = {k: z[k] for k in _OPTIONAL if k in z.files}
             return cls(points=z["points"], offsets=z["offsets"], **{k: z[k] for k in _PER_FRAME}, **cam)
 
     def digest(self) -> str:
         """sha256 over every array (dataset provenance in the engine manifest)."""
         h = hashlib.sha256()
-        cam = [getattr(self, k) for k in _CAMERA if getattr(self, k) is not None]
+        cam = [getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None]
         for a in (self.points, self.offsets, *(getattr(self, k) for k in _PER_FRAME), *cam):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
@@ -149,6 +162,33 @@ class SparseFrames:
 _PER_FRAME = ("ego", "path", "gt", "scenario", "iteration", "expert_drove")
 #: Per-frame arrays of camera presets only (absent from LiDAR-only files).
 _CAMERA = ("images", "camera_reason")
+#: Optional per-frame arrays (saved, loaded, subset and hashed when present).
+_OPTIONAL = (*_CAMERA, "stop_line_m")
+
+
+def _label_cat(parts: list[tuple[np.ndarray | None, int]]) -> np.ndarray | None:
+    """Concatenated ``stop_line_m`` of ``(array or None, frames)`` parts: NaN (unknown) for parts
+    without it (collected before the label existed); None when no part has it."""
+    if all(a is None for a, _ in parts):
+        return None
+    return np.concatenate(
+        [np.full(n, np.nan, np.float32) if a is None else np.asarray(a, np.float32) for a, n in parts]
+    )
+
+
+def stop_line_classes(distance: np.ndarray | None, bins: tuple[float, ...], frames: int) -> np.ndarray:
+    """Class of each frame's stop-line distance (m) over the upper bin edges ``bins``.
+
+    ``0`` for ``d < bins[0]``, ``i`` for ``bins[i-1] <= d < bins[i]``, ``len(bins)`` for none or
+    beyond (``d >= bins[-1]``, +inf included), -1 for unknown (NaN; all ``frames`` when
+    ``distance`` is None).
+    """
+    if distance is None:
+        return np.full(frames, -1, np.int64)
+    d = np.asarray(distance, np.float64)
+    known = ~np.isnan(d)
+    cls = np.searchsorted(np.asarray(bins, np.float64), np.where(known, d, 0.0), side="right")
+    return np.where(known, cls, -1).astype(np.int64)
 
 
 def _camera_cat(parts: list[dict[str, np.ndarray | None]]) -> dict[str, np.ndarray]:
@@ -181,6 +221,9 @@ class SparseSplitData:
         seed: Seed of the camera dropout draws.
         order: Frame index of each sample (None: each frame once). Repeating a frame's index
             oversamples it without copying its points (see :func:`oversample_order`).
+        stop_line_bins: The preset's ``camera.stop_line_bins`` (with ``camera``): batches get
+            ``stop_line [B]`` int64, the distance class (:func:`stop_line_classes`), -1 where
+            unknown or where the sample has no usable image (camera invalid or dropped out).
 
     Raises:
         MissingImagesError: ``camera`` given but the frames hold no images.
@@ -197,6 +240,7 @@ class SparseSplitData:
         camera_dropout: float = 0.0,
         seed: int = 0,
         order: np.ndarray | None = None,
+        stop_line_bins: tuple[float, ...] = (),
     ) -> None:
         dev = device or torch.device("cpu")
         self.spec = spec
@@ -228,6 +272,10 @@ class SparseSplitData:
                 torch.from_numpy(inv_std),
             )
             self._gen = torch.Generator().manual_seed(self.seed)
+        self.stop_line_bins = tuple(float(b) for b in stop_line_bins) if camera is not None else ()
+        if self.stop_line_bins:
+            cls = stop_line_classes(frames.stop_line_m, self.stop_line_bins, len(frames))
+            self.stop_line = torch.from_numpy(cls).to(dev)
         if frames.points.ndim != 2 or frames.points.shape[1] < spec.point_columns:
             raise ValueError(
                 f"these on-policy frames hold {frames.points.shape[1:]} point columns, the model reads "
@@ -252,7 +300,7 @@ class SparseSplitData:
         """A new view holding samples ``idx`` (each once)."""
         return SparseSplitData(
             self.frames.subset(self._frame_index(idx)), self.spec, self.points.device,
-            self.camera, self.camera_dropout, self.seed,
+            self.camera, self.camera_dropout, self.seed, stop_line_bins=self.stop_line_bins,
         )  # fmt: skip
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
@@ -286,7 +334,11 @@ class SparseSplitData:
             keep = torch.rand(len(ti), generator=self._gen) >= self.camera_dropout
             valid = valid & keep.to(device)
         img = torch.where(valid[:, None, None, None], img, torch.zeros((), device=device))
-        return {"image": img, "camera_valid": valid.float()[:, None]}
+        out = {"image": img, "camera_valid": valid.float()[:, None]}
+        if self.stop_line_bins:  # no image, nothing to read the line from: unknown
+            cls = self.stop_line[ti].to(device)
+            out["stop_line"] = torch.where(valid, cls, torch.full_like(cls, -1))
+        return out
 
 
 def hazard_mask(

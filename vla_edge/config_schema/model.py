@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from itertools import pairwise
+
+from pydantic import Field, model_validator
 
 from vla_edge.config_schema._base import AnyFloat, Count, Frac, NonNeg, NonNegInt, Pos, Section, ordered, rng
 
@@ -84,6 +86,16 @@ class CameraPreset(Section):
     depth_bins: Count
     depth_range: list[Pos] = Field(min_length=2, max_length=2)
     samples: Count
+    # Training-only auxiliary target (never exported): upper edges [m] of the distance bins of
+    # "distance to the next stop line"; absent = no aux head.
+    stop_line_bins: list[Pos] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _increasing_bins(self) -> CameraPreset:
+        b = self.stop_line_bins
+        if b is not None and any(x >= y for x, y in pairwise(b)):
+            raise ValueError(f"'stop_line_bins' {b} must be strictly increasing")
+        return self
 
 
 class Sweeps(Section):

@@ -52,6 +52,7 @@ class Loss(Section):
     focal_gamma: NonNeg
     step_weight: NonNeg
     yaw_step_weight: NonNeg
+    stop_line_weight: NonNeg
 
 
 class Train(Section):

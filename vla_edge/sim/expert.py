@@ -25,7 +25,7 @@ import numpy as np
 from vla_edge.sim.agents import Agent
 from vla_edge.sim.ego import Plan
 from vla_edge.sim.label_view import LabelView
-from vla_edge.sim.world import Polyline, World, box_corners, rect_overlaps, wrap_angle
+from vla_edge.sim.world import Polyline, StopLine, World, box_corners, rect_overlaps, wrap_angle
 
 NAMES = {
     "crew": "ground crew",
@@ -41,6 +41,34 @@ NAMES = {
     "aircraft": "aircraft under pushback",
     "stop_line": "stop line",
 }
+
+
+def pending_stop_lines(world: World, lookahead: float) -> list[StopLine]:
+    """Painted stop lines that still apply to the ego, nearest first.
+
+    A line applies until the ego has held at it for its dwell time (``cleared``) or crossed it
+    (``passed``), and only within ``lookahead - 5`` m of the rear axle (the expert's path reach).
+    The expert brakes for exactly these lines; the on-policy stop-line label
+    (:func:`next_stop_line`) measures the first of them, so the two cannot disagree.
+    """
+    s_e = world.ego_s()
+    reach = s_e + float(lookahead) - 5.0
+    return sorted(
+        (ln for ln in world.stop_lines if not (ln.passed or ln.cleared or ln.s > reach)), key=lambda ln: ln.s
+    )
+
+
+def next_stop_line(world: World, lookahead: float) -> tuple[float, StopLine] | None:
+    """``(distance, line)`` of the first :func:`pending_stop_lines` line, or None.
+
+    ``distance`` is along the ego lane from the ego's front bumper to the line (m, >= 0: 0 once
+    the front stands on it).
+    """
+    lines = pending_stop_lines(world, lookahead)
+    if not lines:
+        return None
+    front = world.ego_s() + world.ego.front_offset
+    return max(0.0, lines[0].s - front), lines[0]
 
 
 @dataclass
@@ -103,6 +131,17 @@ class Expert:
         self.n_t = round(float(e["horizon"]) / float(e["plan_dt"]))
         self.dt = float(e["plan_dt"])
         self.times = self.dt * np.arange(self.n_t + 1)
+
+    def stop_line_distance(self, world: World) -> float:
+        """Distance (m) from the ego front to the stop line this expert stops for next; inf when none.
+
+        The on-policy stop-line label (camera presets, docs/model.md "Camera branch"): the
+        line :meth:`plan` brakes and holds for (:func:`next_stop_line` of what this expert sees).
+        """
+        if self.view is not None:
+            world = self.view.visible(world)
+        nxt = next_stop_line(world, float(self.e["lookahead"]))
+        return float("inf") if nxt is None else nxt[0]
 
     # ----------------------------------------------------------------- path
     def _path(
@@ -460,16 +499,12 @@ class Expert:
                 v_lim = np.minimum(v_lim, np.sqrt(2.0 * b_term * np.maximum(room, 0.0)))
         # Painted stop lines (privileged: the expert knows the world): stop before the line with
         # a braking-curve cap until the ego has held there for the dwell time.
-        stop_line: tuple[float, Any] | None = None
-        for line in world.stop_lines:
-            if line.passed or line.cleared or line.s > s_e + float(e["lookahead"]) - 5.0:
-                continue
+        for line in pending_stop_lines(world, float(e["lookahead"])):
             p_line = world.lane.interp(line.s)[:2]
             sp = float(path.project(p_line[None, :])[0][0])
             room = sp - float(e["stop_line_margin"]) - front - s_lim
             v_lim = np.minimum(v_lim, np.sqrt(2.0 * b_term * np.maximum(room, 0.0)))
-            if stop_line is None:
-                stop_line = (max(0.0, sp - s0 - front), line)
+        stop_line = next_stop_line(world, float(e["lookahead"]))
         ss, vs, dec = self._profiles(ego.v, s_lim, v_lim, s0)
         gap_dyn = g0 + float(e["gap_time"]) * vs
         first_hit = np.full(len(ss), np.inf)
