@@ -2,14 +2,16 @@
 
 For each cloud size (a real nuScenes sweep tiled to N points) it runs
 ``StudentRunner.run(frame)`` with the torch-CUDA backend, as the inference node and the
-closed-loop simulator call it, in two modes side by side (interleaved, same process):
+closed-loop simulator call it, in these modes side by side (interleaved, same process):
 
 * ``cpu-pillars``: numpy pillarization on the CPU, P x M x C features copied to the GPU;
-* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` - the N x 4 points are uploaded, then one
-  captured CUDA graph per point bucket pillarizes them and runs the model ("fused graph",
-  ``vla_edge/backends/gpu_pillars.py``; its "pillar" column is then host time only: copy and
-  upload of the points);
-* ``gpu+bev``: the same, also copying the model's BEV output back (``torch_cuda.fetch_bev``);
+* ``gpu-pillars``: ``torch_cuda.pillarize_on_gpu`` with the default two graphs - the N x 4
+  points are uploaded, one captured graph per point bucket pillarizes them while the host builds
+  the other inputs, then the model's graph runs (``vla_edge/backends/gpu_pillars.py``; the
+  "pillar" column is host time only: copy and upload of the points);
+* ``gpu-fused``: ``torch_cuda.fuse_graphs`` - one graph per bucket holds the pillarization and
+  the model ("fused graph"; the other inputs are built and uploaded before it starts);
+* ``gpu+bev``: gpu-pillars, also copying the model's BEV output back (``torch_cuda.fetch_bev``);
 
 and times the model's own CUDA-graph replay alone (static inputs, what ``bench_model_gpu.py``
 reports). Printed: median / p99 per-frame ms, replay ms, and the ratio per-frame / replay
@@ -165,17 +167,25 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
     runners = {}
-    modes = (("cpu-pillars", False, False), ("gpu-pillars", True, False), ("gpu+bev", True, True))
-    for mode, on_gpu, bev in modes:
+    # gpu-pillars: two graphs (pillarization, then the model; config default), gpu-fused: one
+    # graph per bucket holding both (torch_cuda.fuse_graphs), timed side by side
+    modes = (
+        ("cpu-pillars", False, False, False),
+        ("gpu-pillars", True, False, False),
+        ("gpu-fused", True, False, True),
+        ("gpu+bev", True, True, False),
+    )
+    for mode, on_gpu, bev, fuse in modes:
         inf = load_config("inference")
         inf["torch_cuda"]["pillarize_on_gpu"] = on_gpu
         inf["torch_cuda"]["fetch_bev"] = bev
+        inf["torch_cuda"]["fuse_graphs"] = fuse
         runners[mode] = StudentRunner.from_config(model_cfg, "torch_cuda", args.engine, inf)
     path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
     ego = EgoState(0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0)
     results = []
     try:
-        dev = runners["gpu-pillars"].backend
+        dev = runners["gpu-fused"].backend
         fz = dev._pillarizer
         why = fz.fused_error or fz.capture_error or "off"
         print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, mode {dev.mode}, "
@@ -218,15 +228,16 @@ def main(argv: list[str] | None = None) -> int:
                     replay = _wall_ms(torch, partial(be._forward, be._static_in), args.iters)
                 rep = float(np.median(replay))
                 # the fused graph alone (points already uploaded): pillarization + model on the GPU
-                bucket = be._pillarizer.stage(pts)
-                fused = _pct(_wall_ms(torch, partial(be._pillarizer.launch, bucket), args.iters), 50)
+                bucket = dev._pillarizer.stage(pts)
+                fused = _pct(_wall_ms(torch, partial(dev._pillarizer.launch, bucket), args.iters), 50)
                 # a pillarization-only graph alone, copy and upload to finished graph
                 alone = _pct(_wall_ms(torch, partial(alone_pz, pts), args.iters), 50)
-            f50 = _pct(times["gpu-pillars"], 50)
+            f50, u50 = _pct(times["gpu-pillars"], 50), _pct(times["gpu-fused"], 50)
             print(
-                f"{n} points: frame (gpu-pillars) p50 {f50:.2f} ms, model replay {rep:.2f} ms, "
-                f"ratio {f50 / rep:.2f} (goal <= {GOAL_RATIO}); fused graph replay alone {fused:.2f} ms "
-                f"(bucket {be._pillarizer.sizes[bucket] if bucket >= 0 else 'oversize'} rows); "
+                f"{n} points: frame p50 two graphs {f50:.2f} ms / fused {u50:.2f} ms, model replay "
+                f"{rep:.2f} ms, ratio {f50 / rep:.2f} / {u50 / rep:.2f} (goal <= {GOAL_RATIO}); fused "
+                f"graph replay alone {fused:.2f} ms "
+                f"(bucket {dev._pillarizer.sizes[bucket] if bucket >= 0 else 'oversize'} rows); "
                 f"pillarization graph alone (copy, upload, graph, wait) {alone:.2f} ms"
             )
             if not args.no_profile:
@@ -246,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                     "pillarize_p50_ms": _pct(pil[m], 50),
                     "replay_p50_ms": rep,
                     "ratio_frame_replay_p50": _pct(times[m], 50) / rep,
-                    "fused_graph": bool(be._pillarizer.fused),
+                    "fused_graph": bool(getattr(runners[m].backend._pillarizer, "fused", False)),
                     "fused_replay_alone_p50_ms": fused,
                     "gpu_pillarize_alone_p50_ms": alone,
                 }

@@ -46,7 +46,10 @@ def test_gpu_pillars_are_the_numpy_pillars() -> None:
         np.testing.assert_array_equal(ct.cpu().numpy(), c)
 
 
-def test_runner_gives_the_same_plan_with_gpu_pillars() -> None:
+@pytest.mark.parametrize("fuse", [False, True])
+def test_runner_gives_the_same_plan_with_gpu_pillars(fuse: bool) -> None:
+    """Both GPU layouts (``torch_cuda.fuse_graphs``: two graphs, or one per bucket holding
+    pillarization and model) plan exactly as the CPU pillars."""
     _cuda()
     from vla_edge.config import load_config
     from vla_edge.inference import StudentRunner
@@ -61,11 +64,13 @@ def test_runner_gives_the_same_plan_with_gpu_pillars() -> None:
     for on_gpu in (False, True):
         inf = load_config("inference")
         inf["torch_cuda"]["pillarize_on_gpu"] = on_gpu
+        inf["torch_cuda"]["fuse_graphs"] = fuse
         with StudentRunner.from_config(model_cfg, "torch_cuda", None, inf) as runner:
             assert runner.backend.pillarize_on_device is on_gpu
-            if on_gpu:  # pillarization + model in one graph per bucket
+            if on_gpu:
                 pz = runner.backend._pillarizer
-                assert pz.fused, pz.fused_error or pz.capture_error or runner.backend.capture_error
+                assert pz.captured, pz.capture_error or runner.backend.capture_error
+                assert pz.fused is fuse, pz.fused_error
             outs[on_gpu] = [runner.run(f) for f in frames]
     for gpu, cpu in zip(outs[True], outs[False]):
         assert gpu.pillar_count == cpu.pillar_count > 0

@@ -156,6 +156,9 @@ class TorchCudaBackend(InferenceBackend):
         #: Copy bev_features back too; off, only trajectories and scores cross (the drive loop
         #: never reads the BEV, and its 0.8 MB copy cost more than the plans).
         self.fetch_bev = bool(require(sec, "fetch_bev", where="inference.yaml torch_cuda"))
+        #: One graph per point bucket for pillarization + model (else two graphs, with the host's
+        #: make_inputs() overlapping the pillarization); config/inference.yaml says which measured faster.
+        self.fuse_graphs = bool(require(sec, "fuse_graphs", where="inference.yaml torch_cuda"))
         self._pillarizer: Any = None  # GpuPillarizer, made by prepare_points
         self.capture_error = ""  # why the CUDA graph could not be captured ("" = captured or off)
         self.mode = ""  # "half" | "autocast" | "fp32", set by load
@@ -351,14 +354,16 @@ class TorchCudaBackend(InferenceBackend):
         # With the model's graph captured, each bucket's graph also holds the model forward (the
         # tail), so a frame replays one graph; the model-only graph stays for infer() (CPU pillars)
         # and for clouds above max_points.
-        tail = (lambda: self._forward(self._static_in)) if self._graph is not None else None
+        fuse = self.fuse_graphs and self._graph is not None
+        tail = (lambda: self._forward(self._static_in)) if fuse else None
         self._pillarizer = pz = GpuPillarizer(
             t, t.device("cuda", self.device_index), spec, self.max_points, bufs, self.use_graphs, tail
         )
         if pz.fused:
             graphs = "one graph with the model per bucket"
         elif pz.captured:
-            graphs = "on, model in its own graph" + (f" ({pz.fused_error})" if pz.fused_error else "")
+            why = pz.fused_error or ("torch_cuda.fuse_graphs false" if not self.fuse_graphs else "")
+            graphs = "on, model in its own graph" + (f" ({why})" if why else "")
         else:
             graphs = f"off ({pz.capture_error or 'disabled'})"
         log.info("torch_cuda: GPU pillarization for up to %d points, CUDA graph %s", self.max_points, graphs)
@@ -391,14 +396,17 @@ class TorchCudaBackend(InferenceBackend):
         with t.no_grad():
             bucket = self._pillarizer.stage(points)  # pinned copy + asynchronous upload
             t1 = time.perf_counter()
-            # Trade-off: the fused graph reads the ego state, path and noise, so they must be
-            # uploaded before it is replayed, and make_inputs() now overlaps only the upload of
-            # the points (210k points: 3.4 MB) instead of the whole pillarization as before the
-            # fusion; the frame in exchange loses one graph launch and the gap between two graphs.
+            outs = None
+            if not self._pillarizer.fused:  # two graphs: make_inputs() overlaps the pillarization
+                self._pillarizer.launch(bucket)
+            # A fused graph reads the ego state, path and noise, so they are uploaded before it
+            # is replayed, and make_inputs() overlaps only the upload of the points; in exchange
+            # one graph launch and the gap between two graphs go (docs/backends.md: measured slower).
             inputs = make_inputs()
             validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
             self._upload(inputs, rest)
-            outs = self._pillarizer.launch(bucket)  # None: pillars only, the model runs next
+            if self._pillarizer.fused:
+                outs = self._pillarizer.launch(bucket)
             host, count = self._replay_and_fetch(outs)
         t2 = time.perf_counter()
         timing = {"pillarize": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1)}

@@ -48,6 +48,7 @@ class TorchCuda(Section):
     device: Index
     pillarize_on_gpu: bool
     max_points: irng(ge=1, le=5_000_000)
+    fuse_graphs: bool
     fetch_bev: bool
 
 
