@@ -19,6 +19,8 @@
 # CF_SHARE (all training jobs): share of frames that also get a counterfactual parked object close
 #   ahead, labelled by the expert (--counterfactual-share; default onpolicy.counterfactual.share, 0)
 # BASE_HAZARD (all training jobs but hazard, which takes HAZARD): extra copies of hard-braking frames (default 0)
+# FINETUNE_LR (all training jobs): peak learning rate of iterations that start from a checkpoint
+#   (--finetune-lr; default onpolicy.finetune_lr, 0 = train.lr)
 # SPEEDUP (all training jobs): extra copies of the frames where the expert speeds up
 #   (--speedup-oversample; default onpolicy.hazard.speedup_oversample, 0)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
@@ -79,7 +81,7 @@ start)
       case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" init=training/checkpoints/onpolicy_tiny_motion.pt ;; esac
       case $j in *observe) obs=1 ;; esac
       env INIT="$init" ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
-        EVAL_SCEN="${EVAL_SCEN:-8}" TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" SPEEDUP="${SPEEDUP:-}" TRAIN_LIMIT_S="$LIMIT_S" \
+        EVAL_SCEN="${EVAL_SCEN:-8}" TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" SPEEDUP="${SPEEDUP:-}" FINETUNE_LR="${FINETUNE_LR:-}" TRAIN_LIMIT_S="$LIMIT_S" \
         WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
     camera)

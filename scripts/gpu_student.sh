@@ -26,6 +26,7 @@ SPEEDUP="${SPEEDUP:-}"  # extra copies of speeding-up expert frames (default onp
 WORKERS="${WORKERS:-}"  # collection processes (default onpolicy.workers: all cores)
 OBSERVABLE="${OBSERVABLE:-0}"  # 1: labels from the expert cut to the student's view (--observable-labels)
 CF_SHARE="${CF_SHARE:-}"  # share of frames with a counterfactual parked object close ahead (--counterfactual-share)
+FINETUNE_LR="${FINETUNE_LR:-}"  # peak learning rate when training starts from a checkpoint (--finetune-lr)
 mkdir -p "$OUT" "$EVAL"
 # Machines without rosbags (the GPU image) get it from wheels downloaded into .whl/ beforehand.
 if [ -d .whl ] && ! python3 -c "import rosbags" 2>/dev/null; then
@@ -39,7 +40,7 @@ log "training: $ITER iterations, scenarios $SCEN, minutes $MINUTES"
 timeout "${TRAIN_LIMIT_S:-390}" $PY -m training onpolicy --workdir "$WORK" --iterations "$ITER" --scenarios "$SCEN" --minutes "$MINUTES" \
   --eval-scenarios "${EVAL_SCEN:-8}" --batch-size 256 --preset "$PRESET" ${FAMILIES:+--families "$FAMILIES"} ${INIT:+--init "$INIT"} \
   ${TRAIN_SEED:+--train-seed "$TRAIN_SEED"} ${HAZARD:+--hazard-oversample "$HAZARD"} ${SPEEDUP:+--speedup-oversample "$SPEEDUP"} ${WORKERS:+--workers "$WORKERS"} \
-  $([ "$OBSERVABLE" = 1 ] && echo --observable-labels) ${CF_SHARE:+--counterfactual-share "$CF_SHARE"} 2>&1 | grep -v "it/s\]$" | tail -40
+  $([ "$OBSERVABLE" = 1 ] && echo --observable-labels) ${CF_SHARE:+--counterfactual-share "$CF_SHARE"} ${FINETUNE_LR:+--finetune-lr "$FINETUNE_LR"} 2>&1 | grep -v "it/s\]$" | tail -40
 cp "$WORK"/results.json "$WORK"/results.md "$OUT"/ 2>/dev/null
 last=$(ls "$WORK"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)  # an interrupted iteration has none
 [ -n "$last" ] && cp "$last" "$OUT/student.pt" && log "checkpoint: $last"

@@ -210,3 +210,23 @@ def test_multi_sweep_preset_collects_lagged_clouds_and_trains(
         )  # fmt: skip
         spec = PillarSpec.from_config(load_config("model")).with_sweeps([0.3])
         SparseSplitData(single, spec)
+
+
+def test_finetune_lr_applies_only_to_iterations_that_start_from_a_checkpoint() -> None:
+    import argparse
+
+    from training.onpolicy.commands import onpolicy_config, register
+    from training.onpolicy.loop import iteration_lr
+    from vla_edge.errors import ConfigError
+
+    assert iteration_lr(1e-3, 2e-4, from_checkpoint=True) == 2e-4
+    assert iteration_lr(1e-3, 2e-4, from_checkpoint=False) == 1e-3  # from scratch: train.lr
+    assert iteration_lr(1e-3, 0.0, from_checkpoint=True) == 1e-3  # 0 = train.lr
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    base = ["onpolicy", "--workdir", "x"]
+    assert onpolicy_config(parser.parse_args(base))[0]["onpolicy"]["finetune_lr"] == 0.0
+    cfg, _ = onpolicy_config(parser.parse_args([*base, "--finetune-lr", "0.0002"]))
+    assert cfg["onpolicy"]["finetune_lr"] == 2e-4
+    with pytest.raises(ConfigError, match="finetune-lr"):
+        onpolicy_config(parser.parse_args([*base, "--finetune-lr", "-1"]))

@@ -81,6 +81,11 @@ def register(sub: Any) -> None:
         "expert (default: onpolicy.counterfactual.share; vla_edge/sim/counterfactual.py)",
     )  # fmt: skip
     p.add_argument("--init", default=None, help="checkpoint to start from (e.g. a committed one)")
+    p.add_argument(
+        "--finetune-lr", type=float, default=None,
+        help="peak learning rate of iterations that start from a checkpoint (default: "
+        "onpolicy.finetune_lr; 0 = train.lr)",
+    )  # fmt: skip
     p.add_argument("--no-export", action="store_true", help="do not export the final student")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
     p.set_defaults(func=run_onpolicy)
@@ -155,6 +160,11 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
             if key == "train_seed" and val < 0:
                 raise ConfigError(f"--train-seed {val}: must be >= 0")
             oc[key] = val
+    ft = getattr(args, "finetune_lr", None)
+    if ft is not None:
+        if ft < 0:
+            raise ConfigError(f"--finetune-lr {ft}: must be >= 0 (0 = train.lr)")
+        oc["finetune_lr"] = ft
     if getattr(args, "observable_labels", None):
         oc["observable_labels"] = True
     share = getattr(args, "counterfactual_share", None)

@@ -63,6 +63,12 @@ def per_iteration(values: Any, k: int) -> float:
     return float(values)
 
 
+def iteration_lr(train_lr: float, finetune_lr: float, from_checkpoint: bool) -> float:
+    """Peak learning rate of one iteration: ``onpolicy.finetune_lr`` when it starts from a
+    checkpoint and that is set (> 0), else ``train.lr``."""
+    return float(finetune_lr) if from_checkpoint and finetune_lr > 0 else float(train_lr)
+
+
 def plan_jobs(
     oc: dict[str, Any],
     k: int,
@@ -247,7 +253,7 @@ class OnPolicyLoop:
             preset=self.preset,
             out_dir=self.dir / f"iter{k}",
             weights=LossWeights.from_config(self.cfg["loss"]).gt_only(),
-            lr=float(tc["lr"]),
+            lr=iteration_lr(tc["lr"], float(self.oc.get("finetune_lr", 0.0)), init_state is not None),
             max_minutes=per_iteration(self.oc["minutes"], k),
             epochs=int(self.oc["epochs"]),
             init_from=init_state,

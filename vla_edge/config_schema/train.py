@@ -158,6 +158,7 @@ class OnPolicy(Section):
     workers: NonNegInt
     minutes: list[NonNeg] = Field(min_length=1)
     epochs: Count
+    finetune_lr: NonNeg = 0.0
     expert_share: Frac
     beta: Frac
     camera_dropout: Frac = 0.15
