@@ -121,39 +121,25 @@ def test_anchor_kmeans_and_kinematic_sweep() -> None:
         kmeans_anchors(data[:2], 3)
 
 
-def test_loss_terms_and_positive_mode() -> None:
+def test_positive_mode_is_the_nearest_anchor() -> None:
     import torch
 
-    from training.model.loss import planning_loss, positive_mode
+    from training.distill import nearest_anchor
 
     anchors = torch.stack([torch.full((8, 3), float(v)) for v in range(4)])
-    target = anchors[[2]] + 0.1
-    assert positive_mode(anchors, target).tolist() == [2]
-    weights = {
-        "cls_weight": 10.0,
-        "reg_weight": 8.0,
-        "focal_alpha": 0.25,
-        "focal_gamma": 2.0,
-        "yaw_weight": 1.0,
-    }
-    good = {
-        "trajectories": [target[:, None].expand(1, 4, 8, 3)],
-        "scores": [torch.tensor([[-9.0, -9.0, 9.0, -9.0]])],
-    }
-    bad = {"trajectories": [torch.zeros(1, 4, 8, 3)], "scores": [torch.tensor([[9.0, -9.0, -9.0, -9.0]])]}
-    lg, lb = planning_loss(good, target, anchors, weights), planning_loss(bad, target, anchors, weights)
-    assert set(lg) == {"loss", "cls", "reg"}
-    assert float(lg["reg"]) == 0.0 and float(lb["reg"]) == pytest.approx(8.0 * 2.1, rel=1e-5)
-    assert float(lg["cls"]) < 1e-3 < float(lb["cls"])
-    torch.testing.assert_close(lb["loss"], lb["cls"] + lb["reg"])
+    target = torch.cat([anchors[[2]] + 0.1, anchors[[0]] - 0.3])
+    assert nearest_anchor(target, anchors).tolist() == [2, 0]
 
 
-def test_tiny_overfit_reduces_focal_and_l1() -> None:
+def test_tiny_overfit_reduces_the_training_loss() -> None:
+    """The tiny network learns a reachable target under the one training loss
+    (``distillation_loss`` with the config's ground-truth weights)."""
     import torch
 
+    from training.distill import LossWeights, distillation_loss, nearest_anchor
     from training.export import example_inputs
-    from training.model.loss import planning_loss
     from training.model.presets import build_model
+    from training.modelio import train_forward
     from vla_edge.config import load_config
 
     # a small grid keeps this CPU test fast; the network is the tiny preset's
@@ -166,21 +152,21 @@ def test_tiny_overfit_reduces_focal_and_l1() -> None:
     target = model.head.anchors[[3, 11]].clone() + torch.tensor([0.5, -0.3, 0.02])
     with torch.no_grad():  # a target the smooth output layer can reach (starts at the ego state)
         target = model.head.smooth(target[:, None], x["ego_state"])[:, 0]
-    weights = model.cfg.loss
+    weights = LossWeights.from_config(load_config("train")["loss"]).gt_only()
+    labels = {"gt": target, "gt_mode": nearest_anchor(target, model.head.anchors)}
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
     t = torch.tensor([10, 30])
     noise = torch.randn((2, *model.head.anchors.shape), generator=gen)
     history = []
     for _ in range(15):
-        out = model.forward_train(x, t, noise)
-        terms = planning_loss(out, target, model.head.anchors, weights)
+        terms = distillation_loss(train_forward(model, x, t, noise), labels, weights)
         opt.zero_grad()
-        terms["loss"].backward()
+        terms["total"].backward()
         opt.step()
         history.append({k: float(v.detach()) for k, v in terms.items()})
     assert history[-1]["cls"] < 0.5 * history[0]["cls"]
-    assert history[-1]["reg"] < 0.5 * history[0]["reg"]
+    assert history[-1]["huber_gt"] < 0.5 * history[0]["huber_gt"]
 
 
 def test_smooth_output_is_the_arbiters_fit() -> None:

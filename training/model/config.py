@@ -110,7 +110,6 @@ class ModelConfig:
     num_anchors: int
     norm_offset: tuple[float, float, float]
     norm_scale: tuple[float, float, float]
-    loss: dict[str, float]
     smoothing: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
 
     @classmethod
@@ -160,7 +159,6 @@ class ModelConfig:
                 num_anchors=int(tr["num_anchors"]),
                 norm_offset=tuple(float(v) for v in tr["norm_offset"]),  # type: ignore[arg-type]
                 norm_scale=tuple(float(v) for v in tr["norm_scale"]),  # type: ignore[arg-type]
-                loss={k: float(v) for k, v in require(cfg, "loss", where=where).items()},
                 smoothing=dict(tr.get("smoothing") or {"enabled": False}),
             )
         except (KeyError, TypeError, ValueError) as exc:

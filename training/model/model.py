@@ -119,7 +119,7 @@ class StudentModel(nn.Module):
 
         Returns:
             ``{"trajectories": [per layer [B, A, T, 3]], "scores": [per layer [B, A]],
-            "bev_features": [B, Cb, Hb, Wb]}`` (feed to :func:`training.model.loss.planning_loss`),
+            "bev_features": [B, Cb, Hb, Wb]}`` (the trainer's :func:`training.distill.distillation_loss`),
             plus ``stop_line_logits [B, K]`` when the preset has the stop-line head.
         """
         enc = self.encode(inputs, camera_columns=self.has_stop_line_head)

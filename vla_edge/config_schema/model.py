@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from pydantic import Field, model_validator
 
-from vla_edge.config_schema._base import AnyFloat, Count, Frac, NonNeg, NonNegInt, Pos, Section, ordered, rng
+from vla_edge.config_schema._base import AnyFloat, Count, NonNeg, NonNegInt, Pos, Section, ordered, rng
 
 
 class Pillars(Section):
@@ -68,14 +68,6 @@ class Diffusion(Section):
     check_order = ordered(("beta_start", "beta_end"))
 
 
-class Loss(Section):
-    cls_weight: NonNeg
-    reg_weight: NonNeg
-    focal_alpha: Frac
-    focal_gamma: NonNeg
-    yaw_weight: NonNeg
-
-
 class CameraPreset(Section):
     name: str = Field(min_length=1)
     image_size: list[Count] = Field(min_length=2, max_length=2)
@@ -124,6 +116,5 @@ class ModelFile(Section):
     inputs: Inputs
     trajectory: Trajectory
     diffusion: Diffusion
-    loss: Loss
     presets: dict[str, Preset] = Field(min_length=1)
     default_preset: str
