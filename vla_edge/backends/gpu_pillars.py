@@ -13,12 +13,12 @@ The work of a static pillarization grows with its buffer, not with the cloud (H1
 3 ms for 300k rows, 0.7 ms for 40k), so there is one buffer and graph per size bucket
 (32768 rows, doubling, up to ``max_points``) and a cloud goes through the smallest that holds it.
 
-With a ``tail`` (the torch-CUDA backend passes its model forward) each bucket's graph holds the
+With a ``tail`` (the torch-CUDA backend passes its model forward when ``torch_cuda.fuse_graphs``
+is on; off by default, it measured slower: docs/backends.md) each bucket's graph holds the
 pillarization *and* the model: a frame is then one replay instead of two launches with a gap
-between them (H100: frame 3.11 ms for a 1.81 ms model replay and 0.84 ms of pillarization,
-32k points, before the fusion). If that capture fails, the bucket falls back to a
-pillarization-only graph (reason in :attr:`GpuPillarizer.fused_error`) and the backend replays
-its own model graph after it.
+between them, but the host must upload every other input before it. If that capture fails,
+the bucket falls back to a pillarization-only graph (reason in
+:attr:`GpuPillarizer.fused_error`) and the backend replays its own model graph after it.
 
 torch is imported inside the methods (the vehicle runtime imports torch only for this backend).
 """

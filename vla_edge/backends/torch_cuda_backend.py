@@ -18,8 +18,9 @@ Execution: after warm-up on a side stream, one forward is captured into a CUDA g
 with static input buffers; each call copies inputs into those buffers, replays the graph
 and copies the static outputs out. If capture fails, the reason (root cause included) is
 logged, kept in :attr:`TorchCudaBackend.capture_error`, and the module runs eagerly.
-With ``pillarize_on_gpu`` the forward is captured once more per point-buffer bucket, after
-the GPU pillarization, so a frame replays one graph for both (``infer_points``).
+With ``pillarize_on_gpu`` the GPU pillarization has its own graph per point-buffer bucket and
+the model graph replays after it; with ``fuse_graphs`` the forward is instead captured once more
+per bucket, after the pillarization, so a frame replays one graph for both (``infer_points``).
 TorchScript runs with the profiling/fusing executor off by default (``jit_optimize``),
 since lazily compiled fused kernels are not capturable. FP16 means ``module.half()`` plus half float inputs;
 when that fails on the artefact (e.g. dtype-pinned ops), the backend falls back to
@@ -351,9 +352,9 @@ class TorchCudaBackend(InferenceBackend):
                 f"pillar spec {want} does not fit model input pillar_features "
                 f"{tuple(bufs['pillar_features'].shape[1:])}"
             )
-        # With the model's graph captured, each bucket's graph also holds the model forward (the
-        # tail), so a frame replays one graph; the model-only graph stays for infer() (CPU pillars)
-        # and for clouds above max_points.
+        # fuse_graphs (and the model's graph captured): each bucket's graph also holds the model
+        # forward (the tail), so a frame replays one graph; the model-only graph stays for infer()
+        # (CPU pillars) and for clouds above max_points.
         fuse = self.fuse_graphs and self._graph is not None
         tail = (lambda: self._forward(self._static_in)) if fuse else None
         self._pillarizer = pz = GpuPillarizer(
@@ -375,12 +376,13 @@ class TorchCudaBackend(InferenceBackend):
 
         Only the N x C points cross to the device (not the P x M x C features), through
         :class:`~vla_edge.backends.gpu_pillars.GpuPillarizer` (bit-identical to the numpy
-        pillarizer). A frame: copy the points into pinned memory, one asynchronous upload,
-        ``make_inputs()`` (the other contract inputs: ego state, reference path, noise) while
-        it runs, their upload, one replay of the bucket's graph (pillarization + model), the
-        output copies and one wait. Returns the result (``timing_ms["pillarize"]`` = host copy
-        and upload of the points; the GPU work and ``make_inputs`` land in ``infer``) and the
-        pillar count.
+        pillarizer). A frame: copy the points into pinned memory, one asynchronous upload, the
+        bucket's pillarization graph, ``make_inputs()`` (the other contract inputs: ego state,
+        reference path, noise) while the GPU pillarizes, their upload, the model graph, the
+        output copies and one wait. With ``fuse_graphs`` the other inputs are built and uploaded
+        first and one graph runs pillarization and model. Returns the result
+        (``timing_ms["pillarize"]`` = host copy and upload of the points; the GPU work and
+        ``make_inputs`` land in ``infer``) and the pillar count.
         """
         if not self.loaded:
             self.load()
@@ -396,8 +398,8 @@ class TorchCudaBackend(InferenceBackend):
         with t.no_grad():
             bucket = self._pillarizer.stage(points)  # pinned copy + asynchronous upload
             t1 = time.perf_counter()
-            outs = None
-            if not self._pillarizer.fused:  # two graphs: make_inputs() overlaps the pillarization
+            fused = self._pillarizer.fused
+            if not fused:  # two graphs: make_inputs() overlaps the pillarization
                 self._pillarizer.launch(bucket)
             # A fused graph reads the ego state, path and noise, so they are uploaded before it
             # is replayed, and make_inputs() overlaps only the upload of the points; in exchange
@@ -405,8 +407,7 @@ class TorchCudaBackend(InferenceBackend):
             inputs = make_inputs()
             validate_inputs(rest, inputs, f"{self.name} model {self.onnx_path.name}")
             self._upload(inputs, rest)
-            if self._pillarizer.fused:
-                outs = self._pillarizer.launch(bucket)
+            outs = self._pillarizer.launch(bucket) if fused else None
             host, count = self._replay_and_fetch(outs)
         t2 = time.perf_counter()
         timing = {"pillarize": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1)}

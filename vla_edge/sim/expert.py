@@ -58,13 +58,15 @@ def pending_stop_lines(world: World, lookahead: float) -> list[StopLine]:
     )
 
 
-def next_stop_line(world: World, lookahead: float) -> tuple[float, StopLine] | None:
+def next_stop_line(
+    world: World, lookahead: float, lines: list[StopLine] | None = None
+) -> tuple[float, StopLine] | None:
     """``(distance, line)`` of the first :func:`pending_stop_lines` line, or None.
 
     ``distance`` is along the ego lane from the ego's front bumper to the line (m, >= 0: 0 once
-    the front stands on it).
+    the front stands on it). ``lines``: :func:`pending_stop_lines` when the caller has them.
     """
-    lines = pending_stop_lines(world, lookahead)
+    lines = pending_stop_lines(world, lookahead) if lines is None else lines
     if not lines:
         return None
     front = world.ego_s() + world.ego.front_offset
@@ -499,12 +501,13 @@ class Expert:
                 v_lim = np.minimum(v_lim, np.sqrt(2.0 * b_term * np.maximum(room, 0.0)))
         # Painted stop lines (privileged: the expert knows the world): stop before the line with
         # a braking-curve cap until the ego has held there for the dwell time.
-        for line in pending_stop_lines(world, float(e["lookahead"])):
+        pending = pending_stop_lines(world, float(e["lookahead"]))
+        for line in pending:
             p_line = world.lane.interp(line.s)[:2]
             sp = float(path.project(p_line[None, :])[0][0])
             room = sp - float(e["stop_line_margin"]) - front - s_lim
             v_lim = np.minimum(v_lim, np.sqrt(2.0 * b_term * np.maximum(room, 0.0)))
-        stop_line = next_stop_line(world, float(e["lookahead"]))
+        stop_line = next_stop_line(world, float(e["lookahead"]), pending)
         ss, vs, dec = self._profiles(ego.v, s_lim, v_lim, s0)
         gap_dyn = g0 + float(e["gap_time"]) * vs
         first_hit = np.full(len(ss), np.inf)
