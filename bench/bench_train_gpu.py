@@ -21,6 +21,7 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=15000, help="points per synthetic sweep (default 15000)")
     ap.add_argument("--preset", default="tiny", help="model preset (default tiny)")
     ap.add_argument("--steps", type=int, default=30, help="timed steps (default 30)")
+    ap.add_argument("--profile", action="store_true", help="also print the top CUDA kernels of 5 steps")
     args = ap.parse_args()
     import torch
 
@@ -80,6 +81,14 @@ def main() -> int:
         step()
     torch.cuda.synchronize()
     t_step = (time.perf_counter() - t0) / args.steps
+    if args.profile:  # where a step's GPU time goes (the per-step figure above stays unprofiled)
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                step()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
     print(
         f"{torch.cuda.get_device_name()}: pillarize_batch {B}x{N} pts {1e3 * t_pil:.1f} ms; "
         f"{args.preset} train step (bf16, batch {B}) {1e3 * t_step:.1f} ms; "

@@ -62,12 +62,13 @@ case "${1:-}" in
 start)
   rm -rf "$R" && cp -a . "$R" && cd "$R" || exit 1
   mkdir -p "$S" && setup
-  # the benches run before the jobs load the GPU and the cores (BENCH: any of model frame tests)
+  # the benches run before the jobs load the GPU and the cores (BENCH: any of model frame train tests)
   for b in ${BENCH:-model}; do
     log "bench: $b"
     case $b in
     model) python3 bench/bench_model_gpu.py --presets tiny tiny_motion tiny_cam --iters 200 ;;
     frame) VLA_EDGE_SHARED_DATA="${VLA_EDGE_SHARED_DATA:-$PWD/test/data}" python3 bench/bench_gpu_frame.py --iters 200 ;;  # ../shared is not carried
+    train) python3 bench/bench_train_gpu.py --batch 256 --profile ;;
     tests) python3 -m pytest -q -p no:cacheprovider test/test_torch_pillarize_gpu.py test/test_backends_torch_cuda.py test/test_model_pillars.py ;;
     esac >> "$S/bench_gpu.txt" 2>&1
     tail -12 "$S/bench_gpu.txt"
