@@ -10,7 +10,7 @@ from vla_edge.errors import ConfigError
 from vla_edge.planning import checks as ck
 from vla_edge.planning import load_planning_config
 from vla_edge.planning.kinematics import smooth_resample, trajectory_profile
-from vla_edge.planning.smoothing import SmoothingParams, smooth_student
+from vla_edge.planning.smoothing import SmoothingParams, hold_at_stop, smooth_student
 from vla_edge.types import Trajectory
 
 V = 5.0
@@ -126,3 +126,50 @@ def test_smoothing_does_not_hide_driving_backwards():
 def test_bad_smoothing_config_is_a_config_error(override, match):
     with pytest.raises(ConfigError, match=match):
         cycle(arbiter={"student_smoothing": override})
+
+
+def _stopping_plan(creep: float) -> Trajectory:
+    """Brakes from 3 m/s to a stop at 2 s (3 m on), then creeps back at ``creep`` m/s."""
+    t = 0.1 * np.arange(1, 41)
+    x = np.where(t < 2.0, 3.0 * t - 0.75 * t**2, 3.0 - creep * (t - 2.0))
+    return Trajectory(np.stack([x, 0.0 * t, 0.0 * t], 1), 0.1, 0.0)
+
+
+def test_a_stop_that_creeps_back_is_held_where_it_turns():
+    plan = _stopping_plan(0.2)  # 0.4 m back by 4 s
+    assert ck.kinematics(trajectory_profile(plan, 0.5))["min_speed"][0] < -0.15
+    held, k = hold_at_stop(plan, 0.5)
+    assert k == 20  # the first step after the stop at 2 s
+    np.testing.assert_allclose(held.poses[:k], plan.poses[:k])
+    np.testing.assert_allclose(held.poses[k:], np.tile([3.0, 0.0, 0.0], (40 - k, 1)), atol=1e-9)
+    kin = ck.kinematics(trajectory_profile(held, 0.5))
+    assert kin["min_speed"][0] >= 0.0
+    assert held.poses[:, 0].max() <= plan.poses[:, 0].max()  # never further than the plan
+
+
+def test_a_plan_that_means_to_reverse_is_not_held():
+    plan = _stopping_plan(1.0)  # 2 m back: a reversal, left for min_speed to refuse
+    held, k = hold_at_stop(plan, 0.5)
+    assert k == -1 and held is plan
+    forward = Trajectory(np.stack([V * T, 0 * T, 0 * T], 1), 0.5, 0.0)
+    assert hold_at_stop(forward, 0.5) == (forward, -1)
+
+
+def test_the_arbiter_drives_a_creeping_stop_held_and_refuses_it_with_the_hold_off():
+    def run(max_m: float) -> list:
+        # progress off: on this open road Frenet drives on, and a stopping student gives way
+        cyc = cycle(arbiter={"student_smoothing": {"stop_hold_max_m": max_m}, "progress": {"min_ratio": 0.0}})
+        plan = _stopping_plan(0.15)  # 0.3 m back
+        out = []
+        for k in range(cyc.arbiter.params.student_good_cycles + 2):
+            t, x = 0.1 * k, 0.3 * k  # the ego keeps 3 m/s; each plan brakes from there
+            fr = frame_at(t, GROUND - np.array([x, 0, 0, 0], dtype=np.float32), 3.0, x=x)
+            out.append(cyc.step(fr, Trajectory(plan.poses, 0.1, t, None, "student"), t, t + 0.05))
+        return out
+
+    held = run(0.5)
+    assert held[-1].choice == "student" and held[-1].checks["student.min_speed"].ok
+    assert held[-1].trajectory.speeds[-1] == pytest.approx(0.0, abs=1e-6)
+    off = run(0.0)
+    assert all(d.choice != "student" for d in off)
+    assert not off[-1].checks["student.min_speed"].ok

@@ -48,6 +48,7 @@ class StudentSmoothing(Section):
     method: Literal["jerk_ls"]
     weights: SmoothingWeights
     max_residual_m: Pos
+    stop_hold_max_m: NonNeg = 0.0
 
 
 class Corridor(Section):

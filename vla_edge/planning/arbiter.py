@@ -33,7 +33,7 @@ from vla_edge.planning.obstacles import Footprint, Obstacles
 from vla_edge.planning.reference_path import ReferencePath
 from vla_edge.planning.retime import retime_along_path
 from vla_edge.planning.rules import RulesParams, allowed_speed
-from vla_edge.planning.smoothing import SmoothingParams, smooth_student
+from vla_edge.planning.smoothing import SmoothingParams, hold_at_stop, smooth_student
 from vla_edge.types import EgoState, Trajectory, trajectory_to_json
 
 CHOICES = ("student", "frenet", "emergency_stop", "hold_previous")
@@ -391,6 +391,8 @@ class Arbiter:
                     lat0 = float(np.clip(v0 * w0, -p.max_lat_accel, p.max_lat_accel))
                     traj, res, i = smooth_student(traj, p.dt, v0, a0, lat0, p.smoothing)
                     out["student.smoothing_residual"] = at_most((res, i), p.smoothing.max_residual_m)
+                    if p.smoothing.stop_hold_max_m > 0:
+                        traj, _ = hold_at_stop(traj, p.smoothing.stop_hold_max_m)
                 else:
                     traj = smooth_resample(traj, p.dt, v0, w0)
         except (np.linalg.LinAlgError, ValueError):

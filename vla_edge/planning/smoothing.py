@@ -48,6 +48,8 @@ class SmoothingParams:
         accel_weight: Weight of the integrated squared acceleration (s^4).
         max_residual_m: Largest accepted distance raw pose - fit (m).
         min_speed_for_heading: Below this fitted speed (m/s) the heading is held.
+        stop_hold_max_m: A fit that creeps back at most this far (m) behind the point where it
+            first moves backwards is held still there (:func:`hold_at_stop`); 0 = never.
     """
 
     enabled: bool
@@ -56,6 +58,7 @@ class SmoothingParams:
     accel_weight: float
     max_residual_m: float
     min_speed_for_heading: float
+    stop_hold_max_m: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> SmoothingParams:
@@ -68,6 +71,7 @@ class SmoothingParams:
             accel_weight=float(require(s, "weights", "accel")),
             max_residual_m=float(require(s, "max_residual_m")),
             min_speed_for_heading=float(require(cfg, "arbiter", "limits", "min_speed_for_curvature")),
+            stop_hold_max_m=float(s.get("stop_hold_max_m", 0.0)),
         )
         if p.method not in METHODS:
             raise ConfigError(
@@ -163,6 +167,41 @@ def smooth_student(
     i = int(np.argmax(dist))
     return Trajectory(_with_heading(q, traj, dt, params.min_speed_for_heading), dt, traj.stamp,
                       _speeds(p, dt), traj.source), float(dist[i]), i  # fmt: skip
+
+
+def hold_at_stop(traj: Trajectory, max_back_m: float) -> tuple[Trajectory, int]:
+    """The plan held still from its first backwards step on (a stop, not a reversal).
+
+    A student that brakes to a stop has learnt the expert's stops, but its waypoints (and the
+    jerk fit through them) carry the deceleration on past zero, so the tail of a stopping plan
+    creeps backwards and fails ``min_speed`` (and the jerk and curvature of the turn-round).
+    The vehicle never reverses here, so the creep means "stop": as a velocity smoother clamps
+    speed at 0 at a stop point, the poses from the first step that moves against the plan's
+    heading on are the last forward pose. The held plan goes no further than the raw plan
+    did, and every check still runs on it. A plan that goes back further than ``max_back_m``
+    means to reverse: it is left as it is, for ``min_speed`` to refuse.
+
+    Returns:
+        ``(held, k)``: the plan and the index of the first held pose (-1: nothing held).
+    """
+    poses = traj.with_origin()
+    seg = np.diff(poses[:, :2], axis=0)
+    fwd = seg[:, 0] * np.cos(poses[1:, 2]) + seg[:, 1] * np.sin(poses[1:, 2])
+    back = np.flatnonzero(fwd < 0.0)
+    if not len(back):
+        return traj, -1
+    k = int(back[0])
+    progress = np.cumsum(fwd)  # along each step's heading, from the origin
+    stop = progress[k - 1] if k else 0.0
+    if stop - progress[k:].min() > max_back_m:
+        return traj, -1
+    held = traj.poses.copy()
+    held[k:] = poses[k]  # the pose before the first backwards step (the origin when k = 0)
+    speeds = None
+    if traj.speeds is not None:
+        speeds = traj.speeds.copy()
+        speeds[k:] = 0.0
+    return Trajectory(held, traj.dt, traj.stamp, speeds, traj.source), k
 
 
 def _speeds(p: np.ndarray, dt: float) -> np.ndarray:
