@@ -47,3 +47,25 @@ def test_a_student_slower_than_the_wait_is_explained() -> None:
 def test_bad_expectation_is_named() -> None:
     with pytest.raises(ConfigError, match=r"demo.yaml expect.frames: need \[min, max\]"):
         expectation_rows(SUMMARY, {"expect": {"frames": 250}})
+
+
+def test_model_figure_is_split_into_pillarize_and_network() -> None:
+    from vla_edge.cli.demo import render, stage_times
+
+    infos = [
+        {
+            "name": "vla_edge/candidate",
+            "values": {"total_ms": "40.0", "pillarize_ms": "4.0", "inference_ms": "35.5"},
+        },
+        {"name": "vla_edge/candidate", "values": {"total_ms": "n/a"}},  # not a number: left out
+        {"name": "vla_edge/timing", "values": {"total_ms": "99.0"}},  # another status: left out
+    ]
+    assert stage_times(infos, "total_ms") == [40.0]
+    assert stage_times(infos, "pillarize_ms") == [4.0] and stage_times(infos, "inference_ms") == [35.5]
+    base = dict(
+        SUMMARY, bag="b", dropped_frames=0, candidates=1, skipped_frames=None, fallback_reasons={},
+        watchdog_fallbacks=0, wall_seconds=1.0, model_ms={"p50": 40.0, "p99": 40.0},
+    )  # fmt: skip
+    split = dict(base, pillarize_ms={"p50": 4.0, "p99": 4.0}, network_ms={"p50": 35.5, "p99": 35.5})
+    assert "pillarize  p50 4.0 ms" in render(split) and "network run (backend)  p50 35.5 ms" in render(split)
+    assert "pillarize" not in render(base)  # summaries without the split still render
