@@ -201,11 +201,24 @@ def qdq_disabled_optimizers() -> list[str]:
     return sorted(set(load_config("inference")["onnxruntime"]["qdq_disabled_optimizers"]))
 
 
-def ort_session(path: Path, threads: int, qdq: bool, optimized_out: Path | None = None) -> Any:
-    """A CPU session as the runtime opens it (level "all"; QDQ graphs without the skipped rewrites)."""
+def ort_session(
+    path: Path,
+    threads: int,
+    qdq: bool,
+    optimized_out: Path | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
+    """A CPU session as the runtime opens it (level "all"; QDQ graphs without the skipped rewrites).
+
+    ``optimized_out``: write ORT's optimised graph there; ``profile_prefix``: per-node profiling
+    (``enable_profiling``) into files of that prefix.
+    """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
