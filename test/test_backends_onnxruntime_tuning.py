@@ -137,3 +137,28 @@ def test_int8_qdq_student_runs_close_to_fp32(shared_data: Path, tmp_path: Path) 
                     d = np.linalg.norm(a.trajectories[ia, :, :2] - b.trajectories[ib, :, :2], axis=-1)
                     diffs.append(float(d.max()))
     assert len(diffs) >= 3 and max(diffs) <= 0.1, f"INT8 best mode {diffs} m from FP32"
+
+
+@pytest.mark.skipif(
+    not INT8_ONNX.exists(), reason="engines/student_int8.onnx not built (vla-edge-train quantize)"
+)
+def test_int8_skips_qdq_optimizers_runs_integer_convs(contract_onnx: Path, tmp_path: Path) -> None:
+    """INT8 engines open without inference.yaml's qdq_disabled_optimizers (FP32 ones keep them);
+    the optimised graph the runtime saves runs every quantised conv as an integer kernel."""
+    import onnx
+
+    cfg = inference_cfg(tmp_path)
+    cfg["onnxruntime"].update(save_optimized=True, graph_optimization="all", providers=["cpu"])
+    skipped = sorted(set(cfg["onnxruntime"]["qdq_disabled_optimizers"]))
+    assert OnnxRuntimeBackend(contract_onnx, cfg).disabled_optimizers() == []
+    with OnnxRuntimeBackend(INT8_ONNX, cfg) as be:
+        assert be.disabled_optimizers() == skipped
+        assert np.all(np.isfinite(be.infer(_feed(be)).trajectories))
+    saved = sorted((tmp_path / "cache").glob("student_int8.*.all.*.onnx"))
+    assert len(saved) == 1 and (".skip" in saved[0].name) == bool(skipped)
+    nodes = onnx.load(str(INT8_ONNX)).graph.node
+    dq_out = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    quantised = {n.name for n in nodes if n.op_type == "Conv" and n.input[1] in dq_out}  # weight is a DQ
+    optimised = onnx.load(str(saved[0])).graph.node
+    assert quantised and not quantised & {n.name for n in optimised if n.op_type == "Conv"}
+    assert sum(n.op_type == "QLinearConv" for n in optimised) >= len(quantised)

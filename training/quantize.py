@@ -3,16 +3,19 @@
 Usage::
 
     vla-edge-train quantize                                  # engines/student.onnx -> student_int8.onnx
+    vla-edge-train quantize --scope /model/backbone,/model/bev_proj --method minmax
     vla-edge-train quantize --calib runs/calib.npz           # calibration set of export-calib
     vla-edge-train quantize --sim-scenarios 6 --eval-frames 24
 
 ONNX Runtime's static quantisation (``onnxruntime.quantization.quantize_static``) inserts
 QuantizeLinear/DequantizeLinear pairs around the weights and activations of the heavy ops
-(``Conv``, ``MatMul``, ``Gemm``) with ranges calibrated on real model inputs. Both weights
-and activations are symmetric signed INT8 (zero point 0): that is what TensorRT's explicit
-quantisation requires, so the same file runs on the CPU with ONNX Runtime and builds an
-INT8 TensorRT engine (``vla-edge build-engine --engine engines/student_int8.onnx
---precision int8``; no calibrator needed, the scales are in the graph).
+(``Conv``, ``MatMul``, ``Gemm``) with ranges calibrated on real model inputs; the defaults
+(calibration method, scope, per-channel weights, one Q/DQ pair per consumer) are ``quantize``
+of ``config/train.yaml``, the flags override them. Both weights and activations are
+symmetric signed INT8 (zero point 0): that is what TensorRT's explicit quantisation
+requires, so the same file runs on the CPU with ONNX Runtime and builds an INT8 TensorRT
+engine (``vla-edge build-engine --onnx engines/student_int8.onnx --precision int8``; no
+calibrator needed, the scales are in the graph).
 
 Calibration inputs come from ``--calib`` (the ``.npz`` of ``vla-edge-train export-calib``)
 or, by default, from simulated closed-loop drives (expert policy, the runtime's
@@ -42,13 +45,11 @@ from vla_edge.pillarize import PillarSpec
 log = logging.getLogger("training.quantize")
 
 #: Ops whose weights and inputs are quantised; the rest (scatter, grid sampling, norms,
-#: softmax, the trajectory arithmetic) stays FP32 between DQ and Q nodes.
+#: softmax, the trajectory arithmetic) stays FP32 between DQ and Q nodes. Which of them are
+#: quantised is ``quantize.scope`` of train.yaml (node-name prefixes; the BEV backbone):
+#: every Conv/MatMul/Gemm moved the best mode by up to 8 m, the pillar feature net (its input
+#: holds raw coordinates in metres, 8 bits over +-50 m) 1.4 m (docs/backends.md, INT8).
 QUANT_OPS = ("Conv", "MatMul", "Gemm")
-#: Node-name prefixes quantised by default: the BEV backbone convolutions (half the FP32 time).
-#: Measured on held-out frames (docs/backends.md, INT8): quantising every Conv/MatMul/Gemm
-#: moved the best mode by up to 8 m; adding the pillar feature net (its input holds raw
-#: coordinates in metres, 8 bits over +-50 m) 0.11-0.20 m; backbone only 0.09 m at 0.56x.
-DEFAULT_SCOPE = ("/model/backbone", "/model/bev_proj")
 
 
 class QuantizeError(ModelError):
@@ -126,12 +127,15 @@ def quantize(
     calib: list[dict[str, np.ndarray]],
     method: str,
     per_channel: bool,
-    scope: tuple[str, ...] = DEFAULT_SCOPE,
+    scope: tuple[str, ...],
+    dedicated_qdq_pair: bool = True,
 ) -> list[str]:
     """Write the QDQ model ``out`` from ``fp32`` calibrated on ``calib``; return the nodes quantised.
 
     Only ``QUANT_OPS`` nodes whose name starts with one of ``scope`` are quantised
-    (an empty ``scope`` = all of them).
+    (an empty ``scope`` = all of them). ``dedicated_qdq_pair``: a tensor read by several
+    quantised nodes gets one Q/DQ pair per reader (same scale), so each conv is a QDQ unit of
+    its own; ORT fuses only such units into integer kernels.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -183,25 +187,70 @@ def quantize(
                 # Moving average of per-frame ranges rather than the full min/max: the full range
                 # cost resolution and moved the best mode 3x further on real scans (docs/backends.md).
                 "CalibMovingAverage": True,
+                # One Q/DQ pair per consumer: with one shared Q, ORT's x86 S8->U8 pass skips it and
+                # the convs behind a branch stayed FP32 (the ORT session must then keep CSE off,
+                # inference.yaml onnxruntime.qdq_disabled_optimizers, or it merges the Qs again).
+                "DedicatedQDQPair": dedicated_qdq_pair,
             },
         )
     return nodes
+
+
+def qdq_disabled_optimizers() -> list[str]:
+    """ORT optimizers the runtime skips for INT8 QDQ engines (inference.yaml, onnxruntime)."""
+    return sorted(set(load_config("inference")["onnxruntime"]["qdq_disabled_optimizers"]))
+
+
+def ort_session(
+    path: Path,
+    threads: int,
+    qdq: bool,
+    optimized_out: Path | None = None,
+    profile_prefix: str | None = None,
+) -> Any:
+    """A CPU session as the runtime opens it (level "all"; QDQ graphs without the skipped rewrites).
+
+    ``optimized_out``: write ORT's optimised graph there; ``profile_prefix``: per-node profiling
+    (``enable_profiling``) into files of that prefix.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized_out is not None:
+        so.optimized_model_filepath = str(optimized_out)
+    skip = qdq_disabled_optimizers() if qdq else []
+    return ort.InferenceSession(
+        str(path), so, providers=["CPUExecutionProvider"], disabled_optimizers=skip or None
+    )
+
+
+def float_convs(int8: Path, quantized: list[str]) -> list[str]:
+    """Quantised nodes that ORT's optimised CPU graph still runs as float ``Conv``.
+
+    A QDQ unit that ORT cannot fuse into an integer kernel costs its Q/DQ on top of the FP32
+    op; the optimised graph keeps the names of the nodes it left alone.
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="vla_edge_quant_") as tmp:
+        opt = Path(tmp) / "opt.onnx"
+        ort_session(int8, 1, qdq=True, optimized_out=opt)
+        left = {n.name for n in onnx.load(str(opt)).graph.node if n.op_type in QUANT_OPS}
+    return [n for n in quantized if n in left]
 
 
 def compare(
     fp32: Path, int8: Path, feeds: list[dict[str, np.ndarray]], threads: int, iters: int
 ) -> dict[str, Any]:
     """Latency and output difference of ``int8`` against ``fp32`` on ``feeds`` (ORT CPU)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    sessions = {
-        "fp32": ort.InferenceSession(str(fp32), so, providers=["CPUExecutionProvider"]),
-        "int8": ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"]),
-    }
+    sessions = {"fp32": ort_session(fp32, threads, qdq=False), "int8": ort_session(int8, threads, qdq=True)}
     best_diff, mode_diff, same_best = [], [], 0
     for f in feeds:
         a = sessions["fp32"].run(["trajectories", "scores"], f)
@@ -241,6 +290,13 @@ def run(args: argparse.Namespace) -> int:
     man = load_manifest(manifest_path_for(fp32))
     noise = runtime_noise(fp32)
     spec = engine_input_spec(fp32)
+    defaults = load_config("train")["quantize"]
+    method = args.method or str(defaults["method"])
+    scope = tuple(defaults["scope"]) if args.scope is None else tuple(x for x in args.scope.split(",") if x)
+    per_channel = False if args.per_tensor else bool(defaults["per_channel"])
+    dedicated = args.dedicated_qdq_pair
+    if dedicated is None:
+        dedicated = bool(defaults["dedicated_qdq_pair"])
     t0 = time.perf_counter()
     if args.calib:
         calib = npz_feeds(args.calib, args.calib_frames)
@@ -254,16 +310,18 @@ def run(args: argparse.Namespace) -> int:
     if not calib:
         raise QuantizeError("no calibration frames")
     out.parent.mkdir(parents=True, exist_ok=True)
-    scope = tuple(x for x in args.scope.split(",") if x)
-    nodes = quantize(fp32, out, with_noise(calib, noise), args.method, not args.per_tensor, scope)
+    nodes = quantize(fp32, out, with_noise(calib, noise), method, per_channel, scope, dedicated)
     report = compare(fp32, out, evals, args.threads, args.iters)
     report.update(
         {
-            "calibration": {"frames": len(calib), "source": source, "method": args.method},
+            "calibration": {"frames": len(calib), "source": source, "method": method},
             "quantized_ops": list(QUANT_OPS),
             "scope": list(scope),
             "quantized_nodes": len(nodes),
-            "per_channel": not args.per_tensor,
+            "ort_float_convs": float_convs(out, nodes),
+            "ort_disabled_optimizers": qdq_disabled_optimizers(),
+            "per_channel": per_channel,
+            "dedicated_qdq_pair": dedicated,
             "format": "QDQ, symmetric int8 weights + activations",
             "source_onnx": fp32.name,
             "source_sha256": man.sha256,
@@ -325,14 +383,26 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--eval-frames", type=int, default=24, help="held-out frames for the FP32 comparison")
     p.add_argument(
-        "--method", choices=("minmax", "percentile"), default="minmax", help="activation range calibration"
+        "--method",
+        choices=("minmax", "percentile"),
+        default=None,
+        help="activation range calibration (default: quantize.method of train.yaml)",
     )
     p.add_argument(
         "--scope",
-        default=",".join(DEFAULT_SCOPE),
-        help="comma list of node-name prefixes to quantise ('' = every Conv/MatMul/Gemm)",
+        default=None,
+        help="comma list of node-name prefixes to quantise ('' = every Conv/MatMul/Gemm; "
+        "default: quantize.scope of train.yaml)",
     )
-    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per channel)")
+    p.add_argument(
+        "--per-tensor", action="store_true", help="per-tensor weight scales (default: quantize.per_channel)"
+    )
+    p.add_argument(
+        "--dedicated-qdq-pair",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one Q/DQ pair per consumer of a tensor (default: quantize.dedicated_qdq_pair)",
+    )
     p.add_argument("--max-diff", type=float, default=0.1, help="refuse above this best-mode difference in m")
     p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads for the latency comparison")
     p.add_argument("--iters", type=int, default=40, help="timed runs per model")

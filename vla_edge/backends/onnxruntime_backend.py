@@ -86,8 +86,8 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     Config keys (``config/inference.yaml``, section ``onnxruntime``): ``intra_op_threads``,
     ``inter_op_threads``, ``allow_spinning``, ``graph_optimization``, ``save_optimized``,
-    ``providers``, ``trt_fp16``; and ``tensorrt.cache_dir`` for the TensorRT execution
-    provider's engine cache and the saved optimised graph.
+    ``qdq_disabled_optimizers``, ``providers``, ``trt_fp16``; and ``tensorrt.cache_dir`` for the
+    TensorRT execution provider's engine cache and the saved optimised graph.
     """
 
     name = "onnxruntime"
@@ -119,6 +119,23 @@ class OnnxRuntimeBackend(InferenceBackend):
         opts.log_severity_level = 3  # errors only; our own log says what was chosen
         return opts
 
+    def disabled_optimizers(self) -> list[str]:
+        """ORT graph optimizers this engine's session skips (``qdq_disabled_optimizers``).
+
+        Only for INT8 QDQ engines (manifest ``precision: int8``): ORT's common-subexpression
+        elimination merges the per-consumer QuantizeLinear nodes of a branching tensor, and its
+        x86 S8->U8 pass then leaves that Q (two DequantizeLinear consumers) signed, so the convs
+        behind it stay FP32 between Q/DQ instead of running as integer convs (docs/backends.md).
+        """
+        if self.manifest.extra.get("precision") != "int8":
+            return []
+        names = require(self.cfg, "onnxruntime", "qdq_disabled_optimizers", where="inference.yaml")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(
+                f"inference.yaml: onnxruntime.qdq_disabled_optimizers must be a list of names, got {names!r}"
+            )
+        return sorted(set(names))
+
     def _optimized_cache(self, ort: Any, level: str, providers: list[str]) -> tuple[Path, Path] | None:
         """``(optimised graph, sidecar)`` paths in the engine cache, or None when not used.
 
@@ -137,6 +154,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         if not save or providers != [PROVIDER_NAMES["cpu"]] or level == "disable":
             return None
         tag = f"{self.manifest.sha256[:16]}.ort{ort.__version__}.{level}.{platform.machine()}"
+        skipped = self.disabled_optimizers()
+        if skipped:  # another set of rewrites is another optimised graph
+            import hashlib
+
+            tag += ".skip" + hashlib.sha256(",".join(skipped).encode()).hexdigest()[:8]
         folder = cache_dir_from_config(self.cfg)
         return folder / f"{self.onnx_path.stem}.{tag}.onnx", folder / f"{self.onnx_path.stem}.{tag}.json"
 
@@ -207,14 +229,16 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._session = session
         self.optimized_source = source
         self.providers = list(session.get_providers())
+        skipped = self.disabled_optimizers()
         log.info(
-            "onnxruntime %s: providers %s (configured %s, available %s), %d intra-op threads%s",
+            "onnxruntime %s: providers %s (configured %s, available %s), %d intra-op threads%s%s",
             ort.__version__,
             self.providers,
             priority,
             available,
             opts.intra_op_num_threads,
             f", optimised graph from {source}" if source else "",
+            f", QDQ graph without {skipped}" if skipped else "",
         )
 
     def _open(self, ort: Any, model: str | bytes, opts: Any, providers: list[str]) -> Any:
@@ -225,6 +249,7 @@ class OnnxRuntimeBackend(InferenceBackend):
                 sess_options=opts,
                 providers=providers,
                 provider_options=self._provider_options(providers),
+                disabled_optimizers=self.disabled_optimizers() or None,
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -21,6 +21,7 @@ class OnnxRuntime(Section):
     trt_fp16: bool
     allow_spinning: bool
     save_optimized: bool
+    qdq_disabled_optimizers: list[str]
 
 
 class TrtCalibration(Section):

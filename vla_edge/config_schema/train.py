@@ -90,6 +90,13 @@ class Calibration(Section):
     seed: NonNegInt
 
 
+class Quantize(Section):
+    method: Literal["minmax", "percentile"]
+    scope: list[str]
+    per_channel: bool
+    dedicated_qdq_pair: bool
+
+
 class Evaluate(Section):
     closed_loop_scenarios: NonNegInt
     closed_loop_seconds: NonNeg
@@ -181,6 +188,7 @@ class TrainFile(Section):
     progressive: Progressive
     layer_reduction: LayerReduction
     calibration: Calibration
+    quantize: Quantize
     evaluate: Evaluate
     sim: Sim
     onpolicy: OnPolicy
