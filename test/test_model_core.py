@@ -199,6 +199,37 @@ def test_smooth_output_is_the_arbiters_fit() -> None:
     assert np.abs(np.diff(out[:, 0], 3)).max() < np.abs(np.diff(raw[:, 0], 3)).max()
 
 
+def test_smooth_output_hold_stop_is_the_arbiters_hold() -> None:
+    """With ``smoothing.hold_stop`` the layer holds every mode still from its first backwards
+    step, as vla_edge's hold_at_stop does (unbounded), and leaves forward plans alone."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from training.model.config import ModelConfig
+    from training.model.smooth import SmoothOutput
+    from vla_edge.config import load_config
+    from vla_edge.planning.smoothing import hold_at_stop
+    from vla_edge.types import Trajectory
+
+    cfg = ModelConfig.from_config(load_config("model"), "tiny")
+    cfg = dataclasses.replace(cfg, smoothing={**cfg.smoothing, "hold_stop": True})
+    layer = SmoothOutput(cfg)
+    rng = np.random.default_rng(5)
+    t = cfg.dt * np.arange(1, cfg.num_poses + 1)
+    stop = np.stack([np.minimum(3.0 * t - 0.75 * t**2, 3.0) - 0.3 * np.maximum(t - 2.0, 0), 0 * t, 0 * t], 1)
+    plans = np.stack([stop, np.stack([-t, 0 * t, 0 * t], 1), np.stack([5 * t, 0.1 * t, 0 * t], 1)])
+    plans = np.concatenate([plans, rng.normal(0, 1.0, (5, len(t), 3))]).astype(np.float32)
+    out = layer.held(torch.tensor(plans)[None])[0].numpy()
+    for raw, got in zip(plans, out):
+        want, _ = hold_at_stop(Trajectory(raw.astype(np.float64), cfg.dt, 0.0), 1e9)
+        np.testing.assert_allclose(got, want.poses, atol=1e-6)
+    np.testing.assert_allclose(out[2], plans[2])  # a forward plan is unchanged
+    np.testing.assert_allclose(out[1], 0.0)  # backwards from the first step: held at the origin
+    assert out[0, -1, 0] == pytest.approx(out[0, 4, 0]) and out[0, 4, 0] == pytest.approx(plans[0, 3, 0])
+
+
 @pytest.mark.parametrize("preset", ["tiny", "tiny_cam"])
 def test_half_precision_forward_matches_fp32(preset: str) -> None:
     """``model.half()`` is how bench_model_gpu and the FP16 paths run the presets: every buffer

@@ -35,6 +35,8 @@ class SmoothOutput(nn.Module):
         self.register_buffer(
             "ego_scale", torch.tensor(cfg.spec.ego_scale, dtype=torch.float32), persistent=False
         )
+        self.hold_stop = self.enabled and bool(sc.get("hold_stop", False))
+        self.register_buffer("upto", torch.triu(torch.ones(T, T)), persistent=False)  # [j <= k]
         lo, hi = (float(v) for v in sc.get("accel_clip", (-4.05, 2.4)))
         self.a_lo, self.a_hi, self.lat_max = lo, hi, float(sc.get("max_lat_accel", 4.89))
 
@@ -60,4 +62,19 @@ class SmoothOutput(nn.Module):
         fit = torch.einsum("kj,bajc->bakc", self.F.type_as(traj), traj)
         ghosts = self.ghosts(ego_state)
         start = torch.einsum("kj,bjc->bkc", self.G.type_as(ghosts), ghosts).type_as(traj)
-        return fit + start[:, None]
+        fit = fit + start[:, None]
+        return self.held(fit) if self.hold_stop else fit
+
+    def held(self, traj: Tensor) -> Tensor:
+        """``traj`` [B, A, T, 3] still from each plan's first backwards step on (the origin
+        when the first step already goes back)."""
+        prev = torch.cat([torch.zeros_like(traj[:, :, :1]), traj[:, :, :-1]], 2)
+        seg = traj[..., :2] - prev[..., :2]
+        yaw = traj[..., 2]
+        back = (seg[..., 0] * torch.cos(yaw) + seg[..., 1] * torch.sin(yaw) < 0).to(traj.dtype)
+        keep = (back @ self.upto.to(traj.dtype) == 0).to(traj.dtype)  # 1 up to the first back step
+        # keep is a prefix of ones: keep_k - keep_(k+1) is 1 only at the last kept pose
+        nxt = torch.cat([keep[:, :, 1:], torch.zeros_like(keep[:, :, :1])], 2)
+        last = ((keep - nxt)[..., None] * traj).sum(2, keepdim=True)
+        k = keep[..., None]
+        return k * traj + (1.0 - k) * last

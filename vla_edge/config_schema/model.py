@@ -42,6 +42,7 @@ class Smoothing(Section):
     accel_weight: NonNeg
     accel_clip: list[AnyFloat] = Field(min_length=2, max_length=2)
     max_lat_accel: Pos
+    hold_stop: bool = False
 
 
 class Trajectory(Section):
