@@ -155,6 +155,33 @@ def test_checkpoint_roundtrip_and_bad_checkpoints(tmp_path) -> None:
         load_checkpoint(tmp_path / "mismatch.pt", None)
 
 
+def test_hold_stop_switch_on_a_trained_checkpoint(tmp_path) -> None:
+    """``--hold-stop on`` puts the output layer's stop hold on a checkpoint trained without it;
+    the manifest's model config says so."""
+    import copy
+
+    import torch
+
+    from training.export import ExportError, main, set_hold_stop
+    from training.model.presets import build_model
+    from vla_edge.backends.manifest import load_manifest
+    from vla_edge.config import load_config
+
+    cfg = copy.deepcopy(load_config("model"))
+    cfg["trajectory"]["smoothing"]["hold_stop"] = False
+    model = build_model("tiny", cfg, seed=2)
+    assert not model.head.smooth.hold_stop
+    ckpt = tmp_path / "old.pt"
+    torch.save({"preset": "tiny", "model": model.state_dict(), "model_cfg": cfg}, ckpt)
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(ckpt), "--out-dir", str(out), "--no-torchscript", "--hold-stop", "on"]
+    assert main(args) == 0
+    assert load_manifest(out / "student.onnx").model_config["smoothing"]["hold_stop"] is True
+    cfg["trajectory"]["smoothing"]["enabled"] = False
+    with pytest.raises(ExportError, match="smooth output layer"):
+        set_hold_stop(build_model("tiny", cfg, seed=2), True)
+
+
 def test_export_never_overwrites_the_shipped_engine(tmp_path) -> None:
     """Exports go beside their checkpoint by default; engines/student.* is only reached by promote."""
     from training.export import default_export_dir, export, main

@@ -21,6 +21,7 @@ state dict (``head.anchors``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import os
@@ -81,6 +82,16 @@ def load_checkpoint(path: str | os.PathLike[str], preset: str | None) -> tuple[S
         raise ExportError(f"checkpoint {path} does not match preset '{model.cfg.preset}': {exc}") from None
     info = ckpt.get("training", {}) if isinstance(ckpt.get("training", {}), dict) else {}
     return model.eval(), dict(info)
+
+
+def set_hold_stop(model: StudentModel, on: bool) -> None:
+    """Switch the output layer's stop hold (a fixed layer, so a trained checkpoint can take it);
+    the manifest's model config records the setting."""
+    if on and not model.cfg.smoothing.get("enabled", False):
+        raise ExportError("--hold-stop on needs the smooth output layer (model.yaml smoothing.enabled)")
+    model.cfg = dataclasses.replace(model.cfg, smoothing={**model.cfg.smoothing, "hold_stop": on})
+    model.head.smooth.hold_stop = on
+    log.info("output layer stop hold %s", "on" if on else "off")
 
 
 def example_inputs(model: StudentModel, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -337,12 +348,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-bev", action="store_true", help="leave out the optional bev_features output")
     ap.add_argument("--no-torchscript", action="store_true", help="skip the TorchScript artefact")
     ap.add_argument("--atol", type=float, default=1e-4, help="max |ONNX Runtime - torch| allowed (FP32)")
+    ap.add_argument(
+        "--hold-stop",
+        choices=("on", "off"),
+        help="the output layer's stop hold (model.yaml smoothing.hold_stop, no weights of its own; "
+        "default: the checkpoint's setting)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.checkpoint:
             model, info = load_checkpoint(args.checkpoint, args.preset)
             weights = "trained"
+            if args.hold_stop:
+                set_hold_stop(model, args.hold_stop == "on")
         else:
             preset = args.preset or str(load_config("model")["default_preset"])
             model, info, weights = (

@@ -71,8 +71,8 @@ class SmoothOutput(nn.Module):
         prev = torch.cat([torch.zeros_like(traj[:, :, :1]), traj[:, :, :-1]], 2)
         seg = traj[..., :2] - prev[..., :2]
         yaw = traj[..., 2]
-        back = (seg[..., 0] * torch.cos(yaw) + seg[..., 1] * torch.sin(yaw) < 0).to(traj.dtype)
-        keep = (back @ self.upto.to(traj.dtype) == 0).to(traj.dtype)  # 1 up to the first back step
+        back = (seg[..., 0] * torch.cos(yaw) + seg[..., 1] * torch.sin(yaw) < 0).type_as(traj)
+        keep = (back @ self.upto.type_as(traj) == 0).type_as(traj)  # 1 up to the first back step
         # keep is a prefix of ones: keep_k - keep_(k+1) is 1 only at the last kept pose
         nxt = torch.cat([keep[:, :, 1:], torch.zeros_like(keep[:, :, :1])], 2)
         last = ((keep - nxt)[..., None] * traj).sum(2, keepdim=True)
