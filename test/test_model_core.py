@@ -248,3 +248,30 @@ def test_half_precision_forward_matches_fp32(preset: str) -> None:
         ]
     assert half.dtype == torch.float16 and torch.isfinite(half).all()
     assert (half.float() - ref).abs().max().item() < 0.1
+
+
+def test_pillar_net_packed_training_path_equals_the_dense_one() -> None:
+    """In training the pillar net runs on the occupied slots only; output and gradients match
+    the dense form that eval and export use (ties and empty pillars included)."""
+    import torch
+
+    from training.model.pillars import PillarFeatureNet
+
+    torch.manual_seed(0)
+    net = PillarFeatureNet(10, 16)
+    f = torch.randn(2, 64, 8, 10) * (torch.rand(2, 64, 8, 1) < 0.3)
+    f[0, :5] = 0.0  # empty pillars
+    f[1, 7, 1] = f[1, 7, 0]  # a tie inside a pillar
+    w = torch.randn(16)
+    outs, grads = [], []
+    for train in (False, True):
+        net.train(train)
+        net.zero_grad()
+        y = net(f)
+        (y * w).sum().backward()
+        outs.append(y.detach())
+        grads.append([p.grad.clone() for p in net.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-6)
+    assert torch.all(outs[1][0, :5] == 0)
+    for gd, gp in zip(*grads):
+        torch.testing.assert_close(gp, gd, rtol=1e-4, atol=1e-5)

@@ -15,7 +15,10 @@ class PillarFeatureNet(nn.Module):
     """Per-point linear + LayerNorm + ReLU, then max over the pillar's points.
 
     Empty point slots (all-zero features) are masked to zero before the max, so padding
-    never contributes.
+    never contributes. In training the same result comes from the occupied slots alone
+    (:meth:`packed`): a training frame fills about a fifth of its slots, and the per-point
+    LayerNorm over every slot was 44 % of an H100 train step (``bench/bench_train_gpu.py
+    --profile``). Eval, tracing and export keep the dense form (static shapes, CUDA graphs).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
@@ -25,9 +28,21 @@ class PillarFeatureNet(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """``[B, P, M, C]`` -> ``[B, P, out_channels]``."""
+        if self.training and not torch.jit.is_tracing():
+            return self.packed(features)
         mask = (features.abs().sum(-1, keepdim=True) > 0).type_as(features)
         x = torch.relu(self.norm(self.linear(features))) * mask
         return x.amax(dim=2)
+
+    def packed(self, features: Tensor) -> Tensor:
+        """:meth:`forward`'s result from the occupied slots only (a running max per pillar)."""
+        B, P, M, C = features.shape
+        flat = features.reshape(B * P * M, C)
+        rows = torch.nonzero(flat.abs().sum(-1) > 0).squeeze(1)
+        x = torch.relu(self.norm(self.linear(flat[rows])))  # >= 0, so the zeros below are neutral
+        out = x.new_zeros(B * P, x.shape[1])
+        idx = (rows // M)[:, None].expand(-1, x.shape[1])
+        return out.scatter_reduce(0, idx, x, "amax", include_self=True).reshape(B, P, -1)
 
 
 def scatter_to_bev(
