@@ -8,6 +8,7 @@ logged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -156,8 +157,6 @@ class OnnxRuntimeBackend(InferenceBackend):
         tag = f"{self.manifest.sha256[:16]}.ort{ort.__version__}.{level}.{platform.machine()}"
         skipped = self.disabled_optimizers()
         if skipped:  # another set of rewrites is another optimised graph
-            import hashlib
-
             tag += ".skip" + hashlib.sha256(",".join(skipped).encode()).hexdigest()[:8]
         folder = cache_dir_from_config(self.cfg)
         return folder / f"{self.onnx_path.stem}.{tag}.onnx", folder / f"{self.onnx_path.stem}.{tag}.json"
