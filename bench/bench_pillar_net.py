@@ -50,7 +50,8 @@ def main() -> int:
     dense, packed = timed(False), timed(True)
     print(
         f"pillar net fwd+bwd, batch {args.batch}, {shape[1]}x{shape[2]} slots, occupancy {args.occupancy}, "
-        f"{dev.type}: dense {1e3 * dense:.1f} ms, packed {1e3 * packed:.1f} ms, packed / dense {packed / dense:.2f}"
+        f"{dev.type}: dense {1e3 * dense:.1f} ms, packed {1e3 * packed:.1f} ms, "
+        f"packed / dense {packed / dense:.2f}"
     )
     return 0
 
