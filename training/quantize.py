@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_edge.backends import onnxruntime_backend as ort_backend
 from vla_edge.backends.manifest import load_manifest, manifest_path_for, write_manifest
 from vla_edge.config import engines_dir, load_config
 from vla_edge.errors import ModelError
@@ -197,8 +198,9 @@ def quantize(
 
 
 def qdq_disabled_optimizers() -> list[str]:
-    """ORT optimizers the runtime skips for INT8 QDQ engines (inference.yaml, onnxruntime)."""
-    return sorted(set(load_config("inference")["onnxruntime"]["qdq_disabled_optimizers"]))
+    """ORT optimizers the runtime skips for INT8 QDQ engines (the runtime's own reading of
+    inference.yaml)."""
+    return ort_backend.qdq_disabled_optimizers(load_config("inference"))
 
 
 def ort_session(

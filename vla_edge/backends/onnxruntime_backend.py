@@ -82,6 +82,22 @@ def choose_providers(priority: list[str], available: list[str]) -> list[str]:
     return chosen
 
 
+def qdq_disabled_optimizers(cfg: dict[str, Any]) -> list[str]:
+    """ORT graph optimizers skipped for INT8 QDQ engines (``onnxruntime.qdq_disabled_optimizers``).
+
+    ORT's common-subexpression elimination merges the per-consumer QuantizeLinear nodes of a
+    branching tensor, and its x86 S8->U8 pass then leaves that Q (two DequantizeLinear
+    consumers) signed, so the convs behind it stay FP32 between Q/DQ instead of running as
+    integer convs (docs/backends.md). ``training/quantize.py`` opens its sessions the same way.
+    """
+    names = require(cfg, "onnxruntime", "qdq_disabled_optimizers", where="inference.yaml")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            f"inference.yaml: onnxruntime.qdq_disabled_optimizers must be a list of names, got {names!r}"
+        )
+    return sorted(set(names))
+
+
 class OnnxRuntimeBackend(InferenceBackend):
     """Runs the exported ONNX with onnxruntime.
 
@@ -121,21 +137,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         return opts
 
     def disabled_optimizers(self) -> list[str]:
-        """ORT graph optimizers this engine's session skips (``qdq_disabled_optimizers``).
-
-        Only for INT8 QDQ engines (manifest ``precision: int8``): ORT's common-subexpression
-        elimination merges the per-consumer QuantizeLinear nodes of a branching tensor, and its
-        x86 S8->U8 pass then leaves that Q (two DequantizeLinear consumers) signed, so the convs
-        behind it stay FP32 between Q/DQ instead of running as integer convs (docs/backends.md).
-        """
+        """ORT graph optimizers this engine's session skips: :func:`qdq_disabled_optimizers` for
+        an INT8 QDQ engine (manifest ``precision: int8``), none otherwise."""
         if self.manifest.extra.get("precision") != "int8":
             return []
-        names = require(self.cfg, "onnxruntime", "qdq_disabled_optimizers", where="inference.yaml")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ConfigError(
-                f"inference.yaml: onnxruntime.qdq_disabled_optimizers must be a list of names, got {names!r}"
-            )
-        return sorted(set(names))
+        return qdq_disabled_optimizers(self.cfg)
 
     def _optimized_cache(self, ort: Any, level: str, providers: list[str]) -> tuple[Path, Path] | None:
         """``(optimised graph, sidecar)`` paths in the engine cache, or None when not used.
