@@ -58,6 +58,31 @@ def test_crop_box_drops_only_points_inside(calib_cfg: dict) -> None:
     assert calib.crop_self_returns(pts, "camera_front") is pts  # no box for that frame
 
 
+def test_crop_box_on_float32_clouds_matches_the_float64_box_exactly(calib_cfg: dict) -> None:
+    """The crop compares float32 clouds in float32 (fast) with bounds rounded inwards, so a
+    point is dropped exactly when it lies inside the box as written (float64), also on its faces."""
+    calib = Calibration.from_config(calib_cfg, preset="nuscenes_lidar_top")
+    lo, hi = calib.crop_boxes["lidar"]
+    edges = []
+    for b in (*lo, *hi):
+        v = np.float32(b)
+        edges += [np.nextafter(v, np.float32(-np.inf)), v, np.nextafter(v, np.float32(np.inf))]
+    rng = np.random.default_rng(3)
+    pts = (rng.uniform(-1.5, 1.5, size=(20000, 4))).astype(np.float32)
+    pts[: len(edges) * 3, :3] = 0.0
+    for k, e in enumerate(edges):  # each edge value on each axis, the other axes at the centre
+        for axis in range(3):
+            pts[3 * k + axis, axis] = e
+    pts[-5:, 0] = np.nan  # non-finite rows are never "inside"
+    xyz = pts[:, :3].astype(np.float64)
+    inside = np.all((xyz >= lo) & (xyz <= hi), axis=1)
+    kept = calib.crop_self_returns(pts, "lidar")
+    np.testing.assert_array_equal(kept, pts[~inside])
+    assert 0 < inside.sum() < len(pts) and np.isnan(kept[-5:, 0]).all()
+    clear = pts[~inside]
+    assert calib.crop_self_returns(clear, "lidar") is clear  # nothing inside: no copy
+
+
 def test_unknown_preset_and_bad_box_are_named(calib_cfg: dict) -> None:
     with pytest.raises(ConfigError, match=r"unknown mounting preset 'roof9'.*nebula_hesai_qt64"):
         Calibration.from_config(calib_cfg, preset="roof9")

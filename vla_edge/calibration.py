@@ -307,10 +307,20 @@ class Calibration:
         if box is None:
             return points
         pts = _as_points(points)
-        lo, hi = box
-        xyz = pts[:, :3]
-        inside = np.all((xyz >= lo) & (xyz <= hi), axis=1)
-        return pts[~inside]
+        lo, hi = _exact_bounds(*box, pts.dtype)
+        # x first: the box is small, so the full test runs on a few candidates only (at 210k
+        # points the 6-comparison pass over every point was ~10 ms a sweep per process).
+        x = pts[:, 0]
+        cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]))
+        if cand.size == 0:
+            return pts
+        sub = pts[cand, :3]
+        drop = cand[np.all((sub >= lo) & (sub <= hi), axis=1)]
+        if drop.size == 0:
+            return pts
+        keep = np.ones(len(pts), dtype=bool)
+        keep[drop] = False
+        return np.compress(keep, pts, axis=0)
 
     def transform_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Map N x k points (x, y, z first; other columns kept) from ``frame_id`` into the base frame.
@@ -325,10 +335,13 @@ class Calibration:
         if frame_id == self.base_frame:
             return pts
         rot, trans = self.to_base(frame_id)
-        out = pts.copy()
         dt = pts.dtype if pts.dtype.kind == "f" else np.float64
-        out = out.astype(dt, copy=False)
-        out[:, :3] = pts[:, :3] @ rot.T.astype(dt) + trans.astype(dt)
+        out = np.empty(pts.shape, dtype=dt)
+        # 3 x 3 @ 3 x N: one BLAS call over the transposed view, half the time of N x 3 @ 3 x 3
+        xyz = rot.astype(dt) @ pts[:, :3].T.astype(dt, copy=False)
+        xyz += trans.astype(dt)[:, None]
+        out[:, :3] = xyz.T
+        out[:, 3:] = pts[:, 3:]
         return out
 
     def from_base_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
@@ -341,6 +354,20 @@ class Calibration:
         out = pts.astype(dt, copy=True)
         out[:, :3] = (pts[:, :3] - trans.astype(dt)) @ rot.astype(dt)
         return out
+
+
+def _exact_bounds(lo: np.ndarray, hi: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``lo``/``hi`` in ``dtype`` (float32 clouds compare without upcasting), rounded inwards so
+    that ``x >= lo_t`` and ``x <= hi_t`` hold for exactly the ``x`` of that dtype that satisfy the
+    float64 bounds; non-float clouds keep float64 bounds."""
+    dt = np.dtype(dtype)
+    lo64, hi64 = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    if dt.kind != "f" or dt.itemsize >= 8:
+        return lo64, hi64
+    lo_t, hi_t = lo64.astype(dt), hi64.astype(dt)
+    lo_t = np.where(lo_t < lo64, np.nextafter(lo_t, dt.type(np.inf)), lo_t).astype(dt)
+    hi_t = np.where(hi_t > hi64, np.nextafter(hi_t, dt.type(-np.inf)), hi_t).astype(dt)
+    return lo_t, hi_t
 
 
 def _as_points(points: np.ndarray) -> np.ndarray:

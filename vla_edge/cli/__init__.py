@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from vla_edge import __version__
+from vla_edge.blas_threads import limit_blas_threads
 from vla_edge.errors import VlaEdgeError
 
 # Order is the order shown by --help.
@@ -65,6 +66,7 @@ def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vla-edge`` console script."""
+    limit_blas_threads()  # no numpy is loaded yet here (vla_edge/blas_threads.py says why)
     return run_parser(build_parser(), argv)
 
 

@@ -13,3 +13,7 @@
 
 Importing this package (and the helpers) does not import rclpy; node modules do.
 """
+
+from vla_edge.blas_threads import limit_blas_threads
+
+limit_blas_threads()  # before any node module imports numpy (vla_edge/blas_threads.py says why)
