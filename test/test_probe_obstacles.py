@@ -66,3 +66,24 @@ def test_speedup_probe_runs_and_the_expert_speeds_up(tmp_path: Path) -> None:
     assert abs(slow["ego_v"] - 3.0) < 0.3, "the capped expert held v0 before the probe frame"
     assert slow["expert_speeds_up"] and not cruise["expert_speeds_up"], "it speeds up only below cruise"
     assert res["n"] == 2 and all(isinstance(r["student_speeds_up"], bool) for r in res["rows"])
+
+
+def test_real_scan_probe_on_the_committed_hesai_scan(tmp_path: Path) -> None:
+    """scripts/probe_real_scans.py on the committed enclosure scan: the student runs on the real
+    cloud, and whatever it plans, the arbiter never drives it into the walls."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "real.json"
+    env = {**os.environ, "VLA_EDGE_SHARED_DATA": str(REPO / "test" / "data")}
+    cmd = [sys.executable, str(REPO / "scripts" / "probe_real_scans.py"), "--speeds", "3", "--json", str(out)]
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=300)
+    rows = json.loads(out.read_text())
+    assert [r["scan"] for r in rows] == ["hesai_qt64_1673401196087570870.pcd"]
+    (r,) = rows
+    assert r["preset"] == "nebula_hesai_qt64" and np.isfinite(r["best_m"]) and r["max_m"] >= r["best_m"]
+    # walls 2-7 m around the sensor: no plan that drives on may pass, the stop is the answer
+    assert r["choice"] == "emergency_stop"
+    if r["best_m"] > 7.0:
+        assert "collision" in r["student_failed"]
