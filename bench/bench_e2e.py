@@ -113,15 +113,11 @@ def _pct(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(arr, q)) if arr.size else float("nan")
 
 
-SCAN_PRESETS = {"nuscenes": "nuscenes_lidar_top", "kitti": "kitti_hdl64e", "hesai": "nebula_hesai_qt64"}
-
-
-def scan_preset(scan: str, preset: str) -> str:
+def lidar_preset(scan: str, preset: str) -> str:
     """The mounting preset of ``--lidar-preset`` ("auto": by the scan's file name; "" = none)."""
-    if preset != "auto":
-        return preset
-    name = Path(scan).name.lower()
-    return next((p for key, p in SCAN_PRESETS.items() if name.startswith(key)), "")
+    from vla_edge.scans import scan_preset
+
+    return scan_preset(scan) if preset == "auto" else preset
 
 
 def with_preset(params: str | None, preset: str, tmp: Path) -> str | None:
@@ -349,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     from vla_edge.nodes.frames import default_lidar_frame
 
     lidar_frame = args.lidar_frame or default_lidar_frame()
-    preset = scan_preset(args.scan, args.lidar_preset)
+    preset = lidar_preset(args.scan, args.lidar_preset)
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_params_"))
     layouts = [parse_layout(x) for x in args.processes.split(",") if x]
     sizes = [int(x) for x in args.points.split(",") if x]

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-PRESETS = {"nuscenes": "nuscenes_lidar_top", "kitti": "kitti_hdl64e", "hesai": "nebula_hesai_qt64"}
 
 
 def scan_dir() -> Path:
@@ -38,10 +37,10 @@ def probe_scan(runner: Any, scan: Path, speeds: list[float]) -> list[dict[str, A
     from vla_edge.calibration import Calibration
     from vla_edge.config import load_config
     from vla_edge.planning import PlanningCycle, load_planning_config
-    from vla_edge.scans import load_scan
+    from vla_edge.scans import load_scan, scan_preset
     from vla_edge.types import EgoState, Frame
 
-    preset = next((v for k, v in PRESETS.items() if scan.name.startswith(k)), "")
+    preset = scan_preset(str(scan))
     calib = Calibration.from_config(load_config("calibration"), preset=preset)
     lidar = calib.sensor_frame("lidar")
     pts = calib.transform_points(calib.crop_self_returns(load_scan(str(scan)), lidar), lidar)

@@ -19,7 +19,7 @@ from vla_edge.errors import ConfigError, FrameError
 from vla_edge.frame_assembly import FrameAssembler
 from vla_edge.planning import ObstacleParams, extract_obstacles
 from vla_edge.planning.cycle import load_planning_config
-from vla_edge.scans import load_scan
+from vla_edge.scans import SCAN_PRESETS, load_scan, scan_preset
 from vla_edge.types import EgoState
 
 
@@ -81,6 +81,14 @@ def test_crop_box_on_float32_clouds_matches_the_float64_box_exactly(calib_cfg: d
     assert 0 < inside.sum() < len(pts) and np.isnan(kept[-5:, 0]).all()
     clear = pts[~inside]
     assert calib.crop_self_returns(clear, "lidar") is clear  # nothing inside: no copy
+
+
+def test_every_scan_preset_exists_and_is_found_by_file_name(calib_cfg: dict) -> None:
+    assert set(SCAN_PRESETS.values()) <= set(calib_cfg["mounting_presets"])
+    assert scan_preset("/data/lidar/nuscenes_lidar_top_1532402927647951.bin") == "nuscenes_lidar_top"
+    assert scan_preset("kitti_000008.bin") == "kitti_hdl64e"
+    assert scan_preset("test/data/lidar/hesai_qt64_1673401196087570870.pcd") == "nebula_hesai_qt64"
+    assert scan_preset("my_lab_scan.pcd") == ""
 
 
 def test_unknown_preset_and_bad_box_are_named(calib_cfg: dict) -> None:

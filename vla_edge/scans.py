@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+
+#: Mounting preset (calibration.yaml ``mounting_presets``) of the real scans by file-name prefix:
+#: each dataset's LiDAR as mounted on its car, so a scan reaches the base frame as recorded.
+SCAN_PRESETS = {"nuscenes": "nuscenes_lidar_top", "kitti": "kitti_hdl64e", "hesai": "nebula_hesai_qt64"}
+
+
+def scan_preset(path: str) -> str:
+    """The mounting preset of a real scan file by its name ("" when none is known)."""
+    name = Path(path).name.lower()
+    return next((p for key, p in SCAN_PRESETS.items() if name.startswith(key)), "")
 
 
 def load_scan(path: str, n_points: int | None = None, seed: int = 0) -> np.ndarray:
