@@ -182,8 +182,7 @@ def model_alone(args: argparse.Namespace, n_points: int, preset: str = "") -> di
     runner = StudentRunner.from_config(load_config("model"), args.backend or "auto", None)
     try:
         calib = Calibration.from_config(load_config("calibration"), preset=preset)
-        lidar = calib.sensor_frame("lidar")
-        pts = calib.transform_points(calib.crop_self_returns(load_scan(args.scan, n_points), lidar), lidar)
+        pts = calib.cloud_to_base(load_scan(args.scan, n_points), calib.sensor_frame("lidar"))
         path = np.stack([np.linspace(-2.0, 40.0, 40), np.zeros(40)], 1)
         frame = Frame(
             stamp=0.0, points=pts, ego=EgoState(0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0), reference_path=path

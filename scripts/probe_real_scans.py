@@ -42,8 +42,7 @@ def probe_scan(runner: Any, scan: Path, speeds: list[float]) -> list[dict[str, A
 
     preset = scan_preset(str(scan))
     calib = Calibration.from_config(load_config("calibration"), preset=preset)
-    lidar = calib.sensor_frame("lidar")
-    pts = calib.transform_points(calib.crop_self_returns(load_scan(str(scan)), lidar), lidar)
+    pts = calib.cloud_to_base(load_scan(str(scan)), calib.sensor_frame("lidar"))
     path = np.stack([np.linspace(-10.0, 110.0, 121), np.zeros(121)], 1)
     rows = []
     for v in speeds:

@@ -81,6 +81,9 @@ def test_crop_box_on_float32_clouds_matches_the_float64_box_exactly(calib_cfg: d
     assert 0 < inside.sum() < len(pts) and np.isnan(kept[-5:, 0]).all()
     clear = pts[~inside]
     assert calib.crop_self_returns(clear, "lidar") is clear  # nothing inside: no copy
+    np.testing.assert_array_equal(
+        calib.cloud_to_base(pts, "lidar"), calib.transform_points(pts[~inside], "lidar")
+    )
 
 
 def test_every_scan_preset_exists_and_is_found_by_file_name(calib_cfg: dict) -> None:

@@ -322,6 +322,10 @@ class Calibration:
         keep[drop] = False
         return np.compress(keep, pts, axis=0)
 
+    def cloud_to_base(self, points: np.ndarray, frame_id: str) -> np.ndarray:
+        """A sensor-frame cloud as the planner sees it: self-returns cropped, then in the base frame."""
+        return self.transform_points(self.crop_self_returns(points, frame_id), frame_id)
+
     def transform_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Map N x k points (x, y, z first; other columns kept) from ``frame_id`` into the base frame.
 

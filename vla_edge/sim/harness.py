@@ -320,9 +320,7 @@ class FrameBuilder:
             pose, Boxes.concat([boxes, extra]), world.ground, np.random.default_rng(key),
             organized=False, degradation=deg,
         ).points  # fmt: skip
-        cal = self.asm.calibration
-        pts = cal.transform_points(cal.crop_self_returns(scan, self.lidar_frame), self.lidar_frame)
-        return dataclasses.replace(past, points=pts)
+        return dataclasses.replace(past, points=self.asm.calibration.cloud_to_base(scan, self.lidar_frame))
 
     def _assemble(self, asm: Any, world: World, frame_index: int, extra: Boxes | None) -> Frame:
         from vla_edge.conversions import rgb_to_image
