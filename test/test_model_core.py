@@ -275,3 +275,34 @@ def test_pillar_net_packed_training_path_equals_the_dense_one() -> None:
     assert torch.all(outs[1][0, :5] == 0)
     for gd, gp in zip(*grads):
         torch.testing.assert_close(gp, gd, rtol=1e-4, atol=1e-5)
+
+
+def test_folded_pillar_net_equals_the_dense_one() -> None:
+    """The export's folded pillar net (LayerNorm folded into one matmul) gives the dense result:
+    empty slots, empty pillars, full pillars, ties and large features, trained-like weights."""
+    import torch
+
+    from training.model.pillars import PillarFeatureNet
+
+    torch.manual_seed(1)
+    net = PillarFeatureNet(10, 48).eval()
+    with torch.no_grad():
+        net.norm.weight.uniform_(0.5, 1.5)
+        net.norm.bias.normal_(0.0, 0.3)  # a bias > 0 would leak from empty slots without the mask
+    f = torch.randn(1, 256, 16, 10) * 20 * (torch.rand(1, 256, 16, 1) < 0.4)
+    f[0, :8] = 0.0  # empty pillars
+    f[0, 8:12] = torch.randn(4, 16, 10) * 40  # full pillars, large coordinates
+    f[0, 12, 1] = f[0, 12, 0]  # a tie
+    net.fold_for_export()
+    with torch.no_grad():
+        dense, folded = net(f), net.folded(f)
+    torch.testing.assert_close(folded, dense, rtol=1e-5, atol=1e-5)
+    assert torch.all(folded[0, :8] == 0)
+    with torch.no_grad():  # FP16, as the torch-CUDA backend's half mode runs the trace
+        half = PillarFeatureNet(10, 48).eval()
+        half.load_state_dict(net.state_dict())
+        half.fold_for_export()
+        half = half.half()
+        got = half.folded(f.half()).float()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, dense, rtol=2e-2, atol=2e-2)

@@ -387,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_quantize(sub)
 
+    from training.reexport import add_parser as register_reexport
+
+    register_reexport(sub)
+
     from training.onpolicy.commands import register as register_onpolicy
 
     register_onpolicy(sub)

@@ -151,6 +151,7 @@ class ExportWrapper(nn.Module):
     def __init__(self, model: StudentModel, with_bev: bool = True) -> None:
         super().__init__()
         self.model = without_training_heads(model)
+        self.model.pfn.fold_for_export()  # traces of this wrapper use the folded pillar net
         self.with_bev = with_bev
 
     def input_names(self) -> tuple[str, ...]:
