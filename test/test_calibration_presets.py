@@ -94,6 +94,31 @@ def test_every_scan_preset_exists_and_is_found_by_file_name(calib_cfg: dict) -> 
     assert scan_preset("my_lab_scan.pcd") == ""
 
 
+def test_intensity_scale_per_sensor_and_preset(calib_cfg: dict) -> None:
+    """KITTI's 0..1 reflectance reaches the student on the 0..255 scale it learnt; the 8-bit
+    sensors stay as they are; the caller's array is never scaled in place; bad scales are named."""
+    import copy
+
+    pts = np.array([[5.0, 1.0, 0.5, 0.4], [8.0, -2.0, 0.2, 0.9]], np.float32)
+    kitti = Calibration.from_config(calib_cfg, preset="kitti_hdl64e")
+    out = kitti.cloud_to_base(pts, "lidar")
+    np.testing.assert_allclose(out[:, 3], pts[:, 3] * 255.0, rtol=1e-6)
+    assert pts[0, 3] == np.float32(0.4)
+    for preset in ("nuscenes_lidar_top", "nebula_hesai_qt64", ""):
+        np.testing.assert_array_equal(
+            Calibration.from_config(calib_cfg, preset=preset).cloud_to_base(pts, "lidar")[:, 3], pts[:, 3]
+        )
+    cfg = copy.deepcopy(calib_cfg)
+    cfg["base_frame"] = "lidar"  # a cloud already in the base frame is copied before scaling
+    cfg["sensors"]["lidar"]["intensity_scale"] = 2.0
+    same = Calibration.from_config(cfg, preset="")
+    np.testing.assert_allclose(same.cloud_to_base(pts, "lidar")[:, 3], pts[:, 3] * 2.0)
+    assert pts[1, 3] == np.float32(0.9)
+    cfg["sensors"]["lidar"]["intensity_scale"] = 0.0
+    with pytest.raises(FrameError, match="intensity_scale"):
+        Calibration.from_config(cfg, preset="")
+
+
 def test_unknown_preset_and_bad_box_are_named(calib_cfg: dict) -> None:
     with pytest.raises(ConfigError, match=r"unknown mounting preset 'roof9'.*nebula_hesai_qt64"):
         Calibration.from_config(calib_cfg, preset="roof9")

@@ -125,3 +125,31 @@ def test_camera_draws_objects_where_they_project(world) -> None:
     # A box behind the camera changes nothing.
     behind = (pose[0] - 10.0, pose[1], 0.0, 3.0, 3.0, 3.0, 0.0, 2)
     assert np.array_equal(cam.render(pose, _boxes([behind]), world.ground), img_empty)
+
+
+def test_sensor_intensity_unit_round_trips_to_the_students_scale(world) -> None:
+    """A LiDAR calibrated as a 0..1 sensor (intensity_scale 255): the simulator publishes 0..1,
+    the runtime's cloud_to_base brings it back to the 0..255 the student learnt."""
+    import copy
+
+    from vla_edge.frame_assembly import FrameAssembler
+    from vla_edge.types import EgoState
+
+    cfg = copy.deepcopy(load_config("calibration"))
+    cfg["sensors"]["lidar"]["intensity_scale"] = 255.0
+    unit = Calibration.from_config(cfg)
+    pose = np.array([20.0, -1.75, 0.0])
+    boxes = _boxes([(pose[0] + 12.0, pose[1], 0.0, 3.0, 1.6, 1.7, 0.0, 1)])
+    ref = Lidar(CFG["lidar"], CALIB).scan(
+        pose, boxes, world.ground, np.random.default_rng(3), organized=False
+    )
+    got = Lidar(CFG["lidar"], unit).scan(pose, boxes, world.ground, np.random.default_rng(3), organized=False)
+    assert ref.points[:, 3].max() > 50 and got.points[:, 3].max() <= 1.0
+    np.testing.assert_allclose(got.points[:, 3] * 255.0, ref.points[:, 3], rtol=1e-5, atol=1e-4)
+    frame_id = unit.sensor_frame("lidar")
+    base = unit.cloud_to_base(got.points, frame_id)
+    np.testing.assert_allclose(base, CALIB.cloud_to_base(ref.points, frame_id), rtol=1e-5, atol=1e-4)
+    asm = FrameAssembler(load_config("frame"), unit)  # the vehicle's path applies the same scale
+    asm.add_ego_state(EgoState(10.0, 0.0, 0.0, 0.0, 0.0), "odom")
+    pts = asm.make_frame_from_points(10.0, got.points, frame_id).points
+    np.testing.assert_allclose(pts[:, 3], unit.cloud_to_base(got.points, frame_id)[:, 3], rtol=1e-6)

@@ -130,6 +130,7 @@ class Calibration:
         sensors: dict[str, str],
         crop_boxes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
         intrinsics: dict[str, Intrinsics] | None = None,
+        intensity_scales: dict[str, float] | None = None,
     ) -> None:
         self.base_frame = base_frame
         #: Camera intrinsics keyed by sensor name (``"camera_front"``); tf does not change them.
@@ -138,6 +139,8 @@ class Calibration:
         self.sensors = dict(sensors)
         # Self-return crop boxes (sensor frame) keyed by frame id: the vehicle's own body.
         self.crop_boxes: dict[str, tuple[np.ndarray, np.ndarray]] = dict(crop_boxes or {})
+        # LiDAR intensity multipliers keyed by frame id: each sensor's unit -> the student's scale
+        self.intensity_scales: dict[str, float] = dict(intensity_scales or {})
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
@@ -146,7 +149,7 @@ class Calibration:
 
         Args:
             cfg: The ``calibration.yaml`` mapping.
-            preset: Name under ``mounting_presets`` whose xyz/rpy/crop_box replace those of
+            preset: Name under ``mounting_presets`` whose xyz/rpy/crop_box/intensity_scale replace those of
                 ``sensors.lidar``; None = the file's ``lidar_preset`` ("" = none).
 
         Raises:
@@ -162,6 +165,7 @@ class Calibration:
         sensors: dict[str, str] = {}
         crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         intrinsics: dict[str, Intrinsics] = {}
+        scales: dict[str, float] = {}
         for name, sec in sensors_cfg.items():
             where = f"calibration.yaml sensors.{name}"
             box = _crop_box(sec.get("crop_box"), where)
@@ -180,12 +184,17 @@ class Calibration:
                     f"{where}: need frame_ids (non-empty) and finite xyz [m] and rpy [rad] of 3 values"
                 )
             rot = rpy_to_matrix(*rpy)
+            scale = float(sec.get("intensity_scale", 1.0))
+            if not (np.isfinite(scale) and scale > 0):
+                raise FrameError(f"{where}.intensity_scale: need a finite number > 0, got {scale}")
             for fid in frame_ids:
                 edges[fid] = Extrinsic(base, fid, rot, xyz)
                 if box is not None:
                     crops[fid] = box
+                if scale != 1.0:
+                    scales[fid] = scale
             sensors[str(name)] = frame_ids[0]
-        return cls(base, edges, sensors, crops, intrinsics)
+        return cls(base, edges, sensors, crops, intrinsics, scales)
 
     # ------------------------------------------------------------------ overrides
 
@@ -323,8 +332,26 @@ class Calibration:
         return np.compress(keep, pts, axis=0)
 
     def cloud_to_base(self, points: np.ndarray, frame_id: str) -> np.ndarray:
-        """A sensor-frame cloud as the planner sees it: self-returns cropped, then in the base frame."""
-        return self.transform_points(self.crop_self_returns(points, frame_id), frame_id)
+        """A sensor-frame cloud as the planner sees it: self-returns cropped, then in the base
+        frame with its intensity on the student's scale (:meth:`cropped_to_base`)."""
+        return self.cropped_to_base(self.crop_self_returns(points, frame_id), frame_id)
+
+    def cropped_to_base(self, cropped: np.ndarray, frame_id: str) -> np.ndarray:
+        """An already cropped sensor cloud in the base frame, intensity (column 3) times the
+        sensor's ``intensity_scale``.
+
+        The student learnt intensities on the simulator's 0..255 scale, and its output follows
+        their absolute size: fed KITTI-style 0..1 reflectance, the shipped student collided in 8
+        of 10 simulated scenarios (docs/training.md). Each LiDAR's calibration says how its
+        unit maps to that scale (``sensors.lidar.intensity_scale``, mounting presets).
+        """
+        pts = self.transform_points(cropped, frame_id)
+        scale = self.intensity_scales.get(frame_id, 1.0)
+        if scale != 1.0 and pts.shape[1] > 3:
+            if pts is cropped:  # the base frame itself: never scale the caller's array
+                pts = pts.copy()
+            pts[:, 3] *= pts.dtype.type(scale) if pts.dtype.kind == "f" else scale
+        return pts
 
     def transform_points(self, points: np.ndarray, frame_id: str) -> np.ndarray:
         """Map N x k points (x, y, z first; other columns kept) from ``frame_id`` into the base frame.
@@ -397,7 +424,7 @@ def mounting_presets(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def apply_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    """``sensors.lidar`` of ``cfg`` with xyz/rpy/crop_box replaced by preset ``name``.
+    """``sensors.lidar`` of ``cfg`` with xyz/rpy/crop_box/intensity_scale replaced by preset ``name``.
 
     Raises:
         ConfigError: Unknown preset name.
@@ -412,6 +439,7 @@ def apply_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     for key in ("xyz", "rpy", "crop_box"):
         if key in presets[name]:
             lidar[key] = presets[name][key]
+    lidar["intensity_scale"] = presets[name].get("intensity_scale", 1.0)  # the preset's sensor's unit
     return lidar
 
 

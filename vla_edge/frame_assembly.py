@@ -307,7 +307,7 @@ class FrameAssembler:
         # plausibility is judged on what is left, in the sensor frame (ranges from the sensor).
         cropped = self.calibration.crop_self_returns(points, frame_id)
         n_ok, ratio = points_plausibility(cropped, self.cfg.lidar)
-        pts = self.calibration.transform_points(cropped, frame_id)
+        pts = self.calibration.cropped_to_base(cropped, frame_id)
         ages: dict[str, float] = {}
         stale: set[str] = set()
         self.points_problem = ""

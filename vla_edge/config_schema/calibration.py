@@ -36,6 +36,7 @@ class Sensor(Section):
     xyz: Vec3
     rpy: Vec3
     crop_box: CropBox | None = None  # LiDAR only
+    intensity_scale: Pos = 1.0  # LiDAR only: this sensor's intensity -> the student's 0..255 scale
     intrinsics: Intrinsics | None = None  # cameras only
 
 
@@ -43,6 +44,7 @@ class MountingPreset(Section):
     xyz: Vec3
     rpy: Vec3
     crop_box: CropBox
+    intensity_scale: Pos = 1.0
 
 
 class CalibrationFile(Section):

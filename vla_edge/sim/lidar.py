@@ -59,6 +59,9 @@ class Lidar:
         self.cfg = cfg
         self.frame_id = calib.sensor_frame("lidar")
         self.rot, self.trans = calib.to_base(self.frame_id)
+        # Publish in the configured sensor's intensity unit: the calibration's intensity_scale
+        # maps it back to the 0..255 scale the student learnt (a 0..1 sensor: scale 255).
+        self.intensity_unit = float(cfg["intensity_scale"]) / calib.intensity_scales.get(self.frame_id, 1.0)
         lo, hi = np.radians(np.asarray(cfg["vfov_deg"], dtype=np.float64))
         self.elev = np.linspace(hi, lo, self.beams)  # ring 0 = top beam
         self.azim = -np.pi + 2 * np.pi * (np.arange(self.columns) + 0.5) / self.columns
@@ -145,7 +148,7 @@ class Lidar:
         falloff = 1.0 / (1.0 + (r_v / float(cfg["intensity_falloff"])) ** 2)
         inten = refl[vi] * (0.3 + 0.7 * np.clip(cosi[vi], 0.0, 1.0)) * falloff
         inten = np.clip(inten + rng.normal(0.0, float(cfg["intensity_noise"]), len(vi)), 0.0, 1.0)
-        inten *= float(cfg["intensity_scale"])
+        inten *= self.intensity_unit
         org = bool(cfg["organized"]) if organized is None else organized
         if org:
             pts = np.full((n, 4), np.nan, dtype=np.float32)
