@@ -23,6 +23,8 @@
 #   (--finetune-lr; default onpolicy.finetune_lr, 0 = train.lr)
 # SPEEDUP (all training jobs): extra copies of the frames where the expert speeds up
 #   (--speedup-oversample; default onpolicy.hazard.speedup_oversample, 0)
+# INTENSITY_DROPOUT (all training jobs): share of samples trained with zero LiDAR intensities
+#   (--intensity-dropout; default onpolicy.intensity_dropout, 0)
 #   camera  scripts/camera_compare.sh: tiny vs tiny_cam, same budget, held-out rows on 9800/9500
 # Back come at most 8 files: judge.json, bench_gpu.txt, then <job>.pt and <job>.tar.gz per job,
 # session.log (judge.md and the logs are inside the tarballs).
@@ -82,7 +84,7 @@ start)
       case $j in motion*) preset=tiny_motion seed="${MOTION_SEED:-$TRAIN_SEED}" init=training/checkpoints/onpolicy_tiny_motion.pt ;; esac
       case $j in *observe) obs=1 ;; esac
       env INIT="$init" ITER="$ITER" SCEN="$SCEN" MINUTES="$MINUTES" HELDOUT=0 \
-        EVAL_SCEN="${EVAL_SCEN:-8}" TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" SPEEDUP="${SPEEDUP:-}" FINETUNE_LR="${FINETUNE_LR:-}" TRAIN_LIMIT_S="$LIMIT_S" \
+        EVAL_SCEN="${EVAL_SCEN:-8}" TRAIN_SEED="$seed" HAZARD="$h" PRESET="$preset" OBSERVABLE="$obs" CF_SHARE="${CF_SHARE:-}" SPEEDUP="${SPEEDUP:-}" INTENSITY_DROPOUT="${INTENSITY_DROPOUT:-}" FINETUNE_LR="${FINETUNE_LR:-}" TRAIN_LIMIT_S="$LIMIT_S" \
         WORK="$S/$j" OUT="$S/out_$j" \
         setsid nohup bash scripts/gpu_student.sh > "$S/$j.log" 2>&1 < /dev/null & ;;
     camera)

@@ -23,6 +23,7 @@ FAMILIES="${FAMILIES:-}"  # comma-separated training families (default onpolicy.
 TRAIN_SEED="${TRAIN_SEED:-}"  # scenario seed base (default onpolicy.train_seed): a new one per chained call
 HAZARD="${HAZARD:-}"  # extra copies of hard-braking expert frames (default onpolicy.hazard.oversample)
 SPEEDUP="${SPEEDUP:-}"  # extra copies of speeding-up expert frames (default onpolicy.hazard.speedup_oversample)
+INTENSITY_DROPOUT="${INTENSITY_DROPOUT:-}"  # share of samples with zero intensities (default onpolicy.intensity_dropout)
 WORKERS="${WORKERS:-}"  # collection processes (default onpolicy.workers: all cores)
 OBSERVABLE="${OBSERVABLE:-0}"  # 1: labels from the expert cut to the student's view (--observable-labels)
 CF_SHARE="${CF_SHARE:-}"  # share of frames with a counterfactual parked object close ahead (--counterfactual-share)
@@ -39,7 +40,7 @@ log() { echo "[$(date +%T)] $*"; }
 log "training: $ITER iterations, scenarios $SCEN, minutes $MINUTES"
 timeout "${TRAIN_LIMIT_S:-390}" $PY -m training onpolicy --workdir "$WORK" --iterations "$ITER" --scenarios "$SCEN" --minutes "$MINUTES" \
   --eval-scenarios "${EVAL_SCEN:-8}" --batch-size 256 --preset "$PRESET" ${FAMILIES:+--families "$FAMILIES"} ${INIT:+--init "$INIT"} \
-  ${TRAIN_SEED:+--train-seed "$TRAIN_SEED"} ${HAZARD:+--hazard-oversample "$HAZARD"} ${SPEEDUP:+--speedup-oversample "$SPEEDUP"} ${WORKERS:+--workers "$WORKERS"} \
+  ${TRAIN_SEED:+--train-seed "$TRAIN_SEED"} ${HAZARD:+--hazard-oversample "$HAZARD"} ${SPEEDUP:+--speedup-oversample "$SPEEDUP"} ${INTENSITY_DROPOUT:+--intensity-dropout "$INTENSITY_DROPOUT"} ${WORKERS:+--workers "$WORKERS"} \
   $([ "$OBSERVABLE" = 1 ] && echo --observable-labels) ${CF_SHARE:+--counterfactual-share "$CF_SHARE"} ${FINETUNE_LR:+--finetune-lr "$FINETUNE_LR"} 2>&1 | grep -v "it/s\]$" | tail -40
 cp "$WORK"/results.json "$WORK"/results.md "$OUT"/ 2>/dev/null
 last=$(ls "$WORK"/iter[0-9]*/best.pt 2>/dev/null | sort -V | tail -1)  # an interrupted iteration has none

@@ -71,6 +71,11 @@ def register(sub: Any) -> None:
         "onpolicy.hazard.speedup_oversample; against the copycat student that holds its speed)",
     )  # fmt: skip
     p.add_argument(
+        "--intensity-dropout", type=float, default=None,
+        help="share of training samples whose LiDAR intensities are all 0 (default: "
+        "onpolicy.intensity_dropout; against a student that leans on the simulator's intensities)",
+    )  # fmt: skip
+    p.add_argument(
         "--observable-labels", action="store_true", default=None,
         help="label with the expert cut to the student's view (objects inside the pillar range, no "
         "agent start times; onpolicy.observable_labels, vla_edge/sim/label_view.py)",
@@ -172,6 +177,11 @@ def onpolicy_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
         if not 0.0 <= share <= 1.0:
             raise ConfigError(f"--counterfactual-share {share}: must be in [0, 1]")
         oc.setdefault("counterfactual", {})["share"] = share
+    drop = getattr(args, "intensity_dropout", None)
+    if drop is not None:
+        if not 0.0 <= drop <= 1.0:
+            raise ConfigError(f"--intensity-dropout {drop}: must be in [0, 1] (0 = off)")
+        oc["intensity_dropout"] = drop
     for flag, key in (("hazard_oversample", "oversample"), ("speedup_oversample", "speedup_oversample")):
         extra = getattr(args, flag, None)
         if extra is not None:

@@ -244,7 +244,11 @@ class OnPolicyLoop:
         extra = hazards * int(hz.get("oversample", 0)) + speedups * int(hz.get("speedup_oversample", 0))
         order = oversample_order(extra)
         bins = self.stop_line_bins
-        train_d = SparseSplitData(train_f, self.spec, dev, self.camera, drop, seed, order, bins)
+        train_d = SparseSplitData(
+            train_f, self.spec, dev, self.camera, drop, seed, order, bins,
+            intensity_dropout=float(self.oc.get("intensity_dropout", 0.0)),
+            intensity_gain=tuple(self.oc.get("intensity_gain", (1.0, 1.0))),
+        )  # fmt: skip
         val_d = SparseSplitData(data.subset(val), self.spec, dev, self.camera, stop_line_bins=bins)
         prev = self.checkpoint(k - 1) if k > 0 else (Path(self.init) if self.init else None)
         init_state = load_checkpoint(prev)["model"] if prev is not None and prev.exists() else None

@@ -224,6 +224,10 @@ class SparseSplitData:
         stop_line_bins: The preset's ``camera.stop_line_bins`` (with ``camera``): batches get
             ``stop_line [B]`` int64, the distance class (:func:`stop_line_classes`), -1 where
             unknown or where the sample has no usable image (camera invalid or dropped out).
+        intensity_dropout: Share of samples per batch whose LiDAR intensities are all zero
+            (a sensor without intensity), drawn from the same seeded generator.
+        intensity_gain: ``(low, high)``: every other sample's intensities times a gain drawn
+            log-uniformly from this range (another sensor's reflectivity); ``(1, 1)`` = off.
 
     Raises:
         MissingImagesError: ``camera`` given but the frames hold no images.
@@ -241,6 +245,8 @@ class SparseSplitData:
         seed: int = 0,
         order: np.ndarray | None = None,
         stop_line_bins: tuple[float, ...] = (),
+        intensity_dropout: float = 0.0,
+        intensity_gain: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         dev = device or torch.device("cpu")
         self.spec = spec
@@ -252,6 +258,15 @@ class SparseSplitData:
         self.camera, self.camera_dropout, self.seed = camera, float(camera_dropout), int(seed)
         if not 0.0 <= self.camera_dropout <= 1.0:
             raise ValueError(f"camera_dropout must be in [0, 1], got {camera_dropout}")
+        self.intensity_dropout = float(intensity_dropout)
+        self.intensity_gain = (float(intensity_gain[0]), float(intensity_gain[1]))
+        lo, hi = self.intensity_gain
+        if not 0.0 <= self.intensity_dropout <= 1.0 or not 0.0 < lo <= hi:
+            raise ValueError(
+                f"intensity_dropout must be in [0, 1] and intensity_gain 0 < low <= high, got "
+                f"{intensity_dropout} and {intensity_gain} (train.yaml onpolicy)"
+            )
+        self._gen = torch.Generator().manual_seed(self.seed)
         if camera is not None:
             if frames.images is None or frames.camera_reason is None:
                 raise MissingImagesError(
@@ -271,7 +286,6 @@ class SparseSplitData:
                 torch.from_numpy(mean),
                 torch.from_numpy(inv_std),
             )
-            self._gen = torch.Generator().manual_seed(self.seed)
         self.stop_line_bins = tuple(float(b) for b in stop_line_bins) if camera is not None else ()
         if self.stop_line_bins:
             cls = stop_line_classes(frames.stop_line_m, self.stop_line_bins, len(frames))
@@ -301,6 +315,7 @@ class SparseSplitData:
         return SparseSplitData(
             self.frames.subset(self._frame_index(idx)), self.spec, self.points.device,
             self.camera, self.camera_dropout, self.seed, stop_line_bins=self.stop_line_bins,
+            intensity_dropout=self.intensity_dropout, intensity_gain=self.intensity_gain,
         )  # fmt: skip
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
@@ -315,6 +330,10 @@ class SparseSplitData:
         sel = torch.repeat_interleave(starts - new_off[:-1], counts, output_size=total)
         sel = sel + torch.arange(total, device=dev)
         pts = self.points[sel].to(device).float() * POINT_QUANTUM
+        if self.intensity_dropout > 0.0 or self.intensity_gain != (1.0, 1.0):
+            pts[:, 3] *= torch.repeat_interleave(
+                self._intensity_factors(len(ti)).to(device), counts.to(device)
+            )
         feats, coords, count = pillarize_batch(pts, new_off.to(device), self.spec)
         out = {"pillar_features": feats, "pillar_coords": coords, "pillar_count": count}
         for k, v in self.tensors.items():
@@ -322,6 +341,13 @@ class SparseSplitData:
         if self.camera is not None:
             out.update(self._camera_batch(ti, device))
         return out
+
+    def _intensity_factors(self, n: int) -> torch.Tensor:
+        """Per-sample intensity multipliers: 0 for dropped samples, else a log-uniform gain."""
+        lo, hi = np.log(self.intensity_gain)
+        gain = torch.exp(lo + (hi - lo) * torch.rand(n, generator=self._gen, dtype=torch.float64)).float()
+        keep = torch.rand(n, generator=self._gen) >= self.intensity_dropout
+        return torch.where(keep, gain, torch.zeros_like(gain))
 
     def _camera_batch(self, ti: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
         """``image [B, 3, H, W]`` and ``camera_valid [B, 1]`` of frames ``ti`` (with dropout)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vla_edge.config_schema._base import (
     Count,
@@ -169,6 +169,8 @@ class OnPolicy(Section):
     expert_share: Frac
     beta: Frac
     camera_dropout: Frac = 0.15
+    intensity_dropout: Frac = 0.0
+    intensity_gain: list[Pos] = Field(default_factory=lambda: [1.0, 1.0], min_length=2, max_length=2)
     observable_labels: bool = False
     counterfactual: Counterfactual = Counterfactual(
         share=0.0, distance=[5.0, 20.0], lateral=[-1.0, 1.0], classes=["crew", "baggage_cart", "tug", "cone"]
@@ -177,6 +179,13 @@ class OnPolicy(Section):
     dart: Dart
     takeover: Takeover
     randomize: Randomize
+
+    @model_validator(mode="after")
+    def _gain_order(self) -> OnPolicy:
+        lo, hi = self.intensity_gain
+        if lo > hi:
+            raise ValueError(f"'intensity_gain' low ({lo}) must be <= high ({hi})")
+        return self
 
 
 class TrainFile(Section):
