@@ -114,9 +114,10 @@ def test_intensity_scale_per_sensor_and_preset(calib_cfg: dict) -> None:
     same = Calibration.from_config(cfg, preset="")
     np.testing.assert_allclose(same.cloud_to_base(pts, "lidar")[:, 3], pts[:, 3] * 2.0)
     assert pts[1, 3] == np.float32(0.9)
-    cfg["sensors"]["lidar"]["intensity_scale"] = 0.0
-    with pytest.raises(FrameError, match="intensity_scale"):
-        Calibration.from_config(cfg, preset="")
+    for bad in (0.0, "bright", float("inf")):
+        cfg["sensors"]["lidar"]["intensity_scale"] = bad
+        with pytest.raises(FrameError, match="intensity_scale"):
+            Calibration.from_config(cfg, preset="")
 
 
 def test_unknown_preset_and_bad_box_are_named(calib_cfg: dict) -> None:

@@ -149,8 +149,8 @@ class Calibration:
 
         Args:
             cfg: The ``calibration.yaml`` mapping.
-            preset: Name under ``mounting_presets`` whose xyz/rpy/crop_box/intensity_scale replace those of
-                ``sensors.lidar``; None = the file's ``lidar_preset`` ("" = none).
+            preset: Name under ``mounting_presets`` whose xyz/rpy/crop_box/intensity_scale replace
+                those of ``sensors.lidar``; None = the file's ``lidar_preset`` ("" = none).
 
         Raises:
             ConfigError: Missing keys or an unknown preset.
@@ -184,9 +184,13 @@ class Calibration:
                     f"{where}: need frame_ids (non-empty) and finite xyz [m] and rpy [rad] of 3 values"
                 )
             rot = rpy_to_matrix(*rpy)
-            scale = float(sec.get("intensity_scale", 1.0))
+            raw_scale = sec.get("intensity_scale", 1.0)
+            try:
+                scale = float(raw_scale)
+            except (TypeError, ValueError):
+                scale = float("nan")
             if not (np.isfinite(scale) and scale > 0):
-                raise FrameError(f"{where}.intensity_scale: need a finite number > 0, got {scale}")
+                raise FrameError(f"{where}.intensity_scale: need a finite number > 0, got {raw_scale!r}")
             for fid in frame_ids:
                 edges[fid] = Extrinsic(base, fid, rot, xyz)
                 if box is not None:
