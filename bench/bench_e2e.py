@@ -353,13 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         f"scan {Path(args.scan).name}, mounting preset {preset or 'none (calibration as shipped)'}"
     )
     alone = {n: model_alone(args, n, preset) if args.alone_iters > 0 else {} for n in sizes}
+    params = {config: with_preset(config or args.config, preset, tmp) for _, config in layouts}
     results = []
     cols = ("e2e p50", "e2e p99", "mdl p50", "mdl p99", "alone99", "cmp p99")
     tail = f" {'mdl/aln':>7} {'e2e/cmp':>7} {'dropped':>7} {'no cand':>7}"
     print(f"{'points':>8} {'procs':>5} " + " ".join(f"{c:>8}" for c in cols) + tail)
     for n in sizes:
         for procs, config in layouts:
-            r = run_size(args, n, lidar_frame, procs, with_preset(config or args.config, preset, tmp))
+            r = run_size(args, n, lidar_frame, procs, params[config])
             r.update(alone[n])
             a99 = r.get("alone_p99_ms", float("nan"))
             r["ratio_model_graph_alone_p99"] = r["model_p99_ms"] / a99

@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import shutil
-import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,17 +44,6 @@ PROVENANCE_KEYS = ("training", "promotion")
 
 class ReexportError(ModelError):
     """The new export does not reproduce the installed engine, or an input is missing."""
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def output_difference(old_onnx: Path, new_onnx: Path, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -97,6 +85,7 @@ def reexport(
     import torch
 
     from training.export import example_inputs, export, load_checkpoint, set_hold_stop
+    from training.onpolicy.loop import git_commit
 
     eng = Path(engines) if engines is not None else engines_dir()
     old_onnx, old_json = eng / f"{name}.onnx", eng / f"{name}.json"
@@ -131,7 +120,7 @@ def reexport(
         entry = {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "reason": reason,
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "checkpoint": str(checkpoint),
             "previous_sha256": old.get("sha256"),
             "max_abs_output_difference": diff,
